@@ -1,0 +1,224 @@
+-- atlas.sigv4 against every case of the AWS SigV4 suite (header-signed variant),
+-- plus the behaviours the AWS layer relies on beyond the suite.
+local t = require "atlas.test"
+local json = require "atlas.json"
+local sigv4 = require "atlas.sigv4"
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local suite = here .. "/../../vendor/aws-sigv4-suite"
+
+local function read(path)
+    local f = assert(io.open(path, "rb"))
+    local s = f:read("a")
+    f:close()
+    return s
+end
+
+local function exists(path)
+    local f = io.open(path, "rb")
+    if f then
+        f:close()
+    end
+    return f ~= nil
+end
+
+local function case_names()
+    local names = {}
+    local p = assert(io.popen("ls -1 '" .. suite .. "'"))
+    for name in p:lines() do
+        if exists(suite .. "/" .. name .. "/request.txt") then
+            names[#names + 1] = name
+        end
+    end
+    p:close()
+    return names
+end
+
+-- "2015-08-30T12:36:00Z" -> Unix seconds, independent of the local zone.
+local function parse_timestamp(s)
+    local y, mo, d, h, mi, sec = s:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)Z$")
+    y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+    if mo <= 2 then
+        y = y - 1
+    end
+    local era = y // 400
+    local yoe = y - era * 400
+    local doy = (153 * (mo + (mo > 2 and -3 or 9)) + 2) // 5 + d - 1
+    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    local days = era * 146097 + doe - 719468
+    return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+
+-- request.txt: request line, headers (continuation lines fold into the previous
+-- value, repeated names become a list in order), blank line, body.
+local function parse_request(text)
+    local lines = {}
+    local head, body = text:match("^(.-)\n\n(.*)$")
+    head = head or text:gsub("\n$", "")
+    for line in (head .. "\n"):gmatch("(.-)\n") do
+        lines[#lines + 1] = line
+    end
+    local method, path = lines[1]:match("^(%S+) (.*) HTTP/1%.1$")
+    local headers, host, last = {}, nil, nil
+    for i = 2, #lines do
+        local line = lines[i]
+        if line:match("^[ \t]") then
+            local values = headers[last]
+            values[#values] = values[#values] .. "\n" .. line
+        else
+            local name, value = line:match("^([^:]+):(.*)$")
+            if name:lower() == "host" then
+                host = value
+            else
+                headers[name] = headers[name] or {}
+                table.insert(headers[name], value)
+                last = name
+            end
+        end
+    end
+    for name, values in pairs(headers) do
+        if #values == 1 then
+            headers[name] = values[1]
+        end
+    end
+    return {method = method, url = "https://" .. host .. path, headers = headers, body = body}
+end
+
+local function authorization_of(signed_request)
+    return signed_request:match("\nAuthorization:([^\n]*)")
+end
+
+local names = case_names()
+
+t.case("the suite is present and complete", function()
+    t.ok(#names >= 38, "expected the 38 cases of the suite, found " .. #names)
+end)
+
+for _, name in ipairs(names) do
+    t.case("suite: " .. name, function()
+        local dir = suite .. "/" .. name .. "/"
+        local ctx = json.decode(read(dir .. "context.json"))
+        local req = parse_request(read(dir .. "request.txt"))
+        local token = ctx.credentials.token
+        local added, debug = sigv4.sign {
+            method = req.method,
+            url = req.url,
+            headers = req.headers,
+            body = ctx.sign_body and req.body or "",
+            region = ctx.region,
+            service = ctx.service,
+            time = parse_timestamp(ctx.timestamp),
+            normalize = ctx.normalize,
+            sign_body = ctx.sign_body,
+            omit_session_token = ctx.omit_session_token,
+            credentials = {
+                access_key_id = ctx.credentials.access_key_id,
+                secret_access_key = ctx.credentials.secret_access_key,
+                session_token = token,
+            },
+        }
+        t.eq(debug.canonical_request, read(dir .. "header-canonical-request.txt"), "canonical request")
+        t.eq(debug.string_to_sign, read(dir .. "header-string-to-sign.txt"), "string to sign")
+        t.eq(debug.signature, read(dir .. "header-signature.txt"), "signature")
+        t.eq(added.Authorization, authorization_of(read(dir .. "header-signed-request.txt")),
+             "Authorization header")
+        t.eq(added["X-Amz-Date"], "20150830T123600Z", "X-Amz-Date")
+        t.eq(added["X-Amz-Security-Token"], token, "X-Amz-Security-Token")
+    end)
+end
+
+-- Beyond the suite: what the AWS layer sends in practice.
+local creds = {access_key_id = "AKIDEXAMPLE", secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
+local T = parse_timestamp("2015-08-30T12:36:00Z")
+
+local function sign(over)
+    local req = {method = "POST", url = "https://ecs.us-east-1.amazonaws.com/", region = "us-east-1",
+                 service = "ecs", time = T, credentials = creds, body = "{}"}
+    for k, v in pairs(over or {}) do
+        req[k] = v
+    end
+    return sigv4.sign(req)
+end
+
+local function canonical_lines(over)
+    local _, d = sign(over)
+    local lines = {}
+    for line in (d.canonical_request .. "\n"):gmatch("(.-)\n") do
+        lines[#lines + 1] = line
+    end
+    return lines, d
+end
+
+t.case("path segments are encoded a second time (non-S3)", function()
+    local lines = canonical_lines {url = "https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions/my%3Afn/invocations"}
+    t.eq(lines[2], "/2015-03-31/functions/my%253Afn/invocations")
+end)
+
+t.case("query: sorted, decoded then strictly re-encoded, bare keys get '='", function()
+    local lines = canonical_lines {url = "https://x.amazonaws.com/?b=2&a=%7e1&a=0&flag&c=a%2Fb+c"}
+    t.eq(lines[3], "a=0&a=~1&b=2&c=a%2Fb%2Bc&flag=")
+end)
+
+t.case("host keeps a non-default port and drops a default one", function()
+    local lines = canonical_lines {url = "http://127.0.0.1:5000/"}
+    t.eq(lines[4], "host:127.0.0.1:5000")
+    lines = canonical_lines {url = "https://ecs.us-east-1.amazonaws.com:443/"}
+    t.eq(lines[4], "host:ecs.us-east-1.amazonaws.com")
+end)
+
+t.case("a supplied Host header wins over the url's host and is not duplicated", function()
+    local _, d = sign {headers = {Host = "example.com"}}
+    t.eq(d.signed_headers, "host;x-amz-date")
+    t.match(d.canonical_request, "\nhost:example.com\n")
+end)
+
+t.case("caller's x-amz-date and authorization are replaced, not signed twice", function()
+    local _, d = sign {headers = {["X-Amz-Date"] = "19990101T000000Z", Authorization = "x",
+                                  ["X-Amz-Target"] = "AmazonEC2ContainerServiceV20141113.DescribeServices"}}
+    t.eq(d.signed_headers, "host;x-amz-date;x-amz-target")
+    t.ok(not d.canonical_request:find("1999"), "stale date signed")
+end)
+
+t.case("payload hash is the body's", function()
+    local lines = canonical_lines {body = "Action=GetCallerIdentity&Version=2011-06-15"}
+    t.eq(lines[#lines], sigv4.sha256_hex("Action=GetCallerIdentity&Version=2011-06-15"))
+end)
+
+t.case("session token: atlas.null or false mean none", function()
+    local added = sign {credentials = {access_key_id = "A", secret_access_key = "S", session_token = json.null}}
+    t.eq(added["X-Amz-Security-Token"], nil)
+    added = sign {credentials = {access_key_id = "A", secret_access_key = "S", session_token = "tok"}}
+    t.eq(added["X-Amz-Security-Token"], "tok")
+end)
+
+t.case("the signing key cache never mixes regions, services or secrets", function()
+    local a = select(2, sign {region = "eu-west-1"}).signature
+    local b = select(2, sign {region = "us-east-1"}).signature
+    local c = select(2, sign {region = "eu-west-1", credentials = {access_key_id = "AKIDEXAMPLE", secret_access_key = "other"}})
+        .signature
+    local a2 = select(2, sign {region = "eu-west-1"}).signature
+    t.ok(a ~= b and a ~= c and b ~= c, "signatures must differ")
+    t.eq(a2, a)
+end)
+
+t.case("time defaults to now", function()
+    local added = sign {time = false}
+    t.match(added["X-Amz-Date"], "^%d%d%d%d%d%d%d%dT%d%d%d%d%d%dZ$")
+    t.ok(added["X-Amz-Date"] ~= "20150830T123600Z")
+end)
+
+t.case("digests: sha256_hex, hmac_sha256, hex (RFC 4231 case 2)", function()
+    t.eq(sigv4.sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    t.eq(sigv4.hex(sigv4.hmac_sha256("Jefe", "what do ya want for nothing?")),
+         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    -- a key longer than the block is hashed first (RFC 4231 case 6)
+    t.eq(sigv4.hex(sigv4.hmac_sha256(string.rep("\xaa", 131), "Test Using Larger Than Block-Size Key - Hash Key First")),
+         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+    t.eq(sigv4.hex("\0\255a"), "00ff61")
+end)
+
+t.case("misuse raises", function()
+    t.raises(function() sigv4.sign {url = "https://x/", region = "r", service = "s", credentials = creds} end, "method")
+    t.raises(function() sign {url = "not a url"} end, "absolute")
+    t.raises(function() sign {credentials = {access_key_id = "A"}} end, "secret_access_key")
+end)
