@@ -1,0 +1,35 @@
+/*
+ * Shared declarations of the atlas-run host and its native modules.
+ * Modules stay independent: this header only names what the host provides.
+ */
+#ifndef ATLAS_H
+#define ATLAS_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+
+#ifndef ATLAS_VERSION
+#define ATLAS_VERSION "0.1.0"
+#endif
+
+/* True once SIGINT or SIGTERM arrived. Blocking native calls (curl, libpq,
+ * sleep) poll it so that Ctrl-C interrupts a wait instead of being queued
+ * behind it. Defined by the host; test programs define their own. */
+int atlas_interrupted(void);
+
+/* The one null sentinel: a light userdata holding NULL. Every module that
+ * returns data pushes this, so JSON null and SQL NULL compare equal. */
+#define atlas_pushnull(L) lua_pushlightuserdata((L), NULL)
+
+struct atlas_embedded {
+    const char *name;  /* module name, as given to require */
+    const char *path;  /* path under lua/, for chunk names */
+    const char *source;
+    size_t size;
+};
+
+extern const struct atlas_embedded atlas_embedded_lua[];
+extern const luaL_Reg atlas_native_modules[];
+
+#endif

@@ -1,0 +1,357 @@
+-- The command line of atlas-run. engine/main.c calls main(argv) inside its
+-- one protected call and exits with the number returned here.
+local errors = require "atlas.errors"
+local log = require "atlas.log"
+local sys = require "atlas.sys"
+
+local M = {}
+
+local EXIT = { ok = 0, failed = 1, usage = 2, refused = 3, locked = 4, critical = 5, internal = 70 }
+
+M.HELP = [[
+atlas-run %s - run operational runbooks as tested Lua playbooks
+
+Usage:
+  atlas-run [options] PLAYBOOK [name=value ...]   run a playbook
+  atlas-run list [DIR]                            playbooks in DIR (default playbooks/), with parameters
+  atlas-run check PLAYBOOK...                     load and validate without running anything
+  atlas-run test [PATH...]                        run *_test.lua files (default tests/)
+  atlas-run scenarios                             the mock-world scenarios that ship
+  atlas-run -e CODE                               run a Lua chunk with `atlas` loaded
+
+PLAYBOOK is a file, or the name of one in playbooks/ (dr_region_outage).
+Parameters are typed and declared by the playbook; `atlas-run list` shows them.
+
+Options:
+  --mock               run against the in-process mock world (healthy reference environment)
+  --scenario NAME|FILE the mock world with faults (implies --mock); see `atlas-run scenarios`
+  --dry-run            make reads, print every mutating call with its parameters instead of making it
+  --yes                pre-approve confirmations (without a terminal and without --yes they are refused)
+  --resume             continue the last failed or interrupted run of this playbook, skipping steps it completed
+  --rollback           when a step fails, run the undo of each completed step, newest first
+  --report FILE        write a drill report (Markdown, or JSON when FILE ends in .json)
+  --state-dir DIR      where journals and run locks live (default $ATLAS_STATE_DIR or ~/.local/state/atlas-run)
+  --log-format FORMAT  text (a timeline, the default) or json (one event per line)
+  --quiet              only warnings, errors and the result
+  --verbose            every outside call, with its duration
+  --version            print the version
+  --help               this text
+
+Exit codes:
+  0 ok   1 the playbook failed   2 bad usage or bad input   3 refused or interrupted (a declined
+  confirmation, Ctrl-C)   4 another run of this playbook holds the lock   5 a check found a critical
+  condition   70 internal error in atlas-run
+
+Environment:
+  AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, ...   the AWS SDK credential chain
+  AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>      endpoint overrides (for example a moto server)
+  ATLAS_STATE_DIR      journals and locks       ATLAS_LUA_PATH   load lua/ sources from here (development)
+]]
+
+local function usage_error(fmt, ...)
+    errors.raise { kind = "usage", message = string.format(fmt, ...) }
+end
+
+local function report_error(err)
+    io.stderr:write("atlas-run: ", log.redact(errors.message(err)), "\n")
+    if errors.is(err, "usage") then
+        io.stderr:write("Try 'atlas-run --help'.\n")
+    end
+end
+
+-- Options that take a value, and flags.
+local VALUED = { ["--scenario"] = "scenario", ["--log-format"] = "log_format", ["--report"] = "report",
+    ["--state-dir"] = "state_dir", ["-e"] = "code" }
+local FLAGS = { ["--mock"] = "mock", ["--dry-run"] = "dry_run", ["--yes"] = "yes", ["-y"] = "yes",
+    ["--quiet"] = "quiet", ["-q"] = "quiet", ["--verbose"] = "verbose", ["-v"] = "verbose",
+    ["--version"] = "version", ["--help"] = "help", ["-h"] = "help", ["--resume"] = "resume",
+    ["--rollback"] = "rollback" }
+
+-- cli.parse(argv) -> options, positional arguments
+function M.parse(argv)
+    local options, positional = {}, {}
+    local i = 1
+    while i <= #argv do
+        local a = argv[i]
+        local name, inline = a:match("^(%-%-[%w%-]+)=(.*)$")
+        name = name or a
+        if #positional == 0 and VALUED[name] then
+            local value = inline
+            if value == nil then
+                i = i + 1
+                value = argv[i]
+            end
+            if value == nil then
+                usage_error("option %s needs a value", name)
+            end
+            options[VALUED[name]] = value
+        elseif #positional == 0 and FLAGS[a] then
+            options[FLAGS[a]] = true
+        elseif #positional == 0 and a:sub(1, 1) == "-" and a ~= "-" then
+            usage_error("unknown option %s", a)
+        else
+            positional[#positional + 1] = a
+        end
+        i = i + 1
+    end
+    if options.log_format and options.log_format ~= "text" and options.log_format ~= "json" then
+        usage_error("--log-format takes text or json, not %s", options.log_format)
+    end
+    return options, positional
+end
+
+local function configure_output(options)
+    log.configure {
+        format = options.log_format or "text",
+        level = options.verbose and "debug" or options.quiet and "warn" or "info",
+    }
+    if options.state_dir then
+        sys.setenv("ATLAS_STATE_DIR", options.state_dir)
+    end
+end
+
+local function scenario_names()
+    local names = {}
+    for _, name in ipairs(require "atlas.embedded") do
+        local scenario = name:match("^atlas%.scenarios%.(.+)$")
+        if scenario then
+            names[#names + 1] = scenario
+        end
+    end
+    return names
+end
+
+local function check_scenario(name)
+    if name == nil or name:find("[/]") or name:match("%.lua$") then
+        return
+    end
+    for _, known in ipairs(scenario_names()) do
+        if known == name then
+            return
+        end
+    end
+    usage_error("unknown scenario %q (scenarios: %s; or a path to a scenario file)", name,
+        table.concat(scenario_names(), ", "))
+end
+
+-- Finds PLAYBOOK as given, or by name in playbooks/.
+local function resolve_playbook(name)
+    if sys.stat(name) then
+        return name
+    end
+    if not name:find("/") then
+        local candidate = "playbooks/" .. name:gsub("%.lua$", "") .. ".lua"
+        if sys.stat(candidate) then
+            return candidate
+        end
+    end
+    usage_error("no playbook %s (give a path, or a name from `atlas-run list`)", name)
+end
+
+local function parse_assignments(args)
+    local values = {}
+    for _, a in ipairs(args) do
+        local name, value = a:match("^([%a_][%w_]*)=(.*)$")
+        if not name then
+            usage_error("expected name=value after the playbook, got %q", a)
+        end
+        if values[name] ~= nil then
+            usage_error("parameter %s given twice", name)
+        end
+        values[name] = value
+    end
+    return values
+end
+
+local function run_playbook(options, positional)
+    local playbook = require "atlas.playbook"
+    local params_mod = require "atlas.params"
+    local journal_mod = require "atlas.journal"
+    local runtime = require "atlas.runtime"
+
+    check_scenario(options.scenario)
+    runtime.setup { mock = options.mock, scenario = options.scenario, dry_run = options.dry_run, yes = options.yes }
+
+    local path = resolve_playbook(positional[1])
+    local pb = playbook.load(path)
+    local args = parse_assignments({ table.unpack(positional, 2) })
+
+    local journal, resumed
+    if options.resume then
+        local record, err = journal_mod.last(pb.name)
+        if not record then
+            usage_error("--resume: %s", err or ("no earlier run of " .. pb.name .. " to resume"))
+        end
+        if record.status == "ok" then
+            usage_error("--resume: the last run of %s (%s) completed; nothing to resume", pb.name, record.run_id)
+        end
+        -- The resumed run keeps its parameters; new ones on the command line win.
+        for k, v in pairs(record.params or {}) do
+            if args[k] == nil then
+                args[k] = type(v) == "table" and table.concat(v, ",") or tostring(v)
+            end
+        end
+        resumed = record
+    end
+    local params = params_mod.parse(pb.param_specs, args, pb.validate)
+    if resumed then
+        journal = journal_mod.resume(pb, resumed)
+        journal.params = params
+    end
+
+    local lock
+    if not runtime.dry_run then
+        local holder
+        lock, holder = journal_mod.lock(pb.name)
+        if not lock then
+            io.stderr:write(string.format("atlas-run: another run of %s holds the lock (%s)\n", pb.name, holder))
+            return EXIT.locked
+        end
+    end
+    local result = playbook.run(pb, params, { journal = journal, resumed = resumed and resumed.run_id,
+        rollback = options.rollback })
+    if options.report then
+        require("atlas.report").write(options.report, pb, params, result)
+    end
+    if lock then
+        lock:release()
+    end
+    if result.error then
+        io.stderr:write(string.format("atlas-run: %s failed: %s\n", pb.name, log.redact(errors.message(result.error))))
+        if result.status == "interrupted" or result.status == "failed" then
+            io.stderr:write(string.format("atlas-run: stopped at step \"%s\"; `atlas-run --resume %s` continues from there\n",
+                result.step, path))
+        end
+    end
+    return result.exit
+end
+
+local function list_playbooks(positional)
+    local playbook = require "atlas.playbook"
+    local params_mod = require "atlas.params"
+    local dir = positional[2] or "playbooks"
+    local names, err = sys.readdir(dir)
+    if not names then
+        usage_error("cannot list %s", err)
+    end
+    local code = EXIT.ok
+    for _, name in ipairs(names) do
+        if name:match("%.lua$") then
+            local ok, pb = pcall(playbook.load, dir .. "/" .. name)
+            if ok then
+                print(string.format("%s  (%s/%s)", pb.name, dir, name))
+                print("    " .. pb.description)
+                for _, spec in ipairs(pb.param_specs) do
+                    local default = spec.default ~= nil and (" [default " .. tostring(
+                        type(spec.default) == "table" and table.concat(spec.default, ",") or spec.default) .. "]") or ""
+                    print(string.format("    %s=%s%s%s%s", spec.name, params_mod.describe_type(spec), default,
+                        spec.required and " (required)" or "", spec.description and ("  " .. spec.description) or ""))
+                end
+            else
+                print(string.format("%s: INVALID: %s", name, errors.message(pb)))
+                code = EXIT.usage
+            end
+        end
+    end
+    return code
+end
+
+local function check_playbooks(positional)
+    local lint = require "atlas.lint"
+    if #positional < 2 then
+        usage_error("check needs at least one playbook")
+    end
+    local problems = 0
+    for i = 2, #positional do
+        local path = positional[i]
+        local found = lint.check_file(path)
+        for _, problem in ipairs(found) do
+            print(problem)
+        end
+        if #found == 0 then
+            print(path .. ": ok")
+        end
+        problems = problems + #found
+    end
+    return problems == 0 and EXIT.ok or EXIT.usage
+end
+
+local function list_scenarios()
+    for _, name in ipairs(scenario_names()) do
+        local ok, scenario = pcall(require, "atlas.scenarios." .. name)
+        local description = ok and type(scenario) == "table" and scenario.description or ""
+        print(string.format("%-24s %s", name, description))
+    end
+    return EXIT.ok
+end
+
+local function run_code(code)
+    local chunk, err = load(code, "=(-e)", "t")
+    if not chunk then
+        usage_error("%s", err)
+    end
+    _G.atlas = require "atlas"
+    local ok, failure = xpcall(chunk, function(e)
+        if errors.is(e) then
+            return e
+        end
+        return debug.traceback(tostring(e), 2)
+    end)
+    if not ok then
+        report_error(failure)
+        return errors.is(failure, "interrupted") and EXIT.refused or EXIT.failed
+    end
+    return EXIT.ok
+end
+
+local function dispatch(argv)
+    local options, positional = M.parse(argv)
+    configure_output(options)
+    if options.help then
+        io.stdout:write(string.format(M.HELP, sys.version))
+        return EXIT.ok
+    elseif options.version then
+        print("atlas-run " .. sys.version)
+        return EXIT.ok
+    elseif options.code then
+        return run_code(options.code)
+    end
+    local command = positional[1]
+    if command == nil then
+        io.stderr:write(string.format(M.HELP, sys.version))
+        return EXIT.usage
+    elseif command == "list" then
+        return list_playbooks(positional)
+    elseif command == "check" then
+        return check_playbooks(positional)
+    elseif command == "test" then
+        return require("atlas.test").main({ table.unpack(positional, 2) }, options)
+    elseif command == "scenarios" then
+        return list_scenarios()
+    end
+    return run_playbook(options, positional)
+end
+
+-- cli.main(argv) -> exit code
+function M.main(argv)
+    local ok, result = xpcall(dispatch, function(e)
+        if errors.is(e) then
+            return e
+        end
+        return debug.traceback(tostring(e), 2)
+    end, argv)
+    if ok then
+        return result
+    end
+    report_error(result)
+    if errors.is(result, "usage") then
+        return EXIT.usage
+    elseif errors.is(result, "interrupted") or errors.is(result, "aborted") then
+        return EXIT.refused
+    elseif errors.is(result) then
+        return EXIT.failed
+    end
+    return EXIT.internal
+end
+
+return M

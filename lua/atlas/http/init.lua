@@ -1,0 +1,55 @@
+-- atlas.http: plain HTTP(S) requests, for health endpoints and webhooks.
+-- Real requests go through libcurl; under the mock world the world answers
+-- for its endpoints. A transport failure raises an "http" error object;
+-- any HTTP status is data and is returned.
+local runtime = require "atlas.runtime"
+local log = require "atlas.log"
+local errors = require "atlas.errors"
+
+local M = {}
+
+local function host_of(url)
+    return url:match("^%a+://([^/:]+)") or url
+end
+
+-- http.request{method="GET", url=, headers=, body=, timeout=10}
+--   -> {status=, headers=, body=}
+function M.request(req)
+    assert(type(req) == "table" and type(req.url) == "string", "http.request needs a url")
+    req.method = req.method or "GET"
+    req.timeout = req.timeout or 10
+    local started = runtime.now()
+    local ok, result = pcall(runtime.backend("http").request, req)
+    local outcome = ok and tostring(result.status) or "error"
+    log.event { type = "call", module = "http", op = req.method, region = host_of(req.url),
+        duration_ms = math.floor((runtime.now() - started) * 1000), outcome = outcome,
+        error = (not ok) and errors.message(result) or nil }
+    if not ok then
+        error(result, 0)
+    end
+    return result
+end
+
+-- http.get(url, options) -> response
+function M.get(url, options)
+    local req = { method = "GET", url = url }
+    for k, v in pairs(options or {}) do
+        req[k] = v
+    end
+    return M.request(req)
+end
+
+-- http.check(url, options) -> healthy, status-or-error-text
+-- A health probe: any failure is an answer, never an exception.
+function M.check(url, options)
+    local ok, response = pcall(M.get, url, options)
+    if not ok then
+        if errors.is(response, "interrupted") then
+            error(response, 0)
+        end
+        return false, errors.message(response)
+    end
+    return response.status >= 200 and response.status < 300, response.status
+end
+
+return M

@@ -1,0 +1,257 @@
+-- Events: the only way output leaves a run.
+--
+-- Everything a run reports (run and step boundaries, each outside call,
+-- retries, log lines, progress during waits) is an event table. A sink turns
+-- events into a readable timeline on a terminal or into one JSON object per
+-- line for machines. Every string in every event passes redact() first, so
+-- a value registered with secret() never reaches any output.
+local sys = require "atlas.sys"
+
+local M = {}
+
+local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
+
+local config = {
+    format = "text",
+    level = "info",
+    out = io.stdout,
+    tty = sys.isatty(1),
+}
+
+-- Secrets are kept longest first, so a secret that contains another is
+-- replaced whole rather than leaving the rest of it readable.
+local secrets = {}
+local MASK = "[REDACTED]"
+
+-- log.secret(value): never print value (or any string containing it) again.
+function M.secret(value)
+    if type(value) ~= "string" or value == "" then
+        return
+    end
+    for _, known in ipairs(secrets) do
+        if known == value then
+            return
+        end
+    end
+    secrets[#secrets + 1] = value
+    table.sort(secrets, function(a, b) return #a > #b end)
+end
+
+local function plain_pattern(s)
+    return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"))
+end
+
+-- log.redact(s) -> s with every registered secret replaced
+function M.redact(s)
+    if type(s) ~= "string" or #secrets == 0 then
+        return s
+    end
+    for _, secret in ipairs(secrets) do
+        if s == secret then
+            return MASK
+        end
+        -- Very short secrets would mask ordinary words, so they are only
+        -- masked when they are the whole value (above).
+        if #secret >= 4 and s:find(secret, 1, true) then
+            s = s:gsub(plain_pattern(secret), MASK)
+        end
+    end
+    return s
+end
+
+local function redact_deep(value, depth)
+    local kind = type(value)
+    if kind == "string" then
+        return M.redact(value)
+    elseif kind ~= "table" or depth > 20 then
+        return value
+    end
+    local copy = {}
+    for k, v in pairs(value) do
+        copy[k] = redact_deep(v, depth + 1)
+    end
+    return setmetatable(copy, getmetatable(value))
+end
+
+M.redact_table = function(t) return redact_deep(t, 0) end
+
+-- Sinks ------------------------------------------------------------------
+
+local progress_shown = false
+local last_progress = nil
+
+local function write(text)
+    if progress_shown then
+        config.out:write("\r\27[K")
+        progress_shown = false
+    end
+    config.out:write(text, "\n")
+    config.out:flush()
+end
+
+local function seconds_text(s)
+    if s == nil then
+        return ""
+    elseif s < 1 then
+        return string.format("%dms", math.floor(s * 1000 + 0.5))
+    elseif s < 60 then
+        return string.format("%.1fs", s)
+    end
+    return string.format("%dm%02ds", math.floor(s / 60), math.floor(s % 60))
+end
+M.seconds_text = seconds_text
+
+local text_handlers = {}
+
+function text_handlers.run_start(e)
+    local mode = e.mode == "mock" and ("mock world" .. (e.scenario and (": " .. e.scenario) or "")) or "real AWS"
+    if e.dry_run then
+        mode = mode .. ", dry run"
+    end
+    write(string.format("== %s  (%s)", e.playbook, mode))
+end
+
+function text_handlers.run_end(e)
+    write(string.format("== %s %s in %s", e.playbook, e.status, seconds_text(e.duration)))
+end
+
+function text_handlers.step_start(e)
+    if config.level == "debug" then
+        write(string.format("-> [%d/%d] %s", e.index, e.total, e.step))
+    end
+end
+
+local STATUS_MARK = { ok = "ok  ", failed = "FAIL", skipped = "skip", interrupted = "STOP", refused = "REFUSED" }
+
+function text_handlers.step_end(e)
+    write(string.format("%s [%d/%d] %s  %s", STATUS_MARK[e.status] or e.status, e.index, e.total, e.step,
+        seconds_text(e.duration)))
+    if e.error then
+        write("     error: " .. (tostring(e.error):gsub("\n", "\n     ")))
+    end
+    if e.traceback then
+        write("     traceback:\n     " .. (e.traceback:gsub("\n", "\n     ")))
+    end
+end
+
+function text_handlers.call(e)
+    if e.outcome == "dry-run" then
+        write(string.format("     dry-run: would call %s %s (%s) %s", e.module, e.op, e.region or "-",
+            e.params or ""))
+    elseif config.level == "debug" then
+        write(string.format("     %s %s (%s) %s %s%s", e.module, e.op, e.region or "-", e.outcome,
+            seconds_text((e.duration_ms or 0) / 1000), e.attempt and e.attempt > 1 and (" attempt " .. e.attempt) or ""))
+    end
+end
+
+function text_handlers.retry(e)
+    if LEVELS[config.level] <= LEVELS.warn then
+        write(string.format("     retry %s %s (%s) in %s after %s", e.module or "aws", e.op or "?",
+            e.region or "-", seconds_text(e.delay), e.error or "?"))
+    end
+end
+
+function text_handlers.log(e)
+    if LEVELS[e.level] < LEVELS[config.level] then
+        return
+    end
+    local prefix = e.level == "warn" and "WARN " or e.level == "error" and "ERROR " or ""
+    write("     " .. prefix .. tostring(e.message))
+end
+
+function text_handlers.progress(e)
+    if LEVELS[config.level] > LEVELS.info then
+        return
+    end
+    if config.tty then
+        config.out:write("\r\27[K     ", e.message)
+        config.out:flush()
+        progress_shown = true
+    elseif e.message ~= last_progress then
+        -- Without a terminal a log file gets each distinct state once.
+        write("     " .. e.message)
+    end
+    last_progress = e.message
+end
+
+local function text_sink(e)
+    local handler = text_handlers[e.type]
+    if handler then
+        handler(e)
+    elseif config.level == "debug" then
+        write("     " .. e.type)
+    end
+end
+
+local function json_sink(e)
+    if e.type == "log" and LEVELS[e.level] < LEVELS[config.level] then
+        return
+    end
+    local json = require "atlas.json"
+    if e.error ~= nil and type(e.error) ~= "string" then
+        e.error = tostring(e.error)
+    end
+    write(json.encode(e))
+end
+
+local sink = text_sink
+
+-- log.configure{format="text"|"json", level="debug"|"info"|"warn"|"error", out=file, tty=bool}
+function M.configure(options)
+    for k, v in pairs(options) do
+        config[k] = v
+    end
+    sink = config.format == "json" and json_sink or text_sink
+end
+
+function M.config()
+    return config
+end
+
+-- log.set_sink(fn) -> previous sink; fn receives each redacted event.
+function M.set_sink(fn)
+    local previous = sink
+    sink = fn
+    return previous
+end
+
+local function timestamp()
+    local now = require("atlas.runtime").now()
+    local whole = math.floor(now)
+    return os.date("!%Y-%m-%dT%H:%M:%S", whole) .. string.format(".%03dZ", math.floor((now - whole) * 1000))
+end
+
+-- log.event{type=..., ...}: stamps, redacts and emits one event.
+function M.event(e)
+    e = redact_deep(e, 0)
+    e.ts = e.ts or timestamp()
+    sink(e)
+end
+
+local function message(fmt, ...)
+    if select("#", ...) > 0 then
+        return string.format(fmt, ...)
+    end
+    return tostring(fmt)
+end
+
+function M.debug(fmt, ...) M.event { type = "log", level = "debug", message = message(fmt, ...) } end
+function M.info(fmt, ...) M.event { type = "log", level = "info", message = message(fmt, ...) } end
+function M.warn(fmt, ...) M.event { type = "log", level = "warn", message = message(fmt, ...) } end
+function M.error(fmt, ...) M.event { type = "log", level = "error", message = message(fmt, ...) } end
+
+-- log.progress(text): the live line of a long wait.
+function M.progress(fmt, ...)
+    M.event { type = "progress", message = message(fmt, ...) }
+end
+
+-- Ends a live progress line so the next output starts on its own line.
+function M.end_progress()
+    if progress_shown then
+        config.out:write("\n")
+        progress_shown = false
+    end
+    last_progress = nil
+end
+
+return M

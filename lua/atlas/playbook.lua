@@ -1,0 +1,276 @@
+-- The playbook model: declarations, typed parameters, and the step runner.
+--
+-- A playbook file returns atlas.playbook{name=, description=, params=, steps=}.
+-- Loading it runs no step; `atlas-run check` and `list` rely on that. The
+-- runner executes the steps in order, stops at the first failure, journals
+-- each step so a crashed run can resume, and reports every boundary as an
+-- event (atlas.log), which the sinks turn into the timeline or JSON lines.
+local errors = require "atlas.errors"
+local log = require "atlas.log"
+local runtime = require "atlas.runtime"
+local params_mod = require "atlas.params"
+
+local M = {}
+
+-- Exit codes, documented in README.md; cron and monitoring rely on them.
+M.EXIT = {
+    ok = 0,
+    failed = 1,
+    usage = 2,
+    refused = 3,
+    locked = 4,
+    critical = 5,
+    internal = 70,
+}
+
+local PLAYBOOK_MT = { __name = "atlas.playbook" }
+
+local function usage(fmt, ...)
+    errors.raise { kind = "usage", message = select("#", ...) > 0 and fmt:format(...) or fmt }
+end
+
+local STEP_FIELDS = { name = "string", run = "function", mutates = "boolean", confirm = "string",
+    undo = "function", description = "string" }
+
+local function check_step(step, index, seen)
+    if type(step) ~= "table" then
+        usage("step %d is a %s, not a table", index, type(step))
+    end
+    for key, value in pairs(step) do
+        local expected = STEP_FIELDS[key]
+        if not expected then
+            usage("step %d (%s): unknown field '%s' (allowed: confirm, description, mutates, name, run, undo)",
+                index, tostring(step.name), tostring(key))
+        elseif type(value) ~= expected then
+            usage("step %d (%s): field '%s' must be a %s, not a %s", index, tostring(step.name), key, expected,
+                type(value))
+        end
+    end
+    if type(step.name) ~= "string" or step.name == "" then
+        usage("step %d has no name", index)
+    end
+    if not step.run then
+        usage("step %d (%s) has no run function", index, step.name)
+    end
+    if seen[step.name] then
+        usage("two steps are named '%s'", step.name)
+    end
+    seen[step.name] = true
+end
+
+-- playbook.declare(table) -> the checked declaration (what atlas.playbook returns)
+function M.declare(decl)
+    if type(decl) ~= "table" then
+        usage("atlas.playbook takes a table, got a %s", type(decl))
+    end
+    if type(decl.name) ~= "string" or not decl.name:match("^[%w_%-%.]+$") then
+        usage("the playbook needs a name (letters, digits, _ - .), got %s", tostring(decl.name))
+    end
+    if type(decl.description) ~= "string" or decl.description == "" then
+        usage("playbook %s needs a description", decl.name)
+    end
+    if type(decl.steps) ~= "table" or #decl.steps == 0 then
+        usage("playbook %s needs a non-empty list of steps", decl.name)
+    end
+    if decl.validate ~= nil and type(decl.validate) ~= "function" then
+        usage("playbook %s: validate must be a function", decl.name)
+    end
+    local seen = {}
+    for i, step in ipairs(decl.steps) do
+        check_step(step, i, seen)
+    end
+    decl.param_specs = params_mod.check_specs(decl.name, decl.params or {})
+    return setmetatable(decl, PLAYBOOK_MT)
+end
+
+function M.is_playbook(value)
+    return getmetatable(value) == PLAYBOOK_MT
+end
+
+-- Globals a playbook may read; anything else is a typo that would otherwise
+-- surface as "attempt to call a nil value" in the middle of a failover.
+local function strict_env(path)
+    return setmetatable({}, {
+        __index = function(_, key)
+            local value = _G[key]
+            if value == nil then
+                error(string.format("undefined global '%s'", tostring(key)), 2)
+            end
+            return value
+        end,
+        __newindex = function(_, key)
+            error(string.format("%s: assignment to global '%s' (declare it local)", path, tostring(key)), 2)
+        end,
+    })
+end
+
+-- playbook.load(path) -> declaration, or raises a "usage" error that names
+-- the file and line.
+function M.load(path)
+    local file = io.open(path, "r")
+    if not file then
+        usage("cannot open playbook %s", path)
+    end
+    file:close()
+    local chunk, err = loadfile(path, "t", strict_env(path))
+    if not chunk then
+        usage("%s", err)
+    end
+    local ok, decl = xpcall(chunk, function(e)
+        if errors.is(e) then
+            return e
+        end
+        return tostring(e)
+    end)
+    if not ok then
+        if errors.is(decl, "usage") then
+            decl.message = path .. ": " .. decl.message
+            error(decl, 0)
+        end
+        usage("%s: %s", path, errors.message(decl))
+    end
+    if not M.is_playbook(decl) then
+        usage("%s does not return atlas.playbook{...} (no name, description, params and steps)", path)
+    end
+    decl.path = path
+    return decl
+end
+
+-- The journal ---------------------------------------------------------------
+
+local journal_mod = require "atlas.journal"
+
+-- The runner ----------------------------------------------------------------
+
+local function classify(err)
+    if errors.is(err, "interrupted") then
+        return "interrupted", M.EXIT.refused
+    elseif errors.is(err, "aborted") then
+        return "refused", M.EXIT.refused
+    elseif errors.is(err, "playbook") and err.code == "critical" then
+        return "critical", M.EXIT.critical
+    elseif errors.is(err, "usage") then
+        return "failed", M.EXIT.usage
+    end
+    return "failed", M.EXIT.failed
+end
+
+-- Keeps the frames a playbook author can act on: their own files, not the
+-- runner's or the C boundary.
+local function trim_traceback(tb)
+    local lines = {}
+    for line in tb:gmatch("[^\n]+") do
+        if not line:find("%[C%]") and not line:find("lua/atlas/playbook%.lua") and line ~= "stack traceback:" then
+            lines[#lines + 1] = "  " .. line:gsub("^%s+", "")
+        end
+    end
+    return table.concat(lines, "\n")
+end
+
+local function run_step(step, ctx)
+    local traceback
+    local ok, err = xpcall(step.run, function(e)
+        traceback = trim_traceback(debug.traceback("", 2))
+        return e
+    end, ctx)
+    return ok, err, traceback
+end
+
+local function make_context(pb, params, journal)
+    local ctx = {
+        playbook = pb.name,
+        params = params,
+        state = journal.state,
+        run_id = journal.run_id,
+        dry_run = runtime.dry_run,
+        mock = runtime.world ~= nil,
+    }
+    function ctx.log(fmt, ...) log.info(fmt, ...) end
+    function ctx.warn(fmt, ...) log.warn(fmt, ...) end
+    function ctx.fail(fmt, ...) require("atlas").fail(fmt, ...) end
+    function ctx.critical(fmt, ...) require("atlas").critical(fmt, ...) end
+    return ctx
+end
+
+local function undo_completed(pb, ctx, journal, upto)
+    for i = upto, 1, -1 do
+        local step = pb.steps[i]
+        if step.undo and journal.steps[i] and journal.steps[i].status == "ok" then
+            log.warn("undo: %s", step.name)
+            local ok, err = run_step({ run = step.undo }, ctx)
+            if not ok then
+                log.error("undo of '%s' failed: %s", step.name, errors.message(err))
+            end
+        end
+    end
+end
+
+-- playbook.run(pb, params, {resume=journal?, rollback=bool}) -> result
+-- result = {status="ok"|"failed"|"critical"|"refused"|"interrupted", exit=, error=, step=, journal=}
+function M.run(pb, params, options)
+    options = options or {}
+    local journal = options.journal or journal_mod.new(pb, params)
+    local ctx = make_context(pb, params, journal)
+    local started = runtime.now()
+    local total = #pb.steps
+    log.event { type = "run_start", playbook = pb.name, run_id = journal.run_id, mode = runtime.mode,
+        scenario = runtime.world and runtime.scenario or nil, dry_run = runtime.dry_run,
+        params = params_mod.display(pb.param_specs, params), resumed = options.resumed or nil }
+
+    local result = { status = "ok", exit = M.EXIT.ok, journal = journal }
+    for index, step in ipairs(pb.steps) do
+        local record = journal.steps[index]
+        if record and record.status == "ok" then
+            log.event { type = "step_end", step = step.name, index = index, total = total, status = "skipped",
+                reason = "completed in an earlier attempt", duration = 0 }
+        else
+            ctx.step = step.name
+            local step_started = runtime.now()
+            log.event { type = "step_start", step = step.name, index = index, total = total, mutates = step.mutates }
+            journal:step_started(index, step.name)
+            local ok, err, traceback = true, nil, nil
+            if step.confirm and not runtime.dry_run then
+                ok, err = pcall(runtime.confirm, step.confirm)
+            end
+            if ok then
+                ok, err, traceback = run_step(step, ctx)
+            end
+            log.end_progress()
+            local duration = runtime.now() - step_started
+            if ok then
+                journal:step_finished(index, "ok", duration)
+                log.event { type = "step_end", step = step.name, index = index, total = total, status = "ok",
+                    duration = duration }
+            else
+                local status, exit = classify(err)
+                if errors.is(err) then
+                    err.step = step.name
+                end
+                local shown = status == "critical" and "failed" or status
+                journal:step_finished(index, shown, duration, errors.message(err))
+                -- A deliberate fail() or a declined confirmation needs no
+                -- traceback; anything else says where it happened.
+                local deliberate = errors.is(err, "playbook") or errors.is(err, "aborted")
+                log.event { type = "step_end", step = step.name, index = index, total = total, status = shown,
+                    duration = duration, error = errors.message(err),
+                    traceback = (not deliberate and traceback ~= "") and traceback or nil }
+                result.status, result.exit, result.error, result.step = status, exit, err, step.name
+                result.traceback = traceback
+                if options.rollback and status ~= "refused" then
+                    undo_completed(pb, ctx, journal, index - 1)
+                end
+                break
+            end
+        end
+    end
+
+    local duration = runtime.now() - started
+    journal:finish(result.status, duration)
+    result.duration = duration
+    log.event { type = "run_end", playbook = pb.name, run_id = journal.run_id, status = result.status,
+        exit_code = result.exit, duration = duration, failed_step = result.step,
+        error = result.error and errors.message(result.error) or nil }
+    return result
+end
+
+return M

@@ -1,0 +1,32 @@
+-- atlas.proc: runs a local command (a CLI the runbook still needs, such as
+-- a CDN purge script). Under the mock world the world scripts the answers.
+-- The command is an argv list, never a shell string, so parameters cannot
+-- inject shell syntax.
+local runtime = require "atlas.runtime"
+local log = require "atlas.log"
+local errors = require "atlas.errors"
+
+local M = {}
+
+-- proc.run(argv, {mutates=true, check=true}) -> {code=, stdout=, stderr=}
+-- Raises a "proc" error for a non-zero exit when check is true (the default).
+function M.run(argv, options)
+    assert(type(argv) == "table" and type(argv[1]) == "string", "proc.run needs an argv list")
+    options = options or {}
+    local display = table.concat(argv, " ")
+    if runtime.dry_run and options.mutates ~= false then
+        log.event { type = "call", module = "proc", op = argv[1], outcome = "dry-run", params = display }
+        return { code = 0, stdout = "", stderr = "", dry_run = true }
+    end
+    local started = runtime.now()
+    local result = runtime.backend("proc").run(argv, options)
+    log.event { type = "call", module = "proc", op = argv[1], duration_ms = math.floor((runtime.now() - started) * 1000),
+        outcome = result.code == 0 and "ok" or ("exit " .. result.code) }
+    if result.code ~= 0 and options.check ~= false then
+        errors.raise { kind = "proc", code = result.code,
+            message = string.format("%s exited with %d: %s", display, result.code, (result.stderr or ""):sub(1, 500)) }
+    end
+    return result
+end
+
+return M

@@ -1,0 +1,143 @@
+-- The run's mode, chosen once at start-up: real or mock world, dry run,
+-- pre-approved confirmations. World-facing modules ask backend() on every
+-- call, so a playbook cannot tell which implementation it has, and a test
+-- can swap worlds between cases.
+local sys = require "atlas.sys"
+local errors = require "atlas.errors"
+
+local M = {
+    mode = "real",
+    world = nil,
+    dry_run = false,
+    yes = false,
+    scenario = nil,
+}
+
+-- Each world-facing interface has a real and a mock implementation, both
+-- modules with the same functions.
+local BACKENDS = {
+    aws = { real = "atlas.aws.wire", mock = "atlas.mock.aws" },
+    sql = { real = "atlas.pq", mock = "atlas.mock.sql" },
+    http = { real = "atlas.http.curl", mock = "atlas.http.world" },
+    proc = { real = "atlas.proc.shell", mock = "atlas.proc.world" },
+}
+
+-- runtime.backend(name) -> the implementation module for the current mode
+function M.backend(name)
+    local choice = BACKENDS[name]
+    if not choice then
+        error("no backend named " .. tostring(name), 2)
+    end
+    return require(M.world and choice.mock or choice.real)
+end
+
+-- runtime.now() -> seconds since the epoch: virtual under the mock world
+function M.now()
+    if M.world then
+        return M.world:now()
+    end
+    return sys.time()
+end
+
+-- Raises the interrupted error when Ctrl-C arrived during a native wait.
+function M.check_interrupted()
+    if sys.interrupted() then
+        errors.raise { kind = "interrupted", code = "interrupted", message = "interrupted by signal" }
+    end
+end
+
+-- runtime.sleep(seconds): advances the virtual clock under the mock world,
+-- so ten minutes of waiting costs microseconds in a test.
+function M.sleep(seconds)
+    if seconds <= 0 then
+        return
+    end
+    if M.world then
+        M.world:advance(seconds)
+        return
+    end
+    sys.sleep(seconds)
+    M.check_interrupted()
+end
+
+local function load_scenario(scenario)
+    if type(scenario) ~= "string" or not scenario:find("[/%.]") or scenario:match("^[%w%-]+$") then
+        return scenario
+    end
+    -- A path: a user's own scenario file, same format as the shipped ones.
+    local chunk, err = loadfile(scenario)
+    if not chunk then
+        errors.raise { kind = "usage", message = "cannot load scenario: " .. err }
+    end
+    local ok, value = pcall(chunk)
+    if not ok then
+        errors.raise { kind = "usage", message = "scenario " .. scenario .. " failed: " .. errors.message(value) }
+    end
+    return value
+end
+
+-- runtime.use_world(world): from now on, calls go to this mock world.
+function M.use_world(world)
+    M.world = world
+    M.mode = world and "mock" or "real"
+end
+
+function M.use_real()
+    M.use_world(nil)
+end
+
+-- runtime.setup{mock=, scenario=, dry_run=, yes=}
+function M.setup(options)
+    M.dry_run = options.dry_run and true or false
+    M.yes = options.yes and true or false
+    M.scenario = options.scenario
+    if options.mock or options.scenario then
+        local World = require "atlas.mock.world"
+        M.use_world(World.new { scenario = load_scenario(options.scenario or "healthy") })
+    else
+        M.use_real()
+    end
+end
+
+-- The read-only AWS actions. Everything else changes the world, so dry-run
+-- prints it instead of making it.
+local READ_PREFIXES = { "Describe", "List", "Get", "Filter", "Lookup", "Search", "Head", "Query", "Scan",
+    "BatchGet", "Test", "Validate", "Estimate", "Simulate" }
+local READ_ACTIONS = { AssumeRole = true, GetCallerIdentity = true }
+
+-- runtime.is_mutating(service, action) -> true when the AWS action changes state
+function M.is_mutating(service, action)
+    if READ_ACTIONS[action] then
+        return false
+    end
+    for _, prefix in ipairs(READ_PREFIXES) do
+        if action:sub(1, #prefix) == prefix then
+            return false
+        end
+    end
+    return true
+end
+
+-- runtime.confirm(message) -> true, or raises an "aborted" error.
+-- With no terminal and no --yes it refuses: cron must never hang on a prompt.
+function M.confirm(message)
+    if M.yes then
+        require("atlas.log").info("confirmed by --yes: %s", message)
+        return true
+    end
+    if not sys.isatty(0) then
+        errors.raise { kind = "aborted", code = "confirmation_refused",
+            message = "needs confirmation (\"" .. message .. "\"), no terminal to ask and --yes not given" }
+    end
+    require("atlas.log").end_progress()
+    io.stdout:write(message, " [y/N] ")
+    io.stdout:flush()
+    local answer = io.stdin:read("l")
+    M.check_interrupted()
+    if answer and answer:lower():match("^%s*y") then
+        return true
+    end
+    errors.raise { kind = "aborted", code = "declined", message = "declined: " .. message }
+end
+
+return M
