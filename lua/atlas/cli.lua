@@ -71,11 +71,16 @@ local FLAGS = { ["--mock"] = "mock", ["--dry-run"] = "dry_run", ["--yes"] = "yes
 function M.parse(argv)
     local options, positional = {}, {}
     local i = 1
+    local only_positional = false
     while i <= #argv do
         local a = argv[i]
         local name, inline = a:match("^(%-%-[%w%-]+)=(.*)$")
         name = name or a
-        if #positional == 0 and VALUED[name] then
+        if only_positional then
+            positional[#positional + 1] = a
+        elseif a == "--" then
+            only_positional = true
+        elseif VALUED[name] then
             local value = inline
             if value == nil then
                 i = i + 1
@@ -85,9 +90,9 @@ function M.parse(argv)
                 usage_error("option %s needs a value", name)
             end
             options[VALUED[name]] = value
-        elseif #positional == 0 and FLAGS[a] then
+        elseif FLAGS[a] then
             options[FLAGS[a]] = true
-        elseif #positional == 0 and a:sub(1, 1) == "-" and a ~= "-" then
+        elseif a:sub(1, 1) == "-" and a ~= "-" then
             usage_error("unknown option %s", a)
         else
             positional[#positional + 1] = a
@@ -207,6 +212,9 @@ local function run_playbook(options, positional)
             io.stderr:write(string.format("atlas-run: another run of %s holds the lock (%s)\n", pb.name, holder))
             return EXIT.locked
         end
+    end
+    if options.report then
+        require("atlas.report").start()
     end
     local result = playbook.run(pb, params, { journal = journal, resumed = resumed and resumed.run_id,
         rollback = options.rollback })

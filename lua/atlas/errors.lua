@@ -23,6 +23,10 @@ function formatters.http(e)
     return string.format("http %s %s: %s", e.method or "GET", e.url or "?", e.message or e.code or "")
 end
 
+function formatters.usage(e)
+    return e.message or "bad usage"
+end
+
 mt.__tostring = function(e)
     local format = formatters[e.kind]
     local text = format and format(e) or string.format("%s: %s", e.kind or "error", e.message or "")

@@ -224,6 +224,9 @@ end
 -- log.event{type=..., ...}: stamps, redacts and emits one event.
 function M.event(e)
     e = redact_deep(e, 0)
+    if type(e.duration) == "number" then
+        e.duration = math.floor(e.duration * 1000 + 0.5) / 1000
+    end
     e.ts = e.ts or timestamp()
     sink(e)
 end

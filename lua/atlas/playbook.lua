@@ -89,7 +89,7 @@ end
 
 -- Globals a playbook may read; anything else is a typo that would otherwise
 -- surface as "attempt to call a nil value" in the middle of a failover.
-local function strict_env(path)
+local function strict_env()
     return setmetatable({}, {
         __index = function(_, key)
             local value = _G[key]
@@ -99,7 +99,7 @@ local function strict_env(path)
             return value
         end,
         __newindex = function(_, key)
-            error(string.format("%s: assignment to global '%s' (declare it local)", path, tostring(key)), 2)
+            error(string.format("assignment to global '%s' (declare it local)", tostring(key)), 2)
         end,
     })
 end
@@ -112,7 +112,7 @@ function M.load(path)
         usage("cannot open playbook %s", path)
     end
     file:close()
-    local chunk, err = loadfile(path, "t", strict_env(path))
+    local chunk, err = loadfile(path, "t", strict_env())
     if not chunk then
         usage("%s", err)
     end
@@ -160,7 +160,8 @@ end
 local function trim_traceback(tb)
     local lines = {}
     for line in tb:gmatch("[^\n]+") do
-        if not line:find("%[C%]") and not line:find("lua/atlas/playbook%.lua") and line ~= "stack traceback:" then
+        if not line:find("%[C%]") and not line:find("lua/atlas/") and not line:find("tail calls")
+            and line ~= "stack traceback:" then
             lines[#lines + 1] = "  " .. line:gsub("^%s+", "")
         end
     end
