@@ -79,13 +79,18 @@ function M.endpoint(svc, region, req)
   return { url = scheme .. "://" .. hostport .. prefix, signing_region = signing_region }
 end
 
+-- curl's failure codes (engine/curl.c): dns, connect, timeout, reset, tls, interrupted, policy, ...
 local function transport_error(svc, req, message, code, sent)
-  local timed_out = code == 28 or code == "timeout" or code == "OPERATION_TIMEDOUT"
-    or tostring(message):lower():find("timed? ?out") ~= nil
+  if code == "interrupted" then
+    errors.raise { kind = "interrupted", code = "interrupted", message = "interrupted by signal" }
+  end
+  if code == "policy" then errors.raise { kind = "usage", code = "endpoint", message = tostring(message) } end
+  local timed_out = code == "timeout"
   return errors.new {
     kind = "aws", code = timed_out and "RequestTimeout" or "ConnectionError",
-    message = tostring(message), service = svc.name, action = req.action, region = req.region,
-    sent = sent and true or false, timeout = timed_out or nil, curl_code = code, retryable = false,
+    message = string.format("%s (%s)", tostring(message), tostring(code)), service = svc.name,
+    action = req.action, region = req.region, sent = sent and true or false, timeout = timed_out or nil,
+    transport = code, retryable = false,
   }
 end
 
@@ -109,7 +114,7 @@ local function prepare(req)
   for k, v in pairs(added) do http.headers[k] = v end
   return svc, {
     method = http.method, url = url, headers = http.headers, body = http.body,
-    timeout = req.timeout or M.defaults.timeout,
+    timeout = req.timeout or M.defaults.timeout, allow_http = req.allow_http or env_true("ATLAS_ALLOW_HTTP"),
     connect_timeout = req.connect_timeout or M.defaults.connect_timeout,
   }
 end

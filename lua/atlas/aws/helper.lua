@@ -1,0 +1,56 @@
+-- Shared plumbing of the service helpers (atlas.ecs, atlas.rds, ...).
+-- A helper takes one table: lowercase control keys (region, profile, endpoint,
+-- timeout, max_attempts) and the API's own parameters, AWS-cased exactly as in
+-- boto3 and the AWS API reference (ECS's are camelCase: cluster, desiredCount).
+local aws = require "atlas.aws"
+
+local M = {}
+
+local CONTROL = { region = true, profile = true, endpoint = true, timeout = true, max_attempts = true,
+                  idempotent = true, connect_timeout = true }
+
+-- split(args, extra_control) -> control table, params table (a copy)
+function M.split(args, extra)
+  assert(type(args) == "table", "expected a table of arguments")
+  local control, params = {}, {}
+  for k, v in pairs(args) do
+    if CONTROL[k] or (extra and extra[k]) then control[k] = v else params[k] = v end
+  end
+  return control, params
+end
+
+-- call(service, action, args, extra_control) -> response
+function M.call(service, action, args, extra)
+  local control, params = M.split(args, extra)
+  return aws.call { service = service, action = action, region = control.region, params = params,
+                    profile = control.profile, endpoint = control.endpoint, timeout = control.timeout,
+                    max_attempts = control.max_attempts, idempotent = control.idempotent }
+end
+
+-- paginate(service, action, args, {input=token param, output=token field, items=list field,
+--   more=truncation flag (optional), limit=max items}) -> concatenated list
+function M.paginate(service, action, args, spec)
+  local control, params = M.split(args, spec.extra)
+  local items = {}
+  while true do
+    local resp = aws.call { service = service, action = action, region = control.region, params = params,
+                            profile = control.profile, endpoint = control.endpoint, timeout = control.timeout,
+                            max_attempts = control.max_attempts }
+    for _, item in ipairs(resp[spec.items] or {}) do
+      items[#items + 1] = item
+      if spec.limit and #items >= spec.limit then return require("atlas.json").array(items) end
+    end
+    local token = resp[spec.output]
+    if token == nil or token == "" or (spec.more and not resp[spec.more]) then break end
+    if type(spec.input) == "table" then
+      -- several cursor fields (Route53 NextRecordName/Type/Identifier)
+      for out_name, in_name in pairs(spec.input) do params[in_name] = resp[out_name] end
+    else
+      if params[spec.input] == token then break end -- a server that repeats its cursor
+      params[spec.input] = token
+    end
+  end
+  return require("atlas.json").array(items)
+end
+
+return M
