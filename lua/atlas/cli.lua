@@ -322,6 +322,9 @@ local function dispatch(argv)
         print("atlas-run " .. sys.version)
         return EXIT.ok
     elseif options.code then
+        check_scenario(options.scenario)
+        require("atlas.runtime").setup { mock = options.mock, scenario = options.scenario, dry_run = options.dry_run,
+            yes = options.yes }
         return run_code(options.code)
     end
     local command = positional[1]

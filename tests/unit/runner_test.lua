@@ -1,0 +1,93 @@
+-- Journal, resume, run lock, rollback, reports and Ctrl-C.
+local t = require "atlas.test"
+local sys = require "atlas.sys"
+local json = require "atlas.json"
+
+local FIX = "tests/fixtures/playbooks/"
+
+t.case("a failed run resumes from the failed step, keeping ctx.state", function()
+    local state = t.tmpdir()
+    local marker = state .. "/failed-once"
+    local env = { ATLAS_STATE_DIR = state }
+    local r = t.run({ "--yes", FIX .. "steps.lua", "fail_once_file=" .. marker }, { env = env })
+    t.eq(r.code, 1)
+    t.match(r.stdout, "one ran 1 time%(s%)")
+    r = t.run({ "--yes", "--resume", FIX .. "steps.lua" }, { env = env })
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    t.match(r.stdout, "skip %[1/3%] one")
+    t.match(r.stdout, "state%.one=1")
+    t.ok(not r.stdout:find("one ran 2"), "step one must not run twice")
+    r = t.run({ "--yes", "--resume", FIX .. "steps.lua" }, { env = env })
+    t.eq(r.code, 2)
+    t.match(r.stderr, "completed; nothing to resume")
+end)
+
+t.case("the journal records every step as JSON", function()
+    local state = t.tmpdir()
+    local r = t.run({ "--yes", FIX .. "steps.lua" }, { env = { ATLAS_STATE_DIR = state } })
+    t.eq(r.code, 0)
+    local run_id = t.read_file(state .. "/steps.last")
+    local record = json.decode(t.read_file(state .. "/runs/" .. run_id .. ".json"))
+    t.eq(record.status, "ok")
+    t.eq(#record.steps, 3)
+    t.eq(record.steps[2].name, "two")
+    t.eq(record.state.one, 1)
+end)
+
+t.case("a second run of the same playbook is refused while the first holds the lock", function()
+    local state = t.tmpdir()
+    local held = sys.lock(state .. "/steps.lock", "pid 1 on test")
+    t.ok(held)
+    local r = t.run({ "--yes", FIX .. "steps.lua" }, { env = { ATLAS_STATE_DIR = state } })
+    t.eq(r.code, 4)
+    t.match(r.stderr, "holds the lock %(pid 1 on test%)")
+    held:release()
+    held:release() -- idempotent
+    r = t.run({ "--yes", FIX .. "steps.lua" }, { env = { ATLAS_STATE_DIR = state } })
+    t.eq(r.code, 0)
+end)
+
+t.case("--rollback runs the undo of completed steps after a failure", function()
+    local r = t.run({ "--yes", "--rollback", FIX .. "steps.lua", "mode=raise" })
+    t.eq(r.code, 1)
+    t.match(r.stdout, "undo: one")
+    t.match(r.stdout, "undo one")
+end)
+
+t.case("--report writes a drill report with steps and status", function()
+    local dir = t.tmpdir()
+    local r = t.run({ "--yes", "--report", dir .. "/report.md", FIX .. "steps.lua", "mode=fail" })
+    t.eq(r.code, 1)
+    local text = t.read_file(dir .. "/report.md")
+    t.match(text, "# Drill report: steps")
+    t.match(text, "result: %*%*failed%*%*")
+    t.match(text, "| 2 | two | failed |")
+    r = t.run({ "--yes", "--report", dir .. "/report.json", FIX .. "steps.lua" })
+    t.eq(r.code, 0)
+    local report = json.decode(t.read_file(dir .. "/report.json"))
+    t.eq(report.status, "ok")
+    t.eq(#report.steps, 3)
+end)
+
+t.case("Ctrl-C stops cleanly, says where, exits 3, and the run can resume", function()
+    local state = t.tmpdir()
+    local base = state .. "/out"
+    local pid = sys.spawn({ t.binary(), "--yes", FIX .. "steps.lua", "mode=sleep" },
+        { stdout = base, stderr = base .. ".err", stdin = "/dev/null", env = { ATLAS_STATE_DIR = state } })
+    -- Wait until step two is sleeping, then interrupt.
+    local deadline = sys.monotime() + 10
+    repeat
+        sys.sleep(0.02)
+        local out = t.read_file(base) or ""
+    until out:find("one ran") or sys.monotime() > deadline
+    sys.sleep(0.1)
+    sys.kill(pid, "INT")
+    local _, code = sys.wait(pid)
+    t.eq(code, 3)
+    local out = t.read_file(base)
+    t.match(out, "STOP %[2/3%] two")
+    t.match(t.read_file(base .. ".err"), 'stopped at step "two"')
+    local run_id = t.read_file(state .. "/steps.last")
+    local record = json.decode(t.read_file(state .. "/runs/" .. run_id .. ".json"))
+    t.eq(record.status, "interrupted")
+end)
