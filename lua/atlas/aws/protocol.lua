@@ -235,7 +235,7 @@ local function build_rest(svc, action, params)
       if m.loc == "uri" then
         if svc.name == "route53" then v = route53_id(v) end
         path = path:gsub("{" .. (m.n or name) .. "(%+?)}", function(greedy)
-          return (uri_escape(scalar_text(kind, v), greedy == "+"):gsub("%%", "%%%%"))
+          return uri_escape(scalar_text(kind, v), greedy == "+")
         end)
       elseif m.loc == "querystring" then
         local values = kind == "list" and v or { v }
