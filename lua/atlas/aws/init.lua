@@ -185,7 +185,7 @@ local function after_failure(req, attempt, started, err)
   log_call(req, attempt, started, delay and "retry" or "error", err)
   if delay then
     log.event { type = "retry", module = "aws", op = op_name(req), region = req.region, attempt = attempt,
-                delay = delay, error = errors.message(err), code = err.code }
+                delay = delay, error = tostring(err.code) .. ": " .. tostring(err.message), code = err.code }
   else
     err.retry_stopped = why
   end
