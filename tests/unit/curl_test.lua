@@ -1,0 +1,240 @@
+-- atlas.curl against a real HTTP/1.1 keep-alive server on loopback
+-- (tests/support/http_test_server.py), and its failure modes.
+local t = require "atlas.test"
+local curl = require "atlas.curl"
+local json = require "atlas.json"
+local sys = require "atlas.sys"
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local server_script = here .. "/../support/http_test_server.py"
+
+-- One server per case keeps connection counts independent of case order.
+local function server()
+    local port = t.server({"python3", server_script, "PORT"})
+    return "http://127.0.0.1:" .. port
+end
+
+local function echo(base, req)
+    req.url = base .. "/echo"
+    local res, msg, code = curl.request(req)
+    t.ok(res, "request failed: " .. tostring(msg) .. " (" .. tostring(code) .. ")")
+    t.eq(res.status, 200)
+    return json.decode(res.body), res
+end
+
+local function delta(before, after)
+    return {connects = after.connects - before.connects, reuses = after.reuses - before.reuses,
+            requests = after.requests - before.requests}
+end
+
+t.case("GET: status, lower-case headers, body, elapsed; User-Agent names atlas-run", function()
+    local base = server()
+    local seen, res = echo(base, {headers = {["X-Amz-Target"] = "AmazonEC2ContainerServiceV20141113.ListClusters"}})
+    t.eq(seen.method, "GET")
+    t.eq(seen.body, "")
+    t.eq(seen.headers["x-amz-target"], "AmazonEC2ContainerServiceV20141113.ListClusters")
+    t.match(seen.headers["user-agent"], "^atlas%-run/%d+%.%d+%.%d+$")
+    t.eq(seen.headers["expect"], nil)
+    t.eq(res.headers["content-type"], "application/json")
+    t.eq(res.headers["content-length"], tostring(#res.body))
+    t.eq(math.type(res.status), "integer")
+    t.ok(type(res.elapsed) == "number" and res.elapsed > 0 and res.elapsed < 5, "elapsed " .. tostring(res.elapsed))
+end)
+
+t.case("methods and bodies arrive exactly; no Content-Type unless given", function()
+    local base = server()
+    local body = "Action=DescribeDBInstances&Version=2014-10-31&X=%26\0binary"
+    local seen = echo(base, {method = "POST", body = body})
+    t.eq(seen.method, "POST")
+    t.eq(seen.body, body)
+    t.eq(seen.headers["content-type"], nil)
+    seen = echo(base, {method = "POST", body = "{}", headers = {["Content-Type"] = "application/x-amz-json-1.1"}})
+    t.eq(seen.headers["content-type"], "application/x-amz-json-1.1")
+    seen = echo(base, {method = "PUT", body = "<a/>"})
+    t.eq({seen.method, seen.body}, {"PUT", "<a/>"})
+    seen = echo(base, {method = "DELETE"})
+    t.eq({seen.method, seen.body}, {"DELETE", ""})
+    seen = echo(base, {method = "POST"})
+    t.eq({seen.method, seen.headers["content-length"]}, {"POST", "0"})
+    local res = curl.request {method = "HEAD", url = base .. "/echo"}
+    t.eq({res.status, res.body}, {200, ""})
+end)
+
+t.case("keep-alive: one connection serves consecutive calls (stats and server agree)", function()
+    local base = server()
+    local before = curl.stats()
+    local first = curl.request {url = base .. "/connections"}
+    t.eq(first.reused, false)
+    local accepted = first.body -- includes the harness's readiness probes
+    local first_seen = echo(base, {})
+    for _ = 1, 8 do
+        local seen, res = echo(base, {})
+        t.eq(res.reused, true)
+        t.eq(seen.connection, first_seen.connection, "server saw a new connection")
+    end
+    t.eq(curl.request({url = base .. "/connections"}).body, accepted, "server accepted another connection")
+    t.eq(delta(before, curl.stats()), {connects = 1, reuses = 10, requests = 11})
+end)
+
+t.case("request_many: wall time is the slowest call, results in order", function()
+    local base = server()
+    curl.request {url = base .. "/echo"} -- server warm
+    local started = sys.monotime()
+    local results = curl.request_many {
+        {url = base .. "/delay?ms=900"},
+        {url = base .. "/delay?ms=600"},
+        {url = base .. "/delay?ms=300"},
+    }
+    local wall = sys.monotime() - started
+    t.eq(#results, 3)
+    t.eq({results[1].body, results[2].body, results[3].body}, {"slept 900", "slept 600", "slept 300"})
+    t.ok(wall >= 0.85, "faster than the slowest call? " .. wall)
+    t.ok(wall < 1.5, "calls ran one after another: " .. wall .. " s for 0.9+0.6+0.3")
+end)
+
+t.case("request_many: failures are tables in place, successes unaffected", function()
+    local base = server()
+    local dead = "http://127.0.0.1:" .. assert(sys.free_port())
+    local results = curl.request_many {
+        {url = base .. "/status?code=503"},
+        {url = dead .. "/"},
+        {url = "http://example.com/"},
+        {url = base .. "/echo", method = "POST", body = "x"},
+    }
+    t.eq(results[1].status, 503)
+    t.eq({results[2].code, results[2].sent}, {"connect", false})
+    t.match(results[2].error, "127%.0%.0%.1")
+    t.eq({results[3].code, results[3].sent}, {"policy", false})
+    t.eq(json.decode(results[4].body).body, "x")
+    t.eq(curl.request_many {}, {})
+end)
+
+t.case("keep-alive is shared between request and request_many", function()
+    local base = server()
+    curl.request {url = base .. "/echo"}
+    local before = curl.stats()
+    local results = curl.request_many {{url = base .. "/echo"}}
+    t.eq(results[1].reused, true)
+    t.eq(delta(before, curl.stats()).connects, 0)
+end)
+
+t.case("timeout: code timeout, sent, and it fires on time", function()
+    local base = server()
+    local started = sys.monotime()
+    local res, msg, code, sent = curl.request {url = base .. "/delay?ms=3000", timeout = 0.3}
+    local wall = sys.monotime() - started
+    t.eq({res, code, sent}, {nil, "timeout", true})
+    t.match(msg, "timed out")
+    t.ok(wall > 0.25 and wall < 1.5, "timeout took " .. wall)
+end)
+
+t.case("connection refused: code connect, certainly not sent", function()
+    local port = assert(sys.free_port())
+    local res, msg, code, sent = curl.request {url = "http://127.0.0.1:" .. port .. "/", method = "POST", body = "x"}
+    t.eq({res, code, sent}, {nil, "connect", false})
+    t.match(msg, "onnect")
+end)
+
+t.case("connection closed without an answer: code reset, maybe sent", function()
+    local base = server()
+    local res, _, code, sent = curl.request {url = base .. "/drop", method = "POST", body = "x"}
+    t.eq({res, code, sent}, {nil, "reset", true})
+    -- and the next call still works
+    t.eq(curl.request({url = base .. "/echo"}).status, 200)
+end)
+
+t.case("DNS failure: code dns, not sent", function()
+    local res, _, code, sent = curl.request {url = "https://host.invalid/", connect_timeout = 5}
+    t.eq({res, code, sent}, {nil, "dns", false})
+end)
+
+t.case("plain http is refused off loopback unless allowed; loopback forms are allowed", function()
+    local before = curl.stats()
+    for _, url in ipairs {"http://example.com/", "HTTP://10.0.0.1/", "http://127.0.0.1@example.com/",
+                          "http://127.0.0.1.example.com/", "ftp://127.0.0.1/", "file:///etc/passwd",
+                          "127.0.0.1/echo"} do
+        local res, msg, code, sent = curl.request {url = url}
+        t.eq({res, code, sent}, {nil, "policy", false}, url)
+        t.ok(#msg > 0)
+    end
+    t.eq(delta(before, curl.stats()).requests, 0, "a refused url must not reach curl")
+    -- allowed: the failure is the network's, not the policy's
+    local port = assert(sys.free_port())
+    for _, url in ipairs {"http://127.0.0.1:" .. port, "http://127.9.8.7:" .. port, "http://localhost:" .. port,
+                          "http://[::1]:" .. port} do
+        local _, _, code = curl.request {url = url .. "/", connect_timeout = 2}
+        t.eq(code, "connect", url)
+    end
+    local _, _, code = curl.request {url = "http://host.invalid/", allow_http = true, connect_timeout = 5}
+    t.eq(code, "dns")
+end)
+
+t.case("HTTP error statuses are responses, with their headers", function()
+    local base = server()
+    local res = curl.request {url = base .. "/status?code=429"}
+    t.eq({res.status, res.body, res.headers["retry-after"]}, {429, "status 429", "2"})
+    res = curl.request {url = base .. "/status?code=500"}
+    t.eq(res.status, 500)
+end)
+
+t.case("response headers: repeated names joined, values trimmed", function()
+    local base = server()
+    local h = curl.request({url = base .. "/headers"}).headers
+    t.eq(h["x-multi"], "a, b")
+    t.eq(h["x-amzn-requestid"], "req-1")
+    t.eq(h["x-spaced"], "padded value")
+end)
+
+t.case("large bodies arrive whole", function()
+    local base = server()
+    local res = curl.request {url = base .. "/bytes?n=3000000"}
+    t.eq(#res.body, 3000000)
+    t.eq(res.body:match("^x*$") ~= nil, true)
+    res = curl.request {url = base .. "/bytes?n=10"}
+    t.eq(res.body, "xxxxxxxxxx")
+end)
+
+t.case("TLS verification is on: a self-signed server is refused before sending", function()
+    local dir = t.tmpdir()
+    local ok = os.execute("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 1 -keyout '"
+        .. dir .. "/key.pem' -out '" .. dir .. "/cert.pem' >/dev/null 2>&1")
+    t.ok(ok, "openssl could not make a certificate")
+    local port = t.server({"python3", server_script, "PORT", "--tls", dir .. "/cert.pem", dir .. "/key.pem"})
+    local res, msg, code, sent = curl.request {url = "https://localhost:" .. port .. "/echo", method = "POST", body = "x"}
+    t.eq({res, code, sent}, {nil, "tls", false})
+    t.match(msg, "certificate")
+end)
+
+t.case("misuse raises", function()
+    t.raises(function() curl.request {} end, "url")
+    t.raises(function() curl.request "http://127.0.0.1/" end)
+    t.raises(function() curl.request {url = "http://127.0.0.1/", headers = {X = "a\r\nInjected: 1"}} end, "line break")
+    t.raises(function() curl.request {url = "http://127.0.0.1/", timeout = -1} end, "timeout")
+    t.raises(function() curl.request_many {{}} end, "url")
+end)
+
+t.case("Ctrl-C interrupts a transfer in progress", function()
+    local base = server()
+    local code = "local c = require 'atlas.curl'; local r, m, code = c.request{url = '" .. base
+        .. "/delay?ms=8000'}; io.stderr:write('code=', tostring(code), '\\n')"
+    local out = os.tmpname()
+    local pid = assert(sys.spawn({t.binary(), "-e", code}, {stdout = out, stderr = out, stdin = "/dev/null"}))
+    t.defer(function() os.remove(out) end)
+    sys.sleep(0.6)
+    local started = sys.monotime()
+    sys.kill(pid, "INT")
+    local exited
+    repeat
+        exited = sys.wait(pid, true)
+        if not exited then
+            sys.sleep(0.02)
+        end
+    until exited or sys.monotime() - started > 5
+    if not exited then
+        sys.kill(pid, "KILL")
+        sys.wait(pid)
+    end
+    local waited = sys.monotime() - started
+    t.ok(exited and waited < 1.5, "atlas-run took " .. waited .. " s to stop: " .. (t.read_file(out) or ""))
+    t.match(t.read_file(out) or "", "interrupted")
+end)
