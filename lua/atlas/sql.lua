@@ -62,6 +62,10 @@ local function scrub(text, password)
 end
 
 local function sql_error(fields, password)
+    -- libpq reports a failed login as text only; name it by its SQLSTATE.
+    if fields.message and fields.message:find("password authentication failed", 1, true) then
+        fields.sqlstate = "28P01"
+    end
     local e = {
         kind = "sql",
         sqlstate = fields.sqlstate,
@@ -116,6 +120,19 @@ local function resolve_password(params, options)
     return params.password
 end
 
+-- sql.parse_conninfo(s) -> {keyword = value} for a conninfo string or URI;
+-- raises an sql error (code "conninfo") naming what is wrong with it.
+function M.parse_conninfo(s)
+    local parsed, message = backend().conninfo_parse(s)
+    if not parsed then
+        errors.raise { kind = "sql", code = "conninfo", message = "invalid connection string: " .. scrub(message, nil) }
+    end
+    if parsed.password then
+        log.secret(parsed.password)
+    end
+    return parsed
+end
+
 -- Turns sql.connect's argument into libpq keywords and our own options.
 local function connection_params(spec)
     local params, options = {}, {}
@@ -125,12 +142,7 @@ local function connection_params(spec)
         error("sql.connect takes a conninfo string, a URI or a table, not a " .. type(spec), 3)
     end
     if spec.conninfo then
-        local parsed, message = backend().conninfo_parse(spec.conninfo)
-        if not parsed then
-            errors.raise { kind = "sql", code = "conninfo", message = "invalid connection string: " ..
-                scrub(message, nil) }
-        end
-        for k, v in pairs(parsed) do
+        for k, v in pairs(M.parse_conninfo(spec.conninfo)) do
             params[k] = v
         end
     end
