@@ -1,0 +1,537 @@
+-- The mock world: ../shared/reference-environment.md simulated in virtual
+-- time. It answers at the level of AWS operations (service, action, region,
+-- params in; the boto3-shaped response out), so the service helpers, waiters
+-- and playbooks run the same code against it as against AWS.
+--
+-- This file is the dispatcher, the clock and the fault table. Each service's
+-- state and handlers live in atlas.mock.<service>; shared builders (ids,
+-- timestamps, errors) in atlas.mock.util.
+local errors = require "atlas.errors"
+local util = require "atlas.mock.util"
+
+local World = {}
+World.__index = World
+
+World.REGIONS = util.REGIONS
+World.ACCOUNT = util.ACCOUNT
+-- 2025-11-18 09:30:00 UTC, a Tuesday morning: a fixed start keeps every run
+-- (timestamps, ids, generated metrics) reproducible.
+World.START_TIME = 1763458200
+
+-- boto3 client name -> handler module. Aliases let callers use the endpoint
+-- prefix ("monitoring") as well as the client name ("cloudwatch").
+local SERVICE_MODULES = {
+    ecs = "atlas.mock.ecs",
+    ["application-autoscaling"] = "atlas.mock.ecs",
+    route53 = "atlas.mock.route53",
+    rds = "atlas.mock.rds",
+    cloudwatch = "atlas.mock.cloudwatch",
+    logs = "atlas.mock.logs",
+    secretsmanager = "atlas.mock.secretsmanager",
+    sts = "atlas.mock.sts",
+    lambda = "atlas.mock.lambda",
+    events = "atlas.mock.events",
+}
+local SERVICE_ALIASES = { monitoring = "cloudwatch", ["autoscaling"] = "application-autoscaling" }
+
+-- The order in which the world is built: later builders refer to earlier ones
+-- (Route53 health checks name the ALBs, alarms name the health checks).
+local BUILD_ORDER = {
+    "atlas.mock.ecs", "atlas.mock.route53", "atlas.mock.rds", "atlas.mock.logs",
+    "atlas.mock.cloudwatch", "atlas.mock.secretsmanager", "atlas.mock.sts",
+    "atlas.mock.lambda", "atlas.mock.events",
+}
+
+-- Error codes by protocol for an operation the world does not simulate.
+local QUERY_PROTOCOL = { rds = true, sts = true, cloudwatch = true }
+
+local function canonical_service(service)
+    return SERVICE_ALIASES[service] or service
+end
+World.canonical_service = canonical_service
+
+local function load_scenario(scenario)
+    if scenario == nil then
+        return nil
+    end
+    if type(scenario) == "function" then
+        return { description = "inline scenario", apply = scenario }
+    end
+    if type(scenario) == "table" then
+        assert(type(scenario.apply) == "function", "scenario table needs an apply function")
+        return scenario
+    end
+    assert(type(scenario) == "string", "scenario must be a name, a file, a table or a function")
+    local loaded
+    if scenario:find("/", 1, true) or scenario:match("%.lua$") then
+        local chunk, message = loadfile(scenario)
+        if not chunk then
+            error(errors.new{ kind = "usage", code = "scenario", message = "scenario " .. message }, 0)
+        end
+        loaded = chunk()
+    else
+        local ok, result = pcall(require, "atlas.scenarios." .. scenario)
+        if not ok then
+            if tostring(result):find("module 'atlas.scenarios." .. scenario .. "' not found", 1, true) then
+                error(errors.new{ kind = "usage", code = "scenario",
+                    message = "unknown scenario '" .. scenario .. "' (known: " ..
+                        table.concat(World.scenario_names(), ", ") .. ")" }, 0)
+            end
+            error(result, 0)
+        end
+        loaded = result
+    end
+    if type(loaded) ~= "table" or type(loaded.apply) ~= "function" then
+        error(errors.new{ kind = "usage", code = "scenario",
+            message = "scenario " .. scenario .. " must return {description=..., apply=function(world) end}" }, 0)
+    end
+    return loaded
+end
+
+-- The shipped scenarios, for usage messages and `atlas-run list`.
+function World.scenario_names()
+    return { "healthy", "eu-west-1-outage", "eu-west-1-db-failure", "replication-lag", "throttling" }
+end
+
+-- World.new{scenario=name|file|table|function, start_time=seconds} -> world
+function World.new(options)
+    options = options or {}
+    local w = setmetatable({}, World)
+    w.t = options.start_time or World.START_TIME
+    w.start_time = w.t
+    w.account = World.ACCOUNT
+    w.regions = util.copy(World.REGIONS)
+    w.calls = {}
+    w.faults = {}
+    w.timers = {}
+    w.timer_seq = 0
+    w.seq = 0
+    w.proc_rules = {}
+    w.endpoints = {}
+    for _, region in ipairs(w.regions) do
+        -- "auto": the endpoint answers 200 while the region's service has a
+        -- running task and its database is reachable, 503 otherwise.
+        w.endpoints[region] = { mode = "auto", up = true, changed_at = w.t - 86400 }
+    end
+    w.modules = {}
+    for _, name in ipairs(BUILD_ORDER) do
+        local module = require(name)
+        w.modules[#w.modules + 1] = module
+        module.build(w)
+    end
+    -- The SQL engineer's database/replication model; optional so the world
+    -- works before (or without) it.
+    local ok, db = pcall(require, "atlas.mock.db")
+    if ok and type(db) == "table" and type(db.new) == "function" then
+        w.db = db.new(w)
+    end
+    w:refresh()
+    local scenario = load_scenario(options.scenario)
+    if scenario then
+        w.scenario = scenario
+        scenario.apply(w)
+        w:refresh()
+    end
+    return w
+end
+
+-- Clock --------------------------------------------------------------------
+
+function World:now()
+    return self.t
+end
+
+-- w:at(t, fn): runs fn(world) when virtual time reaches t. Returns a handle
+-- whose `cancelled` field can be set to drop it.
+function World:at(t, fn)
+    self.timer_seq = self.timer_seq + 1
+    local timer = { t = t, seq = self.timer_seq, fn = fn }
+    local timers = self.timers
+    local i = #timers
+    -- Kept sorted by (t, seq); timers are few, insertion is cheap.
+    while i >= 1 and (timers[i].t > t or (timers[i].t == t and timers[i].seq > timer.seq)) do
+        timers[i + 1] = timers[i]
+        i = i - 1
+    end
+    timers[i + 1] = timer
+    return timer
+end
+
+function World:after(seconds, fn)
+    return self:at(self.t + seconds, fn)
+end
+
+-- w:advance(seconds): runs the simulation up to now + seconds, firing each
+-- timer at its own virtual instant.
+function World:advance(seconds)
+    assert(type(seconds) == "number" and seconds >= 0, "advance: seconds must be a non-negative number")
+    local target = self.t + seconds
+    while self.timers[1] and self.timers[1].t <= target do
+        local timer = table.remove(self.timers, 1)
+        if not timer.cancelled then
+            if timer.t > self.t then
+                self.t = timer.t
+            end
+            timer.fn(self)
+            self:refresh()
+        end
+    end
+    self.t = target
+    self:refresh()
+end
+
+World.sleep = World.advance
+
+-- Recomputes derived state (endpoint health and when it last changed) after
+-- anything that may have moved it.
+function World:refresh()
+    for _, region in ipairs(self.regions) do
+        local ep = self.endpoints[region]
+        local up = self:endpoint_up(region)
+        if up ~= ep.up then
+            ep.up = up
+            ep.changed_at = self.t
+        end
+    end
+end
+
+function World:next_id(prefix)
+    self.seq = self.seq + 1
+    return util.id(prefix, self.seq)
+end
+
+-- AWS ---------------------------------------------------------------------
+
+function World:aws_error(service, action, region, code, message, status, extra)
+    local fields = {
+        kind = "aws", code = code, message = message, status = status or 400,
+        service = service, action = action, region = region,
+        request_id = util.request_id(self.seq),
+        retryable = util.RETRYABLE_CODES[code] or (status or 400) >= 500 or false,
+    }
+    for k, v in pairs(extra or {}) do
+        fields[k] = v
+    end
+    return errors.new(fields)
+end
+
+local function matches(fault, service, action, region)
+    return (fault.service == nil or canonical_service(fault.service) == service)
+        and (fault.action == nil or fault.action == action)
+        and (fault.region == nil or fault.region == region)
+end
+
+-- w:inject{service=, action=, region=, code=, status=, message=, times=n,
+-- retryable=, each_action=bool, after=n}: the next matching calls fail.
+-- nil fields match anything; times=nil means forever. each_action counts
+-- `times` separately for every action ("the first 2 calls of each
+-- operation"); after=n lets n matching calls through first.
+function World:inject(fault)
+    assert(type(fault) == "table" and fault.code, "inject needs at least a code")
+    fault = util.copy(fault)
+    fault.used = {}
+    fault.skipped = {}
+    self.faults[#self.faults + 1] = fault
+    return fault
+end
+
+function World:clear_faults()
+    self.faults = {}
+end
+
+local function take_fault(self, service, action, region)
+    for _, fault in ipairs(self.faults) do
+        if matches(fault, service, action, region) then
+            local key = fault.each_action and action or "*"
+            local skipped = fault.skipped[key] or 0
+            if fault.after and skipped < fault.after then
+                fault.skipped[key] = skipped + 1
+            else
+                local used = fault.used[key] or 0
+                if fault.times == nil or used < fault.times then
+                    fault.used[key] = used + 1
+                    return fault
+                end
+            end
+        end
+    end
+end
+
+-- The handler table of a service, or nil.
+local function service_handlers(service)
+    local name = SERVICE_MODULES[service]
+    if not name then
+        return nil
+    end
+    local module = require(name)
+    if service == "application-autoscaling" then
+        return module.autoscaling_handlers
+    end
+    return module.handlers
+end
+
+-- Answers without recording or faults: for snapshots and internal reads.
+function World:aws_invoke_raw(service, action, region, params)
+    service = canonical_service(service)
+    local handlers = service_handlers(service)
+    local handler = handlers and handlers[action]
+    if not handler then
+        local code = QUERY_PROTOCOL[service] and "InvalidAction" or "UnknownOperationException"
+        local message = handlers and ("The mock world does not implement " .. action)
+            or ("The mock world does not simulate the service " .. tostring(service))
+        error(self:aws_error(service, action, region, code, message, QUERY_PROTOCOL[service] and 400 or 404), 0)
+    end
+    local ctx = util.context(self, service, action, region)
+    local response = handler(self, region, params or {}, ctx)
+    self:refresh()
+    return response
+end
+
+-- w:aws_invoke(service, action, region, params) -> response; raises an aws
+-- error object. Every call is recorded in w.calls, faults first.
+function World:aws_invoke(service, action, region, params)
+    service = canonical_service(service)
+    params = params or {}
+    local call = { module = "aws", service = service, action = action, region = region,
+                   params = util.copy(params), t = self.t }
+    self.calls[#self.calls + 1] = call
+    local fault = take_fault(self, service, action, region)
+    if fault then
+        local code = fault.code
+        local err = self:aws_error(service, action, region, code,
+            fault.message or util.fault_message(code), fault.status or util.fault_status(code),
+            { retryable = fault.retryable, sent = fault.sent, timeout = fault.timeout,
+              retry_after = fault.retry_after })
+        if err.retryable == nil then
+            err.retryable = util.RETRYABLE_CODES[code] or (err.status or 0) >= 500 or false
+        end
+        call.error = code
+        call.fault = true
+        error(err, 0)
+    end
+    local ok, result = pcall(self.aws_invoke_raw, self, service, action, region, params)
+    if not ok then
+        call.error = errors.is(result) and result.code or tostring(result)
+        error(result, 0)
+    end
+    return result
+end
+
+-- w:calls_to(service, action?) -> the recorded aws calls to that operation.
+function World:calls_to(service, action)
+    service = canonical_service(service)
+    local found = {}
+    for _, call in ipairs(self.calls) do
+        if call.module == "aws" and call.service == service and (action == nil or call.action == action) then
+            found[#found + 1] = call
+        end
+    end
+    return found
+end
+
+-- HTTP, processes ------------------------------------------------------------
+
+-- Whether the region's application answers its health endpoint with 200.
+function World:endpoint_up(region)
+    local ep = self.endpoints[region]
+    if ep.mode == "up" then
+        return true
+    elseif ep.mode == "down" or ep.mode == "unreachable" then
+        return false
+    end
+    local ecs = require "atlas.mock.ecs"
+    if ecs.running_count(self, region) == 0 then
+        return false
+    end
+    local rds = require "atlas.mock.rds"
+    return rds.application_db_reachable(self, region)
+end
+
+-- w:set_endpoint(region, {mode="auto"|"up"|"down"|"unreachable", status=, body=})
+function World:set_endpoint(region, fields)
+    local ep = self.endpoints[region]
+    assert(ep, "set_endpoint: unknown region " .. tostring(region))
+    for k, v in pairs(fields) do
+        ep[k] = v
+    end
+    self:refresh()
+end
+
+local function health_response(self, region)
+    local ep = self.endpoints[region]
+    if ep.up then
+        return { status = ep.status or 200, body = ep.body or '{"status":"UP"}',
+                 headers = { ["content-type"] = "application/vnd.spring-boot.actuator.v3+json" } }
+    end
+    local body = ep.body
+    if not body then
+        local rds = require "atlas.mock.rds"
+        if require("atlas.mock.ecs").running_count(self, region) > 0 and not rds.application_db_reachable(self, region) then
+            body = '{"status":"DOWN","components":{"db":{"status":"DOWN"}}}'
+        else
+            -- The ALB answers itself when no target is healthy.
+            return { status = ep.status or 503, body = "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
+                     headers = { ["content-type"] = "text/html", server = "awselb/2.0" } }
+        end
+    end
+    return { status = ep.status or 503, body = body, headers = { ["content-type"] = "application/json" } }
+end
+
+-- w:http_request{method=, url=, headers=, body=} -> {status=, body=, headers=}
+-- for the regional endpoints; raises an http error for a host nobody serves.
+function World:http_request(request)
+    assert(type(request) == "table" and type(request.url) == "string", "http_request needs a url")
+    local method = request.method or "GET"
+    local call = { module = "http", method = method, url = request.url, t = self.t }
+    self.calls[#self.calls + 1] = call
+    local scheme, host, path = request.url:match("^(https?)://([^/:]+)[^/]*(.*)$")
+    local function fail(code, message)
+        call.error = code
+        error(errors.new{ kind = "http", code = code, message = message, method = method,
+                          url = request.url, retryable = code ~= "resolve" }, 0)
+    end
+    if not scheme then
+        fail("url", "malformed url " .. request.url)
+    end
+    host = host:lower()
+    local region = host:match("^([a-z0-9-]+)%.atlas%-crm%.com$")
+    if host == "api.atlas-crm.com" then
+        region = require("atlas.mock.route53").resolve_region(self, "api.atlas-crm.com", request.continent)
+    end
+    if not region or not self.endpoints[region] then
+        fail("resolve", "Could not resolve host: " .. host)
+    end
+    if self.endpoints[region].mode == "unreachable" then
+        fail("connect", "Failed to connect to " .. host .. " port 443: Connection timed out")
+    end
+    local response
+    if path:match("^/actuator/health") then
+        response = health_response(self, region)
+    elseif self.endpoints[region].up then
+        response = { status = (path == "" or path == "/") and 200 or 404, body = "", headers = {} }
+    else
+        response = health_response(self, region)
+    end
+    call.status = response.status
+    return response
+end
+
+-- w:on_proc(match, result): scripts proc_run. match is a Lua pattern tried
+-- against the argv joined by spaces, or a function(argv) -> bool; result is
+-- {code=, stdout=, stderr=} or a function(argv, world) returning one.
+function World:on_proc(match, result)
+    table.insert(self.proc_rules, 1, { match = match, result = result })
+end
+
+function World:proc_run(argv)
+    assert(type(argv) == "table", "proc_run takes an argv list")
+    local line = table.concat(argv, " ")
+    local call = { module = "proc", argv = util.copy(argv), t = self.t }
+    self.calls[#self.calls + 1] = call
+    for _, rule in ipairs(self.proc_rules) do
+        local hit
+        if type(rule.match) == "function" then
+            hit = rule.match(argv)
+        else
+            hit = line:find(rule.match) ~= nil
+        end
+        if hit then
+            local result = rule.result
+            if type(result) == "function" then
+                result = result(argv, self)
+            end
+            result = util.copy(result or {})
+            result.code = result.code or 0
+            result.stdout = result.stdout or ""
+            result.stderr = result.stderr or ""
+            call.code = result.code
+            return result
+        end
+    end
+    call.code = 0
+    return { code = 0, stdout = "", stderr = "" }
+end
+
+-- Test helpers ---------------------------------------------------------------
+
+-- w:set_service(region, {running=, desired=, pending=, status=})
+function World:set_service(region, fields)
+    require("atlas.mock.ecs").set_service(self, region, fields)
+    self:refresh()
+end
+
+-- w:stall_service(region, stalled=true): its tasks never start.
+function World:stall_service(region, stalled)
+    require("atlas.mock.ecs").stall_service(self, region, stalled ~= false)
+    self:refresh()
+end
+
+-- w:set_db_instance(id, {status=, reachable=}) for RDS-level faults.
+function World:set_db_instance(id, fields)
+    require("atlas.mock.rds").set_instance(self, id, fields)
+    self:refresh()
+end
+
+-- w:set_replication_lag(region, seconds): the lag of a subscriber region,
+-- as CloudWatch and w.db report it.
+function World:set_replication_lag(region, seconds)
+    self.replication_lag = self.replication_lag or {}
+    self.replication_lag[region] = seconds
+    if self.db and type(self.db.set_lag) == "function" then
+        self.db:set_lag(region, seconds)
+    end
+end
+
+function World:replication_lag_of(region)
+    if self.db and type(self.db.lag) == "function" then
+        local ok, lag = pcall(self.db.lag, self.db, region)
+        if ok and type(lag) == "number" then
+            return lag
+        end
+    end
+    return (self.replication_lag or {})[region] or 0.4
+end
+
+-- w:set_metric(namespace, name, dimensions, value|function(t) -> value)
+function World:set_metric(namespace, name, dimensions, value)
+    require("atlas.mock.cloudwatch").set_generator(self, namespace, name, dimensions, value)
+end
+
+-- w:set_lambda(name, function(payload, world) -> payload_string)
+function World:set_lambda(name, handler)
+    require("atlas.mock.lambda").set_handler(self, name, handler)
+end
+
+-- w:add_log(region, group, message, stream?)
+function World:add_log(region, group, message, stream)
+    require("atlas.mock.logs").append(self, region, group, message, stream)
+end
+
+-- w:set{service=..., endpoint=..., db_instance=..., lag=...} bundles the
+-- helpers above for scenarios written as data.
+function World:set(fields)
+    for region, f in pairs(fields.service or {}) do
+        self:set_service(region, f)
+    end
+    for region, f in pairs(fields.endpoint or {}) do
+        self:set_endpoint(region, f)
+    end
+    for id, f in pairs(fields.db_instance or {}) do
+        self:set_db_instance(id, f)
+    end
+    for region, lag in pairs(fields.lag or {}) do
+        self:set_replication_lag(region, lag)
+    end
+end
+
+-- w:snapshot() -> the state that matters, as a plain comparable table. It is
+-- read through AWS operations (atlas.mock.snapshot), so the fidelity test can
+-- read moto the same way and compare.
+function World:snapshot()
+    local snapshot = require "atlas.mock.snapshot"
+    return snapshot.read(function(service, action, region, params)
+        return self:aws_invoke_raw(service, action, region, params)
+    end)
+end
+
+return World

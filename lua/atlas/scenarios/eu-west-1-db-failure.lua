@@ -1,0 +1,28 @@
+-- The eu-west-1 primary database failed five minutes ago. The instance
+-- shows "failed" and takes no connection; its read replica is available
+-- (replication from the failed source has stopped) and can be promoted.
+-- The eu-west-1 application keeps its tasks but reports DOWN.
+local PRIMARY = "atlas-production-db-eu-west-1"
+
+return {
+    description = "eu-west-1 primary RDS instance failed and unreachable; the read replica is fine",
+    apply = function(world)
+        local began = world:now() - 300
+        world:set_db_instance(PRIMARY, {
+            status = "failed",
+            reachable = false,
+            replication = { StatusType = "read replication", Normal = false, Status = "error",
+                            Message = "Replication has stopped: the source DB instance is unreachable." },
+        })
+        world:set_endpoint("eu-west-1", { changed_at = began })
+        if world.db and type(world.db.set_reachable) == "function" then
+            world.db:set_reachable("eu-west-1", false)
+        end
+        local logs = require "atlas.mock.logs"
+        for i = 0, 4 do
+            logs.append(world, "eu-west-1", "/ecs/atlas-crm-production-eu-west-1",
+                "ERROR [HikariPool-1 housekeeper] com.zaxxer.hikari.pool.HikariPool : HikariPool-1 - Connection is not available, request timed out after 30000ms.",
+                nil, began + i * 30)
+        end
+    end,
+}
