@@ -31,5 +31,7 @@ struct atlas_embedded {
 
 extern const struct atlas_embedded atlas_embedded_lua[];
 extern const luaL_Reg atlas_native_modules[];
+/* Modules built as loadable objects (atlas_<name>.so), opened on first require. */
+extern const char *const atlas_lazy_modules[];
 
 #endif

@@ -8,10 +8,13 @@
  */
 #include "atlas.h"
 
+#include <dlfcn.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Exit code for a failure that is atlas-run's fault, not the playbook's
  * (EX_SOFTWARE from sysexits.h), so monitoring can tell them apart. */
@@ -155,6 +158,54 @@ embedded_list(lua_State *L)
     return 1;
 }
 
+/* Opens engine module `name` from atlas_<name>.so beside the binary (build
+ * tree) or in ../lib/atlas-run (installed), and returns its luaopen. */
+static lua_CFunction
+open_lazy_module(lua_State *L, const char *name)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        luaL_error(L, "atlas.%s: cannot find the atlas-run binary", name);
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    *slash = '\0';
+    const char *layouts[] = {"%s/atlas_%s.so", "%s/../lib/atlas-run/atlas_%s.so"};
+    luaL_Buffer errors_seen;
+    luaL_buffinit(L, &errors_seen);
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+        const char *path = lua_pushfstring(L, layouts[i], exe, name);
+        void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        lua_pop(L, 1);
+        if (handle == NULL) {
+            luaL_addstring(&errors_seen, "\n\t");
+            luaL_addstring(&errors_seen, dlerror());
+            continue;
+        }
+        const char *symbol = lua_pushfstring(L, "luaopen_atlas_%s", name);
+        lua_CFunction open = (lua_CFunction)dlsym(handle, symbol);
+        lua_pop(L, 1);
+        if (open != NULL)
+            return open;
+        luaL_addstring(&errors_seen, "\n\tno luaopen in ");
+        luaL_addstring(&errors_seen, path);
+    }
+    luaL_pushresult(&errors_seen);
+    luaL_error(L, "atlas.%s: cannot load its module:%s", name, lua_tostring(L, -1));
+    return NULL;
+}
+
+/* package.preload entry of a lazily loaded module; upvalue 1 is its name. */
+static int
+lazy_module_loader(lua_State *L)
+{
+    lua_CFunction open = open_lazy_module(L, lua_tostring(L, lua_upvalueindex(1)));
+    lua_pushcfunction(L, open);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
 static void
 install_modules(lua_State *L)
 {
@@ -162,6 +213,12 @@ install_modules(lua_State *L)
     for (const luaL_Reg *r = atlas_native_modules; r->name != NULL; r++) {
         lua_pushcfunction(L, r->func);
         lua_setfield(L, -2, r->name);
+    }
+    for (const char *const *name = atlas_lazy_modules; *name != NULL; name++) {
+        lua_pushfstring(L, "atlas.%s", *name);
+        lua_pushstring(L, *name);
+        lua_pushcclosure(L, lazy_module_loader, 1);
+        lua_settable(L, -3);
     }
     lua_pushcfunction(L, embedded_list);
     lua_setfield(L, -2, "atlas.embedded");

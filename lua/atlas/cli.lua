@@ -116,13 +116,24 @@ local function configure_output(options)
 end
 
 local function scenario_names()
-    local names = {}
-    for _, name in ipairs(require "atlas.embedded") do
-        local scenario = name:match("^atlas%.scenarios%.(.+)$")
-        if scenario then
-            names[#names + 1] = scenario
+    local names, seen = {}, {}
+    local function add(name)
+        if name and not seen[name] then
+            seen[name] = true
+            names[#names + 1] = name
         end
     end
+    for _, name in ipairs(require "atlas.embedded") do
+        add(name:match("^atlas%.scenarios%.(.+)$"))
+    end
+    -- During development the sources in ATLAS_LUA_PATH win, new files included.
+    local dev = os.getenv("ATLAS_LUA_PATH")
+    if dev and dev ~= "" then
+        for _, file in ipairs(sys.readdir(dev .. "/atlas/scenarios") or {}) do
+            add(file:match("^(.+)%.lua$"))
+        end
+    end
+    table.sort(names)
     return names
 end
 
