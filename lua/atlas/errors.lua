@@ -23,6 +23,15 @@ function formatters.http(e)
     return string.format("http %s %s: %s", e.method or "GET", e.url or "?", e.message or e.code or "")
 end
 
+-- A wait that ran out of time names the call it was polling.
+function formatters.timeout(e)
+    if e.service then
+        return string.format("%s %s (%s): timeout: %s", e.service, e.action or "?", e.region or "global",
+            e.message or "")
+    end
+    return "timeout: " .. (e.message or "")
+end
+
 function formatters.usage(e)
     return e.message or "bad usage"
 end

@@ -412,6 +412,7 @@ function t.main(paths, options)
     end
     local files = {}
     for _, p in ipairs(paths) do
+        p = p:gsub("(.)/+$", "%1")
         if not find_tests(p, files) then
             io.stderr:write("atlas-run test: no such file or directory: " .. p .. "\n")
             return 2
@@ -420,7 +421,8 @@ function t.main(paths, options)
     -- Tests never touch the user's journals or locks.
     local state = io.popen("mktemp -d /tmp/atlas-test-state.XXXXXX"):read("l")
     sys.setenv("ATLAS_STATE_DIR", state)
-    log.configure { format = "text", level = "warn" }
+    -- Cases that need the output capture it; the rest would only be noise.
+    log.configure { format = "text", level = "error" }
     local counts = { passed = 0, failed = 0 }
     for _, file in ipairs(files) do
         run_file(file, counts, options and options.verbose)

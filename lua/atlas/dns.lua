@@ -1,0 +1,223 @@
+-- DNS changes for failover: take a region out of the geo-routed API name and
+-- put it back exactly as it was.
+--
+-- The global API name (api.atlas-crm.com) has one geolocation CNAME per
+-- region plus a default, each pointing at a regional name R.atlas-crm.com.
+-- Disabling region F for backup B rewrites every record that points at F so
+-- that it points at B (with B's health check); every other record is left
+-- alone. The records as they were are returned and saved in the state
+-- directory, so enabling F again restores them to the letter: TTL, health
+-- check, location and all.
+local route53 = require "atlas.route53"
+local json = require "atlas.json"
+local sys = require "atlas.sys"
+local log = require "atlas.log"
+local errors = require "atlas.errors"
+local runtime = require "atlas.runtime"
+
+local M = {}
+
+M.ZONE = "atlas-crm.com"
+M.API_NAME = "api.atlas-crm.com"
+
+local function fqdn(name)
+    return (name:gsub("%.$", "")) .. "."
+end
+
+-- dns.regional_name("eu-west-1") -> "eu-west-1.atlas-crm.com"
+function M.regional_name(region, zone)
+    return region .. "." .. (zone or M.ZONE)
+end
+
+local function record_value(record)
+    local values = record.ResourceRecords or {}
+    return values[1] and values[1].Value and (values[1].Value:gsub("%.$", "")) or nil
+end
+M.record_value = record_value
+
+-- dns.zone_id(zone) -> the hosted zone id, or raises a "dns" error
+function M.zone_id(zone)
+    local found = route53.find_zone { name = zone or M.ZONE }
+    if not found then
+        errors.raise { kind = "dns", code = "NoSuchHostedZone", message = "no public hosted zone " .. (zone or M.ZONE) }
+    end
+    return found.Id
+end
+
+-- dns.records{zone=, name=} -> zone id, the routing records of name (the ones with a SetIdentifier)
+function M.records(args)
+    local zone_id = args.zone_id or M.zone_id(args.zone)
+    local name = fqdn(args.name or M.API_NAME)
+    local all = route53.list_resource_record_sets { HostedZoneId = zone_id, StartRecordName = name }
+    local records = {}
+    for _, r in ipairs(all) do
+        if fqdn(r.Name) == name and r.SetIdentifier then
+            records[#records + 1] = r
+        end
+    end
+    return zone_id, records
+end
+
+local function copy(value)
+    if type(value) ~= "table" then
+        return value
+    end
+    local out = {}
+    for k, v in pairs(value) do
+        out[k] = copy(v)
+    end
+    return setmetatable(out, getmetatable(value))
+end
+
+-- The health check that guards a region's own record.
+local function health_check_of(records, region, zone)
+    local target = M.regional_name(region, zone)
+    for _, r in ipairs(records) do
+        if r.SetIdentifier == region and record_value(r) == target then
+            return r.HealthCheckId
+        end
+    end
+    for _, r in ipairs(records) do
+        if record_value(r) == target and r.HealthCheckId then
+            return r.HealthCheckId
+        end
+    end
+end
+
+-- Only the fields ChangeResourceRecordSets accepts for a record.
+local RECORD_FIELDS = { "Name", "Type", "SetIdentifier", "Weight", "Region", "GeoLocation", "Failover",
+    "MultiValueAnswer", "TTL", "ResourceRecords", "AliasTarget", "HealthCheckId", "TrafficPolicyInstanceId",
+    "CidrRoutingConfig", "GeoProximityLocation" }
+
+local function change_record(record)
+    local out = {}
+    for _, field in ipairs(RECORD_FIELDS) do
+        if record[field] ~= nil then
+            out[field] = copy(record[field])
+        end
+    end
+    return out
+end
+
+local function saved_path(name, region)
+    local dir = require("atlas.journal").state_dir() .. "/dns"
+    sys.mkdir(dir, 448)
+    return string.format("%s/%s.%s.json", dir, (name:gsub("%.$", "")), region)
+end
+
+local function apply(zone_id, records, comment, wait)
+    local changes = {}
+    for _, r in ipairs(records) do
+        changes[#changes + 1] = { Action = "UPSERT", ResourceRecordSet = change_record(r) }
+    end
+    local resp = route53.change_resource_record_sets {
+        HostedZoneId = zone_id, ChangeBatch = { Comment = comment, Changes = changes },
+    }
+    local info = resp.ChangeInfo
+    if wait ~= false and info and info.Id then
+        return route53.wait_changed { Id = info.Id, delay = 10, timeout = 600 } or info
+    end
+    return info
+end
+
+-- dns.plan_disable{records=, failed=, backup=, zone=} -> changed records (new values), previous records
+function M.plan_disable(records, failed, backup, zone)
+    local failed_target = M.regional_name(failed, zone)
+    local backup_target = M.regional_name(backup, zone)
+    local backup_check = health_check_of(records, backup, zone)
+    local changed, previous = {}, {}
+    for _, r in ipairs(records) do
+        if record_value(r) == failed_target then
+            previous[#previous + 1] = copy(r)
+            local new = change_record(r)
+            new.ResourceRecords = { { Value = backup_target } }
+            new.HealthCheckId = backup_check
+            changed[#changed + 1] = new
+        end
+    end
+    return changed, previous
+end
+
+-- dns.disable_region{failed=, backup=, zone=, name=, wait=true}
+--   -> {changed = {...}, previous = {...}, change = ChangeInfo|nil, saved = path}
+-- Idempotent: when no record points at the failed region, nothing changes.
+function M.disable_region(args)
+    assert(args.failed and args.backup, "dns.disable_region needs failed and backup")
+    if args.failed == args.backup then
+        errors.raise { kind = "dns", code = "InvalidArgument", message = "the backup region must differ from the failed one" }
+    end
+    local name = args.name or M.API_NAME
+    local zone_id, records = M.records { zone = args.zone, name = name }
+    if #records == 0 then
+        errors.raise { kind = "dns", code = "NoRecords", message = "no routing records for " .. name }
+    end
+    if not health_check_of(records, args.backup, args.zone) then
+        log.warn("dns: no health check found for %s; its records will have none", args.backup)
+    end
+    local changed, previous = M.plan_disable(records, args.failed, args.backup, args.zone)
+    local result = { changed = changed, previous = previous, zone_id = zone_id }
+    if #changed == 0 then
+        log.info("dns: no record of %s points at %s; nothing to change", name, args.failed)
+        return result
+    end
+    for _, r in ipairs(changed) do
+        log.info("dns: %s %s -> %s", name, r.SetIdentifier, record_value(r))
+    end
+    if not runtime.dry_run then
+        -- Saved before the change: if the change half-happens, the way back is known.
+        result.saved = saved_path(name, args.failed)
+        local existing = io.open(result.saved, "r")
+        if existing then
+            existing:close()
+        else
+            local ok, err = sys.write_atomic(result.saved, json.encode(json.array(previous), { indent = 2 }))
+            if not ok then
+                errors.raise { kind = "dns", code = "SaveFailed", message = "cannot save the records to restore: " .. err }
+            end
+        end
+    end
+    result.change = apply(zone_id, changed, string.format("atlas-run: disable %s, serve from %s", args.failed,
+        args.backup), args.wait)
+    return result
+end
+
+-- dns.enable_region{region=, records=?, zone=, name=, wait=true} -> {restored=, change=}
+-- Puts back the records saved by disable_region (or the ones given).
+function M.enable_region(args)
+    local name = args.name or M.API_NAME
+    local records = args.records
+    local path = saved_path(name, args.region)
+    if not records then
+        local f = io.open(path, "r")
+        if not f then
+            errors.raise { kind = "dns", code = "NothingSaved",
+                message = string.format("no saved records for %s in %s (was it disabled by atlas-run?)", args.region, path) }
+        end
+        records = json.decode(f:read("a"))
+        f:close()
+    end
+    local zone_id = M.zone_id(args.zone)
+    local restore = {}
+    for _, r in ipairs(records) do
+        restore[#restore + 1] = change_record(r)
+    end
+    local change = apply(zone_id, restore, "atlas-run: enable " .. args.region, args.wait)
+    if not runtime.dry_run then
+        os.remove(path)
+    end
+    return { restored = restore, change = change }
+end
+
+-- dns.regions_served{zone=, name=} -> map SetIdentifier -> target region name
+-- ("eu-west-1.atlas-crm.com" -> "eu-west-1"), to verify a failover.
+function M.regions_served(args)
+    local _, records = M.records(args or {})
+    local served = {}
+    for _, r in ipairs(records) do
+        local value = record_value(r) or ""
+        served[r.SetIdentifier] = value:match("^([%w%-]+)%.") or value
+    end
+    return served
+end
+
+return M
