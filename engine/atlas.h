@@ -23,8 +23,8 @@ int atlas_interrupted(void);
 #define atlas_pushnull(L) lua_pushlightuserdata((L), NULL)
 
 struct atlas_embedded {
-    const char *name;  /* module name, as given to require */
-    const char *path;  /* path under lua/, for chunk names */
+    const char *name; /* module name, as given to require */
+    const char *path; /* path under lua/, for chunk names */
     const char *source;
     size_t size;
 };

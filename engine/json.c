@@ -116,8 +116,7 @@ static json_t *
 table_to_json(lua_State *L, int index, int depth, EncodeError *err)
 {
     if (depth > MAX_DEPTH || !lua_checkstack(L, 8)) {
-        snprintf(err->message, sizeof err->message, "nesting deeper than %d (a cycle?)",
-                 MAX_DEPTH);
+        snprintf(err->message, sizeof err->message, "nesting deeper than %d (a cycle?)", MAX_DEPTH);
         return NULL;
     }
     if (has_metatable(L, index, ARRAY_MT))

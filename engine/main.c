@@ -63,8 +63,7 @@ on_signal(int sig)
     }
     interrupted_flag = 1;
     if (signal_state != NULL)
-        lua_sethook(signal_state, interrupt_hook,
-                    LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+        lua_sethook(signal_state, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 static void

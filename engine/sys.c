@@ -69,8 +69,8 @@ sys_sleep(lua_State *L)
             return 1;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        double elapsed = (double)(now.tv_sec - start.tv_sec) +
-                         (double)(now.tv_nsec - start.tv_nsec) / 1e9;
+        double elapsed =
+            (double)(now.tv_sec - start.tv_sec) + (double)(now.tv_nsec - start.tv_nsec) / 1e9;
         double left = seconds - elapsed;
         if (left <= 0)
             break;
