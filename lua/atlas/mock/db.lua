@@ -1,0 +1,245 @@
+-- The mock world's databases: the three regional PostgreSQL 15 instances
+-- as atlas.mock.sql sees them. world.db = db.new(world).
+--
+-- State, per region R, in db.regions[R] (scenarios and tests may set it):
+--   reachable        false: every connection fails (08001). Also false when
+--                    the RDS instance atlas-production-db-R is not reachable.
+--   publications     {[name] = {tables = {"organization", ...}, all_tables = false}}
+--   subscriptions    {[name] = {enabled=, slot_name=, publications={...}, primary="eu-west-1",
+--                     worker=true|false (apply worker running), tables_total=, tables_ready=}}
+--   slots            {[name] = {plugin="pgoutput", active=, subscriber=region|nil,
+--                     wal_status="reserved"}}  (on the primary)
+--   lag_seconds      this subscriber's replication lag, as the primary's
+--                    pg_stat_replication reports it (use db:set_lag)
+--   catch_up_rate    seconds of lag recovered per virtual second (0: lag stays)
+--   bytes_per_second WAL written per second on the primary: lag_bytes = lag_seconds * this
+--   sessions         pg_stat_activity client backends: {{pid=, usename=, application_name=,
+--                     client_addr=, state=, state_seconds=, xact_seconds=|nil, query=}, ...}
+--   max_connections, reserved   current_setting('max_connections') / superuser_reserved_connections
+--   flyway           rows of flyway_schema_history (nil: the table does not exist)
+--   tables           {[name] = true}: tables that exist (CREATE PUBLICATION checks them)
+--
+-- Helpers: db:set_lag(region, seconds [, catch_up_rate]), db:lag(region),
+-- db:set_reachable(region, bool), db:clear_replication() (no publication, no
+-- subscription, no slot: what db_publication_setup starts from),
+-- db:drop_slot(name), db:add_sessions(region, {state=, count=, seconds=, usename=,
+-- application_name=}), db:region_of(host).
+local util = require "atlas.mock.util"
+
+local M = {}
+
+local DB = {}
+DB.__index = DB
+
+M.PRIMARY = "eu-west-1"
+M.SECONDARIES = { "us-east-1", "ap-southeast-1" }
+M.PUBLICATION = "atlas_publication"
+M.SUBSCRIPTION = "atlas_subscription_from_eu"
+M.TABLES = { "organization", "app_user", "user_preferences", "referential", "system_config" }
+-- RDS's default for db.r6g.xlarge: LEAST(DBInstanceClassMemory / 9531392, 5000).
+M.MAX_CONNECTIONS = 3604
+M.RESERVED = 3
+-- Steady state: the subscribers are a fraction of a second behind.
+M.HEALTHY_LAG = 0.4
+-- Virtual seconds the initial table copy of a new subscription takes.
+M.INITIAL_COPY_SECONDS = 6
+
+local function slot_name_for(region)
+    return M.SUBSCRIPTION .. "_" .. region:gsub("-", "_")
+end
+M.slot_name_for = slot_name_for
+
+local function flyway_rows(world)
+    local function at(days_ago)
+        return os.date("!%Y-%m-%d %H:%M:%S", world.start_time - days_ago * 86400)
+    end
+    return {
+        { installed_rank = 1, version = "1", description = "init", type = "SQL", script = "V1__init.sql",
+          checksum = 1234567, installed_by = "atlas_admin", installed_on = at(400), execution_time = 812, success = true },
+        { installed_rank = 2, version = "2", description = "user preferences", type = "SQL",
+          script = "V2__user_preferences.sql", checksum = -98765, installed_by = "atlas_admin", installed_on = at(120),
+          execution_time = 95, success = true },
+        { installed_rank = 3, version = "3", description = "system config", type = "SQL",
+          script = "V3__system_config.sql", checksum = 55501, installed_by = "atlas_admin", installed_on = at(7),
+          execution_time = 40, success = true },
+    }
+end
+
+-- The application's pool: two tasks with ten connections each, mostly idle.
+local function healthy_sessions(world, region)
+    local sessions = {}
+    for i = 1, 20 do
+        sessions[i] = {
+            pid = 10000 + i, usename = "atlas_admin", application_name = "atlas-crm",
+            client_addr = string.format("10.%d.1.%d", #region, 10 + i),
+            state = i <= 3 and "active" or "idle", state_seconds = i <= 3 and 0.05 or 12,
+            xact_seconds = i <= 3 and 0.05 or nil, query = i <= 3 and "SELECT ... FROM app_user" or "COMMIT",
+        }
+    end
+    return sessions
+end
+
+local function new_region(world, region)
+    local tables = {}
+    for _, name in ipairs(M.TABLES) do
+        tables[name] = true
+    end
+    tables.flyway_schema_history = true
+    return {
+        region = region,
+        reachable = true,
+        publications = {},
+        subscriptions = {},
+        slots = {},
+        lag_seconds = 0,
+        catch_up_rate = 0,
+        lag_set_at = world.t,
+        bytes_per_second = 256 * 1024,
+        sessions = healthy_sessions(world, region),
+        max_connections = M.MAX_CONNECTIONS,
+        reserved = M.RESERVED,
+        flyway = flyway_rows(world),
+        tables = tables,
+        next_pid = 20000,
+        lsn = 0x5A000000 + #region * 0x100000,
+    }
+end
+
+-- db.new(world) -> the state of the three databases, replication configured
+-- as the reference environment describes it.
+function M.new(world)
+    local db = setmetatable({ world = world, regions = {} }, DB)
+    for _, region in ipairs(util.REGIONS) do
+        db.regions[region] = new_region(world, region)
+    end
+    local primary = db.regions[M.PRIMARY]
+    primary.publications[M.PUBLICATION] = { tables = util.copy(M.TABLES), all_tables = false }
+    for _, region in ipairs(M.SECONDARIES) do
+        local slot = slot_name_for(region)
+        primary.slots[slot] = { plugin = "pgoutput", active = true, subscriber = region, wal_status = "reserved" }
+        db.regions[region].subscriptions[M.SUBSCRIPTION] = {
+            enabled = true, slot_name = slot, publications = { M.PUBLICATION }, primary = M.PRIMARY,
+            worker = true, tables_total = #M.TABLES, tables_ready = #M.TABLES,
+        }
+        db.regions[region].lag_seconds = M.HEALTHY_LAG
+    end
+    return db
+end
+
+function DB:now()
+    return self.world:now()
+end
+
+function DB:next_pid(region)
+    local r = self.regions[region]
+    r.next_pid = r.next_pid + 1
+    return r.next_pid
+end
+
+-- db:set_lag(region, seconds, catch_up_rate?): the subscriber's lag from now
+function DB:set_lag(region, seconds, catch_up_rate)
+    local r = assert(self.regions[region], "set_lag: unknown region " .. tostring(region))
+    r.lag_seconds = seconds
+    r.lag_set_at = self:now()
+    r.catch_up_rate = catch_up_rate or r.catch_up_rate or 0
+end
+
+-- db:lag(region) -> the subscriber's lag in seconds now (0 when no subscription runs)
+function DB:lag(region)
+    local r = assert(self.regions[region], "lag: unknown region " .. tostring(region))
+    local elapsed = self:now() - (r.lag_set_at or self:now())
+    return math.max(0, r.lag_seconds - (r.catch_up_rate or 0) * elapsed)
+end
+
+function DB:lag_bytes(region)
+    local r = self.regions[region]
+    return math.floor(self:lag(region) * r.bytes_per_second + 0.5)
+end
+
+function DB:set_reachable(region, reachable)
+    local r = assert(self.regions[region], "set_reachable: unknown region " .. tostring(region))
+    r.reachable = reachable and true or false
+end
+
+-- Whether a connection to the region's database succeeds now.
+function DB:reachable(region)
+    local r = self.regions[region]
+    if not r or not r.reachable then
+        return false
+    end
+    local ok, rds = pcall(require, "atlas.mock.rds")
+    if ok and rds.application_db_reachable and self.world.rds then
+        return rds.application_db_reachable(self.world, region)
+    end
+    return true
+end
+
+-- db:clear_replication(): no publication, subscription or slot anywhere
+function DB:clear_replication()
+    for _, r in pairs(self.regions) do
+        r.publications, r.subscriptions, r.slots = {}, {}, {}
+        r.lag_seconds = 0
+    end
+end
+
+-- db:drop_slot(name): the slot disappears from the primary (a subscriber
+-- then has nothing to stream from)
+function DB:drop_slot(name)
+    local primary = self.regions[M.PRIMARY]
+    local slot = primary.slots[name]
+    primary.slots[name] = nil
+    if slot and slot.subscriber then
+        for _, sub in pairs(self.regions[slot.subscriber].subscriptions) do
+            if sub.slot_name == name then
+                sub.worker = false
+            end
+        end
+    end
+end
+
+-- db:add_sessions(region, {state=, count=, seconds=, usename=, application_name=, query=})
+function DB:add_sessions(region, spec)
+    local r = assert(self.regions[region], "add_sessions: unknown region " .. tostring(region))
+    for _ = 1, spec.count or 1 do
+        local in_tx = spec.state and spec.state:find("in transaction", 1, true)
+        r.sessions[#r.sessions + 1] = {
+            pid = self:next_pid(region), usename = spec.usename or "atlas_admin",
+            application_name = spec.application_name or "atlas-crm", client_addr = spec.client_addr or "10.0.2.15",
+            state = spec.state or "idle", state_seconds = spec.seconds or 1,
+            xact_seconds = (in_tx or spec.state == "active") and (spec.xact_seconds or spec.seconds or 1) or nil,
+            query = spec.query or "SELECT 1",
+        }
+    end
+end
+
+-- db:region_of(host) -> the region whose instance answers at host, or nil
+function DB:region_of(host)
+    if type(host) ~= "string" then
+        return nil
+    end
+    host = host:lower()
+    local ok, rds = pcall(require, "atlas.mock.rds")
+    for _, region in ipairs(util.REGIONS) do
+        if ok and self.world.rds and rds.instance then
+            local inst = rds.instance(self.world, region, "atlas-production-db-" .. region)
+            if inst and inst.v.Endpoint and inst.v.Endpoint.Address:lower() == host then
+                return region
+            end
+        end
+    end
+    -- Any other name that names the instance (a CNAME, a test's short name).
+    for _, region in ipairs(util.REGIONS) do
+        if host:find("atlas-production-db-" .. region, 1, true) and not host:find("replica", 1, true) then
+            return region
+        end
+    end
+    return nil
+end
+
+-- The primary's current WAL position, moving with virtual time.
+function DB:current_lsn(region)
+    local r = self.regions[region]
+    return r.lsn + math.floor((self:now() - self.world.start_time) * r.bytes_per_second)
+end
+
+return M

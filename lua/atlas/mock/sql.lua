@@ -1,0 +1,691 @@
+-- The mock SQL backend: the same calls as atlas.pq (connect, conninfo_parse,
+-- conn:query/exec/notices/info/close), answered from the mock world's
+-- databases (atlas.mock.db, world.db).
+--
+-- It is not a SQL engine. It answers the statements atlas.replication sends
+-- (read queries by their /* atlas:<name> */ tag, the publication and
+-- subscription DDL by pattern) plus trivial ones (SELECT 1, BEGIN, COMMIT);
+-- anything else is an SQL error 0A000 naming the statement, so a playbook
+-- that needs more fails loudly in its mock test. Every statement is recorded
+-- in world.calls as {module="sql", host=, sql=, params=}.
+local runtime = require "atlas.runtime"
+local json = require "atlas.json"
+
+local M = {}
+
+local null = json.null
+
+local function world()
+    local w = runtime.world
+    assert(w, "atlas.mock.sql used without a mock world")
+    assert(w.db, "the mock world has no database model (atlas.mock.db)")
+    return w
+end
+
+local function iso(t)
+    local whole = math.floor(t)
+    return os.date("!%Y-%m-%dT%H:%M:%S", whole) .. string.format(".%06d+00:00", math.floor((t - whole) * 1e6))
+end
+
+local function lsn_text(n)
+    return string.format("%X/%X", n // 0x100000000, n % 0x100000000)
+end
+
+-- conninfo parsing ----------------------------------------------------------
+
+local KNOWN_KEYWORDS = {}
+for word in ([[host hostaddr port dbname user password passfile channel_binding connect_timeout
+    client_encoding options application_name fallback_application_name keepalives keepalives_idle
+    keepalives_interval keepalives_count tcp_user_timeout replication gssencmode sslmode requiressl
+    sslcompression sslcert sslkey sslpassword sslrootcert sslcrl sslcrldir sslsni requirepeer
+    ssl_min_protocol_version ssl_max_protocol_version krbsrvname gsslib service target_session_attrs]]):gmatch("%S+") do
+    KNOWN_KEYWORDS[word] = true
+end
+
+local function url_decode(s)
+    return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function parse_uri(s)
+    local rest = s:match("^postgres[q]?[l]?://(.*)$")
+    local out = {}
+    local authority, path = rest:match("^([^/?]*)(.*)$")
+    local userinfo, hostport = authority:match("^(.*)@(.*)$")
+    if not userinfo then
+        hostport = authority
+    else
+        local user, password = userinfo:match("^([^:]*):(.*)$")
+        out.user = url_decode(user or userinfo)
+        if password then
+            out.password = url_decode(password)
+        end
+    end
+    local host, port = hostport:match("^(.-):(%d+)$")
+    host = host or hostport
+    if host ~= "" then
+        out.host = url_decode(host)
+    end
+    out.port = port
+    local dbname, query = path:match("^/?([^?]*)%??(.*)$")
+    if dbname and dbname ~= "" then
+        out.dbname = url_decode(dbname)
+    end
+    for pair in (query or ""):gmatch("[^&]+") do
+        local k, v = pair:match("^([^=]+)=(.*)$")
+        if not k or not KNOWN_KEYWORDS[k] then
+            return nil, string.format('invalid URI query parameter: "%s"', k or pair)
+        end
+        out[k] = url_decode(v)
+    end
+    return out
+end
+
+-- conninfo_parse(s) -> {keyword = value} | nil, message (libpq's rules:
+-- key=value pairs, values optionally in single quotes with \ escapes)
+function M.conninfo_parse(s)
+    if s:match("^postgres[q]?[l]?://") then
+        return parse_uri(s)
+    end
+    local out, i, n = {}, 1, #s
+    while true do
+        i = s:find("%S", i)
+        if not i then
+            return out
+        end
+        local key, after = s:match("^([%w_]+)%s*=%s*()", i)
+        if not key then
+            local word = s:match("^%S+", i)
+            return nil, string.format('missing "=" after "%s" in connection info string', word)
+        end
+        if not KNOWN_KEYWORDS[key] then
+            return nil, string.format('invalid connection option "%s"', key)
+        end
+        local value
+        if s:sub(after, after) == "'" then
+            local buf, j = {}, after + 1
+            while true do
+                local c = s:sub(j, j)
+                if c == "" then
+                    return nil, "unterminated quoted string in connection info string"
+                elseif c == "\\" then
+                    buf[#buf + 1] = s:sub(j + 1, j + 1)
+                    j = j + 2
+                elseif c == "'" then
+                    j = j + 1
+                    break
+                else
+                    buf[#buf + 1] = c
+                    j = j + 1
+                end
+            end
+            value, i = table.concat(buf), j
+        else
+            value = s:match("^[^%s]*", after)
+            i = after + #value
+        end
+        out[key] = value
+        if i > n then
+            return out
+        end
+    end
+end
+
+-- errors ----------------------------------------------------------------------
+
+local function sql_failure(state, message, fields)
+    local e = { sqlstate = state, message = message }
+    for k, v in pairs(fields or {}) do
+        e[k] = v
+    end
+    return e
+end
+
+-- SQL literal text ('...' or E'...') -> its value
+local function unquote_literal(text)
+    local escaped, body = text:match("^([Ee]?)'(.*)'$")
+    if not body then
+        return nil
+    end
+    body = body:gsub("''", "'")
+    if escaped ~= "" then
+        body = body:gsub("\\(.)", "%1")
+    end
+    return body
+end
+
+local function unquote_ident(text)
+    local inner = text:match('^%s*"(.*)"%s*$')
+    if inner then
+        return (inner:gsub('""', '"'))
+    end
+    return text:match("^%s*(.-)%s*$"):lower()
+end
+
+local function ident_list(text)
+    local out = {}
+    for item in text:gmatch("[^,]+") do
+        local schema, name = item:match('^%s*(.-)%.(.-)%s*$')
+        if schema and not item:match('^%s*"[^"]*%.[^"]*"%s*$') then
+            local s, n = unquote_ident(schema), unquote_ident(name)
+            out[#out + 1] = s == "public" and n or (s .. "." .. n)
+        else
+            out[#out + 1] = unquote_ident(item)
+        end
+    end
+    return out
+end
+
+-- The connection -------------------------------------------------------------
+
+local Conn = {}
+Conn.__index = Conn
+Conn.__name = "atlas.mock.sql.conn"
+
+local answers = {}
+
+function answers.publication(c, p)
+    local pub = c.db.publications[p[1]]
+    if not pub then
+        return {}
+    end
+    return { { pubname = p[1], puballtables = pub.all_tables or false, pubinsert = true, pubupdate = true,
+        pubdelete = true } }
+end
+
+function answers.publication_tables(c, p)
+    local pub = c.db.publications[p[1]]
+    local rows = {}
+    if pub then
+        local names = {}
+        for _, t in ipairs(pub.tables) do
+            names[#names + 1] = t
+        end
+        table.sort(names)
+        for _, t in ipairs(names) do
+            local schema, name = t:match("^(.-)%.(.*)$")
+            rows[#rows + 1] = { schemaname = schema or "public", tablename = name or t }
+        end
+    end
+    return rows
+end
+
+local function subscription_row(c, name, sub)
+    return { subname = name, enabled = sub.enabled, slot_name = sub.slot_name or null,
+        publications = table.concat(sub.publications, ",") }
+end
+
+function answers.subscription(c, p)
+    local sub = c.db.subscriptions[p[1]]
+    if not sub then
+        return {}
+    end
+    return { subscription_row(c, p[1], sub) }
+end
+
+local function sorted_keys(t)
+    local keys = {}
+    for k in pairs(t) do
+        keys[#keys + 1] = k
+    end
+    table.sort(keys)
+    return keys
+end
+
+-- Whether the subscriber's apply worker is connected to its slot now.
+local function streaming(c, slot)
+    if not slot.subscriber then
+        return false
+    end
+    local db = c.world.db
+    local subscriber = db.regions[slot.subscriber]
+    if not db:reachable(slot.subscriber) then
+        return false
+    end
+    for _, sub in pairs(subscriber.subscriptions) do
+        if sub.slot_name == slot.name and sub.enabled and sub.worker then
+            return true
+        end
+    end
+    return false
+end
+
+local function slot_rows(c)
+    local rows = {}
+    local db = c.world.db
+    local current = db:current_lsn(c.region)
+    for _, name in ipairs(sorted_keys(c.db.slots)) do
+        local slot = c.db.slots[name]
+        slot.name = name
+        local active = slot.active ~= false and streaming(c, slot)
+        local lag = slot.subscriber and db:lag(slot.subscriber) or 0
+        local lag_bytes = slot.subscriber and db:lag_bytes(slot.subscriber) or 0
+        if not active then
+            -- Nothing confirms WAL while no subscriber is connected.
+            lag_bytes = lag_bytes + math.floor((slot.inactive_since and (db:now() - slot.inactive_since) or 0) *
+                c.db.bytes_per_second)
+        end
+        local row = {
+            slot_name = name, plugin = slot.plugin or "pgoutput", slot_type = "logical", database = "atlas",
+            active = active, pid = active and (slot.pid or 30000 + #name) or null,
+            wal_status = slot.wal_status or "reserved",
+            restart_lsn = lsn_text(current - lag_bytes - 4096), confirmed_flush_lsn = lsn_text(current - lag_bytes),
+            lag_bytes = lag_bytes,
+            state = active and "streaming" or null,
+            client_addr = active and string.format("10.%d.0.25/32", #slot.subscriber) or null,
+            application_name = active and M.subscription_for_slot(c, slot) or null,
+            sent_lsn = active and lsn_text(current) or null,
+            replay_lsn = active and lsn_text(current - lag_bytes) or null,
+            replay_lag_bytes = active and lag_bytes or null,
+            write_lag_seconds = active and lag or null,
+            flush_lag_seconds = active and lag or null,
+            replay_lag_seconds = active and lag or null,
+        }
+        rows[#rows + 1] = row
+    end
+    return rows
+end
+
+function M.subscription_for_slot(c, slot)
+    local subscriber = c.world.db.regions[slot.subscriber]
+    for name, sub in pairs(subscriber.subscriptions) do
+        if sub.slot_name == slot.name then
+            return name
+        end
+    end
+    return slot.name
+end
+
+function answers.slot_status(c)
+    return slot_rows(c)
+end
+
+function answers.stat_replication(c)
+    local rows = {}
+    for _, slot in ipairs(slot_rows(c)) do
+        if slot.active then
+            rows[#rows + 1] = { pid = slot.pid, usename = "atlas_admin", application_name = slot.application_name,
+                client_addr = slot.client_addr, state = "streaming", sync_state = "async",
+                sent_lsn = slot.sent_lsn, write_lsn = slot.replay_lsn, flush_lsn = slot.replay_lsn,
+                replay_lsn = slot.replay_lsn, lag_bytes = slot.lag_bytes, lag_seconds = slot.replay_lag_seconds }
+        end
+    end
+    return rows
+end
+
+function answers.subscription_status(c)
+    local rows = {}
+    local db = c.world.db
+    for _, name in ipairs(sorted_keys(c.db.subscriptions)) do
+        local sub = c.db.subscriptions[name]
+        local primary = db.regions[sub.primary or "eu-west-1"]
+        local slot = primary.slots[sub.slot_name or ""]
+        local running = sub.enabled and sub.worker and slot ~= nil and db:reachable(sub.primary or "eu-west-1")
+        local lag = db:lag(c.region)
+        local received = db:current_lsn(sub.primary or "eu-west-1") - db:lag_bytes(c.region)
+        rows[#rows + 1] = {
+            subname = name, enabled = sub.enabled, slot_name = sub.slot_name or null,
+            publications = table.concat(sub.publications, ","),
+            pid = running and (sub.pid or 40000 + 10 * #c.region) or null,
+            received_lsn = running and lsn_text(received) or null,
+            latest_end_lsn = running and lsn_text(received) or null,
+            last_msg_receipt_time = running and iso(db:now() - 0.2) or null,
+            latest_end_time = running and iso(db:now() - lag) or null,
+            seconds_since_message = running and 0.2 or null,
+            tables_total = sub.tables_total or 0,
+            tables_ready = sub.tables_ready or 0,
+        }
+    end
+    return rows
+end
+
+local function session_row(s)
+    return { pid = s.pid, usename = s.usename or null, application_name = s.application_name or "",
+        client_addr = s.client_addr or null, state = s.state or null, backend_type = "client backend",
+        xact_seconds = s.xact_seconds or null, idle_seconds = s.state_seconds or 0,
+        query = s.query or "" }
+end
+
+function answers.long_transactions(c, p)
+    local rows = {}
+    for _, s in ipairs(c.db.sessions) do
+        if s.xact_seconds and s.xact_seconds > (tonumber(p[1]) or 0) then
+            rows[#rows + 1] = session_row(s)
+        end
+    end
+    table.sort(rows, function(a, b) return a.xact_seconds > b.xact_seconds end)
+    return rows
+end
+
+function answers.idle_in_transaction(c, p)
+    local rows = {}
+    for _, s in ipairs(c.db.sessions) do
+        if s.state and s.state:find("^idle in transaction") and (s.state_seconds or 0) > (tonumber(p[1]) or 0) then
+            rows[#rows + 1] = session_row(s)
+        end
+    end
+    table.sort(rows, function(a, b) return a.idle_seconds > b.idle_seconds end)
+    return rows
+end
+
+function answers.connections_by_state(c)
+    local counts = {}
+    for _, s in ipairs(c.db.sessions) do
+        local state = s.state or "unknown"
+        counts[state] = (counts[state] or 0) + 1
+    end
+    local rows = {}
+    for _, state in ipairs(sorted_keys(counts)) do
+        rows[#rows + 1] = { state = state, count = counts[state] }
+    end
+    table.sort(rows, function(a, b)
+        if a.count ~= b.count then
+            return a.count > b.count
+        end
+        return a.state < b.state
+    end)
+    return rows
+end
+
+function answers.connection_limits(c)
+    return { { max_connections = c.db.max_connections, reserved = c.db.reserved } }
+end
+
+function answers.flyway_history(c)
+    if not c.db.flyway then
+        return nil, sql_failure("42P01", 'relation "flyway_schema_history" does not exist')
+    end
+    local rows = {}
+    for i, row in ipairs(c.db.flyway) do
+        local copy = {}
+        for k, v in pairs(row) do
+            copy[k] = v
+        end
+        if type(copy.installed_on) == "string" then
+            copy.installed_on = copy.installed_on:gsub(" ", "T")
+        end
+        rows[i] = copy
+    end
+    return rows
+end
+
+-- DDL -----------------------------------------------------------------------
+
+local ddl = {}
+
+ddl[#ddl + 1] = { "^CREATE PUBLICATION%s+(.-)%s+FOR TABLE%s+(.-)%s*;?%s*$", function(c, name, list)
+    name = unquote_ident(name)
+    if c.db.publications[name] then
+        return nil, sql_failure("42710", string.format('publication "%s" already exists', name))
+    end
+    local tables = ident_list(list)
+    for _, t in ipairs(tables) do
+        if not c.db.tables[t] then
+            return nil, sql_failure("42P01", string.format('relation "%s" does not exist', t))
+        end
+    end
+    c.db.publications[name] = { tables = tables, all_tables = false }
+    return {}, "CREATE PUBLICATION"
+end }
+
+ddl[#ddl + 1] = { "^ALTER PUBLICATION%s+(.-)%s+ADD TABLE%s+(.-)%s*;?%s*$", function(c, name, list)
+    name = unquote_ident(name)
+    local pub = c.db.publications[name]
+    if not pub then
+        return nil, sql_failure("42704", string.format('publication "%s" does not exist', name))
+    end
+    for _, t in ipairs(ident_list(list)) do
+        if not c.db.tables[t] then
+            return nil, sql_failure("42P01", string.format('relation "%s" does not exist', t))
+        end
+        pub.tables[#pub.tables + 1] = t
+    end
+    return {}, "ALTER PUBLICATION"
+end }
+
+local function parse_with(text)
+    local options = {}
+    for item in (text or ""):gmatch("[^,]+") do
+        local k, v = item:match("^%s*([%w_]+)%s*=%s*(.-)%s*$")
+        if k then
+            options[k:lower()] = unquote_literal(v) or v:lower()
+        end
+    end
+    return options
+end
+
+ddl[#ddl + 1] = {
+    "^CREATE SUBSCRIPTION%s+(.-)%s+CONNECTION%s+([Ee]?'.-')%s+PUBLICATION%s+(.-)%s+WITH%s*%((.*)%)%s*;?%s*$",
+    function(c, name, connection, publication, with)
+        name = unquote_ident(name)
+        if c.db.subscriptions[name] then
+            return nil, sql_failure("42710", string.format('subscription "%s" already exists', name))
+        end
+        local conninfo = unquote_literal(connection)
+        local params, message = M.conninfo_parse(conninfo or "")
+        if not params then
+            return nil, sql_failure("42601", "invalid connection string syntax: " .. message)
+        end
+        local w, db = c.world, c.world.db
+        local primary = db:region_of(params.host)
+        if not primary then
+            return nil, sql_failure("08001", string.format(
+                'could not connect to the publisher: could not translate host name "%s" to address', tostring(params.host)))
+        end
+        if not db:reachable(primary) then
+            return nil, sql_failure("08001", "could not connect to the publisher: connection timed out")
+        end
+        if params.password ~= w.master_password then
+            return nil, sql_failure("08001", string.format(
+                'could not connect to the publisher: FATAL:  password authentication failed for user "%s"',
+                tostring(params.user)))
+        end
+        local options = parse_with(with)
+        local slot_name = options.slot_name or name
+        local pubs = ident_list(publication)
+        if options.create_slot ~= "false" then
+            if db.regions[primary].slots[slot_name] then
+                return nil, sql_failure("42710", string.format(
+                    'could not create replication slot "%s": ERROR:  replication slot "%s" already exists',
+                    slot_name, slot_name))
+            end
+            db.regions[primary].slots[slot_name] = { plugin = "pgoutput", active = true, subscriber = c.region,
+                wal_status = "reserved" }
+        end
+        local total = 0
+        for _, pub_name in ipairs(pubs) do
+            local pub = db.regions[primary].publications[pub_name]
+            total = total + (pub and #pub.tables or 0)
+        end
+        local sub = { enabled = options.enabled ~= "false", slot_name = slot_name, publications = pubs,
+            primary = primary, worker = true, tables_total = total,
+            tables_ready = options.copy_data == "false" and total or 0 }
+        c.db.subscriptions[name] = sub
+        db:set_lag(c.region, 0)
+        if sub.tables_ready < total then
+            w:after(require("atlas.mock.db").INITIAL_COPY_SECONDS, function() sub.tables_ready = total end)
+        end
+        c._notices[#c._notices + 1] = string.format('NOTICE: created replication slot "%s" on publisher', slot_name)
+        return {}, "CREATE SUBSCRIPTION"
+    end,
+}
+
+ddl[#ddl + 1] = { "^ALTER SUBSCRIPTION%s+(.-)%s+(%a+)%s*;?%s*$", function(c, name, action)
+    name = unquote_ident(name)
+    local sub = c.db.subscriptions[name]
+    if not sub then
+        return nil, sql_failure("42704", string.format('subscription "%s" does not exist', name))
+    end
+    action = action:upper()
+    if action ~= "ENABLE" and action ~= "DISABLE" then
+        return nil, sql_failure("0A000", "the mock database only does ALTER SUBSCRIPTION ENABLE/DISABLE")
+    end
+    sub.enabled = action == "ENABLE"
+    return {}, "ALTER SUBSCRIPTION"
+end }
+
+local SIMPLE = {
+    ["BEGIN"] = "BEGIN", ["COMMIT"] = "COMMIT", ["ROLLBACK"] = "ROLLBACK", ["END"] = "COMMIT",
+}
+
+local function strip(statement)
+    return statement:gsub("^%s+", ""):gsub("[%s;]+$", "")
+end
+
+-- Answers one statement: rows, command | nil, failure
+function M.answer(c, statement, params)
+    local tag = statement:match("^%s*/%*%s*atlas:([%w_]+)%s*%*/")
+    if tag then
+        local answer = answers[tag]
+        if not answer then
+            return nil, sql_failure("0A000", "the mock database does not answer atlas:" .. tag)
+        end
+        local rows, failure = answer(c, params)
+        if not rows then
+            return nil, failure
+        end
+        return rows, "SELECT " .. #rows
+    end
+    local text = strip(statement)
+    local upper = text:upper()
+    if SIMPLE[upper] then
+        return {}, SIMPLE[upper]
+    end
+    if upper:match("^SELECT%s+1$") then
+        return { { ["?column?"] = 1 } }, "SELECT 1"
+    end
+    for _, entry in ipairs(ddl) do
+        local captures = table.pack(text:match(entry[1]))
+        if captures[1] then
+            return entry[2](c, table.unpack(captures, 1, captures.n))
+        end
+    end
+    return nil, sql_failure("0A000", "the mock database does not answer: " .. text:sub(1, 200))
+end
+
+local function info(command, rows)
+    local columns = {}
+    if rows[1] then
+        for k in pairs(rows[1]) do
+            columns[#columns + 1] = k
+        end
+        table.sort(columns)
+    end
+    return { command = command, rows_affected = #rows, columns = columns }
+end
+
+function Conn:_statement(statement, params)
+    if not self.region then
+        error("attempt to use a closed connection", 3)
+    end
+    local w = self.world
+    w.calls[#w.calls + 1] = { module = "sql", host = self.host, region = self.region, sql = statement,
+        params = params, t = w:now() }
+    if not w.db:reachable(self.region) then
+        return nil, sql_failure("08006", "server closed the connection unexpectedly",
+            { host = self.host, dbname = self.dbname, connection_lost = true })
+    end
+    local rows, command = M.answer(self, statement, params or {})
+    if not rows then
+        command.host, command.dbname = self.host, self.dbname
+        w.calls[#w.calls].error = command.sqlstate
+        return nil, command
+    end
+    return rows, info(command, rows)
+end
+
+-- conn:query(sql, params, n, timeout) -> rows, info | nil, err
+function Conn:query(statement, params, n)
+    local list = {}
+    for i = 1, n or (params and #params) or 0 do
+        local v = params[i]
+        list[i] = v == nil and null or v
+    end
+    return self:_statement(statement, list)
+end
+
+-- conn:exec(sql, timeout): each statement in turn, the last one's result
+function Conn:exec(statement)
+    local rows, result = {}, { command = "", columns = {} }
+    for part in statement:gmatch("[^;]+") do
+        if part:match("%S") then
+            rows, result = self:_statement(part, {})
+            if not rows then
+                return nil, result
+            end
+        end
+    end
+    return rows, result
+end
+
+function Conn:notices()
+    if #self._notices == 0 then
+        return nil
+    end
+    local out = self._notices
+    self._notices = {}
+    return out
+end
+
+function Conn:info()
+    return { host = self.host, port = self.port, dbname = self.dbname, user = self.user, server_version = 150010,
+        backend_pid = self.pid, ssl = self.sslmode ~= "disable", ok = true }
+end
+
+function Conn:cancel()
+    return true
+end
+
+function Conn:quote_ident(s)
+    return require("atlas.pq").quote_ident(s)
+end
+
+function Conn:quote_literal(s)
+    return require("atlas.pq").quote_literal(s)
+end
+
+function Conn:close()
+    self.region = nil
+end
+
+Conn.__close = Conn.close
+
+-- connect(params, timeout) -> conn | nil, err
+function M.connect(params)
+    local w = world()
+    local db = w.db
+    local host = params.host or params.hostaddr or "localhost"
+    w.calls[#w.calls + 1] = { module = "sql", host = host, op = "connect", t = w:now() }
+    local function fail(state, message)
+        w.calls[#w.calls].error = state
+        return nil, sql_failure(state, message, { host = host, dbname = params.dbname })
+    end
+    local region = db:region_of(host)
+    if not region then
+        return fail("08001", string.format('could not translate host name "%s" to address: Name or service not known',
+            host))
+    end
+    if not db:reachable(region) then
+        return fail("08001", string.format('connection to server at "%s", port %s failed: Connection timed out',
+            host, params.port or "5432"))
+    end
+    local user = params.user or "atlas_admin"
+    if user ~= "atlas_admin" or params.password ~= w.master_password then
+        return fail("28P01", string.format(
+            'connection to server at "%s", port %s failed: FATAL:  password authentication failed for user "%s"',
+            host, params.port or "5432", user))
+    end
+    local c = setmetatable({ world = w, db = db.regions[region], region = region, host = host,
+        port = params.port or "5432", dbname = params.dbname or user, user = user, sslmode = params.sslmode,
+        _notices = {}, pid = db:next_pid(region) }, Conn)
+    return c
+end
+
+function M.quote_ident(s)
+    return require("atlas.pq").quote_ident(s)
+end
+
+function M.quote_literal(s)
+    return require("atlas.pq").quote_literal(s)
+end
+
+return M
