@@ -41,7 +41,9 @@ function H.ListRules(w, region, p, ctx)
     local rules = {}
     for _, name in ipairs(util.sorted_keys(state(w, region))) do
         if not p.NamePrefix or name:sub(1, #p.NamePrefix) == p.NamePrefix then
-            rules[#rules + 1] = util.copy(state(w, region)[name])
+            local rule = util.copy(state(w, region)[name])
+            rule.CreatedBy = nil -- DescribeRule has it; ListRules' Rule shape does not
+            rules[#rules + 1] = rule
         end
     end
     local page, token = util.page(rules, p.NextToken, p.Limit, 100)
