@@ -16,6 +16,7 @@ local PROMOTE_SECONDS = 120
 local MODIFY_SECONDS = 60
 local SNAPSHOT_SECONDS = 240
 local RESTORE_SECONDS = 600
+local DELETE_SECONDS = 180
 -- Statuses in which an instance does not accept connections.
 local UNREACHABLE = {
     failed = true, stopped = true, stopping = true, deleting = true, creating = true,
@@ -484,6 +485,43 @@ function H.ModifyDBInstance(w, region, p, ctx)
             transition(w, inst, "modifying", MODIFY_SECONDS, apply)
         end
     end
+    return { DBInstance = view(inst) }
+end
+
+function H.DeleteDBInstance(w, region, p, ctx)
+    local inst = find_instance(w, region, ctx, p.DBInstanceIdentifier)
+    local id = inst.v.DBInstanceIdentifier
+    if inst.v.DeletionProtection then
+        ctx:fail("InvalidParameterCombination", "Cannot delete protected DB Instance, please disable deletion protection and try again.")
+    end
+    if inst.v.DBInstanceStatus == "deleting" then
+        ctx:fail("InvalidDBInstanceState", "Instance " .. id .. " is already being deleted.")
+    end
+    local skip = p.SkipFinalSnapshot == true
+    if not skip and not p.FinalDBSnapshotIdentifier then
+        ctx:fail("InvalidParameterCombination", "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.")
+    end
+    if not skip then
+        H.CreateDBSnapshot(w, region, { DBInstanceIdentifier = id, DBSnapshotIdentifier = p.FinalDBSnapshotIdentifier }, ctx)
+    end
+    if inst.busy then
+        inst.busy.cancelled = true
+        inst.busy = nil
+    end
+    inst.v.DBInstanceStatus = "deleting"
+    w:after(DELETE_SECONDS, function()
+        local s = state(w, region)
+        if s.instances[id] == inst then
+            s.instances[id] = nil
+        end
+        -- Replicas of a deleted source stand alone (PostgreSQL semantics).
+        for _, other in pairs(s.instances) do
+            if other.v.ReadReplicaSourceDBInstanceIdentifier == id then
+                other.v.ReadReplicaSourceDBInstanceIdentifier = nil
+                other.v.StatusInfos = nil
+            end
+        end
+    end)
     return { DBInstance = view(inst) }
 end
 
