@@ -203,7 +203,7 @@ local function run_playbook(options, positional)
         end
         -- The resumed run keeps its parameters; new ones on the command line win.
         for k, v in pairs(record.params or {}) do
-            if args[k] == nil then
+            if args[k] == nil and v ~= "[REDACTED]" then
                 args[k] = type(v) == "table" and table.concat(v, ",") or tostring(v)
             end
         end

@@ -41,6 +41,7 @@ function M.new(pb, params)
         run_id = new_run_id(pb.name),
         playbook = pb.name,
         path = pb.path,
+        specs = pb.param_specs,
         params = params,
         mode = runtime.mode,
         status = "running",
@@ -57,7 +58,9 @@ function M:save()
         return
     end
     local record = {
-        run_id = self.run_id, playbook = self.playbook, path = self.path, params = self.params,
+        run_id = self.run_id, playbook = self.playbook, path = self.path,
+        -- Secret parameters are masked: --resume asks for them again.
+        params = self.specs and require("atlas.params").display(self.specs, self.params) or self.params,
         mode = self.mode, status = self.status, steps = json.array(self.steps), state = self.state,
         updated = sys.time(),
     }

@@ -59,6 +59,19 @@ function M.redact(s)
     return s
 end
 
+-- Fields whose value is a secret whatever it is, so that a password typed
+-- into a parameter (never registered with secret()) is still masked when a
+-- dry run prints the call that carries it.
+local SECRET_FIELDS = {
+    password = true, masteruserpassword = true, newmasteruserpassword = true, secretstring = true,
+    secretbinary = true, sessiontoken = true, session_token = true, secret_access_key = true,
+    secretaccesskey = true, authorization = true, ["x-amz-security-token"] = true, token = true,
+}
+
+local function is_secret_field(key)
+    return type(key) == "string" and (SECRET_FIELDS[key:lower()] or key:lower():find("password$") ~= nil)
+end
+
 local function redact_deep(value, depth)
     local kind = type(value)
     if kind == "string" then
@@ -68,7 +81,11 @@ local function redact_deep(value, depth)
     end
     local copy = {}
     for k, v in pairs(value) do
-        copy[k] = redact_deep(v, depth + 1)
+        if is_secret_field(k) and type(v) == "string" then
+            copy[k] = MASK
+        else
+            copy[k] = redact_deep(v, depth + 1)
+        end
     end
     return setmetatable(copy, getmetatable(value))
 end
@@ -136,8 +153,12 @@ end
 
 function text_handlers.call(e)
     if e.outcome == "dry-run" then
+        local params = e.params
+        if type(params) == "table" then
+            params = require("atlas.json").encode(params)
+        end
         write(string.format("     dry-run: would call %s %s (%s) %s", e.module, e.op, e.region or "-",
-            e.params or ""))
+            params or ""))
     elseif config.level == "debug" then
         write(string.format("     %s %s (%s) %s %s%s", e.module, e.op, e.region or "-", e.outcome,
             seconds_text((e.duration_ms or 0) / 1000), e.attempt and e.attempt > 1 and (" attempt " .. e.attempt) or ""))

@@ -206,6 +206,9 @@ function M.parse(specs, args, validate)
             if err then
                 usage("%s", err)
             end
+            if spec.secret then
+                require("atlas.log").secret(type(value) == "string" and value or nil)
+            end
             values[spec.name] = value
         end
     end

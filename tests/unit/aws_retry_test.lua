@@ -160,7 +160,7 @@ t.case("dry-run: mutating calls are logged with their parameters, not made; read
   t.eq(#state.calls, 1)
   t.eq(state.calls[1].action, "DescribeServices")
   t.eq(events[1].outcome, "dry-run")
-  t.match(events[1].params, '"desiredCount":10')
+  t.eq(events[1].params, { service = "s", desiredCount = 10 })
 end)
 
 t.case("parallel: results in order, only the failed call is retried", function()

@@ -149,10 +149,11 @@ local function log_call(req, attempt, started, outcome, err)
               error = err and errors.message(err) or nil, code = err and err.code or nil }
 end
 
+-- The params go into the event as a table: atlas.log masks secret-named
+-- fields (MasterUserPassword, ...) before any sink encodes them.
 local function dry_run(req)
-  local ok, text = pcall(function() return require("atlas.json").encode(req.params, { sort = true }) end)
   log.event { type = "call", module = "aws", op = op_name(req), service = req.service, action = req.action,
-              region = req.region, outcome = "dry-run", params = ok and text or nil, duration_ms = 0 }
+              region = req.region, outcome = "dry-run", params = req.params, duration_ms = 0 }
   return {}
 end
 
