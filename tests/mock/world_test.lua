@@ -193,6 +193,24 @@ t.case("an endpoint goes 503 as soon as its service has no running task", functi
     t.eq(w:http_request { url = "https://us-east-1.atlas-crm.com/actuator/health" }.status, 200)
 end)
 
+t.case("a forced status sets the answer and the health; mode auto gives the world back", function()
+    local w = World.new {}
+    local route53 = require "atlas.mock.route53"
+    local id = route53.health_check_of_region(w, U)
+    w:set_endpoint(U, { status = 503 })
+    local r = w:http_request { url = "https://us-east-1.atlas-crm.com/actuator/health" }
+    t.eq({ r.status, r.body }, { 503, '{"status":"DOWN"}' })
+    w:advance(90)
+    t.eq(route53.health_check_healthy(w, id), false)
+    w:set_endpoint(U, { mode = "auto" })
+    t.eq(w:http_request { url = "https://us-east-1.atlas-crm.com/actuator/health" }.status, 200)
+    w:advance(90)
+    t.eq(route53.health_check_healthy(w, id), true)
+    -- Backdating the change: the checks noticed long ago.
+    w:set_endpoint(A, { mode = "down", changed_at = w:now() - 600 })
+    t.eq(route53.health_check_healthy(w, route53.health_check_of_region(w, A)), false)
+end)
+
 t.case("proc_run answers 0 with empty output unless a rule scripts it", function()
     local w = World.new {}
     t.eq(w:proc_run { "true" }, { code = 0, stdout = "", stderr = "" })

@@ -332,12 +332,17 @@ end
 -- HTTP, processes ------------------------------------------------------------
 
 -- Whether the region's application answers its health endpoint with 200.
+-- Modes: "auto" follows the world (a running task and a reachable
+-- database), unless a forced `status` is set; "up", "down" and
+-- "unreachable" pin it.
 function World:endpoint_up(region)
     local ep = self.endpoints[region]
     if ep.mode == "up" then
         return true
     elseif ep.mode == "down" or ep.mode == "unreachable" then
         return false
+    elseif ep.status then
+        return ep.status < 400
     end
     local ecs = require "atlas.mock.ecs"
     if ecs.running_count(self, region) == 0 then
@@ -347,34 +352,50 @@ function World:endpoint_up(region)
     return rds.application_db_reachable(self, region)
 end
 
--- w:set_endpoint(region, {mode="auto"|"up"|"down"|"unreachable", status=, body=})
+-- w:set_endpoint(region, {mode="auto"|"up"|"down"|"unreachable", status=,
+-- body=, changed_at=}). status alone forces that answer (and health:
+-- below 400 is up); mode="auto" clears a forced status and body.
+-- changed_at backdates the last up/down change, e.g. "down for ten
+-- minutes" so the health checks have already noticed.
 function World:set_endpoint(region, fields)
     local ep = self.endpoints[region]
     assert(ep, "set_endpoint: unknown region " .. tostring(region))
+    if fields.mode == "auto" then
+        ep.status, ep.body = nil, nil
+    end
+    local changed_at = fields.changed_at
     for k, v in pairs(fields) do
-        ep[k] = v
+        if k ~= "changed_at" then
+            ep[k] = v
+        end
     end
     self:refresh()
+    if changed_at then
+        ep.changed_at = changed_at
+    end
 end
+
+local JSON_HEADERS = { ["content-type"] = "application/vnd.spring-boot.actuator.v3+json" }
 
 local function health_response(self, region)
     local ep = self.endpoints[region]
+    if ep.status then
+        local up = ep.status < 400
+        return { status = ep.status, body = ep.body or (up and '{"status":"UP"}' or '{"status":"DOWN"}'),
+                 headers = JSON_HEADERS }
+    end
     if ep.up then
-        return { status = ep.status or 200, body = ep.body or '{"status":"UP"}',
-                 headers = { ["content-type"] = "application/vnd.spring-boot.actuator.v3+json" } }
+        return { status = 200, body = ep.body or '{"status":"UP"}', headers = JSON_HEADERS }
     end
-    local body = ep.body
-    if not body then
-        local rds = require "atlas.mock.rds"
-        if require("atlas.mock.ecs").running_count(self, region) > 0 and not rds.application_db_reachable(self, region) then
-            body = '{"status":"DOWN","components":{"db":{"status":"DOWN"}}}'
-        else
-            -- The ALB answers itself when no target is healthy.
-            return { status = ep.status or 503, body = "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
-                     headers = { ["content-type"] = "text/html", server = "awselb/2.0" } }
-        end
+    local rds = require "atlas.mock.rds"
+    local ecs = require "atlas.mock.ecs"
+    if ep.mode == "auto" and ecs.running_count(self, region) > 0 and not rds.application_db_reachable(self, region) then
+        return { status = 503, body = ep.body or '{"status":"DOWN","components":{"db":{"status":"DOWN"}}}',
+                 headers = JSON_HEADERS }
     end
-    return { status = ep.status or 503, body = body, headers = { ["content-type"] = "application/json" } }
+    -- The ALB answers itself when no target is healthy.
+    return { status = 503, body = ep.body or "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
+             headers = { ["content-type"] = "text/html", server = "awselb/2.0" } }
 end
 
 -- w:http_request{method=, url=, headers=, body=} -> {status=, body=, headers=}
