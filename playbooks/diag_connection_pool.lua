@@ -33,6 +33,7 @@ local function target(ctx)
 end
 
 local report
+local SHOW_AT_MOST = 20
 
 return atlas.playbook {
     name = "diag_connection_pool",
@@ -69,11 +70,21 @@ return atlas.playbook {
                 if #report.idle == 0 then
                     atlas.log("no session idle in a transaction for over %g s", ctx.params.idle_in_transaction_seconds)
                 end
-                for _, row in ipairs(report.idle) do
+                -- The oldest first, and only enough to act on: a pool gone
+                -- bad can have thousands.
+                for i, row in ipairs(report.idle) do
+                    if i > SHOW_AT_MOST then
+                        atlas.warn("... and %d more idle in a transaction", #report.idle - SHOW_AT_MOST)
+                        break
+                    end
                     atlas.warn("pid %d (%s, %s, %s) %s for %.0f s: %s", row.pid, text(row.usename),
                         text(row.application_name), text(row.client_addr), row.state, row.idle_seconds, text(row.query))
                 end
-                for _, row in ipairs(report.long) do
+                for i, row in ipairs(report.long) do
+                    if i > SHOW_AT_MOST then
+                        atlas.log("... and %d more long transactions", #report.long - SHOW_AT_MOST)
+                        break
+                    end
                     atlas.log("long transaction: pid %d (%s) open for %.0f s, %s", row.pid, text(row.usename),
                         row.xact_seconds, text(row.state))
                 end
