@@ -112,10 +112,23 @@ local function new_deployment(w, svc, task_def, desired, running)
     }
 end
 
+-- svc.events is oldest first; DescribeServices shows the newest 100 first.
+-- Like ECS, a message repeated within REPEAT_SECONDS is posted once.
+local REPEAT_SECONDS = 300
 local function service_event(w, svc, message)
-    table.insert(svc.events, 1, { id = util.uuid(w.seq), createdAt = w.t, message = message })
+    local events = svc.events
+    local last = events[#events]
+    if last and last.message == message and w.t - last.createdAt < REPEAT_SECONDS then
+        return
+    end
     w.seq = w.seq + 1
-    svc.events[EVENTS_KEPT + 1] = nil
+    events[#events + 1] = { id = util.uuid(w.seq), createdAt = w.t, message = message }
+    if #events > 2 * EVENTS_KEPT then
+        table.move(events, #events - EVENTS_KEPT + 1, #events, 1)
+        for i = #events, EVENTS_KEPT + 1, -1 do
+            events[i] = nil
+        end
+    end
 end
 
 local function app_log(w, svc, message)
@@ -227,7 +240,7 @@ local function build_service(w, region, cluster, td_arn)
     first.rolloutStateReason = "ECS deployment " .. first.id .. " completed."
     svc.deployments = { first }
     service_event(w, svc, "(service " .. n.service .. ") has reached a steady state.")
-    svc.events[1].createdAt = w.start_time - 3 * 3600
+    svc.events[#svc.events].createdAt = w.start_time - 3 * 3600
     return svc
 end
 
@@ -235,9 +248,17 @@ function M.build(w)
     for _, region in ipairs(util.REGIONS) do
         local s = state(w, region)
         local n = names(region)
-        local family = { revisions = {} }
+        -- Revisions are listed from light records; the full definition is
+        -- built the first time someone describes it.
+        local family = { revisions = {}, full = {} }
         for revision = 1, REVISIONS do
-            family.revisions[revision] = task_definition(w, region, n.family, revision)
+            family.revisions[revision] = {
+                taskDefinitionArn = arn(region, string.format("task-definition/%s:%d", n.family, revision)),
+                status = "ACTIVE",
+                build = function()
+                    return task_definition(w, region, n.family, revision)
+                end,
+            }
         end
         s.task_defs[n.family] = family
         local cluster = {
@@ -283,10 +304,16 @@ local function find_task_definition(w, region, ref)
     if not fam then
         return nil
     end
-    if revision then
-        return fam.revisions[tonumber(revision)]
+    local n = revision and tonumber(revision) or #fam.revisions
+    local light = fam.revisions[n]
+    if not light then
+        return nil
     end
-    return fam.revisions[#fam.revisions]
+    if not fam.full[n] then
+        fam.full[n] = light.build()
+        fam.full[n].status = light.status
+    end
+    return fam.full[n]
 end
 
 function M.service(w, region)
@@ -313,19 +340,29 @@ end
 
 -- Responses -----------------------------------------------------------------
 
+local network_by_region = {}
+local function network_configuration(region)
+    local nc = network_by_region[region]
+    if not nc then
+        nc = {
+            awsvpcConfiguration = {
+                subnets = util.list{ "subnet-0a" .. util.hex_digits(#region * 3, 15), "subnet-0b" .. util.hex_digits(#region * 5, 15) },
+                securityGroups = util.list{ "sg-0" .. util.hex_digits(#region * 11, 16) },
+                assignPublicIp = "DISABLED",
+            },
+        }
+        network_by_region[region] = nc
+    end
+    return util.copy(nc)
+end
+
 local function deployment_view(region, d)
     return {
         id = d.id, status = d.status, taskDefinition = d.taskDefinition,
         desiredCount = d.desiredCount, pendingCount = d.pendingCount, runningCount = d.runningCount,
         failedTasks = d.failedTasks, createdAt = d.createdAt, updatedAt = d.updatedAt,
         launchType = "FARGATE", platformVersion = "1.4.0", platformFamily = "Linux",
-        networkConfiguration = {
-            awsvpcConfiguration = {
-                subnets = util.list{ "subnet-0a" .. util.hex_digits(#region * 3, 15), "subnet-0b" .. util.hex_digits(#region * 5, 15) },
-                securityGroups = util.list{ "sg-0" .. util.hex_digits(#region * 11, 16) },
-                assignPublicIp = "DISABLED",
-            },
-        },
+        networkConfiguration = network_configuration(region),
         rolloutState = d.rolloutState, rolloutStateReason = d.rolloutStateReason,
     }
 end
@@ -339,8 +376,9 @@ local function service_view(svc)
         deployments[i] = deployment_view(svc.region, d)
     end
     local events = util.list()
-    for i, e in ipairs(svc.events) do
-        events[i] = { id = e.id, createdAt = e.createdAt, message = e.message }
+    for i = #svc.events, math.max(1, #svc.events - EVENTS_KEPT + 1), -1 do
+        local e = svc.events[i]
+        events[#events + 1] = { id = e.id, createdAt = e.createdAt, message = e.message }
     end
     local primary = svc.deployments[1]
     return {
@@ -374,7 +412,7 @@ local function service_view(svc)
         createdAt = svc.createdAt,
         placementConstraints = util.list(),
         placementStrategy = util.list(),
-        networkConfiguration = deployment_view(svc.region, primary).networkConfiguration,
+        networkConfiguration = network_configuration(svc.region),
         healthCheckGracePeriodSeconds = 60,
         schedulingStrategy = "REPLICA",
         deploymentController = { type = "ECS" },
@@ -682,7 +720,7 @@ function M.add_service_event(w, region, message, at)
     local svc = assert(M.service(w, region))
     service_event(w, svc, message)
     if at then
-        svc.events[1].createdAt = at
+        svc.events[#svc.events].createdAt = at
     end
 end
 

@@ -60,17 +60,19 @@ function M.copy(value)
 end
 
 -- Deterministic identifiers: the same run produces the same ids.
-local HEX = "0123456789abcdef"
+-- A 31-bit LCG scrambled into 8 hex digits per step: deterministic, cheap,
+-- and no global random state touched.
 local function hex_digits(seed, n)
     local out = {}
-    local x = seed
-    for i = 1, n do
-        -- A 32-bit LCG: deterministic, no global random state touched.
+    local x = seed % 2147483648
+    local i, len = 0, 0
+    while len < n do
+        i = i + 1
         x = (x * 1103515245 + 12345 + i) % 2147483648
-        local d = (x >> 16) % 16
-        out[i] = HEX:sub(d + 1, d + 1)
+        out[i] = string.format("%08x", (x * 2654435761) % 4294967296)
+        len = len + 8
     end
-    return table.concat(out)
+    return table.concat(out):sub(1, n)
 end
 M.hex_digits = hex_digits
 
