@@ -124,6 +124,8 @@ function World.new(options)
     local ok, db = pcall(require, "atlas.mock.db")
     if ok and type(db) == "table" and type(db.new) == "function" then
         w.db = db.new(w)
+    elseif not ok and not tostring(db):find("module 'atlas.mock.db' not found", 1, true) then
+        error(db, 0) -- a broken model must not pass for an absent one
     end
     w:refresh()
     local scenario = load_scenario(options.scenario)
