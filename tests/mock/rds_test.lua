@@ -116,6 +116,7 @@ end)
 t.case("renaming the promoted replica to the primary's name gives the application its database back", function()
     local w = World.new { scenario = "eu-west-1-db-failure" }
     t.eq(w:http_request { url = "https://eu-west-1.atlas-crm.com/actuator/health" }.status, 503)
+    t.eq(w.db:reachable("eu-west-1"), false)
     call(w, "PromoteReadReplica", { DBInstanceIdentifier = REPLICA })
     w:advance(120)
     -- The failed instance cannot be renamed; it is deleted (protection first).
@@ -139,6 +140,7 @@ t.case("renaming the promoted replica to the primary's name gives the applicatio
     t.eq(renamed.DBInstanceStatus, "available")
     t.eq(renamed.MultiAZ, false)
     t.eq(w:http_request { url = "https://eu-west-1.atlas-crm.com/actuator/health" }.status, 200)
+    t.eq(w.db:reachable("eu-west-1"), true)
 end)
 
 t.case("the RDS waiter of atlas.rds waits for available in virtual time", function()

@@ -1,7 +1,9 @@
 -- The eu-west-1 primary database failed five minutes ago. The instance
 -- shows "failed" and takes no connection; its read replica is available
 -- (replication from the failed source has stopped) and can be promoted.
--- The eu-west-1 application keeps its tasks but reports DOWN.
+-- The eu-west-1 application keeps its tasks but reports DOWN. The mock
+-- database (w.db) follows the RDS instance, so SQL connections fail too,
+-- and work again once an instance answers at the primary's name.
 local PRIMARY = "atlas-production-db-eu-west-1"
 
 return {
@@ -15,9 +17,6 @@ return {
                             Message = "Replication has stopped: the source DB instance is unreachable." },
         })
         world:set_endpoint("eu-west-1", { changed_at = began })
-        if world.db and type(world.db.set_reachable) == "function" then
-            world.db:set_reachable("eu-west-1", false)
-        end
         local logs = require "atlas.mock.logs"
         for i = 0, 4 do
             logs.append(world, "eu-west-1", "/ecs/atlas-crm-production-eu-west-1",
