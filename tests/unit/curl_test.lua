@@ -58,6 +58,13 @@ t.case("methods and bodies arrive exactly; no Content-Type unless given", functi
     t.eq({seen.method, seen.headers["content-length"]}, {"POST", "0"})
     local res = curl.request {method = "HEAD", url = base .. "/echo"}
     t.eq({res.status, res.body}, {200, ""})
+    -- the reused handle forgets the previous method and body
+    seen = echo(base, {})
+    t.eq({seen.method, seen.body, seen.headers["content-length"]}, {"GET", "", nil})
+    seen = echo(base, {method = "PATCH", body = "p"})
+    t.eq({seen.method, seen.body}, {"PATCH", "p"})
+    seen = echo(base, {method = "GET"})
+    t.eq({seen.method, seen.body}, {"GET", ""})
 end)
 
 t.case("keep-alive: one connection serves consecutive calls (stats and server agree)", function()
@@ -151,7 +158,7 @@ end)
 t.case("plain http is refused off loopback unless allowed; loopback forms are allowed", function()
     local before = curl.stats()
     for _, url in ipairs {"http://example.com/", "HTTP://10.0.0.1/", "http://127.0.0.1@example.com/",
-                          "http://127.0.0.1.example.com/", "ftp://127.0.0.1/", "file:///etc/passwd",
+                          "http://127.0.0.1.example.com/", "http://127.0.0.1:80@example.com/", "ftp://127.0.0.1/", "file:///etc/passwd",
                           "127.0.0.1/echo"} do
         local res, msg, code, sent = curl.request {url = url}
         t.eq({res, code, sent}, {nil, "policy", false}, url)
