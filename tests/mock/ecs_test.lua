@@ -37,6 +37,9 @@ t.case("DescribeServices has the boto3 shape: arrays, numbers, the service's con
     t.eq(s.loadBalancers[1].containerName, "app")
     t.match(s.events[1].message, "has reached a steady state")
     t.eq(s.deploymentConfiguration.minimumHealthyPercent, 100)
+    t.eq(s.tags, nil)
+    local tagged = w:aws_invoke("ecs", "DescribeServices", U, { cluster = CLUSTER, services = { SERVICE }, include = { "TAGS" } })
+    t.eq(tagged.services[1].tags[1], { key = "Environment", value = "production" })
 end)
 
 t.case("DescribeServices reports an unknown service as a MISSING failure, an unknown cluster as an error", function()

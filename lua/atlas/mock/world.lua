@@ -489,6 +489,13 @@ function World:stall_service(region, stalled)
     self:refresh()
 end
 
+-- w:force_health_check(region, healthy): pins the region's Route53 health
+-- check (checkers and aggregate) to healthy=true|false; nil follows the
+-- endpoint again.
+function World:force_health_check(region, healthy)
+    require("atlas.mock.route53").force_health(self, region, healthy)
+end
+
 -- w:set_db_instance(id, {status=, reachable=}) for RDS-level faults.
 function World:set_db_instance(id, fields)
     require("atlas.mock.rds").set_instance(self, id, fields)
