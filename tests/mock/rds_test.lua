@@ -65,7 +65,10 @@ t.case("promoting the replica: modifying, then a standalone available instance",
     local w = World.new {}
     local r = call(w, "PromoteReadReplica", { DBInstanceIdentifier = REPLICA }).DBInstance
     t.eq(r.DBInstanceStatus, "modifying")
-    w:advance(120)
+    w:advance(119)
+    t.eq(db(w, REPLICA).DBInstanceStatus, "modifying")
+    t.eq(db(w, REPLICA).ReadReplicaSourceDBInstanceIdentifier, PRIMARY)
+    w:advance(1)
     local promoted = db(w, REPLICA)
     t.eq(promoted.DBInstanceStatus, "available")
     t.eq(promoted.ReadReplicaSourceDBInstanceIdentifier, nil)
@@ -80,7 +83,9 @@ t.case("a snapshot is creating, then available; a duplicate name is refused", fu
     t.eq({ s.Status, s.PercentProgress, s.SnapshotType }, { "creating", 0, "manual" })
     t.raises(function() call(w, "CreateDBSnapshot", { DBInstanceIdentifier = PRIMARY, DBSnapshotIdentifier = "drill-1" }) end,
         "DBSnapshotAlreadyExists")
-    w:advance(240)
+    w:advance(239)
+    t.eq(call(w, "DescribeDBSnapshots", { DBSnapshotIdentifier = "drill-1" }).DBSnapshots[1].Status, "creating")
+    w:advance(1)
     local found = call(w, "DescribeDBSnapshots", { DBSnapshotIdentifier = "drill-1" }).DBSnapshots[1]
     t.eq({ found.Status, found.PercentProgress }, { "available", 100 })
     t.eq(call(w, "DescribeDBSnapshots", { DBInstanceIdentifier = PRIMARY }).DBSnapshots[1].DBSnapshotIdentifier, "drill-1")
