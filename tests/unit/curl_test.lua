@@ -220,12 +220,20 @@ t.case("misuse raises", function()
     t.raises(function() curl.request_many {{}} end, "url")
 end)
 
-t.case("Ctrl-C interrupts a transfer in progress", function()
+t.case("Ctrl-C interrupts a transfer in progress; cleanup calls afterwards still run", function()
     local base = server()
-    local code = "local c = require 'atlas.curl'; local r, m, code = c.request{url = '" .. base
-        .. "/delay?ms=8000'}; io.stderr:write('code=', tostring(code), '\\n')"
+    local script = [[
+        local c = require 'atlas.curl'
+        local ok, err = pcall(function()
+            return c.request{url = BASE .. '/delay?ms=8000'}
+        end)
+        io.stderr:write('pcall=', tostring(ok), ' ', tostring(type(err) == 'table' and err.code or err), '\n')
+        local r = c.request{url = BASE .. '/echo'}
+        io.stderr:write('cleanup=', tostring(r and r.status), '\n')
+    ]]
     local out = os.tmpname()
-    local pid = assert(sys.spawn({t.binary(), "-e", code}, {stdout = out, stderr = out, stdin = "/dev/null"}))
+    local pid = assert(sys.spawn({t.binary(), "-e", "BASE = '" .. base .. "'\n" .. script},
+                                 {stdout = out, stderr = out, stdin = "/dev/null"}))
     t.defer(function() os.remove(out) end)
     sys.sleep(0.6)
     local started = sys.monotime()
@@ -242,6 +250,8 @@ t.case("Ctrl-C interrupts a transfer in progress", function()
         sys.wait(pid)
     end
     local waited = sys.monotime() - started
-    t.ok(exited and waited < 1.5, "atlas-run took " .. waited .. " s to stop: " .. (t.read_file(out) or ""))
-    t.match(t.read_file(out) or "", "interrupted")
+    local output = t.read_file(out) or ""
+    t.ok(exited and waited < 1.5, "atlas-run took " .. waited .. " s to stop: " .. output)
+    t.match(output, "pcall=false interrupted")
+    t.match(output, "cleanup=200")
 end)
