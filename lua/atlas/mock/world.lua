@@ -281,7 +281,7 @@ function World:aws_invoke_raw(service, action, region, params)
         local code = QUERY_PROTOCOL[service] and "InvalidAction" or "UnknownOperationException"
         local message = handlers and ("The mock world does not implement " .. action)
             or ("The mock world does not simulate the service " .. tostring(service))
-        error(self:aws_error(service, action, region, code, message, QUERY_PROTOCOL[service] and 400 or 404), 0)
+        error(self:aws_error(service, action, region, code, message, 400), 0)
     end
     local ctx = util.context(self, service, action, region)
     local response = handler(self, region, params or {}, ctx)
