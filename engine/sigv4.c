@@ -204,12 +204,15 @@ url_split(lua_State *L, const char *url, size_t len, struct url_parts *u)
 {
     const char *end = url + len;
     const char *p = strstr(url, "://");
-    const char *auth, *auth_end, *at, *q;
+    const char *auth, *auth_end, *at, *q, *default_port;
+    size_t dl;
     int https;
 
     if (p == NULL || p >= end)
         luaL_error(L, "sigv4.sign: url must be absolute (scheme://host/...)");
     https = (p - url == 5 && strncasecmp(url, "https", 5) == 0);
+    default_port = https ? ":443" : ":80";
+    dl = strlen(default_port);
     auth = p + 3;
     auth_end = auth;
     while (auth_end < end && *auth_end != '/' && *auth_end != '?' && *auth_end != '#')
@@ -223,13 +226,8 @@ url_split(lua_State *L, const char *url, size_t len, struct url_parts *u)
     if (u->host_len == 0)
         luaL_error(L, "sigv4.sign: url has no host");
     /* Strip ":443" for https and ":80" for http. */
-    {
-        const char *default_port = https ? ":443" : ":80";
-        size_t dl = strlen(default_port);
-        if (u->host_len > dl && memcmp(auth_end - dl, default_port, dl) == 0 &&
-            auth_end[-(long)dl - 1] != ':')
-            u->host_len -= dl;
-    }
+    if (u->host_len > dl && memcmp(auth_end - dl, default_port, dl) == 0)
+        u->host_len -= dl;
     u->path = auth_end;
     q = auth_end;
     while (q < end && *q != '?' && *q != '#')
