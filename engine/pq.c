@@ -355,32 +355,33 @@ collect_results(PGconn *conn, ResultBox *box, struct wait_state *ws)
 }
 
 /* PostgreSQL's ISO output "2024-01-02 03:04:05.5+01" becomes ISO-8601
- * "2024-01-02T03:04:05.5+01:00"; infinity and BC dates stay as they are. */
+ * "2024-01-02T03:04:05.5+01:00"; infinity and BC dates stay as they are.
+ * A stack buffer, not luaL_Buffer: this runs once per timestamp cell. */
 static void
 push_iso8601(lua_State *L, const char *text, size_t len)
 {
+    char iso[80];
     const char *space = memchr(text, ' ', len);
-    if (space == NULL || (len >= 3 && memcmp(text + len - 3, " BC", 3) == 0)) {
+    if (space == NULL || len + 3 > sizeof iso ||
+        (len >= 3 && memcmp(text + len - 3, " BC", 3) == 0)) {
         lua_pushlstring(L, text, len);
         return;
     }
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addlstring(&b, text, (size_t)(space - text));
-    luaL_addchar(&b, 'T');
-    luaL_addlstring(&b, space + 1, len - (size_t)(space - text) - 1);
+    memcpy(iso, text, len);
+    iso[space - text] = 'T';
     /* A zone offset of whole hours comes as "+HH": add the minutes. */
-    if (len >= 3 && text + len - 3 > space && (text[len - 3] == '+' || text[len - 3] == '-'))
-        luaL_addstring(&b, ":00");
-    luaL_pushresult(&b);
+    if (len >= 3 && text + len - 3 > space && (text[len - 3] == '+' || text[len - 3] == '-')) {
+        memcpy(iso + len, ":00", 3);
+        len += 3;
+    }
+    lua_pushlstring(L, iso, len);
 }
 
+/* Pushes one non-NULL cell, converted by its column's type. */
 static void
-push_value(lua_State *L, const PGresult *res, int row, int col)
+push_value(lua_State *L, Oid type, const char *text, size_t len)
 {
-    const char *text = PQgetvalue(res, row, col);
-    size_t len = (size_t)PQgetlength(res, row, col);
-    switch (PQftype(res, col)) {
+    switch (type) {
     case OID_INT2:
     case OID_INT4:
     case OID_INT8:
@@ -416,26 +417,31 @@ push_rows(lua_State *L, const PGresult *res)
     int nrows = PQntuples(res);
     int ncols = PQnfields(res);
     luaL_checkstack(L, ncols + 4, "too many columns");
+    /* Column types looked up once, not once per cell. */
+    Oid *types = push_scratch(L, sizeof(Oid) * (size_t)ncols);
     int names = lua_gettop(L) + 1;
-    for (int col = 0; col < ncols; col++)
+    for (int col = 0; col < ncols; col++) {
         lua_pushstring(L, PQfname(res, col));
+        types[col] = PQftype(res, col);
+    }
     lua_createtable(L, nrows, 0);
     for (int row = 0; row < nrows; row++) {
         lua_createtable(L, 0, ncols);
         for (int col = 0; col < ncols; col++) {
             lua_pushvalue(L, names + col);
-            if (PQgetisnull(res, row, col))
+            size_t len = (size_t)PQgetlength(res, row, col);
+            /* Only an empty value can be NULL: skip the call otherwise. */
+            if (len == 0 && PQgetisnull(res, row, col))
                 atlas_pushnull(L);
             else
-                push_value(L, res, row, col);
+                push_value(L, types[col], PQgetvalue(res, row, col), len);
             lua_rawset(L, -3);
         }
         lua_rawseti(L, -2, row + 1);
     }
-    /* Drop the names, keeping the rows (lua_replace would pop the rows
-     * themselves when there are no columns). */
-    lua_copy(L, -1, names);
-    lua_settop(L, names);
+    /* Drop the types and names, keeping the rows. */
+    lua_copy(L, -1, names - 1);
+    lua_settop(L, names - 1);
 }
 
 /* Pushes {command=, rows_affected=, columns={...}} for a successful result. */
@@ -456,6 +462,43 @@ push_result_info(lua_State *L, const PGresult *res)
         lua_rawseti(L, -2, col + 1);
     }
     lua_setfield(L, -2, "columns");
+}
+
+/* Upvalue 1: json decode; argument 1: the result box. */
+static int
+convert_result_unprotected(lua_State *L)
+{
+    ResultBox *box = lua_touserdata(L, 1);
+    push_rows(L, box->res);
+    push_result_info(L, box->res);
+    return 2;
+}
+
+/* Pushes rows, info for the result in the box at box_idx. A large result
+ * is converted with the collector paused: otherwise each incremental cycle
+ * re-marks every row made so far, which costs more than making them. The
+ * pause is undone even when the conversion raises. */
+static void
+convert_result(lua_State *L, int box_idx)
+{
+    ResultBox *box = lua_touserdata(L, box_idx);
+    if (PQntuples(box->res) < 1000) {
+        /* Small: the box frees the result if this raises. */
+        push_rows(L, box->res);
+        push_result_info(L, box->res);
+        return;
+    }
+    int pause_gc = lua_gc(L, LUA_GCISRUNNING);
+    lua_pushvalue(L, JSON_DECODE_UPVALUE);
+    lua_pushcclosure(L, convert_result_unprotected, 1);
+    lua_pushvalue(L, box_idx);
+    if (pause_gc)
+        lua_gc(L, LUA_GCSTOP);
+    int status = lua_pcall(L, 1, 2, 0);
+    if (pause_gc)
+        lua_gc(L, LUA_GCRESTART);
+    if (status != LUA_OK)
+        lua_error(L);
 }
 
 /* Finishes a query or exec: rows, info on success, nil, errtable otherwise. */
@@ -488,8 +531,7 @@ finish_statement(lua_State *L, Conn *c, double timeout, double deadline)
         }
         return 2;
     }
-    push_rows(L, res);
-    push_result_info(L, res);
+    convert_result(L, lua_gettop(L));
     result_box_set(box, NULL);
     return 2;
 }
@@ -599,6 +641,16 @@ conn_notices(lua_State *L)
         lua_rawseti(L, -2, ++i);
         c->notices_dropped = 0;
     }
+    return 1;
+}
+
+/* conn:has_notices() -> true when conn:notices() has something to hand over;
+ * lets the caller skip building an empty list on every query. */
+static int
+conn_has_notices(lua_State *L)
+{
+    Conn *c = luaL_checkudata(L, 1, CONN_MT);
+    lua_pushboolean(L, c->notice_count > 0 || c->notices_dropped > 0);
     return 1;
 }
 
@@ -843,6 +895,7 @@ static const luaL_Reg conn_methods[] = {
     {"query", conn_query},
     {"exec", conn_exec},
     {"notices", conn_notices},
+    {"has_notices", conn_has_notices},
     {"info", conn_info},
     {"cancel", conn_cancel},
     {"quote_ident", conn_quote_ident},

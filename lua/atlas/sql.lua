@@ -15,6 +15,8 @@ local log = require "atlas.log"
 local runtime = require "atlas.runtime"
 local sys = require "atlas.sys"
 
+local monotime = sys.monotime
+
 local M = {}
 
 M.null = json.null
@@ -272,25 +274,27 @@ end
 
 function Conn:_emit(op, started, outcome, err)
     log.event { type = "call", module = "sql", op = op, region = self.host,
-        duration_ms = math.floor((sys.monotime() - started) * 1000 + 0.5), outcome = outcome,
+        duration_ms = math.floor((monotime() - started) * 1000 + 0.5), outcome = outcome,
         error = err and (err.sqlstate or err.code) or nil }
 end
 
--- Runs one native call with events, notices and errors handled alike.
-function Conn:_run(op, statement, mutates, invoke)
+-- Runs one native call (method `op` of the backend's connection) with
+-- events, notices and errors handled alike. No closure per call: this is
+-- the path a tight loop of queries takes.
+function Conn:_run(op, statement, mutates, a, b, c)
     self:_check_open()
-    if mutates == nil then
-        mutates = M.is_mutating(statement)
-    end
-    if runtime.dry_run and mutates then
+    if runtime.dry_run and (mutates or (mutates == nil and M.is_mutating(statement))) then
         log.event { type = "call", module = "sql", op = op, region = self.host, outcome = "dry-run",
             duration_ms = 0, params = self._dry_text or statement }
         self.dry_run_statements[#self.dry_run_statements + 1] = self._dry_text or statement
         return {}, { command = "DRY-RUN", rows_affected = 0, columns = {}, dry_run = true }
     end
-    local started = sys.monotime()
-    local rows, info = invoke()
-    self:_collect_notices()
+    local started = monotime()
+    local native = self._native
+    local rows, info = native[op](native, statement, a, b, c)
+    if native:has_notices() then
+        self:_collect_notices()
+    end
     if rows == nil then
         self:_emit(op, started, "error", info)
         if info and info.connection_lost then
@@ -322,10 +326,7 @@ function Conn:query(statement, ...)
     timeout = timeout or self.timeout
     args = encode_params(args)
     self._dry_text = runtime.dry_run and dry_run_text(statement, args) or nil
-    local native = self._native
-    return self:_run("query", statement, mutates, function()
-        return native:query(statement, args, args.n, timeout)
-    end)
+    return self:_run("query", statement, mutates, args, args.n, timeout)
 end
 
 -- conn:query_one(sql, ...) -> the first row, or nil
@@ -342,10 +343,7 @@ function Conn:exec(statement, options)
         error("conn:exec: the SQL text must be a string", 2)
     end
     self._dry_text = nil
-    local native = self._native
-    return self:_run("exec", statement, options.mutates, function()
-        return native:exec(statement, options.timeout or self.timeout)
-    end)
+    return self:_run("exec", statement, options.mutates, options.timeout or self.timeout)
 end
 
 -- conn:transaction(fn) -> fn's results; COMMIT when fn returns, ROLLBACK
@@ -412,7 +410,7 @@ function M.connect(spec)
     local params, options = connection_params(spec)
     local password = resolve_password(params, options)
     local host = params.host or params.hostaddr or "localhost"
-    local started = sys.monotime()
+    local started = monotime()
     local native, err = backend().connect(params, tonumber(params.connect_timeout))
     local fake = { host = host }
     if not native then

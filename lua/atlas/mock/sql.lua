@@ -626,6 +626,10 @@ function Conn:notices()
     return out
 end
 
+function Conn:has_notices()
+    return #self._notices > 0
+end
+
 function Conn:info()
     return { host = self.host, port = self.port, dbname = self.dbname, user = self.user, server_version = 150010,
         backend_pid = self.pid, ssl = self.sslmode ~= "disable", ok = true }

@@ -1,0 +1,120 @@
+#!/bin/sh
+# atlas.sql against its peers, in the same run, on loopback, one throwaway
+# PostgreSQL 15 cluster:
+#   1. 10,000 single-row parameterised SELECTs over one connection
+#      vs pgbench -n -c 1 -M extended on the same query (goal: >= 90 %)
+#   2. 100,000 rows fetched into Lua tables (whole atlas-run process)
+#      vs psql -Atc writing them to /dev/null (whole psql process) (goal: no slower)
+#
+#   bench/sql_bench.sh [path/to/atlas-run]     (default: build/atlas-run)
+# Prints the figures as the "## SQL" section of docs/benchmarks.md expects.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+ATLAS=${1:-$root/build/atlas-run}
+QUERIES=${QUERIES:-10000}
+ROWS=${ROWS:-100000}
+REPEAT=${REPEAT:-5}
+
+[ -x "$ATLAS" ] || { echo "sql_bench: no atlas-run at $ATLAS (run make first)" >&2; exit 2; }
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+dir=$(mktemp -u /tmp/atlas-sqlbench.XXXXXX)
+cleanup() { "$root/tests/support/pgcluster.sh" stop "$dir"; rm -f "$work"/*; rmdir "$work" 2>/dev/null || true; }
+work=$(mktemp -d /tmp/atlas-sqlbench-work.XXXXXX)
+trap cleanup EXIT INT TERM
+"$root/tests/support/pgcluster.sh" start "$dir" bench:"$port"
+
+conninfo="host=127.0.0.1 port=$port dbname=atlas user=atlas_admin"
+export PGHOST=127.0.0.1 PGPORT=$port PGUSER=atlas_admin PGDATABASE=atlas
+psql -X -q -v ON_ERROR_STOP=1 <<SQL
+CREATE TABLE bench_rows (id int PRIMARY KEY, name text NOT NULL, amount numeric(12,2), flag bool,
+                         created timestamptz NOT NULL DEFAULT now());
+INSERT INTO bench_rows SELECT g, 'customer ' || g, g * 1.25, g % 2 = 0, now() - g * interval '1 minute'
+FROM generate_series(1, $ROWS) g;
+VACUUM ANALYZE bench_rows;
+SQL
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+now_ns() { date +%s%N; }
+
+# 1. Single-row parameterised SELECTs ---------------------------------------
+cat >"$work/select.sql" <<'EOF'
+\set id random(1, 100000)
+SELECT id, name FROM bench_rows WHERE id = :id;
+EOF
+cat >"$work/select.lua" <<EOF
+local sql = require "atlas.sql"
+local sys = require "atlas.sys"
+local db = sql.connect("$conninfo")
+local query = "SELECT id, name FROM bench_rows WHERE id = \$1"
+for i = 1, 200 do db:query(query, i) end -- warm up, like pgbench's connection setup
+local started = sys.monotime()
+for i = 1, $QUERIES do
+    local rows = db:query(query, math.random(1, $ROWS))
+    assert(rows[1].id)
+end
+print(string.format("%.1f", $QUERIES / (sys.monotime() - started)))
+db:close()
+EOF
+
+pgbench_tps=""
+atlas_qps=""
+i=0
+while [ $i -lt "$REPEAT" ]; do
+    pgbench_tps="$pgbench_tps $(pgbench -n -c 1 -M extended -t "$QUERIES" -f "$work/select.sql" 2>/dev/null |
+        awk '/^tps/ && /without initial connection time|excluding connections establishing/ {print $3}' | head -1)"
+    atlas_qps="$atlas_qps $("$ATLAS" --quiet -e "dofile('$work/select.lua')")"
+    i=$((i + 1))
+done
+pg_median=$(echo "$pgbench_tps" | tr ' ' '\n' | grep . | median)
+atlas_median=$(echo "$atlas_qps" | tr ' ' '\n' | grep . | median)
+ratio=$(awk -v a="$atlas_median" -v p="$pg_median" 'BEGIN {printf "%.1f", 100 * a / p}')
+
+# 2. 100,000 rows: whole process, connection included, both sides ------------
+cat >"$work/fetch.lua" <<EOF
+local sql = require "atlas.sql"
+local db = sql.connect("$conninfo")
+local rows = db:query("SELECT * FROM bench_rows")
+assert(#rows == $ROWS and rows[$ROWS].name)
+db:close()
+EOF
+cat >"$work/fetch_inproc.lua" <<EOF
+local sql = require "atlas.sql"
+local sys = require "atlas.sys"
+local db = sql.connect("$conninfo")
+local started = sys.monotime()
+local rows = db:query("SELECT * FROM bench_rows")
+print(string.format("%.1f", (sys.monotime() - started) * 1000))
+db:close()
+EOF
+
+psql_ms=""
+atlas_ms=""
+inproc_ms=""
+i=0
+while [ $i -lt "$REPEAT" ]; do
+    t0=$(now_ns)
+    psql -X -Atc "SELECT * FROM bench_rows" >/dev/null
+    t1=$(now_ns)
+    "$ATLAS" --quiet -e "dofile('$work/fetch.lua')"
+    t2=$(now_ns)
+    psql_ms="$psql_ms $(( (t1 - t0) / 1000000 ))"
+    atlas_ms="$atlas_ms $(( (t2 - t1) / 1000000 ))"
+    inproc_ms="$inproc_ms $("$ATLAS" --quiet -e "dofile('$work/fetch_inproc.lua')")"
+    i=$((i + 1))
+done
+psql_median=$(echo "$psql_ms" | tr ' ' '\n' | grep . | median)
+fetch_median=$(echo "$atlas_ms" | tr ' ' '\n' | grep . | median)
+inproc_median=$(echo "$inproc_ms" | tr ' ' '\n' | grep . | median)
+
+cat <<EOF
+| figure | atlas-run | peer | result | goal |
+| --- | --- | --- | --- | --- |
+| $QUERIES single-row parameterised SELECTs, one connection | $atlas_median queries/s | pgbench -M extended: $pg_median tps | $ratio % | >= 90 % |
+| $ROWS rows into Lua tables (whole process) | $fetch_median ms | psql -Atc > /dev/null: $psql_median ms | $(awk -v a="$fetch_median" -v p="$psql_median" 'BEGIN {printf "%.2fx psql time", a / p}') | <= 1.00x |
+| $ROWS rows, query + conversion only (in process) | $inproc_median ms | | | |
+
+Medians of $REPEAT runs each (runs: atlas qps [$atlas_qps ], pgbench tps [$pgbench_tps ], atlas fetch ms [$atlas_ms ], psql ms [$psql_ms ]).
+EOF
