@@ -187,3 +187,12 @@ for _, case in ipairs(MUTATING) do
         t.eq(sql.is_mutating(case[1]), case[2])
     end)
 end
+
+t.case("a large result converts every row and leaves the collector running", function()
+    local rows = db:query("SELECT g AS i, jsonb_build_object('i', g) AS j, now() AS ts FROM generate_series(1, 5000) g")
+    t.eq(#rows, 5000)
+    t.eq(rows[5000].i, 5000)
+    t.eq(rows[4321].j, { i = 4321 })
+    t.match(rows[1].ts, "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d")
+    t.eq(collectgarbage("isrunning"), true)
+end)
