@@ -44,6 +44,9 @@ return atlas.playbook {
             description = "Secrets Manager secret holding the master password (RDS endpoints only)" },
         wait = { type = "number", default = 120, description = "seconds to wait for the subscriptions to stream" },
     },
+    validate = function(values)
+        return replication.validate_conninfos(values, { "primary", "secondaries" })
+    end,
     steps = {
         {
             name = "create publication",

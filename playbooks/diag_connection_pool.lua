@@ -48,6 +48,9 @@ return atlas.playbook {
         password_secret = { type = "string", default = replication.PASSWORD_SECRET,
             description = "Secrets Manager secret holding the master password (RDS endpoints only)" },
     },
+    validate = function(values)
+        return replication.validate_conninfos(values, { "target" })
+    end,
     steps = {
         {
             name = "connections by state",

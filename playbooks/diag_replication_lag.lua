@@ -52,6 +52,9 @@ return atlas.playbook {
         password_secret = { type = "string", default = replication.PASSWORD_SECRET,
             description = "Secrets Manager secret holding the master password (RDS endpoints only)" },
     },
+    validate = function(values)
+        return replication.validate_conninfos(values, { "primary", "secondaries" })
+    end,
     steps = {
         {
             name = "primary slots and lag",

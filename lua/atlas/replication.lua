@@ -376,6 +376,27 @@ function M.resolve_targets(options)
     return targets
 end
 
+-- validate_conninfos(values, names) -> nil, or a message naming the bad one.
+-- For a playbook's validate: runs before the run starts (and before its
+-- parameters are shown), so a password inside a conninfo is registered as
+-- a secret before anything could print it, and a malformed one is a usage
+-- error (exit 2) rather than a failed step.
+function M.validate_conninfos(values, names)
+    for _, name in ipairs(names) do
+        local value = values[name]
+        local list = type(value) == "table" and value or { value }
+        for _, text in ipairs(list) do
+            if type(text) == "string" and text ~= "" then
+                local ok, err = pcall(sql.parse_conninfo, text)
+                if not ok then
+                    return string.format("%s: %s", name, type(err) == "table" and err.message or tostring(err))
+                end
+            end
+        end
+    end
+    return nil
+end
+
 -- The subscription's CONNECTION literal for reaching the primary.
 function M.primary_connection(primary)
     local params = {}

@@ -276,6 +276,19 @@ t.case("a parameter that is not a valid conninfo", function()
     err = t.raises(function() sql.connect(string.format("postgresql://u:Secret-Uri-2@127.0.0.1:%d/atlas?nope=1", eu.port)) end)
     t.eq(err.code, "conninfo")
     t.no_match(tostring(err), "Secret%-Uri%-2")
+    -- As a playbook parameter: a usage error before anything runs.
+    local r = t.run { DIAG_POOL, "target=host=127.0.0.1 bogus_option=1" }
+    t.eq(r.code, 2)
+    t.match(r.stderr, 'target: invalid connection string: invalid connection option "bogus_option"')
+end)
+
+t.case("a password inside a conninfo parameter is never printed", function()
+    local password = "Conn-Pass-In-Param-3"
+    local r = t.run { "--log-format", "json", DIAG_POOL, "target=" .. eu.conninfo .. " password=" .. password }
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    t.match(r.stdout, '"type":"run_start"')
+    t.match(r.stdout, "password=%[REDACTED%]")
+    t.no_match(r.stdout .. r.stderr, password)
 end)
 
 -- atlas.sql behaviour --------------------------------------------------------------
