@@ -41,13 +41,22 @@ function M.paginate(service, action, args, spec)
       if spec.limit and #items >= spec.limit then return require("atlas.json").array(items) end
     end
     local token = resp[spec.output]
-    if token == nil or token == "" or (spec.more and not resp[spec.more]) then break end
+    if token == nil or token == require("atlas.json").null or token == "" or (spec.more and not resp[spec.more]) then break end
+    -- A server that hands back the cursor it was given would loop forever: stop instead.
+    local changed = false
     if type(spec.input) == "table" then
       -- several cursor fields (Route53 NextRecordName/Type/Identifier)
-      for out_name, in_name in pairs(spec.input) do params[in_name] = resp[out_name] end
+      for out_name, in_name in pairs(spec.input) do
+        if params[in_name] ~= resp[out_name] then changed = true end
+        params[in_name] = resp[out_name]
+      end
     else
-      if params[spec.input] == token then break end -- a server that repeats its cursor
+      changed = params[spec.input] ~= token
       params[spec.input] = token
+    end
+    if not changed then
+      require("atlas.log").warn("%s %s: the service repeated its pagination cursor; stopping", service, action)
+      break
     end
   end
   return require("atlas.json").array(items)

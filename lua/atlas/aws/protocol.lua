@@ -475,7 +475,7 @@ local function decode_rest(svc, op, action, resp)
       out = {}
     end
   else
-    out = resp.body ~= "" and json.decode(resp.body) or {}
+    out = resp.body ~= "" and strip_nulls(json.decode(resp.body)) or {}
   end
   rest_members(svc, shape, resp, out)
   return out
@@ -539,6 +539,17 @@ function M.error_from(svc, action, region, resp)
   }
 end
 
+-- JSON null members become absent, as boto3's None is the absence of a value
+-- in Lua: `if resp.nextToken then` must not see a null cursor as a token.
+local function strip_nulls(v)
+  if type(v) ~= "table" then return v end
+  for k, x in pairs(v) do
+    if x == json.null then v[k] = nil elseif type(x) == "table" then strip_nulls(x) end
+  end
+  return v
+end
+M.strip_nulls = strip_nulls
+
 -- decode(svc, action, region, resp) -> response table | nil, err
 function M.decode(svc, action, region, resp)
   if resp.status < 200 or resp.status >= 300 then return nil, M.error_from(svc, action, region, resp) end
@@ -547,7 +558,7 @@ function M.decode(svc, action, region, resp)
     if resp.body == "" then return {} end
     local ok, v = pcall(json.decode, resp.body)
     if not ok then return nil, bad_response(svc, action, tostring(v)) end
-    return v
+    return strip_nulls(v)
   end
   local op = operation(svc, action)
   local ok, v, err
