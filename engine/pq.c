@@ -76,6 +76,7 @@ struct wait_state {
     double deadline;  /* 0: none */
     double cancel_at; /* when the cancel was sent, 0: not sent */
     enum stop_reason why;
+    int copy_refused; /* a COPY stream was ended unread */
 };
 
 static double
@@ -329,6 +330,36 @@ await_result(PGconn *conn, struct wait_state *ws)
     return STOP_NONE;
 }
 
+/* A COPY ... FROM STDIN / TO STDOUT is a data stream, not a result: end it
+ * so the connection is idle again (an incoming COPY is aborted, an outgoing
+ * one read to its end and dropped). Returns 0 when the connection was lost. */
+static int
+leave_copy(PGconn *conn, ExecStatusType status, struct wait_state *ws)
+{
+    if (status != PGRES_COPY_OUT)
+        return PQputCopyEnd(conn, "atlas.sql does not stream COPY data") >= 0;
+    for (;;) {
+        char *data = NULL;
+        int n = PQgetCopyData(conn, &data, 1);
+        if (data != NULL)
+            PQfreemem(data);
+        if (n == -1)
+            return 1;
+        if (n == -2)
+            return 0;
+        if (n == 0) {
+            if (ws->cancel_at == 0 && atlas_interrupted()) {
+                ws->why = STOP_INTERRUPT;
+                ws->cancel_at = monotonic_seconds();
+                send_cancel(conn);
+            }
+            wait_socket(PQsocket(conn), 0, POLL_SLICE_SECONDS);
+            if (!PQconsumeInput(conn))
+                return 0;
+        }
+    }
+}
+
 /* Collects every result of the statement(s) just sent, keeping the first
  * error or else the last result in the box. Returns 0 when the connection
  * was lost on the way. */
@@ -343,6 +374,13 @@ collect_results(PGconn *conn, ResultBox *box, struct wait_state *ws)
         if (res == NULL)
             return 1;
         ExecStatusType status = PQresultStatus(res);
+        if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
+            PQclear(res);
+            ws->copy_refused = 1;
+            if (!leave_copy(conn, status, ws))
+                return 0;
+            continue;
+        }
         int is_error = status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
                        status == PGRES_NONFATAL_ERROR;
         if (have_error) {
@@ -505,7 +543,8 @@ convert_result(lua_State *L, int box_idx)
 static int
 finish_statement(lua_State *L, Conn *c, double timeout, double deadline)
 {
-    struct wait_state ws = {.deadline = deadline, .cancel_at = 0, .why = STOP_NONE};
+    struct wait_state ws = {
+        .deadline = deadline, .cancel_at = 0, .why = STOP_NONE, .copy_refused = 0};
     ResultBox *box = push_result_box(L);
     if (!collect_results(c->conn, box, &ws)) {
         /* The server did not answer: the connection can carry nothing
@@ -519,6 +558,13 @@ finish_statement(lua_State *L, Conn *c, double timeout, double deadline)
         return 2;
     }
     PGresult *res = box->res;
+    if (ws.copy_refused) {
+        push_connection_error(L, c->conn, "0A000", "");
+        lua_pushliteral(L, "COPY FROM STDIN / TO STDOUT is not supported (COPY to or from a "
+                           "server file, or SELECT, instead)");
+        lua_setfield(L, -2, "message");
+        return 2;
+    }
     if (res == NULL)
         return push_connection_error(L, c->conn, "08006", "no result from server");
     ExecStatusType status = PQresultStatus(res);

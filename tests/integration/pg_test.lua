@@ -326,6 +326,17 @@ SELECT 7 AS seven]])
     t.eq(db.notices, { 'NOTICE: relation "n1" already exists, skipping', "NOTICE: hello 42" })
 end)
 
+t.case("COPY streams are refused and leave the connection usable", function()
+    local db <close> = connect(eu)
+    local err = t.raises(function() db:query("COPY (SELECT * FROM organization) TO STDOUT") end)
+    t.eq(err.sqlstate, "0A000")
+    t.eq(db:query("SELECT 1 AS one")[1].one, 1)
+    db:exec("CREATE TEMP TABLE copy_in (x int)")
+    err = t.raises(function() db:exec("COPY copy_in FROM STDIN") end)
+    t.eq(err.sqlstate, "0A000")
+    t.eq(db:query("SELECT count(*)::int AS n FROM copy_in")[1].n, 0)
+end)
+
 t.case("close is idempotent, <close> closes, a closed connection raises", function()
     local db = connect(eu)
     local pid = db:info().backend_pid
