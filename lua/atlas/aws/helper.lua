@@ -33,7 +33,9 @@ function M.paginate(service, action, args, spec)
   local control, params = M.split(args, spec.extra)
   local items = {}
   while true do
-    local resp = aws.call { service = service, action = action, region = control.region, params = params,
+    local page_params = {}
+    for k, v in pairs(params) do page_params[k] = v end
+    local resp = aws.call { service = service, action = action, region = control.region, params = page_params,
                             profile = control.profile, endpoint = control.endpoint, timeout = control.timeout,
                             max_attempts = control.max_attempts }
     for _, item in ipairs(resp[spec.items] or {}) do
