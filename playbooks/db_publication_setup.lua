@@ -157,14 +157,19 @@ return atlas.playbook {
                             end
                         end
                         local slot = found and replication.present(found.slot_name) and slots[found.slot_name]
-                        local why
+                        -- These will not fix themselves: no point waiting.
                         if not found then
-                            why = "no subscription"
+                            ctx.fail("%s: subscription %s is missing", secondary.label, ctx.params.subscription)
                         elseif not found.enabled then
-                            why = "subscription disabled"
+                            ctx.fail("%s: subscription %s is disabled", secondary.label, ctx.params.subscription)
                         elseif not slot then
-                            why = "no slot " .. tostring(found.slot_name) .. " on the primary"
-                        elseif not replication.present(found.pid) then
+                            ctx.fail("%s: the slot %s of subscription %s is gone from the primary; drop the " ..
+                                "subscription on %s (ALTER SUBSCRIPTION ... DISABLE; ALTER SUBSCRIPTION ... SET " ..
+                                "(slot_name = NONE); DROP SUBSCRIPTION ...) and run this again to recreate it",
+                                secondary.label, tostring(found.slot_name), ctx.params.subscription, secondary.label)
+                        end
+                        local why
+                        if not replication.present(found.pid) then
                             why = "no apply worker"
                         elseif not slot.active or slot.state ~= "streaming" then
                             why = "slot not streaming (" .. tostring(replication.present(slot.state) and slot.state

@@ -198,3 +198,27 @@ t.case("mock sql: wrong password, unknown host, unknown statement, call record",
     t.eq(#history, 3)
     t.eq(history[3].script, "V3__system_config.sql")
 end)
+
+t.case("setup fails at once, with the way out, when a subscription's slot is gone", function()
+    local world = t.world("healthy")
+    world.db:drop_slot("atlas_subscription_from_eu_ap_southeast_1")
+    local started = world:now()
+    local result = t.run_playbook(SETUP, {}, { world = world })
+    t.eq(result.status, "failed")
+    t.eq(result.step, "verify replication")
+    t.match(tostring(result.error), "ap%-southeast%-1: the slot atlas_subscription_from_eu_ap_southeast_1 of subscription atlas_subscription_from_eu is gone from the primary")
+    t.ok(world:now() - started < 5, "did not wait for what cannot recover")
+end)
+
+t.case("setup waits for a subscription's worker to come back, within `wait`", function()
+    local world = t.world("healthy")
+    local sub = world.db.regions["us-east-1"].subscriptions.atlas_subscription_from_eu
+    sub.worker = false
+    world:after(20, function() sub.worker = true end)
+    local result = t.run_playbook(SETUP, {}, { world = world })
+    t.eq(result.status, "ok", tostring(result.error))
+    sub.worker = false
+    result = t.run_playbook(SETUP, { wait = "10" }, { world = world })
+    t.eq(result.status, "failed")
+    t.match(tostring(result.error), "replication not streaming after 10 s: us%-east%-1: no apply worker")
+end)
