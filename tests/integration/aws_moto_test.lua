@@ -7,8 +7,6 @@ local aws = require "atlas.aws"
 local json = require "atlas.json"
 local errors = require "atlas.errors"
 local log = require "atlas.log"
-local wire = require "atlas.aws.wire"
-local credentials = require "atlas.aws.credentials"
 
 local ecs = require "atlas.ecs"
 local route53 = require "atlas.route53"
@@ -22,20 +20,8 @@ local eventbridge = require "atlas.eventbridge"
 
 local REGIONS = { "eu-west-1", "us-east-1", "ap-southeast-1" }
 
-local endpoint = t.moto()
-local seeded = t.spawn({ "python3", "tests/support/seed_moto.py", endpoint }, { timeout = 120 })
-assert(seeded.code == 0, "seeding moto failed: " .. seeded.stderr)
-local world = json.decode(seeded.stdout)
-
--- The process environment cannot be changed from Lua; the wire and the
--- credential chain read it through replaceable getenv functions.
-local fake_env = { AWS_ENDPOINT_URL = endpoint, AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing",
-                   AWS_EC2_METADATA_DISABLED = "true" }
-local saved_wire_env, saved_cred_env = wire.getenv, credentials.getenv
-wire.getenv = function(k) return fake_env[k] end
-credentials.getenv = function(k) return fake_env[k] end
-credentials.reset()
-t.defer(function() wire.getenv, credentials.getenv = saved_wire_env, saved_cred_env; credentials.reset() end)
+local world = dofile("tests/support/moto_world.lua")(t)
+local endpoint = world.endpoint
 
 local function names(region)
   return { cluster = "atlas-crm-production-cluster-" .. region, service = "atlas-crm-production-service-" .. region,

@@ -51,7 +51,7 @@ def seed_rds(endpoint, region):
                            AllocatedStorage=100)
     if region == "eu-west-1":
         rds.create_db_instance_read_replica(DBInstanceIdentifier=f"{db}-replica", SourceDBInstanceIdentifier=db,
-                                            DBInstanceClass="db.r6g.xlarge")
+                                            DBInstanceClass="db.r6g.xlarge", MultiAZ=False)
         for snap in ["atlas-production-snapshot-before-migration", "atlas-production-snapshot-latest"]:
             rds.create_db_snapshot(DBInstanceIdentifier=db, DBSnapshotIdentifier=snap)
 
