@@ -185,7 +185,7 @@ local READ_ONLY_FIRST_WORDS = { select = true, show = true, explain = true, valu
 local MUTATING_FUNCTIONS = { "pg_drop_replication_slot", "pg_create_logical_replication_slot",
     "pg_create_physical_replication_slot", "pg_replication_slot_advance", "pg_terminate_backend",
     "pg_cancel_backend", "pg_reload_conf", "pg_switch_wal", "nextval", "setval", "pg_promote",
-    "pg_replication_origin_advance", "pg_advisory_lock", "lo_unlink", "set_config" }
+    "pg_replication_origin_advance", "pg_advisory_lock", "lo_unlink" }
 
 local function strip_comments(text)
     text = text:gsub("/%*.-%*/", " ")
@@ -350,12 +350,7 @@ end
 -- (and the error raised again) when it raises.
 function Conn:transaction(fn)
     self:exec("BEGIN")
-    local results = table.pack(xpcall(fn, function(e)
-        if type(e) == "string" then
-            return debug.traceback(e, 2)
-        end
-        return e
-    end, self))
+    local results = table.pack(pcall(fn, self))
     if results[1] then
         self:exec("COMMIT")
         return table.unpack(results, 2, results.n)
