@@ -67,10 +67,24 @@ return atlas.playbook {
                 if #findings.slots == 0 then
                     atlas.log("%s: no replication slots", t.primary.label)
                 end
+                local slot_pids = {}
                 for _, slot in ipairs(findings.slots) do
                     atlas.log("slot %s: active=%s state=%s client=%s lag_bytes=%s lag_seconds=%s wal_status=%s",
                         slot.slot_name, tostring(slot.active), text(slot.state), text(slot.client_addr),
                         text(slot.lag_bytes), seconds(slot.lag_seconds), text(slot.wal_status))
+                    if slot.pid ~= atlas.null then
+                        slot_pids[slot.pid] = true
+                    end
+                end
+                -- Walsenders without a slot (a physical replica, pg_basebackup):
+                -- the runbook's pg_stat_replication query covers them too.
+                findings.walsenders = {}
+                for _, row in ipairs(replication.replication_stats(db)) do
+                    if not slot_pids[row.pid] then
+                        findings.walsenders[#findings.walsenders + 1] = row
+                        atlas.log("walsender %s (%s): state=%s lag_bytes=%s lag_seconds=%s", text(row.application_name),
+                            text(row.client_addr), text(row.state), text(row.lag_bytes), seconds(row.lag_seconds))
+                    end
                 end
             end,
         },
@@ -112,6 +126,13 @@ return atlas.playbook {
                     warn_lag_bytes = ctx.params.warn_lag_bytes,
                     expected_subscription = ctx.params.subscription,
                 }
+                for _, row in ipairs(findings.walsenders) do
+                    if row.lag_seconds ~= atlas.null and row.lag_seconds > ctx.params.max_lag_seconds then
+                        problems[#problems + 1] = { severity = "critical", message = string.format(
+                            "walsender %s (%s) lags %.1f s (over %g s)", text(row.application_name),
+                            text(row.client_addr), row.lag_seconds, ctx.params.max_lag_seconds) }
+                    end
+                end
                 for _, subscriber in ipairs(findings.subscribers) do
                     if subscriber.error then
                         problems[#problems + 1] = { severity = "critical",
