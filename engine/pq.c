@@ -830,18 +830,18 @@ pq_connect(lua_State *L)
     int conn_idx = lua_gettop(L);
 
     c->conn = PQconnectStartParams(keywords, values, 0);
-    if (c->conn == NULL) {
-        lua_pushnil(L);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "out of memory");
-        lua_setfield(L, -2, "message");
-        return 2;
-    }
-    if (PQstatus(c->conn) == CONNECTION_BAD)
-        return push_connection_error(L, c->conn, "08001", "invalid connection parameters");
-    int failed = await_connection(L, c, timeout);
-    if (failed)
+    if (c->conn == NULL)
+        return luaL_error(L, "out of memory");
+    int failed = PQstatus(c->conn) == CONNECTION_BAD
+                     ? push_connection_error(L, c->conn, "08001", "invalid connection parameters")
+                     : await_connection(L, c, timeout);
+    if (failed) {
+        /* The error is built; free the socket now rather than at the next
+         * garbage collection. */
+        PQfinish(c->conn);
+        c->conn = NULL;
         return failed;
+    }
     PQsetNoticeReceiver(c->conn, notice_receiver, c);
     lua_pushvalue(L, conn_idx);
     return 1;
