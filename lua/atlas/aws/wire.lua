@@ -112,8 +112,11 @@ local function prepare(req)
     region = ep.signing_region, service = svc.signing_name, credentials = creds,
   }
   for k, v in pairs(added) do http.headers[k] = v end
+  -- No body at all on GET/DELETE, so that libcurl adds no Content-Type or Content-Length of its own.
+  local body = http.body
+  if body == "" and http.method ~= "POST" and http.method ~= "PUT" then body = nil end
   return svc, {
-    method = http.method, url = url, headers = http.headers, body = http.body,
+    method = http.method, url = url, headers = http.headers, body = body,
     timeout = req.timeout or M.defaults.timeout, allow_http = req.allow_http or env_true("ATLAS_ALLOW_HTTP"),
     connect_timeout = req.connect_timeout or M.defaults.connect_timeout,
   }
