@@ -276,3 +276,18 @@ t.case("waiters in dry-run do not poll", function()
   t.eq(#state.calls, 0)
   t.match(events[1].message, "would wait for ECS services stable")
 end)
+
+t.case("a profile template gives each region its own profile unless the call names one", function()
+  local profiles = {}
+  local state = fake { OK }
+  package.loaded["atlas.aws.wire"].invoke = function(req) profiles[#profiles + 1] = req.profile or "-"; return OK end
+  local saved = aws.config.profile_template
+  t.defer(function() aws.config.profile_template = saved end)
+  aws.config.profile_template = "atlas-{region}"
+  aws.call { service = "ecs", action = "DescribeServices", region = "eu-west-1", params = {} }
+  aws.call { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {}, profile = "ops" }
+  aws.config.profile_template = nil
+  aws.call { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {} }
+  t.eq(profiles, { "atlas-eu-west-1", "ops", "-" })
+  t.eq(#state.calls, 0)
+end)

@@ -20,6 +20,9 @@ M.config = {
   max_attempts = tonumber(os.getenv("AWS_MAX_ATTEMPTS") or "") or 3,
   max_backoff = 20,
   max_retry_after = 60,
+  -- "atlas-{region}" gives each call the profile of its region (the runbook's
+  -- one-profile-per-region setup) unless the call names one.
+  profile_template = os.getenv("ATLAS_AWS_PROFILE_TEMPLATE"),
 }
 
 -- Replaceable in tests for a deterministic jitter.
@@ -119,6 +122,9 @@ local function normalise(args)
   for k, v in pairs(args) do req[k] = v end
   req.service = protocol.canonical_name(args.service)
   req.params = args.params or {}
+  if req.profile == nil and M.config.profile_template and req.region then
+    req.profile = (M.config.profile_template:gsub("{region}", req.region))
+  end
   -- The SDKs fill an empty client token so that retries are idempotent; so do we.
   local ok, svc = pcall(protocol.service, req.service)
   local token = ok and svc.idempotency_tokens and svc.idempotency_tokens[req.action]
