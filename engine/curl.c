@@ -610,7 +610,8 @@ push_headers(lua_State *L, const struct buffer *head)
 {
     const char *p = head->data, *end = head->data + head->len;
     char name[256];
-    lua_createtable(L, 0, 8);
+    /* AWS responses carry 6 to 12 headers; sized once, no rehash */
+    lua_createtable(L, 0, 16);
     while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *line_end = eol ? eol : end;
@@ -626,7 +627,8 @@ push_headers(lua_State *L, const struct buffer *head)
             while (ve > v && (is_space(ve[-1]) || ve[-1] == '\r'))
                 ve--;
             lua_pushlstring(L, name, nlen);
-            if (lua_rawget(L, -2) == LUA_TSTRING) {
+            lua_pushvalue(L, -1);
+            if (lua_rawget(L, -3) == LUA_TSTRING) {
                 lua_pushliteral(L, ", ");
                 lua_pushlstring(L, v, (size_t)(ve - v));
                 lua_concat(L, 3);
@@ -634,8 +636,6 @@ push_headers(lua_State *L, const struct buffer *head)
                 lua_pop(L, 1);
                 lua_pushlstring(L, v, (size_t)(ve - v));
             }
-            lua_pushlstring(L, name, nlen);
-            lua_insert(L, -2);
             lua_rawset(L, -3);
         }
         p = line_end + 1;

@@ -493,14 +493,15 @@ add_trimmed_value(luaL_Buffer *b, const char *s, size_t len)
     }
 }
 
-/* Headers this function computes itself; a caller's copy is not signed. */
+/* Headers this function computes itself; a caller's copy is not signed (the caller replaces
+ * it with ours). A caller's x-amz-content-sha256 is signed as given unless sign_body. */
 static int
-is_reserved_header(const char *lower, size_t len)
+is_reserved_header(const char *lower, size_t len, int sign_body)
 {
     return (len == 13 && memcmp(lower, "authorization", 13) == 0) ||
            (len == 10 && memcmp(lower, "x-amz-date", 10) == 0) ||
            (len == 20 && memcmp(lower, "x-amz-security-token", 20) == 0) ||
-           (len == 20 && memcmp(lower, "x-amz-content-sha256", 20) == 0);
+           (sign_body && len == 20 && memcmp(lower, "x-amz-content-sha256", 20) == 0);
 }
 
 /* Pushes the normalised value of the header at stack index `value`: a string,
@@ -656,7 +657,7 @@ collect_headers(lua_State *L, int keep, const struct sign_input *in, const char 
             luaL_pushresult(&b);
             lower = lua_tolstring(L, -1, &lower_len);
             lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);
-            if (!is_reserved_header(lower, lower_len)) {
+            if (!is_reserved_header(lower, lower_len, in->sign_body)) {
                 push_header_value(L, -1, name);
                 value = lua_tolstring(L, -1, &value_len);
                 lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);

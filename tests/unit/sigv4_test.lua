@@ -179,6 +179,16 @@ t.case("caller's x-amz-date and authorization are replaced, not signed twice", f
     t.ok(not d.canonical_request:find("1999"), "stale date signed")
 end)
 
+t.case("x-amz-content-sha256: a caller's value is signed as given; sign_body computes it", function()
+    local _, d = sign {headers = {["X-Amz-Content-Sha256"] = "UNSIGNED-PAYLOAD"}}
+    t.eq(d.signed_headers, "host;x-amz-content-sha256;x-amz-date")
+    t.match(d.canonical_request, "\nx%-amz%-content%-sha256:UNSIGNED%-PAYLOAD\n")
+    local added
+    added, d = sign {headers = {["X-Amz-Content-Sha256"] = "UNSIGNED-PAYLOAD"}, sign_body = true}
+    t.eq(added["X-Amz-Content-Sha256"], sigv4.sha256_hex("{}"))
+    t.match(d.canonical_request, "\nx%-amz%-content%-sha256:" .. sigv4.sha256_hex("{}") .. "\n")
+end)
+
 t.case("payload hash is the body's", function()
     local lines = canonical_lines {body = "Action=GetCallerIdentity&Version=2011-06-15"}
     t.eq(lines[#lines], sigv4.sha256_hex("Action=GetCallerIdentity&Version=2011-06-15"))
