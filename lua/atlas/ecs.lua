@@ -8,76 +8,76 @@ local M = {}
 
 -- Puts the control keys back into a params copy, for helper.call to split again.
 local function with_control(params, args)
-  for _, k in ipairs { "region", "profile", "endpoint", "timeout", "max_attempts" } do params[k] = args[k] end
-  return params
+    for _, k in ipairs { "region", "profile", "endpoint", "timeout", "max_attempts" } do params[k] = args[k] end
+    return params
 end
 
 -- describe_services{region, cluster, services} -> {services = {...}, failures = {...}}
 -- More than 10 services are asked in batches of 10 (the API's limit).
 function M.describe_services(args)
-  local _, params = helper.split(args)
-  local names = params.services
-  if type(names) == "string" then names = { names } end
-  if type(names) ~= "table" or #names == 0 then error("ecs.describe_services: services (a list) is required", 2) end
-  local out = { services = json.array({}), failures = json.array({}) }
-  for first = 1, math.max(#names, 1), 10 do
-    local p = {}
-    for k, v in pairs(params) do p[k] = v end
-    p.services = {}
-    for i = first, math.min(first + 9, #names) do p.services[#p.services + 1] = names[i] end
-    local resp = helper.call("ecs", "DescribeServices", with_control(p, args))
-    for _, s in ipairs(resp.services or {}) do out.services[#out.services + 1] = s end
-    for _, f in ipairs(resp.failures or {}) do out.failures[#out.failures + 1] = f end
-  end
-  return out
+    local _, params = helper.split(args)
+    local names = params.services
+    if type(names) == "string" then names = { names } end
+    if type(names) ~= "table" or #names == 0 then error("ecs.describe_services: services (a list) is required", 2) end
+    local out = { services = json.array({}), failures = json.array({}) }
+    for first = 1, math.max(#names, 1), 10 do
+        local p = {}
+        for k, v in pairs(params) do p[k] = v end
+        p.services = {}
+        for i = first, math.min(first + 9, #names) do p.services[#p.services + 1] = names[i] end
+        local resp = helper.call("ecs", "DescribeServices", with_control(p, args))
+        for _, s in ipairs(resp.services or {}) do out.services[#out.services + 1] = s end
+        for _, f in ipairs(resp.failures or {}) do out.failures[#out.failures + 1] = f end
+    end
+    return out
 end
 
 -- update_service{region, cluster, service, desiredCount?, taskDefinition?, forceNewDeployment?} -> {service=}
 function M.update_service(args)
-  return helper.call("ecs", "UpdateService", args)
+    return helper.call("ecs", "UpdateService", args)
 end
 
 -- list_task_definitions{region, familyPrefix?, status?, sort?} -> list of ARNs (all pages)
 function M.list_task_definitions(args)
-  return helper.paginate("ecs", "ListTaskDefinitions", args,
-    { input = "nextToken", output = "nextToken", items = "taskDefinitionArns" })
+    return helper.paginate("ecs", "ListTaskDefinitions", args,
+        { input = "nextToken", output = "nextToken", items = "taskDefinitionArns" })
 end
 
 -- describe_task_definition{region, taskDefinition} -> {taskDefinition=, tags=}
 function M.describe_task_definition(args)
-  return helper.call("ecs", "DescribeTaskDefinition", args)
+    return helper.call("ecs", "DescribeTaskDefinition", args)
 end
 
 -- "us-east-1: 6/10 running, 2 deployments" (one service), or one such part per service.
 local function progress_text(region, services)
-  local parts = {}
-  for _, s in ipairs(services) do
-    local deployments = #(s.deployments or {})
-    parts[#parts + 1] = string.format("%s%d/%d running, %d deployment%s",
-      #services > 1 and (s.serviceName .. " ") or "", s.runningCount or 0, s.desiredCount or 0,
-      deployments, deployments == 1 and "" or "s")
-  end
-  return (region or "?") .. ": " .. table.concat(parts, "; ")
+    local parts = {}
+    for _, s in ipairs(services) do
+        local deployments = #(s.deployments or {})
+        parts[#parts + 1] = string.format("%s%d/%d running, %d deployment%s",
+            #services > 1 and (s.serviceName .. " ") or "", s.runningCount or 0, s.desiredCount or 0,
+            deployments, deployments == 1 and "" or "s")
+    end
+    return (region or "?") .. ": " .. table.concat(parts, "; ")
 end
 
 -- The ECS services-stable rule, as in the AWS waiter definition.
 local function failure_reason(resp)
-  for _, f in ipairs(resp.failures or {}) do
-    if f.reason == "MISSING" then return "service " .. tostring(f.arn) .. " is MISSING" end
-  end
-  for _, s in ipairs(resp.services or {}) do
-    if s.status == "DRAINING" or s.status == "INACTIVE" then
-      return "service " .. s.serviceName .. " is " .. s.status
+    for _, f in ipairs(resp.failures or {}) do
+        if f.reason == "MISSING" then return "service " .. tostring(f.arn) .. " is MISSING" end
     end
-  end
+    for _, s in ipairs(resp.services or {}) do
+        if s.status == "DRAINING" or s.status == "INACTIVE" then
+            return "service " .. s.serviceName .. " is " .. s.status
+        end
+    end
 end
 
 local function all_stable(resp)
-  if #(resp.services or {}) == 0 then return false end
-  for _, s in ipairs(resp.services) do
-    if #(s.deployments or {}) ~= 1 or s.runningCount ~= s.desiredCount then return false end
-  end
-  return true
+    if #(resp.services or {}) == 0 then return false end
+    for _, s in ipairs(resp.services) do
+        if #(s.deployments or {}) ~= 1 or s.runningCount ~= s.desiredCount then return false end
+    end
+    return true
 end
 
 M.is_stable = all_stable
@@ -85,23 +85,23 @@ M.is_stable = all_stable
 -- wait_stable{region, cluster, services, timeout = 600, delay = 15} -> the stable services
 -- Fails at once on MISSING, DRAINING or INACTIVE; raises kind "timeout" after timeout.
 function M.wait_stable(args)
-  local services = args.services
-  if type(services) == "string" then services = { services } end
-  local resp = aws.wait {
-    name = string.format("ECS services stable in %s (%s)", args.region or "?", table.concat(services, ", ")),
-    service = "ecs", action = "DescribeServices", region = args.region,
-    delay = args.delay or 15, timeout = args.timeout or 600,
-    poll = function()
-      return M.describe_services { region = args.region, profile = args.profile, endpoint = args.endpoint,
-                                   cluster = args.cluster, services = services }
-    end,
-    acceptors = {
-      { state = "failure", matcher = function(r) local why = failure_reason(r); return why ~= nil, why end },
-      { state = "success", matcher = all_stable },
-    },
-    progress = function(r) return progress_text(args.region, r.services or {}) end,
-  }
-  return resp and resp.services
+    local services = args.services
+    if type(services) == "string" then services = { services } end
+    local resp = aws.wait {
+        name = string.format("ECS services stable in %s (%s)", args.region or "?", table.concat(services, ", ")),
+        service = "ecs", action = "DescribeServices", region = args.region,
+        delay = args.delay or 15, timeout = args.timeout or 600,
+        poll = function()
+            return M.describe_services { region = args.region, profile = args.profile, endpoint = args.endpoint,
+                                                                      cluster = args.cluster, services = services }
+        end,
+        acceptors = {
+            { state = "failure", matcher = function(r) local why = failure_reason(r); return why ~= nil, why end },
+            { state = "success", matcher = all_stable },
+        },
+        progress = function(r) return progress_text(args.region, r.services or {}) end,
+    }
+    return resp and resp.services
 end
 
 M.progress_text = progress_text

@@ -8,10 +8,10 @@ local M = {}
 
 -- invoke{FunctionName, Payload?, InvocationType?, LogType?, Qualifier?} -> response
 function M.invoke(args)
-  local copy = {}
-  for k, v in pairs(args) do copy[k] = v end
-  if type(copy.Payload) == "table" then copy.Payload = json.encode(copy.Payload) end
-  return helper.call("lambda", "Invoke", copy)
+    local copy = {}
+    for k, v in pairs(args) do copy[k] = v end
+    if type(copy.Payload) == "table" then copy.Payload = json.encode(copy.Payload) end
+    return helper.call("lambda", "Invoke", copy)
 end
 
 return M

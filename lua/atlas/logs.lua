@@ -8,11 +8,11 @@ local M = {}
 -- filter_log_events{logGroupName, startTime?, endTime?, filterPattern?, logStreamNames?, limit?}
 -- -> list of events (all pages, at most `limit` when given)
 function M.filter_log_events(args)
-  local copy = {}
-  for k, v in pairs(args) do copy[k] = v end
-  local limit = copy.limit
-  return helper.paginate("logs", "FilterLogEvents", copy,
-    { input = "nextToken", output = "nextToken", items = "events", limit = limit })
+    local copy = {}
+    for k, v in pairs(args) do copy[k] = v end
+    local limit = copy.limit
+    return helper.paginate("logs", "FilterLogEvents", copy,
+        { input = "nextToken", output = "nextToken", items = "events", limit = limit })
 end
 
 -- tail{logGroupName, since = 600 (seconds back), filterPattern?, follow = false,
@@ -20,30 +20,30 @@ end
 -- -> list of the events seen. Without follow: one pass. With follow: polls until on_event
 -- returns false, timeout passes, or the run is interrupted. Events are not repeated.
 function M.tail(args)
-  local seen, out = {}, {}
-  local since_ms = math.floor((runtime.now() - (args.since or 600)) * 1000)
-  local stop_at = args.timeout and (runtime.now() + args.timeout)
-  while true do
-    local events = M.filter_log_events {
-      region = args.region, profile = args.profile, endpoint = args.endpoint,
-      logGroupName = args.logGroupName, filterPattern = args.filterPattern,
-      logStreamNames = args.logStreamNames, startTime = since_ms,
-    }
-    table.sort(events, function(a, b) return (a.timestamp or 0) < (b.timestamp or 0) end)
-    for _, e in ipairs(events) do
-      local id = e.eventId or (tostring(e.timestamp) .. (e.message or ""))
-      if not seen[id] then
-        seen[id] = true
-        out[#out + 1] = e
-        -- the next poll starts at the newest timestamp seen; eventId de-duplicates the overlap
-        if e.timestamp and e.timestamp > since_ms then since_ms = e.timestamp end
-        if args.on_event and args.on_event(e) == false then return out end
-      end
+    local seen, out = {}, {}
+    local since_ms = math.floor((runtime.now() - (args.since or 600)) * 1000)
+    local stop_at = args.timeout and (runtime.now() + args.timeout)
+    while true do
+        local events = M.filter_log_events {
+            region = args.region, profile = args.profile, endpoint = args.endpoint,
+            logGroupName = args.logGroupName, filterPattern = args.filterPattern,
+            logStreamNames = args.logStreamNames, startTime = since_ms,
+        }
+        table.sort(events, function(a, b) return (a.timestamp or 0) < (b.timestamp or 0) end)
+        for _, e in ipairs(events) do
+            local id = e.eventId or (tostring(e.timestamp) .. (e.message or ""))
+            if not seen[id] then
+                seen[id] = true
+                out[#out + 1] = e
+                -- the next poll starts at the newest timestamp seen; eventId de-duplicates the overlap
+                if e.timestamp and e.timestamp > since_ms then since_ms = e.timestamp end
+                if args.on_event and args.on_event(e) == false then return out end
+            end
+        end
+        if not args.follow then return out end
+        if stop_at and runtime.now() >= stop_at then return out end
+        runtime.sleep(args.interval or 2)
     end
-    if not args.follow then return out end
-    if stop_at and runtime.now() >= stop_at then return out end
-    runtime.sleep(args.interval or 2)
-  end
 end
 
 return M

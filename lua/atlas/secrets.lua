@@ -8,24 +8,24 @@ local M = {}
 -- A JSON secret ({"username":..,"password":..}) also has each string value
 -- registered, since a playbook will pass those on one by one.
 local function register(value)
-  if type(value) ~= "string" or value == "" then return end
-  log.secret(value)
-  if value:sub(1, 1) == "{" then
-    local ok, doc = pcall(require("atlas.json").decode, value)
-    if ok and type(doc) == "table" then
-      for _, v in pairs(doc) do
-        if type(v) == "string" and #v >= 4 then log.secret(v) end
-      end
+    if type(value) ~= "string" or value == "" then return end
+    log.secret(value)
+    if value:sub(1, 1) == "{" then
+        local ok, doc = pcall(require("atlas.json").decode, value)
+        if ok and type(doc) == "table" then
+            for _, v in pairs(doc) do
+                if type(v) == "string" and #v >= 4 then log.secret(v) end
+            end
+        end
     end
-  end
 end
 
 -- get_secret_value{SecretId, VersionId?, VersionStage?} -> {ARN, Name, SecretString | SecretBinary, ...}
 function M.get_secret_value(args)
-  local resp = helper.call("secretsmanager", "GetSecretValue", args)
-  register(resp.SecretString)
-  register(resp.SecretBinary)
-  return resp
+    local resp = helper.call("secretsmanager", "GetSecretValue", args)
+    register(resp.SecretString)
+    register(resp.SecretBinary)
+    return resp
 end
 
 return M

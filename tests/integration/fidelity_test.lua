@@ -19,120 +19,120 @@ local rds = require "atlas.rds"
 local REGIONS = { "eu-west-1", "us-east-1", "ap-southeast-1" }
 
 local function names(region)
-  return { cluster = "atlas-crm-production-cluster-" .. region, service = "atlas-crm-production-service-" .. region }
+    return { cluster = "atlas-crm-production-cluster-" .. region, service = "atlas-crm-production-service-" .. region }
 end
 
 local function health_check_names()
-  local by_id = {}
-  local resp = aws.call { service = "route53", action = "ListHealthChecks", region = "us-east-1", params = {} }
-  for _, hc in ipairs(resp.HealthChecks or {}) do
-    by_id[hc.Id] = hc.HealthCheckConfig.FullyQualifiedDomainName
-  end
-  return by_id
+    local by_id = {}
+    local resp = aws.call { service = "route53", action = "ListHealthChecks", region = "us-east-1", params = {} }
+    for _, hc in ipairs(resp.HealthChecks or {}) do
+        by_id[hc.Id] = hc.HealthCheckConfig.FullyQualifiedDomainName
+    end
+    return by_id
 end
 
 -- observe() -> the state the runbook can see, with generated ids replaced by names
 local function observe()
-  local state = { ecs = {}, dns = {}, rds = {}, snapshots = {} }
-  for _, region in ipairs(REGIONS) do
-    local n = names(region)
-    local s = ecs.describe_services { region = region, cluster = n.cluster, services = { n.service } }.services[1]
-    state.ecs[region] = { status = s.status, desiredCount = s.desiredCount, runningCount = s.runningCount,
-                          deployments = #s.deployments, taskDefinition = s.taskDefinition:match("[^/]+$") }
-  end
-  local zone = route53.find_zone { name = "atlas-crm.com" }
-  local checks = health_check_names()
-  for _, r in ipairs(route53.list_resource_record_sets { HostedZoneId = zone.Id }) do
-    if r.Type == "CNAME" then
-      local values = {}
-      for i, rr in ipairs(r.ResourceRecords or {}) do values[i] = rr.Value end
-      table.sort(values)
-      -- AWS returns names with the final dot; so must both worlds.
-      state.dns[r.Name .. (r.SetIdentifier and ("/" .. r.SetIdentifier) or "")] = {
-        TTL = r.TTL, values = values, GeoLocation = r.GeoLocation,
-        health_check = r.HealthCheckId and (checks[r.HealthCheckId] or ("unknown " .. r.HealthCheckId)),
-      }
+    local state = { ecs = {}, dns = {}, rds = {}, snapshots = {} }
+    for _, region in ipairs(REGIONS) do
+        local n = names(region)
+        local s = ecs.describe_services { region = region, cluster = n.cluster, services = { n.service } }.services[1]
+        state.ecs[region] = { status = s.status, desiredCount = s.desiredCount, runningCount = s.runningCount,
+                                                    deployments = #s.deployments, taskDefinition = s.taskDefinition:match("[^/]+$") }
     end
-  end
-  for _, db in ipairs(rds.describe_db_instances { region = "eu-west-1" }) do
-    state.rds[db.DBInstanceIdentifier] = {
-      status = db.DBInstanceStatus, Engine = db.Engine, MultiAZ = db.MultiAZ, DBInstanceClass = db.DBInstanceClass,
-      DBName = db.DBName, MasterUsername = db.MasterUsername,
-      replica_of = db.ReadReplicaSourceDBInstanceIdentifier, replicas = db.ReadReplicaDBInstanceIdentifiers,
-    }
-  end
-  for _, snap in ipairs(rds.describe_db_snapshots { region = "eu-west-1", SnapshotType = "manual" }) do
-    state.snapshots[snap.DBSnapshotIdentifier] = { DBInstanceIdentifier = snap.DBInstanceIdentifier,
-                                                   Status = snap.Status }
-  end
-  return state
+    local zone = route53.find_zone { name = "atlas-crm.com" }
+    local checks = health_check_names()
+    for _, r in ipairs(route53.list_resource_record_sets { HostedZoneId = zone.Id }) do
+        if r.Type == "CNAME" then
+            local values = {}
+            for i, rr in ipairs(r.ResourceRecords or {}) do values[i] = rr.Value end
+            table.sort(values)
+            -- AWS returns names with the final dot; so must both worlds.
+            state.dns[r.Name .. (r.SetIdentifier and ("/" .. r.SetIdentifier) or "")] = {
+                TTL = r.TTL, values = values, GeoLocation = r.GeoLocation,
+                health_check = r.HealthCheckId and (checks[r.HealthCheckId] or ("unknown " .. r.HealthCheckId)),
+            }
+        end
+    end
+    for _, db in ipairs(rds.describe_db_instances { region = "eu-west-1" }) do
+        state.rds[db.DBInstanceIdentifier] = {
+            status = db.DBInstanceStatus, Engine = db.Engine, MultiAZ = db.MultiAZ, DBInstanceClass = db.DBInstanceClass,
+            DBName = db.DBName, MasterUsername = db.MasterUsername,
+            replica_of = db.ReadReplicaSourceDBInstanceIdentifier, replicas = db.ReadReplicaDBInstanceIdentifiers,
+        }
+    end
+    for _, snap in ipairs(rds.describe_db_snapshots { region = "eu-west-1", SnapshotType = "manual" }) do
+        state.snapshots[snap.DBSnapshotIdentifier] = { DBInstanceIdentifier = snap.DBInstanceIdentifier,
+                                                                                                      Status = snap.Status }
+    end
+    return state
 end
 
 -- The runbook's failover of eu-west-1 to us-east-1, through the helpers.
 local function failover()
-  local n = names("us-east-1")
-  ecs.update_service { region = "us-east-1", cluster = n.cluster, service = n.service, desiredCount = 6 }
-  ecs.wait_stable { region = "us-east-1", cluster = n.cluster, services = { n.service }, delay = 1, timeout = 600 }
-  local zone = route53.find_zone { name = "atlas-crm.com" }
-  local checks = health_check_names()
-  local us_check
-  for id, fqdn in pairs(checks) do if fqdn == "us-east-1.atlas-crm.com" then us_check = id end end
-  local changes = {}
-  for _, r in ipairs(route53.list_resource_record_sets { HostedZoneId = zone.Id, StartRecordName = "api.atlas-crm.com" }) do
-    if r.Name == "api.atlas-crm.com." and r.Type == "CNAME" and r.ResourceRecords[1].Value == "eu-west-1.atlas-crm.com" then
-      local moved = {}
-      for k, v in pairs(r) do moved[k] = v end
-      moved.ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } }
-      moved.HealthCheckId = us_check
-      changes[#changes + 1] = { Action = "UPSERT", ResourceRecordSet = moved }
+    local n = names("us-east-1")
+    ecs.update_service { region = "us-east-1", cluster = n.cluster, service = n.service, desiredCount = 6 }
+    ecs.wait_stable { region = "us-east-1", cluster = n.cluster, services = { n.service }, delay = 1, timeout = 600 }
+    local zone = route53.find_zone { name = "atlas-crm.com" }
+    local checks = health_check_names()
+    local us_check
+    for id, fqdn in pairs(checks) do if fqdn == "us-east-1.atlas-crm.com" then us_check = id end end
+    local changes = {}
+    for _, r in ipairs(route53.list_resource_record_sets { HostedZoneId = zone.Id, StartRecordName = "api.atlas-crm.com" }) do
+        if r.Name == "api.atlas-crm.com." and r.Type == "CNAME" and r.ResourceRecords[1].Value == "eu-west-1.atlas-crm.com" then
+            local moved = {}
+            for k, v in pairs(r) do moved[k] = v end
+            moved.ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } }
+            moved.HealthCheckId = us_check
+            changes[#changes + 1] = { Action = "UPSERT", ResourceRecordSet = moved }
+        end
     end
-  end
-  assert(#changes == 1, "exactly one record served eu-west-1")
-  local change = route53.change_resource_record_sets { HostedZoneId = zone.Id,
-    ChangeBatch = { Comment = "disable eu-west-1", Changes = changes } }
-  route53.wait_changed { Id = change.ChangeInfo.Id, delay = 1, timeout = 600 }
-  rds.create_db_snapshot { region = "eu-west-1", DBInstanceIdentifier = "atlas-production-db-eu-west-1",
-                           DBSnapshotIdentifier = "atlas-production-snapshot-failover" }
-  -- moto's snapshot is available at once, AWS's (and the mock's) after a while: the generic waiter
-  aws.wait {
-    name = "snapshot atlas-production-snapshot-failover available", delay = 1, timeout = 3600,
-    poll = function()
-      return rds.describe_db_snapshots { region = "eu-west-1", DBSnapshotIdentifier = "atlas-production-snapshot-failover" }
-    end,
-    acceptors = { { state = "success", matcher = function(s) return s[1] and s[1].Status == "available" end },
-                  { state = "failure", matcher = function(s) return s[1] and s[1].Status == "failed" end } },
-  }
-  rds.wait_available { region = "eu-west-1", DBInstanceIdentifier = "atlas-production-db-eu-west-1", delay = 1,
-                       timeout = 600 }
+    assert(#changes == 1, "exactly one record served eu-west-1")
+    local change = route53.change_resource_record_sets { HostedZoneId = zone.Id,
+        ChangeBatch = { Comment = "disable eu-west-1", Changes = changes } }
+    route53.wait_changed { Id = change.ChangeInfo.Id, delay = 1, timeout = 600 }
+    rds.create_db_snapshot { region = "eu-west-1", DBInstanceIdentifier = "atlas-production-db-eu-west-1",
+                                                      DBSnapshotIdentifier = "atlas-production-snapshot-failover" }
+    -- moto's snapshot is available at once, AWS's (and the mock's) after a while: the generic waiter
+    aws.wait {
+        name = "snapshot atlas-production-snapshot-failover available", delay = 1, timeout = 3600,
+        poll = function()
+            return rds.describe_db_snapshots { region = "eu-west-1", DBSnapshotIdentifier = "atlas-production-snapshot-failover" }
+        end,
+        acceptors = { { state = "success", matcher = function(s) return s[1] and s[1].Status == "available" end },
+                                    { state = "failure", matcher = function(s) return s[1] and s[1].Status == "failed" end } },
+    }
+    rds.wait_available { region = "eu-west-1", DBInstanceIdentifier = "atlas-production-db-eu-west-1", delay = 1,
+                                              timeout = 600 }
 end
 
 -- Both runs happen in the file body: the case below compares them.
 local moto_before, moto_after, mock_before, mock_after
 
 t.case("run the scenario against moto", function()
-  dofile("tests/support/moto_world.lua")(t)
-  moto_before = observe()
-  failover()
-  moto_after = observe()
+    dofile("tests/support/moto_world.lua")(t)
+    moto_before = observe()
+    failover()
+    moto_after = observe()
 end)
 
 t.case("run the scenario against the mock world", function()
-  local World = require "atlas.mock.world"
-  runtime.use_world(World.new { scenario = "healthy" })
-  t.defer(function() runtime.use_real() end)
-  mock_before = observe()
-  failover()
-  mock_after = observe()
+    local World = require "atlas.mock.world"
+    runtime.use_world(World.new { scenario = "healthy" })
+    t.defer(function() runtime.use_real() end)
+    mock_before = observe()
+    failover()
+    mock_after = observe()
 end)
 
 t.case("moto and the mock world start in the same state", function()
-  t.ok(moto_before and mock_before, "both runs completed")
-  t.eq(mock_before, moto_before)
+    t.ok(moto_before and mock_before, "both runs completed")
+    t.eq(mock_before, moto_before)
 end)
 
 t.case("moto and the mock world end in the same state", function()
-  t.ok(moto_after and mock_after, "both runs completed")
-  t.eq(mock_after, moto_after)
-  t.eq(moto_after.dns["api.atlas-crm.com./eu-west-1"].values, { "us-east-1.atlas-crm.com" })
-  t.eq(moto_after.ecs["us-east-1"].runningCount, 6)
+    t.ok(moto_after and mock_after, "both runs completed")
+    t.eq(mock_after, moto_after)
+    t.eq(moto_after.dns["api.atlas-crm.com./eu-west-1"].values, { "us-east-1.atlas-crm.com" })
+    t.eq(moto_after.ecs["us-east-1"].runningCount, 6)
 end)

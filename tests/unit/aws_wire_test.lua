@@ -5,100 +5,100 @@ local wire = require "atlas.aws.wire"
 local protocol = require "atlas.aws.protocol"
 
 local function with_env(env)
-  local saved = wire.getenv
-  wire.getenv = function(k) return env[k] end
-  t.defer(function() wire.getenv = saved end)
+    local saved = wire.getenv
+    wire.getenv = function(k) return env[k] end
+    t.defer(function() wire.getenv = saved end)
 end
 
 local cases = {
-  { "standard regional endpoint", "ecs", "eu-west-1", {}, nil, "https://ecs.eu-west-1.amazonaws.com", "eu-west-1" },
-  { "endpoint prefix differs from the client name", "cloudwatch", "ap-southeast-1", {}, nil,
-    "https://monitoring.ap-southeast-1.amazonaws.com", "ap-southeast-1" },
-  { "Route53 is global and signs for us-east-1", "route53", "eu-west-1", {}, nil,
-    "https://route53.amazonaws.com", "us-east-1" },
-  { "China partition", "rds", "cn-north-1", {}, nil, "https://rds.cn-north-1.amazonaws.com.cn", "cn-north-1" },
-  { "AWS_ENDPOINT_URL", "logs", "eu-west-1", { AWS_ENDPOINT_URL = "http://127.0.0.1:5000/" }, nil,
-    "http://127.0.0.1:5000", "eu-west-1" },
-  { "AWS_ENDPOINT_URL_<SERVICE> wins over AWS_ENDPOINT_URL", "ecs", "eu-west-1",
-    { AWS_ENDPOINT_URL = "http://127.0.0.1:5000", AWS_ENDPOINT_URL_ECS = "http://localhost:6000" }, nil,
-    "http://localhost:6000", "eu-west-1" },
-  { "service ids with spaces", "secretsmanager", "eu-west-1",
-    { AWS_ENDPOINT_URL_SECRETS_MANAGER = "https://secrets.internal" }, nil, "https://secrets.internal", "eu-west-1" },
-  { "Route53 override keeps signing us-east-1", "route53", "eu-west-1",
-    { AWS_ENDPOINT_URL_ROUTE_53 = "http://127.0.0.1:7000" }, nil, "http://127.0.0.1:7000", "us-east-1" },
-  { "the call's endpoint wins over everything", "ecs", "us-east-1",
-    { AWS_ENDPOINT_URL_ECS = "http://127.0.0.1:6000" }, "https://vpce-1.ecs.us-east-1.vpce.amazonaws.com/",
-    "https://vpce-1.ecs.us-east-1.vpce.amazonaws.com", "us-east-1" },
-  { "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "ecs", "us-east-1",
-    { AWS_ENDPOINT_URL = "http://127.0.0.1:6000", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "true" }, nil,
-    "https://ecs.us-east-1.amazonaws.com", "us-east-1" },
+    { "standard regional endpoint", "ecs", "eu-west-1", {}, nil, "https://ecs.eu-west-1.amazonaws.com", "eu-west-1" },
+    { "endpoint prefix differs from the client name", "cloudwatch", "ap-southeast-1", {}, nil,
+        "https://monitoring.ap-southeast-1.amazonaws.com", "ap-southeast-1" },
+    { "Route53 is global and signs for us-east-1", "route53", "eu-west-1", {}, nil,
+        "https://route53.amazonaws.com", "us-east-1" },
+    { "China partition", "rds", "cn-north-1", {}, nil, "https://rds.cn-north-1.amazonaws.com.cn", "cn-north-1" },
+    { "AWS_ENDPOINT_URL", "logs", "eu-west-1", { AWS_ENDPOINT_URL = "http://127.0.0.1:5000/" }, nil,
+        "http://127.0.0.1:5000", "eu-west-1" },
+    { "AWS_ENDPOINT_URL_<SERVICE> wins over AWS_ENDPOINT_URL", "ecs", "eu-west-1",
+        { AWS_ENDPOINT_URL = "http://127.0.0.1:5000", AWS_ENDPOINT_URL_ECS = "http://localhost:6000" }, nil,
+        "http://localhost:6000", "eu-west-1" },
+    { "service ids with spaces", "secretsmanager", "eu-west-1",
+        { AWS_ENDPOINT_URL_SECRETS_MANAGER = "https://secrets.internal" }, nil, "https://secrets.internal", "eu-west-1" },
+    { "Route53 override keeps signing us-east-1", "route53", "eu-west-1",
+        { AWS_ENDPOINT_URL_ROUTE_53 = "http://127.0.0.1:7000" }, nil, "http://127.0.0.1:7000", "us-east-1" },
+    { "the call's endpoint wins over everything", "ecs", "us-east-1",
+        { AWS_ENDPOINT_URL_ECS = "http://127.0.0.1:6000" }, "https://vpce-1.ecs.us-east-1.vpce.amazonaws.com/",
+        "https://vpce-1.ecs.us-east-1.vpce.amazonaws.com", "us-east-1" },
+    { "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "ecs", "us-east-1",
+        { AWS_ENDPOINT_URL = "http://127.0.0.1:6000", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "true" }, nil,
+        "https://ecs.us-east-1.amazonaws.com", "us-east-1" },
 }
 
 for _, c in ipairs(cases) do
-  t.case("endpoint: " .. c[1], function()
-    with_env(c[4])
-    local ep = wire.endpoint(protocol.service(c[2]), c[3], { endpoint = c[5] })
-    t.eq({ ep.url, ep.signing_region }, { c[6], c[7] })
-  end)
+    t.case("endpoint: " .. c[1], function()
+        with_env(c[4])
+        local ep = wire.endpoint(protocol.service(c[2]), c[3], { endpoint = c[5] })
+        t.eq({ ep.url, ep.signing_region }, { c[6], c[7] })
+    end)
 end
 
 t.case("endpoint: plain http only to loopback unless allowed", function()
-  with_env {}
-  local svc = protocol.service("ecs")
-  local err = t.raises(function() wire.endpoint(svc, "us-east-1", { endpoint = "http://ecs.internal:8080" }) end)
-  t.eq(err.kind, "usage")
-  t.match(tostring(err), "plain http to a non%-loopback endpoint refused")
-  t.eq(wire.endpoint(svc, "us-east-1", { endpoint = "http://ecs.internal:8080", allow_http = true }).url,
-    "http://ecs.internal:8080")
-  with_env { ATLAS_ALLOW_HTTP = "1" }
-  t.eq(wire.endpoint(svc, "us-east-1", { endpoint = "http://ecs.internal" }).url, "http://ecs.internal")
-  with_env {}
-  t.eq(wire.endpoint(svc, "us-east-1", { endpoint = "http://[::1]:5000" }).url, "http://[::1]:5000")
-  t.raises(function() wire.endpoint(svc, "us-east-1", { endpoint = "ftp://x" }) end, "unsupported endpoint scheme")
+    with_env {}
+    local svc = protocol.service("ecs")
+    local err = t.raises(function() wire.endpoint(svc, "us-east-1", { endpoint = "http://ecs.internal:8080" }) end)
+    t.eq(err.kind, "usage")
+    t.match(tostring(err), "plain http to a non%-loopback endpoint refused")
+    t.eq(wire.endpoint(svc, "us-east-1", { endpoint = "http://ecs.internal:8080", allow_http = true }).url,
+        "http://ecs.internal:8080")
+    with_env { ATLAS_ALLOW_HTTP = "1" }
+    t.eq(wire.endpoint(svc, "us-east-1", { endpoint = "http://ecs.internal" }).url, "http://ecs.internal")
+    with_env {}
+    t.eq(wire.endpoint(svc, "us-east-1", { endpoint = "http://[::1]:5000" }).url, "http://[::1]:5000")
+    t.raises(function() wire.endpoint(svc, "us-east-1", { endpoint = "ftp://x" }) end, "unsupported endpoint scheme")
 end)
 
 t.case("the JSON env names come from the botocore serviceId", function()
-  t.eq(protocol.service("logs").env_name, "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS")
-  t.eq(protocol.service("events").env_name, "AWS_ENDPOINT_URL_EVENTBRIDGE")
-  t.eq(protocol.service("application-autoscaling").env_name, "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING")
+    t.eq(protocol.service("logs").env_name, "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS")
+    t.eq(protocol.service("events").env_name, "AWS_ENDPOINT_URL_EVENTBRIDGE")
+    t.eq(protocol.service("application-autoscaling").env_name, "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING")
 end)
 
 -- ---- pagination through a fake backend -----------------------------------------
 
 local function fake_pages(pages)
-  local saved = package.loaded["atlas.aws.wire"]
-  local seen = {}
-  package.loaded["atlas.aws.wire"] = { invoke = function(req)
-    seen[#seen + 1] = req.params
-    return pages[#seen] or pages[#pages]
-  end }
-  t.defer(function() package.loaded["atlas.aws.wire"] = saved end)
-  return seen
+    local saved = package.loaded["atlas.aws.wire"]
+    local seen = {}
+    package.loaded["atlas.aws.wire"] = { invoke = function(req)
+        seen[#seen + 1] = req.params
+        return pages[#seen] or pages[#pages]
+    end }
+    t.defer(function() package.loaded["atlas.aws.wire"] = saved end)
+    return seen
 end
 
 t.case("pagination: every page is fetched with the cursor the last one gave", function()
-  local seen = fake_pages {
-    { DBInstances = { { DBInstanceIdentifier = "a" } }, Marker = "m1" },
-    { DBInstances = { { DBInstanceIdentifier = "b" } }, Marker = "m2" },
-    { DBInstances = { { DBInstanceIdentifier = "c" } } },
-  }
-  local dbs = require("atlas.rds").describe_db_instances { region = "eu-west-1" }
-  t.eq(#dbs, 3)
-  t.eq({ seen[1].Marker, seen[2].Marker, seen[3].Marker }, { nil, "m1", "m2" })
+    local seen = fake_pages {
+        { DBInstances = { { DBInstanceIdentifier = "a" } }, Marker = "m1" },
+        { DBInstances = { { DBInstanceIdentifier = "b" } }, Marker = "m2" },
+        { DBInstances = { { DBInstanceIdentifier = "c" } } },
+    }
+    local dbs = require("atlas.rds").describe_db_instances { region = "eu-west-1" }
+    t.eq(#dbs, 3)
+    t.eq({ seen[1].Marker, seen[2].Marker, seen[3].Marker }, { nil, "m1", "m2" })
 end)
 
 t.case("pagination: Route53's three cursors, and a repeated cursor stops instead of looping", function()
-  local seen = fake_pages {
-    { ResourceRecordSets = { { Name = "a." } }, IsTruncated = true, NextRecordName = "b.", NextRecordType = "A" },
-    { ResourceRecordSets = { { Name = "b." } }, IsTruncated = true, NextRecordName = "b.", NextRecordType = "A" },
-  }
-  local records
-  t.capture(function() records = require("atlas.route53").list_resource_record_sets { HostedZoneId = "Z" } end)
-  t.eq(#records, 2)
-  t.eq({ seen[2].StartRecordName, seen[2].StartRecordType }, { "b.", "A" })
+    local seen = fake_pages {
+        { ResourceRecordSets = { { Name = "a." } }, IsTruncated = true, NextRecordName = "b.", NextRecordType = "A" },
+        { ResourceRecordSets = { { Name = "b." } }, IsTruncated = true, NextRecordName = "b.", NextRecordType = "A" },
+    }
+    local records
+    t.capture(function() records = require("atlas.route53").list_resource_record_sets { HostedZoneId = "Z" } end)
+    t.eq(#records, 2)
+    t.eq({ seen[2].StartRecordName, seen[2].StartRecordType }, { "b.", "A" })
 end)
 
 t.case("pagination: limit caps the total", function()
-  fake_pages { { events = { { message = "1" }, { message = "2" } }, nextToken = "n" } }
-  t.eq(#require("atlas.logs").filter_log_events { region = "eu-west-1", logGroupName = "g", limit = 3 }, 3)
+    fake_pages { { events = { { message = "1" }, { message = "2" } }, nextToken = "n" } }
+    t.eq(#require("atlas.logs").filter_log_events { region = "eu-west-1", logGroupName = "g", limit = 3 }, 3)
 end)

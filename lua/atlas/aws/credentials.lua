@@ -21,263 +21,263 @@ local cache = {}
 function M.reset() cache = {} end
 
 local function env(name)
-  local v = M.getenv(name)
-  if v == "" then return nil end
-  return v
+    local v = M.getenv(name)
+    if v == "" then return nil end
+    return v
 end
 
 local function env_true(name)
-  local v = env(name)
-  return v ~= nil and (v:lower() == "true" or v == "1")
+    local v = env(name)
+    return v ~= nil and (v:lower() == "true" or v == "1")
 end
 
 -- "2026-11-26T03:04:05Z" (also with fractions or +00:00) -> Unix seconds
 function M.parse_time(s)
-  if type(s) == "number" then return s end
-  local y, mo, d, h, mi, sec = tostring(s):match("^(%d+)-(%d+)-(%d+)[T ](%d+):(%d+):(%d+)")
-  if not y then return nil end
-  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-  -- days from civil (Howard Hinnant), independent of the local time zone
-  y = mo <= 2 and y - 1 or y
-  local era = (y >= 0 and y or y - 399) // 400
-  local yoe = y - era * 400
-  local doy = (153 * (mo + (mo > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-  local days = era * 146097 + doe - 719468
-  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+    if type(s) == "number" then return s end
+    local y, mo, d, h, mi, sec = tostring(s):match("^(%d+)-(%d+)-(%d+)[T ](%d+):(%d+):(%d+)")
+    if not y then return nil end
+    y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+    -- days from civil (Howard Hinnant), independent of the local time zone
+    y = mo <= 2 and y - 1 or y
+    local era = (y >= 0 and y or y - 399) // 400
+    local yoe = y - era * 400
+    local doy = (153 * (mo + (mo > 2 and -3 or 9)) + 2) // 5 + d - 1
+    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    local days = era * 146097 + doe - 719468
+    return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
 end
 
 local function make(access_key_id, secret, token, expiration, source)
-  log.secret(secret)
-  if token then log.secret(token) end
-  return { access_key_id = access_key_id, secret_access_key = secret, session_token = token,
-           expiration = expiration and M.parse_time(expiration) or nil, source = source }
+    log.secret(secret)
+    if token then log.secret(token) end
+    return { access_key_id = access_key_id, secret_access_key = secret, session_token = token,
+                      expiration = expiration and M.parse_time(expiration) or nil, source = source }
 end
 
 -- ---- shared config files -------------------------------------------------------
 
 local function read_file(path)
-  local f = io.open(path, "r")
-  if not f then return nil end
-  local data = f:read("a")
-  f:close()
-  return data
+    local f = io.open(path, "r")
+    if not f then return nil end
+    local data = f:read("a")
+    f:close()
+    return data
 end
 
 -- INI as the SDKs read it; indented lines belong to a nested sub-section and are skipped.
 function M.parse_ini(text, is_config)
-  local sections, current = {}, nil
-  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
-    line = line:gsub("\r$", "")
-    local name = line:match("^%s*%[%s*(.-)%s*%]%s*$")
-    if name then
-      if is_config then
-        if name ~= "default" then name = name:match("^profile%s+(.+)$") or ("\0" .. name) end
-      end
-      sections[name] = sections[name] or {}
-      current = sections[name]
-    elseif current and line:match("^%S") and not line:match("^[#;]") then
-      local k, v = line:match("^([^=]-)%s*=%s*(.-)%s*$")
-      if k and k ~= "" then current[k:lower()] = v end
+    local sections, current = {}, nil
+    for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+        line = line:gsub("\r$", "")
+        local name = line:match("^%s*%[%s*(.-)%s*%]%s*$")
+        if name then
+            if is_config then
+                if name ~= "default" then name = name:match("^profile%s+(.+)$") or ("\0" .. name) end
+            end
+            sections[name] = sections[name] or {}
+            current = sections[name]
+        elseif current and line:match("^%S") and not line:match("^[#;]") then
+            local k, v = line:match("^([^=]-)%s*=%s*(.-)%s*$")
+            if k and k ~= "" then current[k:lower()] = v end
+        end
     end
-  end
-  return sections
+    return sections
 end
 
 local function home()
-  return env("HOME") or "."
+    return env("HOME") or "."
 end
 
 local function files()
-  return env("AWS_SHARED_CREDENTIALS_FILE") or (home() .. "/.aws/credentials"),
-         env("AWS_CONFIG_FILE") or (home() .. "/.aws/config")
+    return env("AWS_SHARED_CREDENTIALS_FILE") or (home() .. "/.aws/credentials"),
+                  env("AWS_CONFIG_FILE") or (home() .. "/.aws/config")
 end
 
 -- profile_settings(name) -> merged settings (credentials file over config) or nil, where-text
 function M.profile_settings(name)
-  local cred_path, config_path = files()
-  local creds_text, config_text = read_file(cred_path), read_file(config_path)
-  local merged, found = {}, false
-  local config = config_text and M.parse_ini(config_text, true) or {}
-  local creds = creds_text and M.parse_ini(creds_text, false) or {}
-  for k, v in pairs(config[name] or {}) do merged[k] = v; found = true end
-  for k, v in pairs(creds[name] or {}) do merged[k] = v; found = true end
-  if config[name] or creds[name] then found = true end
-  return found and merged or nil, cred_path .. ", " .. config_path
+    local cred_path, config_path = files()
+    local creds_text, config_text = read_file(cred_path), read_file(config_path)
+    local merged, found = {}, false
+    local config = config_text and M.parse_ini(config_text, true) or {}
+    local creds = creds_text and M.parse_ini(creds_text, false) or {}
+    for k, v in pairs(config[name] or {}) do merged[k] = v; found = true end
+    for k, v in pairs(creds[name] or {}) do merged[k] = v; found = true end
+    if config[name] or creds[name] then found = true end
+    return found and merged or nil, cred_path .. ", " .. config_path
 end
 
 -- ---- sources -------------------------------------------------------------------
 
 local function from_env()
-  local id, secret = env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")
-  if id and secret then return make(id, secret, env("AWS_SESSION_TOKEN"), nil, "environment") end
-  return nil, "environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY not set"
+    local id, secret = env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")
+    if id and secret then return make(id, secret, env("AWS_SESSION_TOKEN"), nil, "environment") end
+    return nil, "environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY not set"
 end
 
 local function from_process(command, profile)
-  local pipe = io.popen(command, "r")
-  if not pipe then return nil, "credential_process of profile " .. profile .. ": cannot run" end
-  local out = pipe:read("a")
-  local ok, _, code = pipe:close()
-  if not ok then
-    return nil, string.format("credential_process of profile %s: exited with %s", profile, tostring(code))
-  end
-  local decoded_ok, doc = pcall(require("atlas.json").decode, out)
-  if not decoded_ok or type(doc) ~= "table" or not doc.AccessKeyId or not doc.SecretAccessKey then
-    return nil, "credential_process of profile " .. profile .. ": output is not credentials JSON"
-  end
-  return make(doc.AccessKeyId, doc.SecretAccessKey, doc.SessionToken, doc.Expiration,
-    "credential_process (" .. profile .. ")")
+    local pipe = io.popen(command, "r")
+    if not pipe then return nil, "credential_process of profile " .. profile .. ": cannot run" end
+    local out = pipe:read("a")
+    local ok, _, code = pipe:close()
+    if not ok then
+        return nil, string.format("credential_process of profile %s: exited with %s", profile, tostring(code))
+    end
+    local decoded_ok, doc = pcall(require("atlas.json").decode, out)
+    if not decoded_ok or type(doc) ~= "table" or not doc.AccessKeyId or not doc.SecretAccessKey then
+        return nil, "credential_process of profile " .. profile .. ": output is not credentials JSON"
+    end
+    return make(doc.AccessKeyId, doc.SecretAccessKey, doc.SessionToken, doc.Expiration,
+        "credential_process (" .. profile .. ")")
 end
 
 local curl
 local function http_get(method, url, headers, timeout)
-  curl = curl or require "atlas.curl"
-  local resp, message = curl.request { method = method, url = url, headers = headers or {}, body = "",
-                                       timeout = timeout or 2, connect_timeout = 1 }
-  if not resp then return nil, message end
-  if resp.status ~= 200 then return nil, "HTTP " .. resp.status end
-  return resp.body
+    curl = curl or require "atlas.curl"
+    local resp, message = curl.request { method = method, url = url, headers = headers or {}, body = "",
+                                                                              timeout = timeout or 2, connect_timeout = 1 }
+    if not resp then return nil, message end
+    if resp.status ~= 200 then return nil, "HTTP " .. resp.status end
+    return resp.body
 end
 
 local function decode_json_credentials(body, source)
-  local ok, doc = pcall(require("atlas.json").decode, body)
-  if not ok or type(doc) ~= "table" or not doc.AccessKeyId then
-    return nil, source .. ": unexpected response"
-  end
-  return make(doc.AccessKeyId, doc.SecretAccessKey, doc.Token or doc.SessionToken, doc.Expiration, source)
+    local ok, doc = pcall(require("atlas.json").decode, body)
+    if not ok or type(doc) ~= "table" or not doc.AccessKeyId then
+        return nil, source .. ": unexpected response"
+    end
+    return make(doc.AccessKeyId, doc.SecretAccessKey, doc.Token or doc.SessionToken, doc.Expiration, source)
 end
 
 local function from_container()
-  local relative, full = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"), env("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-  local url = relative and ("http://169.254.170.2" .. relative) or full
-  if not url then return nil, "container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI not set" end
-  local headers = {}
-  local token = env("AWS_CONTAINER_AUTHORIZATION_TOKEN")
-  local token_file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
-  if token_file then token = (read_file(token_file) or ""):gsub("%s+$", "") end
-  if token then headers["Authorization"] = token; log.secret(token) end
-  local body, err = http_get("GET", url, headers)
-  if not body then return nil, "container credentials (" .. url .. "): " .. tostring(err) end
-  return decode_json_credentials(body, "container credentials (" .. url .. ")")
+    local relative, full = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"), env("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+    local url = relative and ("http://169.254.170.2" .. relative) or full
+    if not url then return nil, "container credentials: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI/FULL_URI not set" end
+    local headers = {}
+    local token = env("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+    local token_file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+    if token_file then token = (read_file(token_file) or ""):gsub("%s+$", "") end
+    if token then headers["Authorization"] = token; log.secret(token) end
+    local body, err = http_get("GET", url, headers)
+    if not body then return nil, "container credentials (" .. url .. "): " .. tostring(err) end
+    return decode_json_credentials(body, "container credentials (" .. url .. ")")
 end
 
 local function from_imds()
-  if env_true("AWS_EC2_METADATA_DISABLED") then
-    return nil, "EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED"
-  end
-  local base = (env("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254"):gsub("/+$", "")
-  local where = "EC2 instance metadata (" .. base .. ")"
-  local token, err = http_get("PUT", base .. "/latest/api/token",
-    { ["X-aws-ec2-metadata-token-ttl-seconds"] = "21600" }, 1)
-  if not token then return nil, where .. ": " .. tostring(err) end
-  log.secret(token)
-  local headers = { ["X-aws-ec2-metadata-token"] = token }
-  local roles
-  roles, err = http_get("GET", base .. "/latest/meta-data/iam/security-credentials/", headers, 1)
-  if not roles then return nil, where .. ": no instance role: " .. tostring(err) end
-  local role = roles:match("^%s*([^\n]-)%s*$")
-  local body
-  body, err = http_get("GET", base .. "/latest/meta-data/iam/security-credentials/" .. role, headers, 1)
-  if not body then return nil, where .. ": " .. tostring(err) end
-  return decode_json_credentials(body, where)
+    if env_true("AWS_EC2_METADATA_DISABLED") then
+        return nil, "EC2 instance metadata: disabled by AWS_EC2_METADATA_DISABLED"
+    end
+    local base = (env("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254"):gsub("/+$", "")
+    local where = "EC2 instance metadata (" .. base .. ")"
+    local token, err = http_get("PUT", base .. "/latest/api/token",
+        { ["X-aws-ec2-metadata-token-ttl-seconds"] = "21600" }, 1)
+    if not token then return nil, where .. ": " .. tostring(err) end
+    log.secret(token)
+    local headers = { ["X-aws-ec2-metadata-token"] = token }
+    local roles
+    roles, err = http_get("GET", base .. "/latest/meta-data/iam/security-credentials/", headers, 1)
+    if not roles then return nil, where .. ": no instance role: " .. tostring(err) end
+    local role = roles:match("^%s*([^\n]-)%s*$")
+    local body
+    body, err = http_get("GET", base .. "/latest/meta-data/iam/security-credentials/" .. role, headers, 1)
+    if not body then return nil, where .. ": " .. tostring(err) end
+    return decode_json_credentials(body, where)
 end
 
 local resolve_profile
 
 local function assume_role(name, settings, depth)
-  local source, err
-  if settings.source_profile then
-    if settings.source_profile == name then
-      -- a profile may be its own source when it also holds static keys
-      if not settings.aws_access_key_id then return nil, "profile " .. name .. ": source_profile loops" end
-      source = make(settings.aws_access_key_id, settings.aws_secret_access_key, settings.aws_session_token,
-        nil, "profile " .. name)
+    local source, err
+    if settings.source_profile then
+        if settings.source_profile == name then
+            -- a profile may be its own source when it also holds static keys
+            if not settings.aws_access_key_id then return nil, "profile " .. name .. ": source_profile loops" end
+            source = make(settings.aws_access_key_id, settings.aws_secret_access_key, settings.aws_session_token,
+                nil, "profile " .. name)
+        else
+            source, err = resolve_profile(settings.source_profile, depth + 1)
+        end
+    elseif settings.credential_source == "Environment" then
+        source, err = from_env()
+    elseif settings.credential_source == "EcsContainer" then
+        source, err = from_container()
+    elseif settings.credential_source == "Ec2InstanceMetadata" then
+        source, err = from_imds()
     else
-      source, err = resolve_profile(settings.source_profile, depth + 1)
+        return nil, "profile " .. name .. ": role_arn needs source_profile or credential_source"
     end
-  elseif settings.credential_source == "Environment" then
-    source, err = from_env()
-  elseif settings.credential_source == "EcsContainer" then
-    source, err = from_container()
-  elseif settings.credential_source == "Ec2InstanceMetadata" then
-    source, err = from_imds()
-  else
-    return nil, "profile " .. name .. ": role_arn needs source_profile or credential_source"
-  end
-  if not source then return nil, err end
-  local wire = require "atlas.aws.wire"
-  local resp, call_err = wire.invoke {
-    service = "sts", action = "AssumeRole", region = settings.region or env("AWS_REGION") or "us-east-1",
-    credentials = source,
-    params = { RoleArn = settings.role_arn,
-               RoleSessionName = settings.role_session_name or ("atlas-run-" .. math.floor(M.now())),
-               ExternalId = settings.external_id,
-               DurationSeconds = tonumber(settings.duration_seconds) },
-  }
-  if not resp then return nil, "profile " .. name .. ": AssumeRole " .. settings.role_arn .. ": " .. errors.message(call_err) end
-  local c = resp.Credentials
-  return make(c.AccessKeyId, c.SecretAccessKey, c.SessionToken, c.Expiration,
-    "assumed role " .. settings.role_arn .. " (profile " .. name .. ")")
+    if not source then return nil, err end
+    local wire = require "atlas.aws.wire"
+    local resp, call_err = wire.invoke {
+        service = "sts", action = "AssumeRole", region = settings.region or env("AWS_REGION") or "us-east-1",
+        credentials = source,
+        params = { RoleArn = settings.role_arn,
+                              RoleSessionName = settings.role_session_name or ("atlas-run-" .. math.floor(M.now())),
+                              ExternalId = settings.external_id,
+                              DurationSeconds = tonumber(settings.duration_seconds) },
+    }
+    if not resp then return nil, "profile " .. name .. ": AssumeRole " .. settings.role_arn .. ": " .. errors.message(call_err) end
+    local c = resp.Credentials
+    return make(c.AccessKeyId, c.SecretAccessKey, c.SessionToken, c.Expiration,
+        "assumed role " .. settings.role_arn .. " (profile " .. name .. ")")
 end
 
 resolve_profile = function(name, depth)
-  if depth > 5 then return nil, "profile " .. name .. ": source_profile chain too deep" end
-  local settings, where = M.profile_settings(name)
-  if not settings then return nil, "profile " .. name .. ": not found in " .. where, "missing" end
-  if settings.role_arn then return assume_role(name, settings, depth) end
-  if settings.aws_access_key_id and settings.aws_secret_access_key then
-    return make(settings.aws_access_key_id, settings.aws_secret_access_key, settings.aws_session_token,
-      nil, "profile " .. name)
-  end
-  if settings.credential_process then return from_process(settings.credential_process, name) end
-  return nil, "profile " .. name .. " (" .. where .. "): no keys, role_arn or credential_process"
+    if depth > 5 then return nil, "profile " .. name .. ": source_profile chain too deep" end
+    local settings, where = M.profile_settings(name)
+    if not settings then return nil, "profile " .. name .. ": not found in " .. where, "missing" end
+    if settings.role_arn then return assume_role(name, settings, depth) end
+    if settings.aws_access_key_id and settings.aws_secret_access_key then
+        return make(settings.aws_access_key_id, settings.aws_secret_access_key, settings.aws_session_token,
+            nil, "profile " .. name)
+    end
+    if settings.credential_process then return from_process(settings.credential_process, name) end
+    return nil, "profile " .. name .. " (" .. where .. "): no keys, role_arn or credential_process"
 end
 
 -- ---- the chain -----------------------------------------------------------------
 
 local function no_credentials(looked)
-  errors.raise { kind = "aws", code = "NoCredentials", service = "credentials", action = "resolve",
-                 message = "no AWS credentials found; looked in: " .. table.concat(looked, "; ") }
+    errors.raise { kind = "aws", code = "NoCredentials", service = "credentials", action = "resolve",
+                                  message = "no AWS credentials found; looked in: " .. table.concat(looked, "; ") }
 end
 
 local function chain(profile)
-  local looked = {}
-  local explicit = profile or env("AWS_PROFILE")
-  if not profile then
-    local c, why = from_env()
+    local looked = {}
+    local explicit = profile or env("AWS_PROFILE")
+    if not profile then
+        local c, why = from_env()
+        if c then return c end
+        looked[#looked + 1] = why
+    end
+    local name = explicit or "default"
+    local c, why, missing = resolve_profile(name, 0)
+    if c then return c end
+    if explicit and missing then
+        -- like the SDKs: a profile asked for by name must exist
+        errors.raise { kind = "aws", code = "ProfileNotFound", service = "credentials", action = "resolve",
+                                      message = why }
+    end
+    looked[#looked + 1] = why
+    if explicit and not missing then no_credentials(looked) end
+    c, why = from_container()
     if c then return c end
     looked[#looked + 1] = why
-  end
-  local name = explicit or "default"
-  local c, why, missing = resolve_profile(name, 0)
-  if c then return c end
-  if explicit and missing then
-    -- like the SDKs: a profile asked for by name must exist
-    errors.raise { kind = "aws", code = "ProfileNotFound", service = "credentials", action = "resolve",
-                   message = why }
-  end
-  looked[#looked + 1] = why
-  if explicit and not missing then no_credentials(looked) end
-  c, why = from_container()
-  if c then return c end
-  looked[#looked + 1] = why
-  c, why = from_imds()
-  if c then return c end
-  looked[#looked + 1] = why
-  no_credentials(looked)
+    c, why = from_imds()
+    if c then return c end
+    looked[#looked + 1] = why
+    no_credentials(looked)
 end
 
 -- resolve{profile=} -> {access_key_id, secret_access_key, session_token, expiration, source}
 -- Cached per profile; temporary credentials are refreshed five minutes before they expire.
 function M.resolve(options)
-  local profile = options and options.profile
-  local key = profile or ""
-  local c = cache[key]
-  if c and (not c.expiration or c.expiration - 300 > M.now()) then return c end
-  c = chain(profile)
-  cache[key] = c
-  return c
+    local profile = options and options.profile
+    local key = profile or ""
+    local c = cache[key]
+    if c and (not c.expiration or c.expiration - 300 > M.now()) then return c end
+    c = chain(profile)
+    cache[key] = c
+    return c
 end
 
 return M

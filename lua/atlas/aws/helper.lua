@@ -7,61 +7,61 @@ local aws = require "atlas.aws"
 local M = {}
 
 local CONTROL = { region = true, profile = true, endpoint = true, timeout = true, max_attempts = true,
-                  idempotent = true, connect_timeout = true }
+                                    idempotent = true, connect_timeout = true }
 
 -- split(args, extra_control) -> control table, params table (a copy)
 function M.split(args, extra)
-  assert(type(args) == "table", "expected a table of arguments")
-  local control, params = {}, {}
-  for k, v in pairs(args) do
-    if CONTROL[k] or (extra and extra[k]) then control[k] = v else params[k] = v end
-  end
-  return control, params
+    assert(type(args) == "table", "expected a table of arguments")
+    local control, params = {}, {}
+    for k, v in pairs(args) do
+        if CONTROL[k] or (extra and extra[k]) then control[k] = v else params[k] = v end
+    end
+    return control, params
 end
 
 -- call(service, action, args, extra_control) -> response
 function M.call(service, action, args, extra)
-  local control, params = M.split(args, extra)
-  return aws.call { service = service, action = action, region = control.region, params = params,
-                    profile = control.profile, endpoint = control.endpoint, timeout = control.timeout,
-                    max_attempts = control.max_attempts, idempotent = control.idempotent }
+    local control, params = M.split(args, extra)
+    return aws.call { service = service, action = action, region = control.region, params = params,
+                                        profile = control.profile, endpoint = control.endpoint, timeout = control.timeout,
+                                        max_attempts = control.max_attempts, idempotent = control.idempotent }
 end
 
 -- paginate(service, action, args, {input=token param, output=token field, items=list field,
 --   more=truncation flag (optional), limit=max items}) -> concatenated list
 function M.paginate(service, action, args, spec)
-  local control, params = M.split(args, spec.extra)
-  local items = {}
-  while true do
-    local page_params = {}
-    for k, v in pairs(params) do page_params[k] = v end
-    local resp = aws.call { service = service, action = action, region = control.region, params = page_params,
-                            profile = control.profile, endpoint = control.endpoint, timeout = control.timeout,
-                            max_attempts = control.max_attempts }
-    for _, item in ipairs(resp[spec.items] or {}) do
-      items[#items + 1] = item
-      if spec.limit and #items >= spec.limit then return require("atlas.json").array(items) end
+    local control, params = M.split(args, spec.extra)
+    local items = {}
+    while true do
+        local page_params = {}
+        for k, v in pairs(params) do page_params[k] = v end
+        local resp = aws.call { service = service, action = action, region = control.region, params = page_params,
+                                                        profile = control.profile, endpoint = control.endpoint, timeout = control.timeout,
+                                                        max_attempts = control.max_attempts }
+        for _, item in ipairs(resp[spec.items] or {}) do
+            items[#items + 1] = item
+            if spec.limit and #items >= spec.limit then return require("atlas.json").array(items) end
+        end
+        local token = resp[spec.output]
+        if token == nil or token == require("atlas.json").null or token == "" or (spec.more and not resp[spec.more]) then break end
+        -- A server that hands back the cursor it was given would loop forever: stop instead.
+        local changed = false
+        if type(spec.input) == "table" then
+            -- several cursor fields (Route53 NextRecordName/Type/Identifier)
+            for out_name, in_name in pairs(spec.input) do
+                if params[in_name] ~= resp[out_name] then changed = true end
+                params[in_name] = resp[out_name]
+            end
+        else
+            changed = params[spec.input] ~= token
+            params[spec.input] = token
+        end
+        if not changed then
+            require("atlas.log").warn("%s %s: the service repeated its pagination cursor; stopping", service, action)
+            break
+        end
     end
-    local token = resp[spec.output]
-    if token == nil or token == require("atlas.json").null or token == "" or (spec.more and not resp[spec.more]) then break end
-    -- A server that hands back the cursor it was given would loop forever: stop instead.
-    local changed = false
-    if type(spec.input) == "table" then
-      -- several cursor fields (Route53 NextRecordName/Type/Identifier)
-      for out_name, in_name in pairs(spec.input) do
-        if params[in_name] ~= resp[out_name] then changed = true end
-        params[in_name] = resp[out_name]
-      end
-    else
-      changed = params[spec.input] ~= token
-      params[spec.input] = token
-    end
-    if not changed then
-      require("atlas.log").warn("%s %s: the service repeated its pagination cursor; stopping", service, action)
-      break
-    end
-  end
-  return require("atlas.json").array(items)
+    return require("atlas.json").array(items)
 end
 
 return M

@@ -17,42 +17,42 @@ local M = {}
 
 -- max_attempts counts the first try. AWS_MAX_ATTEMPTS works as in the SDKs.
 M.config = {
-  max_attempts = tonumber(os.getenv("AWS_MAX_ATTEMPTS") or "") or 3,
-  max_backoff = 20,
-  max_retry_after = 60,
-  -- "atlas-{region}" gives each call the profile of its region (the runbook's
-  -- one-profile-per-region setup) unless the call names one.
-  profile_template = os.getenv("ATLAS_AWS_PROFILE_TEMPLATE"),
+    max_attempts = tonumber(os.getenv("AWS_MAX_ATTEMPTS") or "") or 3,
+    max_backoff = 20,
+    max_retry_after = 60,
+    -- "atlas-{region}" gives each call the profile of its region (the runbook's
+    -- one-profile-per-region setup) unless the call names one.
+    profile_template = os.getenv("ATLAS_AWS_PROFILE_TEMPLATE"),
 }
 
 -- Replaceable in tests for a deterministic jitter.
 M.random = math.random
 
 function M.sign(args)
-  return require("atlas.sigv4").sign(args)
+    return require("atlas.sigv4").sign(args)
 end
 
 -- ---- retry policy --------------------------------------------------------------
 
 local THROTTLING = {}
 for code in ([[Throttling ThrottlingException ThrottledException RequestThrottledException
-  TooManyRequestsException ProvisionedThroughputExceededException TransactionInProgressException
-  RequestLimitExceeded BandwidthLimitExceeded LimitExceededException RequestThrottled SlowDown
-  PriorRequestNotComplete EC2ThrottledException]]):gmatch("%S+") do THROTTLING[code] = true end
+    TooManyRequestsException ProvisionedThroughputExceededException TransactionInProgressException
+    RequestLimitExceeded BandwidthLimitExceeded LimitExceededException RequestThrottled SlowDown
+    PriorRequestNotComplete EC2ThrottledException]]):gmatch("%S+") do THROTTLING[code] = true end
 
 local TRANSIENT = {}
 for code in ([[RequestTimeout RequestTimeoutException InternalError InternalFailure
-  InternalServerError ServiceUnavailable ConnectionError IDPCommunicationError]]):gmatch("%S+") do
-  TRANSIENT[code] = true
+    InternalServerError ServiceUnavailable ConnectionError IDPCommunicationError]]):gmatch("%S+") do
+    TRANSIENT[code] = true
 end
 
 local TRANSIENT_STATUS = { [500] = true, [502] = true, [503] = true, [504] = true }
 
 -- classify(err) -> "throttling" | "transient" | nil
 function M.classify(err)
-  if THROTTLING[err.code] or err.status == 429 then return "throttling" end
-  if TRANSIENT[err.code] or TRANSIENT_STATUS[err.status] or err.timeout then return "transient" end
-  return nil
+    if THROTTLING[err.code] or err.status == 429 then return "throttling" end
+    if TRANSIENT[err.code] or TRANSIENT_STATUS[err.status] or err.timeout then return "transient" end
+    return nil
 end
 
 -- The retry quota: a failure burst cannot turn into a retry storm. A retry
@@ -62,26 +62,26 @@ local RETRY_COST, TIMEOUT_COST, NO_RETRY_INCREMENT = 5, 10, 1
 M.quota = { capacity = 500, available = 500 }
 
 function M.reset_quota(capacity)
-  M.quota.capacity = capacity or 500
-  M.quota.available = M.quota.capacity
+    M.quota.capacity = capacity or 500
+    M.quota.available = M.quota.capacity
 end
 
 local function quota_take(err)
-  local cost = err.timeout and TIMEOUT_COST or RETRY_COST
-  if M.quota.available < cost then return nil end
-  M.quota.available = M.quota.available - cost
-  return cost
+    local cost = err.timeout and TIMEOUT_COST or RETRY_COST
+    if M.quota.available < cost then return nil end
+    M.quota.available = M.quota.available - cost
+    return cost
 end
 
 local function quota_refund(spent)
-  local q = M.quota
-  q.available = math.min(q.capacity, q.available + (spent > 0 and spent or NO_RETRY_INCREMENT))
+    local q = M.quota
+    q.available = math.min(q.capacity, q.available + (spent > 0 and spent or NO_RETRY_INCREMENT))
 end
 
 -- A call is safe to repeat when it reads, when the caller says so, or when a
 -- client token makes the service ignore the repeat.
 local function repeatable(req)
-  return req.idempotent or req.token_filled or not runtime.is_mutating(req.service, req.action)
+    return req.idempotent or req.token_filled or not runtime.is_mutating(req.service, req.action)
 end
 
 -- retry_decision(req, err, attempt) -> delay in seconds, or nil and why not.
@@ -89,200 +89,200 @@ end
 -- did not act on it: the connection never carried it (sent == false), or the
 -- service answered with a throttling error, which means "not executed".
 function M.retry_decision(req, err, attempt)
-  local class = M.classify(err)
-  err.retryable = class ~= nil
-  if not class then return nil, "not retryable" end
-  local max_attempts = req.max_attempts or M.config.max_attempts
-  if attempt >= max_attempts then return nil, "attempts exhausted" end
-  if not repeatable(req) and class ~= "throttling" and err.sent ~= false then
-    return nil, "not idempotent and may have reached the service"
-  end
-  local cost = quota_take(err)
-  if not cost then return nil, "retry quota exhausted" end
-  req.quota_spent = (req.quota_spent or 0) + cost
-  local delay = M.random() * math.min(2 ^ attempt, M.config.max_backoff)
-  if err.retry_after then delay = math.min(err.retry_after, M.config.max_retry_after) end
-  return delay
+    local class = M.classify(err)
+    err.retryable = class ~= nil
+    if not class then return nil, "not retryable" end
+    local max_attempts = req.max_attempts or M.config.max_attempts
+    if attempt >= max_attempts then return nil, "attempts exhausted" end
+    if not repeatable(req) and class ~= "throttling" and err.sent ~= false then
+        return nil, "not idempotent and may have reached the service"
+    end
+    local cost = quota_take(err)
+    if not cost then return nil, "retry quota exhausted" end
+    req.quota_spent = (req.quota_spent or 0) + cost
+    local delay = M.random() * math.min(2 ^ attempt, M.config.max_backoff)
+    if err.retry_after then delay = math.min(err.retry_after, M.config.max_retry_after) end
+    return delay
 end
 
 -- ---- requests ----------------------------------------------------------------
 
 local function uuid4()
-  local r = M.random
-  local function hex(n) return string.format("%0" .. n .. "x", math.floor(r() * 16 ^ n)) end
-  return string.format("%s-%s-4%s-%x%s-%s", hex(8), hex(4), hex(3), 8 + math.floor(r() * 4), hex(3),
-    hex(12))
+    local r = M.random
+    local function hex(n) return string.format("%0" .. n .. "x", math.floor(r() * 16 ^ n)) end
+    return string.format("%s-%s-4%s-%x%s-%s", hex(8), hex(4), hex(3), 8 + math.floor(r() * 4), hex(3),
+        hex(12))
 end
 
 local function normalise(args)
-  if type(args) ~= "table" then error("aws.call: expected a table", 3) end
-  if type(args.service) ~= "string" then error("aws.call: service is required", 3) end
-  if type(args.action) ~= "string" then error("aws.call: action is required", 3) end
-  local req = {}
-  for k, v in pairs(args) do req[k] = v end
-  req.service = protocol.canonical_name(args.service)
-  req.params = args.params or {}
-  if req.profile == nil and M.config.profile_template and req.region then
-    req.profile = (M.config.profile_template:gsub("{region}", req.region))
-  end
-  -- The SDKs fill an empty client token so that retries are idempotent; so do we.
-  local ok, svc = pcall(protocol.service, req.service)
-  local token = ok and svc.idempotency_tokens and svc.idempotency_tokens[req.action]
-  if token and req.params[token] == nil then
-    local params = {}
-    for k, v in pairs(req.params) do params[k] = v end
-    params[token] = uuid4()
-    req.params = params
-    req.token_filled = true
-  elseif token then
-    req.token_filled = true
-  end
-  return req
+    if type(args) ~= "table" then error("aws.call: expected a table", 3) end
+    if type(args.service) ~= "string" then error("aws.call: service is required", 3) end
+    if type(args.action) ~= "string" then error("aws.call: action is required", 3) end
+    local req = {}
+    for k, v in pairs(args) do req[k] = v end
+    req.service = protocol.canonical_name(args.service)
+    req.params = args.params or {}
+    if req.profile == nil and M.config.profile_template and req.region then
+        req.profile = (M.config.profile_template:gsub("{region}", req.region))
+    end
+    -- The SDKs fill an empty client token so that retries are idempotent; so do we.
+    local ok, svc = pcall(protocol.service, req.service)
+    local token = ok and svc.idempotency_tokens and svc.idempotency_tokens[req.action]
+    if token and req.params[token] == nil then
+        local params = {}
+        for k, v in pairs(req.params) do params[k] = v end
+        params[token] = uuid4()
+        req.params = params
+        req.token_filled = true
+    elseif token then
+        req.token_filled = true
+    end
+    return req
 end
 
 local function op_name(req) return req.service .. "." .. req.action end
 
 local clock
 local function monotime()
-  clock = clock or require("atlas.sys").monotime
-  return clock()
+    clock = clock or require("atlas.sys").monotime
+    return clock()
 end
 
 local function log_call(req, attempt, started, outcome, err)
-  log.event { type = "call", module = "aws", op = op_name(req), service = req.service, action = req.action,
-              region = req.region, attempt = attempt, outcome = outcome,
-              duration_ms = math.floor((monotime() - started) * 1000 + 0.5),
-              error = err and errors.message(err) or nil, code = err and err.code or nil }
+    log.event { type = "call", module = "aws", op = op_name(req), service = req.service, action = req.action,
+                            region = req.region, attempt = attempt, outcome = outcome,
+                            duration_ms = math.floor((monotime() - started) * 1000 + 0.5),
+                            error = err and errors.message(err) or nil, code = err and err.code or nil }
 end
 
 -- The params go into the event as a table: atlas.log masks secret-named
 -- fields (MasterUserPassword, ...) before any sink encodes them.
 local function dry_run(req)
-  log.event { type = "call", module = "aws", op = op_name(req), service = req.service, action = req.action,
-              region = req.region, outcome = "dry-run", params = req.params, duration_ms = 0 }
-  return {}
+    log.event { type = "call", module = "aws", op = op_name(req), service = req.service, action = req.action,
+                            region = req.region, outcome = "dry-run", params = req.params, duration_ms = 0 }
+    return {}
 end
 
 local function is_dry_run(req)
-  return runtime.dry_run and runtime.is_mutating(req.service, req.action)
+    return runtime.dry_run and runtime.is_mutating(req.service, req.action)
 end
 
 -- Runs one attempt on the current backend: response, or nil and an error object.
 local function attempt_once(backend, req)
-  local ok, resp, err = pcall(backend.invoke, req)
-  if not ok then
-    if errors.is(resp) then return nil, resp end
-    error(resp, 0)
-  end
-  if resp == nil then
-    return nil, err or errors.new { kind = "aws", code = "NoResponse", message = "backend returned nothing",
-                                    service = req.service, action = req.action, region = req.region }
-  end
-  return resp
+    local ok, resp, err = pcall(backend.invoke, req)
+    if not ok then
+        if errors.is(resp) then return nil, resp end
+        error(resp, 0)
+    end
+    if resp == nil then
+        return nil, err or errors.new { kind = "aws", code = "NoResponse", message = "backend returned nothing",
+                                                                        service = req.service, action = req.action, region = req.region }
+    end
+    return resp
 end
 
 -- After a failed attempt: logs it and returns the delay before the next
 -- attempt, or nil when the error is final.
 local function after_failure(req, attempt, started, err)
-  err.service = err.service or req.service
-  err.action = err.action or req.action
-  err.region = err.region or req.region
-  local delay, why = M.retry_decision(req, err, attempt)
-  err.attempts = attempt
-  log_call(req, attempt, started, delay and "retry" or "error", err)
-  if delay then
-    log.event { type = "retry", module = "aws", op = op_name(req), region = req.region, attempt = attempt,
-                delay = delay, error = tostring(err.code) .. ": " .. tostring(err.message), code = err.code }
-  else
-    err.retry_stopped = why
-  end
-  return delay
+    err.service = err.service or req.service
+    err.action = err.action or req.action
+    err.region = err.region or req.region
+    local delay, why = M.retry_decision(req, err, attempt)
+    err.attempts = attempt
+    log_call(req, attempt, started, delay and "retry" or "error", err)
+    if delay then
+        log.event { type = "retry", module = "aws", op = op_name(req), region = req.region, attempt = attempt,
+                                delay = delay, error = tostring(err.code) .. ": " .. tostring(err.message), code = err.code }
+    else
+        err.retry_stopped = why
+    end
+    return delay
 end
 
 -- aws.call{service, action, region, params, endpoint?, profile?, timeout?, idempotent?, max_attempts?}
 -- -> response table; raises an aws error object when the call fails for good.
 function M.call(args)
-  local req = normalise(args)
-  if is_dry_run(req) then return dry_run(req) end
-  local attempt = 0
-  while true do
-    attempt = attempt + 1
-    req.attempt = attempt
-    local started = monotime()
-    local resp, err = attempt_once(runtime.backend("aws"), req)
-    if resp then
-      quota_refund(req.quota_spent or 0)
-      log_call(req, attempt, started, "ok")
-      return resp
+    local req = normalise(args)
+    if is_dry_run(req) then return dry_run(req) end
+    local attempt = 0
+    while true do
+        attempt = attempt + 1
+        req.attempt = attempt
+        local started = monotime()
+        local resp, err = attempt_once(runtime.backend("aws"), req)
+        if resp then
+            quota_refund(req.quota_spent or 0)
+            log_call(req, attempt, started, "ok")
+            return resp
+        end
+        local delay = after_failure(req, attempt, started, err)
+        if not delay then error(err, 0) end
+        runtime.sleep(delay)
     end
-    local delay = after_failure(req, attempt, started, err)
-    if not delay then error(err, 0) end
-    runtime.sleep(delay)
-  end
 end
 
 -- aws.parallel{req, ...} -> list of responses or error objects, in order.
 -- All calls run at once (curl multi in the real backend); a round of retries
 -- waits for the longest backoff among the calls that need one.
 function M.parallel(list)
-  local reqs, results, pending = {}, {}, {}
-  for i, args in ipairs(list) do
-    reqs[i] = normalise(args)
-    if is_dry_run(reqs[i]) then results[i] = dry_run(reqs[i]) else pending[#pending + 1] = i end
-  end
-  local attempt = 0
-  while #pending > 0 do
-    attempt = attempt + 1
-    local backend = runtime.backend("aws")
-    local batch = {}
-    for j, i in ipairs(pending) do reqs[i].attempt = attempt; batch[j] = reqs[i] end
-    local started = monotime()
-    local out
-    if backend.invoke_many then
-      out = backend.invoke_many(batch)
-    else
-      out = {}
-      for j, req in ipairs(batch) do
-        local resp, err = attempt_once(backend, req)
-        out[j] = resp or err
-      end
+    local reqs, results, pending = {}, {}, {}
+    for i, args in ipairs(list) do
+        reqs[i] = normalise(args)
+        if is_dry_run(reqs[i]) then results[i] = dry_run(reqs[i]) else pending[#pending + 1] = i end
     end
-    local again, longest = {}, 0
-    for j, i in ipairs(pending) do
-      local v = out[j]
-      if errors.is(v) then
-        local delay = after_failure(reqs[i], attempt, started, v)
-        if delay then
-          again[#again + 1] = i
-          longest = math.max(longest, delay)
+    local attempt = 0
+    while #pending > 0 do
+        attempt = attempt + 1
+        local backend = runtime.backend("aws")
+        local batch = {}
+        for j, i in ipairs(pending) do reqs[i].attempt = attempt; batch[j] = reqs[i] end
+        local started = monotime()
+        local out
+        if backend.invoke_many then
+            out = backend.invoke_many(batch)
         else
-          results[i] = v
+            out = {}
+            for j, req in ipairs(batch) do
+                local resp, err = attempt_once(backend, req)
+                out[j] = resp or err
+            end
         end
-      else
-        quota_refund(reqs[i].quota_spent or 0)
-        log_call(reqs[i], attempt, started, "ok")
-        results[i] = v
-      end
+        local again, longest = {}, 0
+        for j, i in ipairs(pending) do
+            local v = out[j]
+            if errors.is(v) then
+                local delay = after_failure(reqs[i], attempt, started, v)
+                if delay then
+                    again[#again + 1] = i
+                    longest = math.max(longest, delay)
+                else
+                    results[i] = v
+                end
+            else
+                quota_refund(reqs[i].quota_spent or 0)
+                log_call(reqs[i], attempt, started, "ok")
+                results[i] = v
+            end
+        end
+        pending = again
+        if #pending > 0 then runtime.sleep(longest) end
     end
-    pending = again
-    if #pending > 0 then runtime.sleep(longest) end
-  end
-  return results
+    return results
 end
 
 -- ---- waiters -----------------------------------------------------------------
 
 local function acceptor_matches(acceptor, value, err)
-  if acceptor.error then
-    return err ~= nil and (acceptor.error == true or err.code == acceptor.error)
-  end
-  if err ~= nil or not acceptor.matcher then return false end
-  return acceptor.matcher(value)
+    if acceptor.error then
+        return err ~= nil and (acceptor.error == true or err.code == acceptor.error)
+    end
+    if err ~= nil or not acceptor.matcher then return false end
+    return acceptor.matcher(value)
 end
 
 local function waiter_error(opts, code, message, kind)
-  return errors.new { kind = kind, code = code, message = message, service = opts.service,
-                      action = opts.action, region = opts.region, waiter = opts.name }
+    return errors.new { kind = kind, code = code, message = message, service = opts.service,
+                                            action = opts.action, region = opts.region, waiter = opts.name }
 end
 
 -- aws.wait{
@@ -295,48 +295,48 @@ end
 -- } -> value of the successful poll (nil when an error acceptor succeeded)
 -- Raises kind "aws" code "WaiterFailed" on a failure acceptor, kind "timeout" after timeout.
 function M.wait(opts)
-  assert(type(opts.poll) == "function", "aws.wait: poll function required")
-  local name = opts.name or "AWS resource"
-  if runtime.dry_run and not opts.in_dry_run then
-    log.info("dry-run: would wait for %s", name)
-    return nil
-  end
-  local delay, timeout = opts.delay or 15, opts.timeout or 600
-  local deadline = runtime.now() + timeout
-  local last_text
-  while true do
-    local ok, value = pcall(opts.poll)
-    local err
-    if not ok then
-      if not errors.is(value) then error(value, 0) end
-      err = value
+    assert(type(opts.poll) == "function", "aws.wait: poll function required")
+    local name = opts.name or "AWS resource"
+    if runtime.dry_run and not opts.in_dry_run then
+        log.info("dry-run: would wait for %s", name)
+        return nil
     end
-    local state, reason
-    for _, acceptor in ipairs(opts.acceptors or {}) do
-      local matched, why = acceptor_matches(acceptor, value, err)
-      if matched then state, reason = acceptor.state, why or acceptor.reason; break end
+    local delay, timeout = opts.delay or 15, opts.timeout or 600
+    local deadline = runtime.now() + timeout
+    local last_text
+    while true do
+        local ok, value = pcall(opts.poll)
+        local err
+        if not ok then
+            if not errors.is(value) then error(value, 0) end
+            err = value
+        end
+        local state, reason
+        for _, acceptor in ipairs(opts.acceptors or {}) do
+            local matched, why = acceptor_matches(acceptor, value, err)
+            if matched then state, reason = acceptor.state, why or acceptor.reason; break end
+        end
+        if err and not state then error(err, 0) end
+        if not err and opts.progress then
+            last_text = opts.progress(value)
+            if last_text then log.progress(last_text) end
+        end
+        if state == "success" then
+            log.end_progress()
+            return (not err) and value or nil
+        elseif state == "failure" then
+            log.end_progress()
+            error(waiter_error(opts, "WaiterFailed", string.format("%s: %s", name,
+                reason or (err and errors.message(err)) or "reached a failure state"), "aws"), 0)
+        end
+        local remaining = deadline - runtime.now()
+        if remaining <= 0 then
+            log.end_progress()
+            error(waiter_error(opts, "WaiterTimeout", string.format("gave up waiting for %s after %s s%s", name,
+                tostring(timeout), last_text and (" (last: " .. last_text .. ")") or ""), "timeout"), 0)
+        end
+        runtime.sleep(math.min(delay, remaining))
     end
-    if err and not state then error(err, 0) end
-    if not err and opts.progress then
-      last_text = opts.progress(value)
-      if last_text then log.progress(last_text) end
-    end
-    if state == "success" then
-      log.end_progress()
-      return (not err) and value or nil
-    elseif state == "failure" then
-      log.end_progress()
-      error(waiter_error(opts, "WaiterFailed", string.format("%s: %s", name,
-        reason or (err and errors.message(err)) or "reached a failure state"), "aws"), 0)
-    end
-    local remaining = deadline - runtime.now()
-    if remaining <= 0 then
-      log.end_progress()
-      error(waiter_error(opts, "WaiterTimeout", string.format("gave up waiting for %s after %s s%s", name,
-        tostring(timeout), last_text and (" (last: " .. last_text .. ")") or ""), "timeout"), 0)
-    end
-    runtime.sleep(math.min(delay, remaining))
-  end
 end
 
 return M

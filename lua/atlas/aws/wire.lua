@@ -16,141 +16,141 @@ M.getenv = os.getenv
 
 local sigv4, curl
 local function natives()
-  sigv4 = sigv4 or require "atlas.sigv4"
-  curl = curl or require "atlas.curl"
+    sigv4 = sigv4 or require "atlas.sigv4"
+    curl = curl or require "atlas.curl"
 end
 
 local function is_loopback(host)
-  host = host:lower()
-  return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil or host == "[::1]"
+    host = host:lower()
+    return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil or host == "[::1]"
 end
 
 local function usage(message)
-  errors.raise { kind = "usage", code = "endpoint", message = message }
+    errors.raise { kind = "usage", code = "endpoint", message = message }
 end
 
 -- Parses "https://host:port/prefix" into scheme, host (with port) and path prefix.
 local function split_url(url)
-  local scheme, hostport, path = url:match("^(%a[%w+.-]*)://([^/?#]+)([^?#]*)")
-  if not scheme then usage("invalid endpoint URL: " .. url) end
-  return scheme:lower(), hostport, (path:gsub("/+$", ""))
+    local scheme, hostport, path = url:match("^(%a[%w+.-]*)://([^/?#]+)([^?#]*)")
+    if not scheme then usage("invalid endpoint URL: " .. url) end
+    return scheme:lower(), hostport, (path:gsub("/+$", ""))
 end
 
 local function host_only(hostport)
-  if hostport:sub(1, 1) == "[" then return hostport:match("^(%[[^%]]*%])") end
-  return (hostport:gsub(":%d+$", ""))
+    if hostport:sub(1, 1) == "[" then return hostport:match("^(%[[^%]]*%])") end
+    return (hostport:gsub(":%d+$", ""))
 end
 
 local function env_true(name)
-  local v = M.getenv(name)
-  return v ~= nil and (v == "1" or v:lower() == "true" or v:lower() == "yes")
+    local v = M.getenv(name)
+    return v ~= nil and (v == "1" or v:lower() == "true" or v:lower() == "yes")
 end
 
 -- endpoint(svc, region, req) -> {url=base URL, signing_region=}
 -- Order as in the SDKs: the call's endpoint, AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL,
 -- then the standard one (Route53: its global endpoint, signed for us-east-1).
 function M.endpoint(svc, region, req)
-  local url = req and req.endpoint
-  if not url and not env_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") then
-    url = M.getenv(svc.env_name)
-    if url == "" then url = nil end
-    url = url or M.getenv("AWS_ENDPOINT_URL")
-    if url == "" then url = nil end
-  end
-  local signing_region = region
-  if svc.global_endpoint then signing_region = "us-east-1" end
-  if not url then
-    if svc.global_endpoint then
-      url = "https://" .. svc.global_endpoint
-    else
-      local suffix = region:match("^cn%-") and "amazonaws.com.cn" or "amazonaws.com"
-      url = string.format("https://%s.%s.%s", svc.endpoint_prefix, region, suffix)
+    local url = req and req.endpoint
+    if not url and not env_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") then
+        url = M.getenv(svc.env_name)
+        if url == "" then url = nil end
+        url = url or M.getenv("AWS_ENDPOINT_URL")
+        if url == "" then url = nil end
     end
-  end
-  local scheme, hostport, prefix = split_url(url)
-  if scheme ~= "https" then
-    if scheme ~= "http" then usage("unsupported endpoint scheme: " .. url) end
-    local allowed = (req and req.allow_http) or env_true("ATLAS_ALLOW_HTTP")
-    if not is_loopback(host_only(hostport)) and not allowed then
-      usage("plain http to a non-loopback endpoint refused (" .. url ..
-        "); set ATLAS_ALLOW_HTTP=1 or allow_http=true to allow it")
+    local signing_region = region
+    if svc.global_endpoint then signing_region = "us-east-1" end
+    if not url then
+        if svc.global_endpoint then
+            url = "https://" .. svc.global_endpoint
+        else
+            local suffix = region:match("^cn%-") and "amazonaws.com.cn" or "amazonaws.com"
+            url = string.format("https://%s.%s.%s", svc.endpoint_prefix, region, suffix)
+        end
     end
-  end
-  return { url = scheme .. "://" .. hostport .. prefix, signing_region = signing_region }
+    local scheme, hostport, prefix = split_url(url)
+    if scheme ~= "https" then
+        if scheme ~= "http" then usage("unsupported endpoint scheme: " .. url) end
+        local allowed = (req and req.allow_http) or env_true("ATLAS_ALLOW_HTTP")
+        if not is_loopback(host_only(hostport)) and not allowed then
+            usage("plain http to a non-loopback endpoint refused (" .. url ..
+                "); set ATLAS_ALLOW_HTTP=1 or allow_http=true to allow it")
+        end
+    end
+    return { url = scheme .. "://" .. hostport .. prefix, signing_region = signing_region }
 end
 
 -- curl's failure codes (engine/curl.c): dns, connect, timeout, reset, tls, interrupted, policy, ...
 local function transport_error(svc, req, message, code, sent)
-  if code == "interrupted" then
-    errors.raise { kind = "interrupted", code = "interrupted", message = "interrupted by signal" }
-  end
-  if code == "policy" then errors.raise { kind = "usage", code = "endpoint", message = tostring(message) } end
-  local timed_out = code == "timeout"
-  return errors.new {
-    kind = "aws", code = timed_out and "RequestTimeout" or "ConnectionError",
-    message = string.format("%s (%s)", tostring(message), tostring(code)), service = svc.name,
-    action = req.action, region = req.region, sent = sent and true or false, timeout = timed_out or nil,
-    transport = code, retryable = false,
-  }
+    if code == "interrupted" then
+        errors.raise { kind = "interrupted", code = "interrupted", message = "interrupted by signal" }
+    end
+    if code == "policy" then errors.raise { kind = "usage", code = "endpoint", message = tostring(message) } end
+    local timed_out = code == "timeout"
+    return errors.new {
+        kind = "aws", code = timed_out and "RequestTimeout" or "ConnectionError",
+        message = string.format("%s (%s)", tostring(message), tostring(code)), service = svc.name,
+        action = req.action, region = req.region, sent = sent and true or false, timeout = timed_out or nil,
+        transport = code, retryable = false,
+    }
 end
 
 -- prepare(req) -> svc, http request table (signed) | raises on misuse
 local function prepare(req)
-  natives()
-  local svc = protocol.service(req.service)
-  local region = req.region or M.getenv("AWS_REGION") or M.getenv("AWS_DEFAULT_REGION")
-  if not region or region == "" then
-    error("atlas.aws: " .. svc.name .. " " .. tostring(req.action) .. ": region is required", 0)
-  end
-  req.region = region
-  local ep = M.endpoint(svc, region, req)
-  local http = protocol.build(svc, req.action, req.params)
-  local url = ep.url .. http.path .. (http.query ~= "" and ("?" .. http.query) or "")
-  local creds = req.credentials or credentials.resolve { profile = req.profile, region = region }
-  local added = sigv4.sign {
-    method = http.method, url = url, headers = http.headers, body = http.body,
-    region = ep.signing_region, service = svc.signing_name, credentials = creds,
-  }
-  for k, v in pairs(added) do http.headers[k] = v end
-  -- No body at all on GET/DELETE, so that libcurl adds no Content-Type or Content-Length of its own.
-  local body = http.body
-  if body == "" and http.method ~= "POST" and http.method ~= "PUT" then body = nil end
-  return svc, {
-    method = http.method, url = url, headers = http.headers, body = body,
-    timeout = req.timeout or M.defaults.timeout, allow_http = req.allow_http or env_true("ATLAS_ALLOW_HTTP"),
-    connect_timeout = req.connect_timeout or M.defaults.connect_timeout,
-  }
+    natives()
+    local svc = protocol.service(req.service)
+    local region = req.region or M.getenv("AWS_REGION") or M.getenv("AWS_DEFAULT_REGION")
+    if not region or region == "" then
+        error("atlas.aws: " .. svc.name .. " " .. tostring(req.action) .. ": region is required", 0)
+    end
+    req.region = region
+    local ep = M.endpoint(svc, region, req)
+    local http = protocol.build(svc, req.action, req.params)
+    local url = ep.url .. http.path .. (http.query ~= "" and ("?" .. http.query) or "")
+    local creds = req.credentials or credentials.resolve { profile = req.profile, region = region }
+    local added = sigv4.sign {
+        method = http.method, url = url, headers = http.headers, body = http.body,
+        region = ep.signing_region, service = svc.signing_name, credentials = creds,
+    }
+    for k, v in pairs(added) do http.headers[k] = v end
+    -- No body at all on GET/DELETE, so that libcurl adds no Content-Type or Content-Length of its own.
+    local body = http.body
+    if body == "" and http.method ~= "POST" and http.method ~= "PUT" then body = nil end
+    return svc, {
+        method = http.method, url = url, headers = http.headers, body = body,
+        timeout = req.timeout or M.defaults.timeout, allow_http = req.allow_http or env_true("ATLAS_ALLOW_HTTP"),
+        connect_timeout = req.connect_timeout or M.defaults.connect_timeout,
+    }
 end
 
 local function finish(svc, req, resp)
-  return protocol.decode(svc, req.action, req.region, resp)
+    return protocol.decode(svc, req.action, req.region, resp)
 end
 
 -- invoke(req) -> response | nil, err
 function M.invoke(req)
-  local svc, http = prepare(req)
-  local resp, message, code, sent = curl.request(http)
-  if not resp then return nil, transport_error(svc, req, message, code, sent) end
-  return finish(svc, req, resp)
+    local svc, http = prepare(req)
+    local resp, message, code, sent = curl.request(http)
+    if not resp then return nil, transport_error(svc, req, message, code, sent) end
+    return finish(svc, req, resp)
 end
 
 -- invoke_many(reqs) -> list of responses or error objects, in order; the
 -- requests run concurrently (curl multi), so the wall time is the slowest one.
 function M.invoke_many(reqs)
-  local svcs, https, out = {}, {}, {}
-  for i, req in ipairs(reqs) do svcs[i], https[i] = prepare(req) end
-  local resps = curl.request_many(https)
-  for i, req in ipairs(reqs) do
-    local resp = resps[i]
-    if resp == nil or resp.error then
-      out[i] = transport_error(svcs[i], req, resp and resp.error or "no response", resp and resp.code,
-        resp and resp.sent)
-    else
-      local v, err = finish(svcs[i], req, resp)
-      out[i] = v or err
+    local svcs, https, out = {}, {}, {}
+    for i, req in ipairs(reqs) do svcs[i], https[i] = prepare(req) end
+    local resps = curl.request_many(https)
+    for i, req in ipairs(reqs) do
+        local resp = resps[i]
+        if resp == nil or resp.error then
+            out[i] = transport_error(svcs[i], req, resp and resp.error or "no response", resp and resp.code,
+                resp and resp.sent)
+        else
+            local v, err = finish(svcs[i], req, resp)
+            out[i] = v or err
+        end
     end
-  end
-  return out
+    return out
 end
 
 return M

@@ -2,17 +2,17 @@
 -- Member: s = shape, n = wire name, loc = location, f = flattened. Shapes: a scalar type name or {t=structure (m members, o order)|list (m member shape, n)|map (k, v, kn, vn)}.
 local S = {}
 return {
-  api_version = "2016-02-06",
-  endpoint_prefix = "application-autoscaling",
-  env_name = "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING",
-  idempotency_tokens = {},
-  json_version = "1.1",
-  name = "application-autoscaling",
-  operations = {
-  },
-  protocol = "json",
-  service_id = "Application Auto Scaling",
-  signing_name = "application-autoscaling",
-  target_prefix = "AnyScaleFrontendService",
-  shapes = S,
+    api_version = "2016-02-06",
+    endpoint_prefix = "application-autoscaling",
+    env_name = "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING",
+    idempotency_tokens = {},
+    json_version = "1.1",
+    name = "application-autoscaling",
+    operations = {
+    },
+    protocol = "json",
+    service_id = "Application Auto Scaling",
+    signing_name = "application-autoscaling",
+    target_prefix = "AnyScaleFrontendService",
+    shapes = S,
 }

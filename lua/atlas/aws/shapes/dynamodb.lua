@@ -2,17 +2,17 @@
 -- Member: s = shape, n = wire name, loc = location, f = flattened. Shapes: a scalar type name or {t=structure (m members, o order)|list (m member shape, n)|map (k, v, kn, vn)}.
 local S = {}
 return {
-  api_version = "2012-08-10",
-  endpoint_prefix = "dynamodb",
-  env_name = "AWS_ENDPOINT_URL_DYNAMODB",
-  idempotency_tokens = {ExecuteTransaction = "ClientRequestToken", ExportTableToPointInTime = "ClientToken", ImportTable = "ClientToken", TransactWriteItems = "ClientRequestToken"},
-  json_version = "1.0",
-  name = "dynamodb",
-  operations = {
-  },
-  protocol = "json",
-  service_id = "DynamoDB",
-  signing_name = "dynamodb",
-  target_prefix = "DynamoDB_20120810",
-  shapes = S,
+    api_version = "2012-08-10",
+    endpoint_prefix = "dynamodb",
+    env_name = "AWS_ENDPOINT_URL_DYNAMODB",
+    idempotency_tokens = {ExecuteTransaction = "ClientRequestToken", ExportTableToPointInTime = "ClientToken", ImportTable = "ClientToken", TransactWriteItems = "ClientRequestToken"},
+    json_version = "1.0",
+    name = "dynamodb",
+    operations = {
+    },
+    protocol = "json",
+    service_id = "DynamoDB",
+    signing_name = "dynamodb",
+    target_prefix = "DynamoDB_20120810",
+    shapes = S,
 }

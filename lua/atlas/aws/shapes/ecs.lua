@@ -2,17 +2,17 @@
 -- Member: s = shape, n = wire name, loc = location, f = flattened. Shapes: a scalar type name or {t=structure (m members, o order)|list (m member shape, n)|map (k, v, kn, vn)}.
 local S = {}
 return {
-  api_version = "2014-11-13",
-  endpoint_prefix = "ecs",
-  env_name = "AWS_ENDPOINT_URL_ECS",
-  idempotency_tokens = {RunTask = "clientToken"},
-  json_version = "1.1",
-  name = "ecs",
-  operations = {
-  },
-  protocol = "json",
-  service_id = "ECS",
-  signing_name = "ecs",
-  target_prefix = "AmazonEC2ContainerServiceV20141113",
-  shapes = S,
+    api_version = "2014-11-13",
+    endpoint_prefix = "ecs",
+    env_name = "AWS_ENDPOINT_URL_ECS",
+    idempotency_tokens = {RunTask = "clientToken"},
+    json_version = "1.1",
+    name = "ecs",
+    operations = {
+    },
+    protocol = "json",
+    service_id = "ECS",
+    signing_name = "ecs",
+    target_prefix = "AmazonEC2ContainerServiceV20141113",
+    shapes = S,
 }

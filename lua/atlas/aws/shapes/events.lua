@@ -2,17 +2,17 @@
 -- Member: s = shape, n = wire name, loc = location, f = flattened. Shapes: a scalar type name or {t=structure (m members, o order)|list (m member shape, n)|map (k, v, kn, vn)}.
 local S = {}
 return {
-  api_version = "2015-10-07",
-  endpoint_prefix = "events",
-  env_name = "AWS_ENDPOINT_URL_EVENTBRIDGE",
-  idempotency_tokens = {},
-  json_version = "1.1",
-  name = "events",
-  operations = {
-  },
-  protocol = "json",
-  service_id = "EventBridge",
-  signing_name = "events",
-  target_prefix = "AWSEvents",
-  shapes = S,
+    api_version = "2015-10-07",
+    endpoint_prefix = "events",
+    env_name = "AWS_ENDPOINT_URL_EVENTBRIDGE",
+    idempotency_tokens = {},
+    json_version = "1.1",
+    name = "events",
+    operations = {
+    },
+    protocol = "json",
+    service_id = "EventBridge",
+    signing_name = "events",
+    target_prefix = "AWSEvents",
+    shapes = S,
 }

@@ -106,18 +106,18 @@ S["VpcConfigResponse"] = {m = {Ipv6AllowedForDualStack = {s = "NullableBoolean"}
 S["VpcId"] = "string"
 S["WorkingDirectory"] = "string"
 return {
-  api_version = "2015-03-31",
-  endpoint_prefix = "lambda",
-  env_name = "AWS_ENDPOINT_URL_LAMBDA",
-  idempotency_tokens = {CheckpointDurableExecution = "ClientToken"},
-  name = "lambda",
-  operations = {
-    GetFunction = {input = "GetFunctionRequest", method = "GET", output = "GetFunctionResponse", uri = "/2015-03-31/functions/{FunctionName}"},
-    Invoke = {input = "InvocationRequest", method = "POST", output = "InvocationResponse", uri = "/2015-03-31/functions/{FunctionName}/invocations"},
-    ListFunctions = {input = "ListFunctionsRequest", method = "GET", output = "ListFunctionsResponse", uri = "/2015-03-31/functions"},
-  },
-  protocol = "rest-json",
-  service_id = "Lambda",
-  signing_name = "lambda",
-  shapes = S,
+    api_version = "2015-03-31",
+    endpoint_prefix = "lambda",
+    env_name = "AWS_ENDPOINT_URL_LAMBDA",
+    idempotency_tokens = {CheckpointDurableExecution = "ClientToken"},
+    name = "lambda",
+    operations = {
+        GetFunction = {input = "GetFunctionRequest", method = "GET", output = "GetFunctionResponse", uri = "/2015-03-31/functions/{FunctionName}"},
+        Invoke = {input = "InvocationRequest", method = "POST", output = "InvocationResponse", uri = "/2015-03-31/functions/{FunctionName}/invocations"},
+        ListFunctions = {input = "ListFunctionsRequest", method = "GET", output = "ListFunctionsResponse", uri = "/2015-03-31/functions"},
+    },
+    protocol = "rest-json",
+    service_id = "Lambda",
+    signing_name = "lambda",
+    shapes = S,
 }

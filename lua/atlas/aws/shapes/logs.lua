@@ -2,17 +2,17 @@
 -- Member: s = shape, n = wire name, loc = location, f = flattened. Shapes: a scalar type name or {t=structure (m members, o order)|list (m member shape, n)|map (k, v, kn, vn)}.
 local S = {}
 return {
-  api_version = "2014-03-28",
-  endpoint_prefix = "logs",
-  env_name = "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
-  idempotency_tokens = {PutQueryDefinition = "clientToken"},
-  json_version = "1.1",
-  name = "logs",
-  operations = {
-  },
-  protocol = "json",
-  service_id = "CloudWatch Logs",
-  signing_name = "logs",
-  target_prefix = "Logs_20140328",
-  shapes = S,
+    api_version = "2014-03-28",
+    endpoint_prefix = "logs",
+    env_name = "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
+    idempotency_tokens = {PutQueryDefinition = "clientToken"},
+    json_version = "1.1",
+    name = "logs",
+    operations = {
+    },
+    protocol = "json",
+    service_id = "CloudWatch Logs",
+    signing_name = "logs",
+    target_prefix = "Logs_20140328",
+    shapes = S,
 }

@@ -2,17 +2,17 @@
 -- Member: s = shape, n = wire name, loc = location, f = flattened. Shapes: a scalar type name or {t=structure (m members, o order)|list (m member shape, n)|map (k, v, kn, vn)}.
 local S = {}
 return {
-  api_version = "2017-10-17",
-  endpoint_prefix = "secretsmanager",
-  env_name = "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-  idempotency_tokens = {CreateSecret = "ClientRequestToken", PutSecretValue = "ClientRequestToken", RotateSecret = "ClientRequestToken", UpdateSecret = "ClientRequestToken"},
-  json_version = "1.1",
-  name = "secretsmanager",
-  operations = {
-  },
-  protocol = "json",
-  service_id = "Secrets Manager",
-  signing_name = "secretsmanager",
-  target_prefix = "secretsmanager",
-  shapes = S,
+    api_version = "2017-10-17",
+    endpoint_prefix = "secretsmanager",
+    env_name = "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    idempotency_tokens = {CreateSecret = "ClientRequestToken", PutSecretValue = "ClientRequestToken", RotateSecret = "ClientRequestToken", UpdateSecret = "ClientRequestToken"},
+    json_version = "1.1",
+    name = "secretsmanager",
+    operations = {
+    },
+    protocol = "json",
+    service_id = "Secrets Manager",
+    signing_name = "secretsmanager",
+    target_prefix = "secretsmanager",
+    shapes = S,
 }

@@ -34,18 +34,18 @@ S["tokenType"] = "string"
 S["unrestrictedSessionPolicyDocumentType"] = "string"
 S["userIdType"] = "string"
 return {
-  api_version = "2011-06-15",
-  endpoint_prefix = "sts",
-  env_name = "AWS_ENDPOINT_URL_STS",
-  idempotency_tokens = {},
-  name = "sts",
-  operations = {
-    AssumeRole = {input = "AssumeRoleRequest", method = "POST", output = "AssumeRoleResponse", result_wrapper = "AssumeRoleResult", uri = "/"},
-    GetCallerIdentity = {input = "GetCallerIdentityRequest", method = "POST", output = "GetCallerIdentityResponse", result_wrapper = "GetCallerIdentityResult", uri = "/"},
-  },
-  protocol = "query",
-  service_id = "STS",
-  signing_name = "sts",
-  xml_namespace = "https://sts.amazonaws.com/doc/2011-06-15/",
-  shapes = S,
+    api_version = "2011-06-15",
+    endpoint_prefix = "sts",
+    env_name = "AWS_ENDPOINT_URL_STS",
+    idempotency_tokens = {},
+    name = "sts",
+    operations = {
+        AssumeRole = {input = "AssumeRoleRequest", method = "POST", output = "AssumeRoleResponse", result_wrapper = "AssumeRoleResult", uri = "/"},
+        GetCallerIdentity = {input = "GetCallerIdentityRequest", method = "POST", output = "GetCallerIdentityResponse", result_wrapper = "GetCallerIdentityResult", uri = "/"},
+    },
+    protocol = "query",
+    service_id = "STS",
+    signing_name = "sts",
+    xml_namespace = "https://sts.amazonaws.com/doc/2011-06-15/",
+    shapes = S,
 }
