@@ -24,8 +24,22 @@ pg.shell_quote = shell_quote
 
 local serial = 0
 
+-- Clusters left behind by a test process that was killed (SIGKILL skips
+-- t.defer): stopped and removed when their owner is gone.
+local function reap_orphans()
+    local pipe = io.popen("ls -d /tmp/atlas-pg-*-* 2>/dev/null")
+    for dir in pipe:lines() do
+        local pid = tonumber(dir:match("^/tmp/atlas%-pg%-(%d+)%-%d+$"))
+        if pid and pid ~= sys.getpid() and not os.execute("kill -0 " .. pid .. " 2>/dev/null") then
+            os.execute(pg.script .. " stop " .. shell_quote(dir) .. " >/dev/null 2>&1")
+        end
+    end
+    pipe:close()
+end
+
 -- pg.start(t, names) -> {name = {name=, port=, conninfo=}, dir=}
 function pg.start(t, names)
+    reap_orphans()
     serial = serial + 1
     local dir = string.format("/tmp/atlas-pg-%d-%d", sys.getpid(), serial)
     -- Registered first: a start that fails half-way is cleaned up too.
