@@ -58,6 +58,7 @@ return atlas.playbook {
                 local spec, label = target(ctx)
                 local db <close> = sql.connect(spec)
                 report = { label = label, connections = replication.connections(db) }
+                report.clients = replication.connections_by_client(db)
                 report.idle = replication.idle_in_transaction(db, ctx.params.idle_in_transaction_seconds)
                 report.long = replication.long_transactions(db, ctx.params.idle_in_transaction_seconds)
                 for _, row in ipairs(report.connections.by_state) do
@@ -65,6 +66,14 @@ return atlas.playbook {
                 end
                 atlas.log("%s: total=%d max_connections=%d reserved=%d", label, report.connections.total,
                     report.connections.max_connections, report.connections.reserved)
+                for i, row in ipairs(report.clients) do
+                    if i > 5 then
+                        break
+                    end
+                    atlas.log("%s: %d from %s as %s at %s (active %d, idle %d, idle in transaction %d)", label,
+                        row.total, row.application_name ~= "" and row.application_name or "(no name)", row.usename,
+                        row.client_addr, row.active, row.idle, row.idle_in_transaction)
+                end
             end,
         },
         {

@@ -289,6 +289,20 @@ GROUP BY 1 ORDER BY 2 DESC, 1]])
         headroom_percent = available > 0 and (headroom * 100.0 / available) or 0 }
 end
 
+-- connections_by_client(conn) -> {{application_name=, usename=, client_addr=, total=,
+--                                  active=, idle=, idle_in_transaction=}, ...}
+-- Who holds the connections, most first: the pool that ran dry shows here.
+function M.connections_by_client(conn)
+    return conn:query([[/* atlas:connections_by_client */ SELECT coalesce(application_name, '') AS application_name,
+  coalesce(usename, '') AS usename, coalesce(host(client_addr), 'local') AS client_addr,
+  count(*)::int AS total,
+  count(*) FILTER (WHERE state = 'active')::int AS active,
+  count(*) FILTER (WHERE state = 'idle')::int AS idle,
+  count(*) FILTER (WHERE state LIKE 'idle in transaction%')::int AS idle_in_transaction
+FROM pg_stat_activity WHERE backend_type = 'client backend'
+GROUP BY 1, 2, 3 ORDER BY total DESC, 1, 2, 3 LIMIT 20]])
+end
+
 -- idle_in_transaction(conn, min_seconds) -> sessions idle inside a transaction
 function M.idle_in_transaction(conn, min_seconds)
     return conn:query([[/* atlas:idle_in_transaction */ SELECT pid, usename, application_name,

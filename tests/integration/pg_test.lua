@@ -158,6 +158,9 @@ t.case("diag_connection_pool counts what pg_stat_activity shows", function()
     t.match(r.stdout, "total=" .. expected .. " max_connections=50 reserved=3")
     t.match(r.stdout, "pid " .. pid .. " %(atlas_admin, atlas%-run, 127%.0%.0%.1/32%) idle in transaction")
     t.match(r.stdout, "headroom=" .. (47 - tonumber(expected)) .. " of 47 usable connections")
+    local from_us = tonumber(pg.psql(eu, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'atlas-run' AND backend_type = 'client backend'"))
+    -- Ours (idle in transaction) plus the playbook's own, active while it looked.
+    t.match(r.stdout, string.format("%d from atlas%%-run as atlas_admin at 127%%.0%%.0%%.1 %%(active 1, idle 0, idle in transaction 1%%)", from_us + 1))
     r = t.run { DIAG_POOL, "target=" .. eu.conninfo, "critical_headroom_percent=99" }
     t.eq(r.code, 5, "critical below the headroom threshold:\n" .. r.stdout)
 end)

@@ -168,6 +168,8 @@ t.case("diag_connection_pool: idle-in-transaction sessions and exhausted headroo
     t.match(text, "eu%-west%-1: 3503 active")
     t.match(text, "eu%-west%-1: 40 idle in transaction")
     t.match(text, "idle in transaction for 600 s")
+    t.match(text, "eu%-west%-1: 3500 from atlas%-crm as atlas_admin at 10%.0%.2%.15 %(active 3500, idle 0, idle in transaction 0%)")
+    t.match(text, "eu%-west%-1: 40 from atlas%-crm%-batch as atlas_admin at 10%.0%.2%.15 %(active 0, idle 0, idle in transaction 40%)")
     t.match(tostring(result.error), "only 41 connections left")
     -- Another region's database is not affected.
     result = t.run_playbook(DIAG_POOL, { region = "us-east-1" }, { world = world })

@@ -386,6 +386,40 @@ function answers.connections_by_state(c)
     return rows
 end
 
+function answers.connections_by_client(c)
+    local groups, order = {}, {}
+    for _, s in ipairs(c.db.sessions) do
+        local addr = s.client_addr and s.client_addr:gsub("/%d+$", "") or "local"
+        local key = table.concat({ s.application_name or "", s.usename or "", addr }, "\0")
+        local g = groups[key]
+        if not g then
+            g = { application_name = s.application_name or "", usename = s.usename or "", client_addr = addr,
+                total = 0, active = 0, idle = 0, idle_in_transaction = 0 }
+            groups[key] = g
+            order[#order + 1] = g
+        end
+        g.total = g.total + 1
+        if s.state == "active" then
+            g.active = g.active + 1
+        elseif s.state == "idle" then
+            g.idle = g.idle + 1
+        elseif s.state and s.state:find("^idle in transaction") then
+            g.idle_in_transaction = g.idle_in_transaction + 1
+        end
+    end
+    table.sort(order, function(a, b)
+        if a.total ~= b.total then
+            return a.total > b.total
+        end
+        return a.application_name .. a.usename .. a.client_addr < b.application_name .. b.usename .. b.client_addr
+    end)
+    local rows = {}
+    for i = 1, math.min(20, #order) do
+        rows[i] = order[i]
+    end
+    return rows
+end
+
 function answers.connection_limits(c)
     return { { max_connections = c.db.max_connections, reserved = c.db.reserved } }
 end
