@@ -38,6 +38,8 @@ struct buffer {
 /* One request in flight (or ready for the next). */
 struct transfer {
     CURL *easy;
+    char *default_ca; /* libcurl's built-in CA bundle, restored after a ca_file request */
+    int custom_ca;
     struct curl_slist *headers;
     struct buffer body;
     struct buffer head; /* header lines of the final response */
@@ -119,6 +121,7 @@ state_close(lua_State *L)
         if (t->easy != NULL)
             curl_easy_cleanup(t->easy);
         curl_slist_free_all(t->headers);
+        free(t->default_ca);
         buffer_free(&t->body);
         buffer_free(&t->head);
         free(t);
@@ -218,7 +221,8 @@ struct request_opts {
     size_t body_len;
     long timeout_ms, connect_timeout_ms;
     int allow_http;
-    int headers; /* stack index of the headers table, 0 if none */
+    const char *ca_file; /* another trust anchor (AWS_CA_BUNDLE); verification stays on */
+    int headers;         /* stack index of the headers table, 0 if none */
 };
 
 static long
@@ -263,6 +267,11 @@ read_request(lua_State *L, int idx, struct request_opts *o)
     o->connect_timeout_ms = field_ms(L, idx, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS);
     lua_getfield(L, idx, "allow_http");
     o->allow_http = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "ca_file");
+    o->ca_file = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
+    if (!lua_isnil(L, -1) && o->ca_file == NULL)
+        luaL_error(L, "atlas.curl: field 'ca_file' must be a path");
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "headers") == LUA_TNIL) {
         o->headers = 0;
@@ -448,6 +457,12 @@ slot_easy(lua_State *L, struct curl_state *st, struct transfer *t)
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+    {
+        char *ca = NULL;
+        if (curl_easy_getinfo(e, CURLINFO_CAINFO, &ca) == CURLE_OK && ca != NULL &&
+            (t->default_ca = strdup(ca)) == NULL)
+            luaL_error(L, "atlas.curl: out of memory");
+    }
     return e;
 }
 
@@ -479,6 +494,9 @@ prepare(lua_State *L, struct curl_state *st, struct transfer *t, int idx)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o.timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    if (o.ca_file != NULL || t->custom_ca)
+        curl_easy_setopt(e, CURLOPT_CAINFO, o.ca_file ? o.ca_file : t->default_ca);
+    t->custom_ca = o.ca_file != NULL;
     set_method(e, &o);
 }
 
@@ -685,7 +703,7 @@ succeeded(const struct transfer *t)
     return t->policy == NULL && t->result == CURLE_OK;
 }
 
-/* request{method, url, headers, body, timeout, connect_timeout, allow_http}
+/* request{method, url, headers, body, timeout, connect_timeout, allow_http, ca_file}
  * -> {status, headers, body, elapsed, reused} | nil, message, code, sent */
 static int
 l_request(lua_State *L)

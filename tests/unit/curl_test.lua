@@ -116,6 +116,30 @@ t.case("request_many: failures are tables in place, successes unaffected", funct
     t.eq(curl.request_many {}, {})
 end)
 
+t.case("three endpoints at once: each keeps its own connection across rounds", function()
+    local bases = {server(), server(), server()}
+    local function round()
+        local reqs = {}
+        for i, base in ipairs(bases) do
+            reqs[i] = {url = base .. "/echo", method = "POST", body = tostring(i)}
+        end
+        return curl.request_many(reqs)
+    end
+    local before = curl.stats()
+    local first = round()
+    for i = 1, 3 do
+        t.eq({first[i].status, first[i].reused, json.decode(first[i].body).body}, {200, false, tostring(i)})
+    end
+    for _ = 1, 3 do
+        local again = round()
+        for i = 1, 3 do
+            t.eq({again[i].reused, json.decode(again[i].body).connection},
+                 {true, json.decode(first[i].body).connection})
+        end
+    end
+    t.eq(delta(before, curl.stats()), {connects = 3, reuses = 9, requests = 12})
+end)
+
 t.case("keep-alive is shared between request and request_many", function()
     local base = server()
     curl.request {url = base .. "/echo"}
@@ -201,15 +225,37 @@ t.case("large bodies arrive whole", function()
     t.eq(res.body, "xxxxxxxxxx")
 end)
 
-t.case("TLS verification is on: a self-signed server is refused before sending", function()
+-- A throwaway CA-less certificate for localhost, and an HTTPS test server using it.
+local function tls_server()
     local dir = t.tmpdir()
-    local ok = os.execute("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 1 -keyout '"
-        .. dir .. "/key.pem' -out '" .. dir .. "/cert.pem' >/dev/null 2>&1")
+    local ok = os.execute("openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -addext "
+        .. "subjectAltName=DNS:localhost -days 1 -keyout '" .. dir .. "/key.pem' -out '" .. dir
+        .. "/cert.pem' >/dev/null 2>&1")
     t.ok(ok, "openssl could not make a certificate")
     local port = t.server({"python3", server_script, "PORT", "--tls", dir .. "/cert.pem", dir .. "/key.pem"})
-    local res, msg, code, sent = curl.request {url = "https://localhost:" .. port .. "/echo", method = "POST", body = "x"}
+    return "https://localhost:" .. port, dir .. "/cert.pem"
+end
+
+t.case("TLS verification is on: an unknown certificate is refused before sending", function()
+    local base = tls_server()
+    local res, msg, code, sent = curl.request {url = base .. "/echo", method = "POST", body = "x"}
     t.eq({res, code, sent}, {nil, "tls", false})
     t.match(msg, "certificate")
+end)
+
+t.case("TLS: ca_file trusts another anchor, connections are kept alive, and the default comes back", function()
+    local base, ca = tls_server()
+    local before = curl.stats()
+    local first = curl.request {url = base .. "/echo", ca_file = ca}
+    t.ok(first, "https with ca_file failed")
+    t.eq(first.status, 200)
+    local second = curl.request {url = base .. "/echo", ca_file = ca}
+    t.eq(second.reused, true)
+    t.eq(delta(before, curl.stats()), {connects = 1, reuses = 1, requests = 2})
+    -- without ca_file the live connection must not be reused: verification applies again
+    local res, _, code = curl.request {url = base .. "/echo"}
+    t.eq({res, code}, {nil, "tls"})
+    t.ok(curl.request {url = base .. "/echo", ca_file = ca}, "ca_file again")
 end)
 
 t.case("misuse raises", function()
