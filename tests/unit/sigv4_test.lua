@@ -232,3 +232,29 @@ t.case("misuse raises", function()
     t.raises(function() sign {url = "not a url"} end, "absolute")
     t.raises(function() sign {credentials = {access_key_id = "A"}} end, "secret_access_key")
 end)
+
+t.case("random urls and headers never crash the signer", function()
+    math.randomseed(7)
+    local alphabet = "/.%?&=#:@[]abcXYZ019 ~\0\255-_+"
+    local function junk(n)
+        local out = {}
+        for i = 1, n do
+            local k = math.random(#alphabet)
+            out[i] = alphabet:sub(k, k)
+        end
+        return table.concat(out)
+    end
+    local signed = 0
+    for _ = 1, 3000 do
+        local ok, added = pcall(sigv4.sign, {
+            method = "GET", url = "https://h" .. junk(math.random(0, 30)), body = junk(5),
+            headers = {[junk(4) .. "x"] = junk(math.random(0, 10)), Multi = {junk(3), junk(3)}},
+            region = "r", service = "s", time = T, credentials = creds,
+        })
+        if ok then
+            signed = signed + 1
+            t.match(added.Authorization, "Signature=%x+$")
+        end
+    end
+    t.ok(signed > 2500, "most random requests must sign, got " .. signed)
+end)
