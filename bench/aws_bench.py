@@ -58,7 +58,11 @@ def figure(stdout, name):
 def main():
     env = dict(os.environ, N=str(N))
     atlas_warm, boto_warm, atlas_one, boto_one, atlas_dr, cli_dr, rss = [], [], [], [], [], [], []
+    floor = []
     for _ in range(REPEAT):
+        if os.environ.get("AWS_CURL_FLOOR"):
+            floor.append(figure(run([os.environ["AWS_CURL_FLOOR"], os.environ["AWS_ENDPOINT_URL"] + "/moto-api/data.json",
+                                     str(N)])[3], "curl_floor_cpu_us_per_call"))
         atlas_warm.append(figure(run([ATLAS, "-e", 'dofile("bench/aws_cpu.lua")'], env)[3], "atlas_cpu_us_per_call"))
         boto_warm.append(figure(run([sys.executable, "bench/aws_cpu_boto3.py"], env)[3], "boto3_cpu_us_per_call"))
         atlas_one.append(run([ATLAS, "-e", ONE_CALL_LUA])[1] * 1000)
@@ -77,6 +81,9 @@ def main():
     print(f"rounds: {REPEAT} interleaved; warm loops: {N} DescribeServices calls after 20 warm-up calls")
     print(f"client CPU per DescribeServices call (warm process): atlas-run {med(atlas_warm):.0f} us, "
           f"boto3 {med(boto_warm):.0f} us -> atlas/boto3 = 1/{med(boto_warm) / med(atlas_warm):.1f} (goal <= 1/20)")
+    if floor:
+        print(f"floor: a bare libcurl easy_perform loop against the same moto: {med(floor):.0f} us CPU per request "
+              f"(every request a new TCP connection: moto sends Connection: close)")
     print(f"CPU of a whole process making one call: atlas-run {med(atlas_one):.1f} ms, "
           f"python3+boto3 {med(boto_one):.0f} ms -> 1/{med(boto_one) / med(atlas_one):.0f}")
     print(f"DR sequence wall: atlas-run {med(atlas_dr):.0f} ms, aws-cli (4 commands) {med(cli_dr):.0f} ms "
@@ -86,6 +93,8 @@ def main():
     print("raw: atlas one-call ms", [round(x, 1) for x in atlas_one], "boto3 one-call ms", [round(x) for x in boto_one])
     print("raw: atlas DR ms", [round(x) for x in atlas_dr], "aws-cli DR ms", [round(x) for x in cli_dr])
     print("raw: atlas peak RSS KiB", rss)
+    if floor:
+        print("raw: libcurl floor us", [round(x) for x in floor])
 
 
 if __name__ == "__main__":
