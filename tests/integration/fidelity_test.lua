@@ -106,11 +106,45 @@ local function failover()
                                               timeout = 600 }
 end
 
+-- The read calls of the runbook, made raw so their responses can be checked
+-- against the botocore output shapes (tests/support/validate_shapes.py).
+local READS = {
+    { "ecs", "DescribeServices", "us-east-1", { cluster = "atlas-crm-production-cluster-us-east-1",
+                                                services = { "atlas-crm-production-service-us-east-1" } } },
+    { "ecs", "ListTaskDefinitions", "us-east-1", { familyPrefix = "atlas-crm-production-us-east-1" } },
+    { "ecs", "DescribeTaskDefinition", "us-east-1", { taskDefinition = "atlas-crm-production-us-east-1" } },
+    { "route53", "ListHostedZonesByName", "us-east-1", { DNSName = "atlas-crm.com" } },
+    { "route53", "ListHealthChecks", "us-east-1", {} },
+    { "rds", "DescribeDBInstances", "eu-west-1", {} },
+    { "rds", "DescribeDBSnapshots", "eu-west-1", { DBInstanceIdentifier = "atlas-production-db-eu-west-1" } },
+    { "cloudwatch", "DescribeAlarms", "eu-west-1", {} },
+    { "cloudwatch", "GetMetricStatistics", "eu-west-1", function()
+        return { Namespace = "AtlasCRM/Production", MetricName = "CrossRegionLatency",
+                 Dimensions = { { Name = "Region", Value = "eu-west-1" } }, StartTime = runtime.now() - 3600,
+                 EndTime = runtime.now() + 60, Period = 3600, Statistics = { "Average", "Maximum" } }
+    end },
+    { "logs", "FilterLogEvents", "eu-west-1", { logGroupName = "/ecs/atlas-crm-production-eu-west-1", limit = 5 } },
+    { "secretsmanager", "GetSecretValue", "eu-west-1", { SecretId = "atlas-db-master-password" } },
+    { "sts", "GetCallerIdentity", "us-east-1", {} },
+    { "events", "DescribeRule", "eu-west-1", { Name = "atlas-production-failover-schedule" } },
+    { "lambda", "Invoke", "eu-west-1", { FunctionName = "atlas-production-failover-orchestrator", Payload = "{}" } },
+}
+
+local function read_all(label, out)
+    for _, r in ipairs(READS) do
+        local params = type(r[4]) == "function" and r[4]() or r[4]
+        local resp = aws.call { service = r[1], action = r[2], region = r[3], params = params }
+        out[#out + 1] = { label = label, service = r[1], action = r[2], response = resp }
+    end
+end
+
 -- Both runs happen in the file body: the case below compares them.
 local moto_before, moto_after, mock_before, mock_after
+local responses = {}
 
 t.case("run the scenario against moto", function()
     dofile("tests/support/moto_world.lua")(t)
+    read_all("moto", responses)
     moto_before = observe()
     failover()
     moto_after = observe()
@@ -120,6 +154,7 @@ t.case("run the scenario against the mock world", function()
     local World = require "atlas.mock.world"
     runtime.use_world(World.new { scenario = "healthy" })
     t.defer(function() runtime.use_real() end)
+    read_all("mock", responses)
     mock_before = observe()
     failover()
     mock_after = observe()
@@ -135,4 +170,28 @@ t.case("moto and the mock world end in the same state", function()
     t.eq(mock_after, moto_after)
     t.eq(moto_after.dns["api.atlas-crm.com./eu-west-1"].values, { "us-east-1.atlas-crm.com" })
     t.eq(moto_after.ecs["us-east-1"].runningCount, 6)
+end)
+
+t.case("every response, from moto through atlas and from the mock, fits the botocore output shape", function()
+    t.eq(#responses, 2 * #READS)
+    local path = t.tmpdir() .. "/responses.json"
+    t.write_file(path, require("atlas.json").encode(responses))
+    local r = t.spawn({ "python3", "tests/support/validate_shapes.py", path }, { timeout = 60 })
+    t.eq(r.code, 0, r.stderr)
+    t.eq(require("atlas.json").decode(r.stdout), {})
+end)
+
+t.case("the shape check itself catches unknown members and wrong scalar types", function()
+    local path = t.tmpdir() .. "/bad.json"
+    t.write_file(path, require("atlas.json").encode { {
+        label = "bad", service = "rds", action = "DescribeDBInstances",
+        response = { DBInstances = { { MultiAZ = "true", AllocatedStorage = 20, Bogus = 1 } } },
+    } })
+    local r = t.spawn({ "python3", "tests/support/validate_shapes.py", path }, { timeout = 60 })
+    local problems = require("atlas.json").decode(r.stdout)
+    table.sort(problems)
+    t.eq(problems, {
+        "bad rds DescribeDBInstances.DBInstances[0].Bogus: not a member of DBInstance",
+        "bad rds DescribeDBInstances.DBInstances[0].MultiAZ: Boolean is a boolean, got str 'true'",
+    })
 end)
