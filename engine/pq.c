@@ -448,6 +448,25 @@ push_value(lua_State *L, Oid type, const char *text, size_t len)
     }
 }
 
+/* Pushes one row as a table keyed by column name; the names are on the
+ * stack from index names, the column types in types. */
+static void
+push_row(lua_State *L, const PGresult *res, int row, int names, const Oid *types)
+{
+    int ncols = PQnfields(res);
+    lua_createtable(L, 0, ncols);
+    for (int col = 0; col < ncols; col++) {
+        lua_pushvalue(L, names + col);
+        size_t len = (size_t)PQgetlength(res, row, col);
+        /* Only an empty value can be NULL: skip the call otherwise. */
+        if (len == 0 && PQgetisnull(res, row, col))
+            atlas_pushnull(L);
+        else
+            push_value(L, types[col], PQgetvalue(res, row, col), len);
+        lua_rawset(L, -3);
+    }
+}
+
 /* Pushes the rows: an array of tables keyed by column name. */
 static void
 push_rows(lua_State *L, const PGresult *res)
@@ -464,17 +483,7 @@ push_rows(lua_State *L, const PGresult *res)
     }
     lua_createtable(L, nrows, 0);
     for (int row = 0; row < nrows; row++) {
-        lua_createtable(L, 0, ncols);
-        for (int col = 0; col < ncols; col++) {
-            lua_pushvalue(L, names + col);
-            size_t len = (size_t)PQgetlength(res, row, col);
-            /* Only an empty value can be NULL: skip the call otherwise. */
-            if (len == 0 && PQgetisnull(res, row, col))
-                atlas_pushnull(L);
-            else
-                push_value(L, types[col], PQgetvalue(res, row, col), len);
-            lua_rawset(L, -3);
-        }
+        push_row(L, res, row, names, types);
         lua_rawseti(L, -2, row + 1);
     }
     /* Drop the types and names, keeping the rows. */
@@ -582,6 +591,158 @@ finish_statement(lua_State *L, Conn *c, double timeout, double deadline)
     return 2;
 }
 
+/* A query's rows are converted as they arrive (libpq's single-row mode), so
+ * the conversion overlaps the server still producing and sending them,
+ * rather than starting only once the last one is in. */
+struct stream {
+    PGconn *conn;
+    struct wait_state ws;
+    ResultBox *row_box;   /* the row being converted */
+    ResultBox *final_box; /* the closing result, or the first error */
+    int lost;
+    int gc_paused;
+};
+
+/* Rows beyond which the collector is paused while a result streams in:
+ * otherwise every incremental cycle re-marks all the rows made so far. */
+#define PAUSE_GC_AFTER_ROWS 1000
+
+static int
+is_error_status(ExecStatusType status)
+{
+    return status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
+           status == PGRES_NONFATAL_ERROR;
+}
+
+/* Stack: 1 = struct stream (light userdata); upvalue 1 = json decode.
+ * Returns the rows table; may raise (out of memory, a JSON decode error):
+ * the caller runs it protected and restarts the collector. */
+static int
+stream_rows(lua_State *L)
+{
+    struct stream *st = lua_touserdata(L, 1);
+    lua_newtable(L); /* 2: rows */
+    int names = 0;   /* stack index of the first column name, once known */
+    lua_Integer count = 0;
+    for (;;) {
+        if (await_result(st->conn, &st->ws) == STOP_LOST) {
+            st->lost = 1;
+            break;
+        }
+        PGresult *res = PQgetResult(st->conn);
+        if (res == NULL)
+            break;
+        ExecStatusType status = PQresultStatus(res);
+        if (status == PGRES_SINGLE_TUPLE) {
+            result_box_set(st->row_box, res);
+            if (names == 0) {
+                int ncols = PQnfields(res);
+                luaL_checkstack(L, ncols + 8, "too many columns");
+                Oid *types = push_scratch(L, sizeof(Oid) * (size_t)ncols); /* 3 */
+                names = lua_gettop(L) + 1;
+                for (int col = 0; col < ncols; col++) {
+                    lua_pushstring(L, PQfname(res, col));
+                    types[col] = PQftype(res, col);
+                }
+            }
+            push_row(L, res, 0, names, lua_touserdata(L, 3));
+            lua_rawseti(L, 2, ++count);
+            if (count == PAUSE_GC_AFTER_ROWS && lua_gc(L, LUA_GCISRUNNING)) {
+                lua_gc(L, LUA_GCSTOP);
+                st->gc_paused = 1;
+            }
+        } else if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT ||
+                   status == PGRES_COPY_BOTH) {
+            PQclear(res);
+            st->ws.copy_refused = 1;
+            if (!leave_copy(st->conn, status, &st->ws)) {
+                st->lost = 1;
+                break;
+            }
+        } else if (st->final_box->res == NULL ||
+                   !is_error_status(PQresultStatus(st->final_box->res))) {
+            result_box_set(st->final_box, res);
+        } else {
+            PQclear(res); /* after the first error */
+        }
+    }
+    result_box_set(st->row_box, NULL);
+    lua_settop(L, 2);
+    return 1;
+}
+
+/* Reads and drops whatever the statement still sends, so the connection is
+ * idle again after a conversion raised half-way. */
+static void
+drain_results(PGconn *conn, struct wait_state *ws)
+{
+    for (;;) {
+        if (await_result(conn, ws) == STOP_LOST)
+            return;
+        PGresult *res = PQgetResult(conn);
+        if (res == NULL)
+            return;
+        ExecStatusType status = PQresultStatus(res);
+        PQclear(res);
+        if ((status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) &&
+            !leave_copy(conn, status, ws))
+            return;
+    }
+}
+
+/* Finishes a query sent in single-row mode: rows, info | nil, errtable. */
+static int
+finish_streamed_query(lua_State *L, Conn *c, double timeout, double deadline)
+{
+    struct stream st = {.conn = c->conn, .lost = 0, .gc_paused = 0};
+    st.ws = (struct wait_state){
+        .deadline = deadline, .cancel_at = 0, .why = STOP_NONE, .copy_refused = 0};
+    st.row_box = push_result_box(L);
+    st.final_box = push_result_box(L);
+    lua_pushvalue(L, JSON_DECODE_UPVALUE);
+    lua_pushcclosure(L, stream_rows, 1);
+    lua_pushlightuserdata(L, &st);
+    int status = lua_pcall(L, 1, 1, 0);
+    if (st.gc_paused)
+        lua_gc(L, LUA_GCRESTART);
+    if (status != LUA_OK) {
+        if (!st.lost)
+            drain_results(c->conn, &st.ws);
+        return lua_error(L);
+    }
+    if (st.lost) {
+        push_connection_error(L, c->conn, "08006", "connection lost");
+        mark_stop_reason(L, &st.ws, timeout);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "connection_lost");
+        PQfinish(c->conn);
+        c->conn = NULL;
+        return 2;
+    }
+    PGresult *res = st.final_box->res;
+    if (st.ws.copy_refused) {
+        push_connection_error(L, c->conn, "0A000", "");
+        lua_pushliteral(L, "COPY FROM STDIN / TO STDOUT is not supported (COPY to or from a "
+                           "server file, or SELECT, instead)");
+        lua_setfield(L, -2, "message");
+        return 2;
+    }
+    if (res == NULL)
+        return push_connection_error(L, c->conn, "08006", "no result from server");
+    if (is_error_status(PQresultStatus(res))) {
+        push_result_error(L, c->conn, res);
+        mark_stop_reason(L, &st.ws, timeout);
+        if (PQstatus(c->conn) == CONNECTION_BAD) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, "connection_lost");
+        }
+        return 2;
+    }
+    push_result_info(L, res);
+    result_box_set(st.final_box, NULL);
+    return 2;
+}
+
 static double
 deadline_from(lua_State *L, int arg, double *timeout)
 {
@@ -644,6 +805,8 @@ conn_query(lua_State *L)
                            : PQsendQueryParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
     if (!sent)
         return push_connection_error(L, c->conn, "08006", "could not send the query");
+    if (PQsetSingleRowMode(c->conn))
+        return finish_streamed_query(L, c, timeout, deadline);
     return finish_statement(L, c, timeout, deadline);
 }
 

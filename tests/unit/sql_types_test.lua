@@ -196,3 +196,13 @@ t.case("a large result converts every row and leaves the collector running", fun
     t.match(rows[1].ts, "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d")
     t.eq(collectgarbage("isrunning"), true)
 end)
+
+t.case("an error after rows have streamed in discards them, restarts the collector, keeps the connection", function()
+    -- Rows arrive and are converted one by one; row 2500 divides by zero.
+    local err = t.raises(function()
+        db:query("SELECT g, 1 / (2500 - g) AS x FROM generate_series(1, 3000) g")
+    end)
+    t.eq(err.sqlstate, "22012")
+    t.eq(collectgarbage("isrunning"), true)
+    t.eq(db:query("SELECT 42 AS answer")[1].answer, 42)
+end)
