@@ -102,3 +102,71 @@ t.case("pagination: limit caps the total", function()
     fake_pages { { events = { { message = "1" }, { message = "2" } }, nextToken = "n" } }
     t.eq(#require("atlas.logs").filter_log_events { region = "eu-west-1", logGroupName = "g", limit = 3 }, 3)
 end)
+
+-- ---- clock skew and expired credentials, with a fake transport -------------------
+
+local function fake_http(answers)
+    local saved_http, saved_skew = wire.http, wire.clock_skew
+    local credentials = require "atlas.aws.credentials"
+    local saved_env = credentials.getenv
+    local key = "AKIA1"
+    credentials.getenv = function(k)
+        return ({ AWS_ACCESS_KEY_ID = key, AWS_SECRET_ACCESS_KEY = "s", AWS_EC2_METADATA_DISABLED = "true" })[k]
+    end
+    credentials.reset()
+    local seen = {}
+    wire.http = { request = function(http)
+        seen[#seen + 1] = http.headers
+        local a = answers[#seen]
+        return { status = a[1], headers = a[2] or {}, body = a[3] or "", elapsed = 0, reused = false }
+    end }
+    t.defer(function()
+        wire.http, wire.clock_skew, credentials.getenv = saved_http, saved_skew, saved_env
+        credentials.reset()
+    end)
+    with_env {}
+    return seen, function(k) key = k end
+end
+
+t.case("a RequestTimeTooSkewed answer corrects the signing clock and is retried once", function()
+    local seen = fake_http {
+        { 400, { date = "Fri, 01 Jan 2100 00:00:00 GMT", ["x-amzn-requestid"] = "r" },
+          '{"__type":"InvalidSignatureException","message":"Signature expired"}' },
+        { 200, {}, '{"services":[],"failures":[]}' },
+    }
+    local r = require("atlas.aws").call { service = "ecs", action = "UpdateService", region = "us-east-1",
+                                          params = { service = "s" } }
+    t.eq(r, { services = {}, failures = {} })
+    t.eq(#seen, 2, "retried once, although UpdateService is not idempotent")
+    t.match(seen[1]["X-Amz-Date"] or seen[1]["x-amz-date"], "^20")
+    t.match(seen[2]["X-Amz-Date"] or seen[2]["x-amz-date"], "^2100010")
+    t.ok(wire.clock_skew > 0)
+end)
+
+t.case("expired credentials are resolved again and the call retried once", function()
+    local seen, set_key = fake_http {
+        { 400, {}, '{"__type":"ExpiredTokenException","message":"The security token included in the request is expired"}' },
+        { 200, {}, '{"services":[],"failures":[]}' },
+    }
+    local aws = require "atlas.aws"
+    local saved = package.loaded["atlas.aws.wire"]
+    -- the key rotates between the two attempts, as a refreshed role session would
+    local invoke = wire.invoke
+    local n = 0
+    wire.invoke = function(req)
+        n = n + 1
+        if n == 2 then set_key("AKIA2") end
+        return invoke(req)
+    end
+    t.defer(function() wire.invoke = invoke; package.loaded["atlas.aws.wire"] = saved end)
+    aws.call { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {} }
+    t.eq(#seen, 2)
+    t.match(seen[1].Authorization, "Credential=AKIA1/")
+    t.match(seen[2].Authorization, "Credential=AKIA2/")
+end)
+
+t.case("HTTP dates parse as UTC", function()
+    t.eq(wire.parse_http_date("Thu, 01 Jan 1970 00:01:00 GMT"), 60)
+    t.eq(wire.parse_http_date("Thu, 26 Nov 2026 02:23:34 GMT"), 1795659814)
+    t.eq(wire.parse_http_date("garbage"), nil)
+end)

@@ -89,6 +89,12 @@ end
 -- did not act on it: the connection never carried it (sent == false), or the
 -- service answered with a throttling error, which means "not executed".
 function M.retry_decision(req, err, attempt)
+    -- The backend fixed the cause (clock skew, expired credentials): one immediate retry;
+    -- the service refused the request, so repeating it is safe even when it mutates.
+    if err.fixed and not req.fixed_once then
+        req.fixed_once = true
+        return 0
+    end
     local class = M.classify(err)
     err.retryable = class ~= nil
     if not class then return nil, "not retryable" end

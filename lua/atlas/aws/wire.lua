@@ -14,10 +14,46 @@ M.defaults = { timeout = 30, connect_timeout = 5 }
 -- Tests replace this to resolve endpoints under a controlled environment.
 M.getenv = os.getenv
 
+-- Seconds to add to the local clock when signing, learnt from a service that
+-- said our clock is off (RequestTimeTooSkewed and friends), as the SDKs do.
+M.clock_skew = 0
+
 local sigv4, curl
 local function natives()
     sigv4 = sigv4 or require "atlas.sigv4"
-    curl = curl or require "atlas.curl"
+    -- M.http replaces libcurl in tests (same request/request_many contract)
+    curl = M.http or require "atlas.curl"
+end
+
+local SKEW_CODES = { RequestTimeTooSkewed = true, RequestExpired = true, InvalidSignatureException = true,
+                     SignatureDoesNotMatch = true, RequestInTheFuture = true, AuthFailure = true }
+local EXPIRED_CODES = { ExpiredToken = true, ExpiredTokenException = true }
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
+                 Nov = 11, Dec = 12 }
+
+-- "Thu, 26 Nov 2026 02:23:34 GMT" -> Unix seconds
+function M.parse_http_date(s)
+    local d, mon, y, h, mi, sec = tostring(s):match("(%d+) (%a+) (%d+) (%d+):(%d+):(%d+)")
+    if not d or not MONTHS[mon] then return nil end
+    return credentials.parse_time(string.format("%s-%02d-%02dT%s:%s:%s", y, MONTHS[mon], tonumber(d), h, mi, sec))
+end
+
+-- Marks an error atlas.aws may retry at once because its cause is fixed here:
+-- a clock off by more than a minute (now corrected) or expired credentials
+-- (now dropped from the cache, so the next attempt resolves them again).
+local function learn_from(err, resp, req)
+    if SKEW_CODES[err.code] then
+        local server = M.parse_http_date(resp.headers["date"])
+        local here = os.time() + M.clock_skew
+        if server and math.abs(server - here) > 60 then
+            M.clock_skew = server - os.time()
+            err.fixed = "clock skew corrected by " .. M.clock_skew .. " s"
+        end
+    elseif EXPIRED_CODES[err.code] and not req.credentials then
+        credentials.reset()
+        err.fixed = "expired credentials dropped"
+    end
+    return err
 end
 
 local function is_loopback(host)
@@ -110,6 +146,7 @@ local function prepare(req)
     local added = sigv4.sign {
         method = http.method, url = url, headers = http.headers, body = http.body,
         region = ep.signing_region, service = svc.signing_name, credentials = creds,
+        time = M.clock_skew ~= 0 and (os.time() + M.clock_skew) or nil,
     }
     for k, v in pairs(added) do http.headers[k] = v end
     -- No body at all on GET/DELETE, so that libcurl adds no Content-Type or Content-Length of its own.
@@ -123,7 +160,9 @@ local function prepare(req)
 end
 
 local function finish(svc, req, resp)
-    return protocol.decode(svc, req.action, req.region, resp)
+    local v, err = protocol.decode(svc, req.action, req.region, resp)
+    if err then learn_from(err, resp, req) end
+    return v, err
 end
 
 -- invoke(req) -> response | nil, err
