@@ -27,6 +27,7 @@
 struct xml_parser {
     XML_Parser parser; /* NULL when closed */
     lua_State *L;
+    int keys;  /* stack index of "tag"; "attr", "text" and the shared empty attr table follow */
     int base;  /* stack index just below the root element */
     int depth; /* elements open; element d sits at base + d */
     char *text;
@@ -96,16 +97,23 @@ on_start(void *ud, const XML_Char *name, const XML_Char **attrs)
     for (i = 0; attrs[i] != NULL; i += 2)
         nattr++;
     lua_createtable(L, 0, 3);
+    lua_pushvalue(L, x->keys);
     lua_pushstring(L, local_name(name));
-    lua_setfield(L, -2, "tag");
-    lua_createtable(L, 0, nattr);
-    for (i = 0; attrs[i] != NULL; i += 2) {
-        if (is_namespace_declaration(attrs[i]))
-            continue;
-        lua_pushstring(L, attrs[i + 1]);
-        lua_setfield(L, -2, local_name(attrs[i]));
+    lua_rawset(L, -3);
+    lua_pushvalue(L, x->keys + 1);
+    if (nattr == 0) {
+        /* most AWS elements have no attributes: they share one frozen empty table */
+        lua_pushvalue(L, x->keys + 3);
+    } else {
+        lua_createtable(L, 0, nattr);
+        for (i = 0; attrs[i] != NULL; i += 2) {
+            if (is_namespace_declaration(attrs[i]))
+                continue;
+            lua_pushstring(L, attrs[i + 1]);
+            lua_setfield(L, -2, local_name(attrs[i]));
+        }
     }
-    lua_setfield(L, -2, "attr");
+    lua_rawset(L, -3);
 }
 
 static void XMLCALL
@@ -156,7 +164,9 @@ set_text(struct xml_parser *x, lua_State *L)
     } else {
         lua_pushlstring(L, s, len);
     }
-    lua_setfield(L, -2, "text");
+    lua_pushvalue(L, x->keys + 2);
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
 }
 
 static void XMLCALL
@@ -229,6 +239,11 @@ l_parse(lua_State *L)
 
     lua_settop(L, 1);
     x = get_parser(L);
+    lua_pushliteral(L, "tag");
+    lua_pushliteral(L, "attr");
+    lua_pushliteral(L, "text");
+    lua_pushvalue(L, lua_upvalueindex(2));
+    x->keys = 2;
     x->base = lua_gettop(L);
     do {
         size_t n = len - off > CHUNK ? CHUNK : len - off;
@@ -303,6 +318,12 @@ l_escape(lua_State *L)
     return 1;
 }
 
+static int
+frozen_newindex(lua_State *L)
+{
+    return luaL_error(L, "xml: the attr table of an element without attributes is read-only");
+}
+
 int
 luaopen_atlas_xml(lua_State *L)
 {
@@ -325,6 +346,12 @@ luaopen_atlas_xml(lua_State *L)
     if (luaL_newmetatable(L, PARSER_MT))
         luaL_setfuncs(L, parser_meta, 0);
     lua_setmetatable(L, -2);
-    luaL_setfuncs(L, funcs, 1);
+    /* the attr table of elements without attributes: shared, so it refuses writes */
+    lua_createtable(L, 0, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, frozen_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    luaL_setfuncs(L, funcs, 2);
     return 1;
 }

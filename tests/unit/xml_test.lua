@@ -100,6 +100,15 @@ t.case("depth bomb is refused with a position, and the limit is exactly 200", fu
          "line 1 column 601: elements nested too deeply (limit 200)")
 end)
 
+t.case("elements without attributes share one read-only empty attr table", function()
+    local tree = xml.parse("<a><b/><c k='v'/></a>")
+    t.eq(next(tree.attr), nil)
+    t.ok(rawequal(tree.attr, tree[1].attr), "shared")
+    t.raises(function() tree.attr.x = 1 end, "read%-only")
+    tree[2].attr.extra = "ok" -- an element's own attr table stays writable
+    t.eq(tree[2].attr, {k = "v", extra = "ok"})
+end)
+
 t.case("the parser is reusable after errors", function()
     for _ = 1, 3 do
         t.eq(select(2, xml.parse("<a><b></a>")), "line 1 column 9: mismatched tag")
