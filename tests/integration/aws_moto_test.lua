@@ -269,6 +269,20 @@ local function with_proxy()
     return proxy, plan, applied
 end
 
+t.case("connections are reused across calls (keep-alive through the proxy; moto itself closes them)", function()
+    local proxy = with_proxy()
+    local curl = require "atlas.curl"
+    local n = names("ap-southeast-1")
+    local before = curl.stats()
+    for _ = 1, 5 do
+        ecs.describe_services { region = "ap-southeast-1", endpoint = proxy, cluster = n.cluster, services = { n.service } }
+    end
+    local after = curl.stats()
+    t.eq(after.requests - before.requests, 5)
+    t.ok(after.reuses - before.reuses >= 4, "at least 4 of 5 calls on a reused connection")
+    t.ok(after.connects - before.connects <= 1, "at most one new connection")
+end)
+
 t.case("faults: throttling, 5xx and a reset on reads are retried until they succeed", function()
     local proxy, plan, applied = with_proxy()
     local n = names("eu-west-1")
