@@ -57,36 +57,48 @@ local sys = require "atlas.sys"
 local db = sql.connect("$conninfo")
 local query = "SELECT id, name FROM bench_rows WHERE id = \$1"
 for i = 1, 200 do db:query(query, i) end -- warm up, like pgbench's connection setup
-local started = sys.monotime()
+local started, cpu = sys.monotime(), os.clock()
 for i = 1, $QUERIES do
     local rows = db:query(query, math.random(1, $ROWS))
     assert(rows[1].id)
 end
 local full = $QUERIES / (sys.monotime() - started)
+local full_cpu = (os.clock() - cpu) / $QUERIES * 1e6
 -- The same through atlas.pq alone (no call event, no Lua layer): where the
 -- time goes, not the figure that counts.
 local native = db._native
-started = sys.monotime()
+started, cpu = sys.monotime(), os.clock()
 for i = 1, $QUERIES do
     local rows = native:query(query, { math.random(1, $ROWS) }, 1)
     assert(rows[1].id)
 end
-print(string.format("%.1f %.1f", full, $QUERIES / (sys.monotime() - started)))
+print(string.format("%.1f %.1f %.1f %.1f", full, $QUERIES / (sys.monotime() - started), full_cpu,
+    (os.clock() - cpu) / $QUERIES * 1e6))
 db:close()
 EOF
 
 pgbench_tps=""
+pgbench_cpu=""
 atlas_qps=""
 native_qps=""
+atlas_cpu=""
+native_cpu=""
 i=0
 while [ $i -lt "$REPEAT" ]; do
-    pgbench_tps="$pgbench_tps $(pgbench -n -c 1 -M extended -t "$QUERIES" -f "$work/select.sql" 2>/dev/null |
+    pgbench_tps="$pgbench_tps $(/usr/bin/time -f "%U %S" -o "$work/pgbench.time" \
+        pgbench -n -c 1 -M extended -t "$QUERIES" -f "$work/select.sql" 2>/dev/null |
         awk '/^tps/ && /without initial connection time|excluding connections establishing/ {printf "%.1f", $3}' | head -1)"
-    both=$("$ATLAS" --quiet -e "dofile('$work/select.lua')")
-    atlas_qps="$atlas_qps ${both% *}"
-    native_qps="$native_qps ${both#* }"
+    pgbench_cpu="$pgbench_cpu $(awk -v n="$QUERIES" '{printf "%.1f", ($1 + $2) / n * 1e6}' "$work/pgbench.time")"
+    set -- $("$ATLAS" --quiet -e "dofile('$work/select.lua')")
+    atlas_qps="$atlas_qps $1"
+    native_qps="$native_qps $2"
+    atlas_cpu="$atlas_cpu $3"
+    native_cpu="$native_cpu $4"
     i=$((i + 1))
 done
+cpu_pgbench=$(list "$pgbench_cpu" | median)
+cpu_atlas=$(list "$atlas_cpu" | median)
+cpu_native=$(list "$native_cpu" | median)
 pg_median=$(list "$pgbench_tps" | median)
 atlas_median=$(list "$atlas_qps" | median)
 native_median=$(list "$native_qps" | median)
@@ -142,9 +154,11 @@ cat <<EOF
 | --- | --- | --- | --- | --- | --- |
 | $QUERIES single-row parameterised SELECTs, one connection | $atlas_best queries/s | pgbench -n -c 1 -M extended: $pg_best tps | $ratio % | $atlas_median vs $pg_median: $median_ratio % | >= 90 % |
 | the same through atlas.pq alone (no Lua layer, no call event) | $native_best queries/s | | $native_ratio % | $native_median | (breakdown) |
+| client CPU per query (user + system, median) | atlas-run $cpu_atlas us, atlas.pq alone $cpu_native us | pgbench $cpu_pgbench us | | | (breakdown) |
 | $ROWS rows into Lua tables (whole process: start, connect, fetch, exit) | $fetch_best ms | psql -Atc > /dev/null: $psql_best ms | $(awk -v a="$fetch_best" -v p="$psql_best" 'BEGIN {printf "%.2fx psql time", a / p}') | $fetch_median vs $psql_median ms | <= 1.00x |
 | $ROWS rows, query + conversion only (in process) | $inproc_best ms | | | $inproc_median ms | |
 
 Runs: atlas qps [$atlas_qps ], atlas.pq alone qps [$native_qps ], pgbench tps [$pgbench_tps ],
+CPU us/query: atlas [$atlas_cpu ], atlas.pq alone [$native_cpu ], pgbench [$pgbench_cpu ],
 atlas fetch ms [$atlas_ms ], psql ms [$psql_ms ], in-process ms [$inproc_ms ].
 EOF
