@@ -242,6 +242,16 @@ field_ms(lua_State *L, int t, const char *key, long dflt)
     return ms;
 }
 
+/* Letters only: a method goes into the request line verbatim. */
+static int
+is_method_token(const char *m)
+{
+    const char *p = m;
+    while ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z'))
+        p++;
+    return p != m && *p == '\0' && p - m <= 16;
+}
+
 /* Reads the request table at `idx`; raises on misuse. Strings stay anchored in it. */
 static void
 read_request(lua_State *L, int idx, struct request_opts *o)
@@ -254,8 +264,8 @@ read_request(lua_State *L, int idx, struct request_opts *o)
     lua_pop(L, 1);
     lua_getfield(L, idx, "method");
     o->method = lua_isnil(L, -1) ? "GET" : lua_tostring(L, -1);
-    if (o->method == NULL)
-        luaL_error(L, "atlas.curl: field 'method' must be a string");
+    if (o->method == NULL || !is_method_token(o->method))
+        luaL_error(L, "atlas.curl: field 'method' must be an HTTP method name");
     lua_pop(L, 1);
     o->body_len = 0;
     lua_getfield(L, idx, "body");

@@ -263,6 +263,8 @@ t.case("misuse raises", function()
     t.raises(function() curl.request "http://127.0.0.1/" end)
     t.raises(function() curl.request {url = "http://127.0.0.1/", headers = {X = "a\r\nInjected: 1"}} end, "line break")
     t.raises(function() curl.request {url = "http://127.0.0.1/", timeout = -1} end, "timeout")
+    t.raises(function() curl.request {url = "http://127.0.0.1/", method = "GET / HTTP/1.1\r\nX: y"} end, "method")
+    t.raises(function() curl.request {url = "http://127.0.0.1/", method = ""} end, "method")
     t.raises(function() curl.request_many {{}} end, "url")
 end)
 
