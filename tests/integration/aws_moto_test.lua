@@ -235,6 +235,22 @@ t.case("eventbridge: describe the failover schedule", function()
     t.eq({ r.ScheduleExpression, r.State }, { "rate(1 minute)", "ENABLED" })
 end)
 
+t.case("json 1.0 (DynamoDB) and Application Auto Scaling through aws.call", function()
+    t.eq(aws.call { service = "dynamodb", action = "ListTables", region = "eu-west-1" }.TableNames, {})
+    local n = names("eu-west-1")
+    local resource = "service/" .. n.cluster .. "/" .. n.service
+    aws.call { service = "application-autoscaling", action = "RegisterScalableTarget", region = "eu-west-1",
+               params = { ServiceNamespace = "ecs", ResourceId = resource, ScalableDimension = "ecs:service:DesiredCount",
+                          MinCapacity = 2, MaxCapacity = 10 } }
+    local r = aws.call { service = "application-autoscaling", action = "DescribeScalableTargets", region = "eu-west-1",
+                         params = { ServiceNamespace = "ecs", ResourceIds = { resource } } }
+    t.eq({ r.ScalableTargets[1].MinCapacity, r.ScalableTargets[1].MaxCapacity }, { 2, 10 })
+    local err = t.raises(function()
+        aws.call { service = "dynamodb", action = "DescribeTable", region = "eu-west-1", params = { TableName = "nope" } }
+    end)
+    t.eq(err.code, "ResourceNotFoundException")
+end)
+
 t.case("dry-run: a mutating helper is printed, not made", function()
     local runtime = require "atlas.runtime"
     runtime.dry_run = true
