@@ -50,8 +50,10 @@ enum {
 /* A chatty server function must not grow memory without bound. */
 #define MAX_NOTICES 1000
 
-/* Upvalue of every function that converts results: require("atlas.json").decode */
+/* Upvalues of the connection methods: require("atlas.json").decode, and
+ * stream_rows as a closure made once (not once per query). */
 #define JSON_DECODE_UPVALUE lua_upvalueindex(1)
+#define STREAM_ROWS_UPVALUE lua_upvalueindex(2)
 
 struct notice {
     struct notice *next;
@@ -68,6 +70,7 @@ typedef struct {
 
 typedef struct {
     PGresult *res;
+    PGresult *row; /* a streamed row being converted (single-row mode) */
 } ResultBox;
 
 enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_INTERRUPT, STOP_LOST };
@@ -171,6 +174,7 @@ push_result_box(lua_State *L)
 {
     ResultBox *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->res = NULL;
+    box->row = NULL;
     luaL_setmetatable(L, RESULT_MT);
     return box;
 }
@@ -188,6 +192,10 @@ result_box_gc(lua_State *L)
 {
     ResultBox *box = luaL_checkudata(L, 1, RESULT_MT);
     result_box_set(box, NULL);
+    if (box->row != NULL) {
+        PQclear(box->row);
+        box->row = NULL;
+    }
     return 0;
 }
 
@@ -594,13 +602,16 @@ finish_statement(lua_State *L, Conn *c, double timeout, double deadline)
 /* A query's rows are converted as they arrive (libpq's single-row mode), so
  * the conversion overlaps the server still producing and sending them,
  * rather than starting only once the last one is in. */
+/* Column types of a result this wide or narrower need no allocation. */
+#define SMALL_COLUMNS 32
+
 struct stream {
     PGconn *conn;
     struct wait_state ws;
-    ResultBox *row_box;   /* the row being converted */
-    ResultBox *final_box; /* the closing result, or the first error */
+    ResultBox *box; /* row: the row being converted; res: the closing result or first error */
     int lost;
     int gc_paused;
+    Oid small_types[SMALL_COLUMNS];
 };
 
 /* Rows beyond which the collector is paused while a result streams in:
@@ -623,6 +634,7 @@ stream_rows(lua_State *L)
     struct stream *st = lua_touserdata(L, 1);
     lua_newtable(L); /* 2: rows */
     int names = 0;   /* stack index of the first column name, once known */
+    Oid *types = NULL;
     lua_Integer count = 0;
     for (;;) {
         if (await_result(st->conn, &st->ws) == STOP_LOST) {
@@ -634,18 +646,21 @@ stream_rows(lua_State *L)
             break;
         ExecStatusType status = PQresultStatus(res);
         if (status == PGRES_SINGLE_TUPLE) {
-            result_box_set(st->row_box, res);
+            if (st->box->row != NULL)
+                PQclear(st->box->row);
+            st->box->row = res;
             if (names == 0) {
                 int ncols = PQnfields(res);
                 luaL_checkstack(L, ncols + 8, "too many columns");
-                Oid *types = push_scratch(L, sizeof(Oid) * (size_t)ncols); /* 3 */
+                types = ncols <= SMALL_COLUMNS ? st->small_types
+                                               : push_scratch(L, sizeof(Oid) * (size_t)ncols);
                 names = lua_gettop(L) + 1;
                 for (int col = 0; col < ncols; col++) {
                     lua_pushstring(L, PQfname(res, col));
                     types[col] = PQftype(res, col);
                 }
             }
-            push_row(L, res, 0, names, lua_touserdata(L, 3));
+            push_row(L, res, 0, names, types);
             lua_rawseti(L, 2, ++count);
             if (count == PAUSE_GC_AFTER_ROWS && lua_gc(L, LUA_GCISRUNNING)) {
                 lua_gc(L, LUA_GCSTOP);
@@ -659,14 +674,16 @@ stream_rows(lua_State *L)
                 st->lost = 1;
                 break;
             }
-        } else if (st->final_box->res == NULL ||
-                   !is_error_status(PQresultStatus(st->final_box->res))) {
-            result_box_set(st->final_box, res);
+        } else if (st->box->res == NULL || !is_error_status(PQresultStatus(st->box->res))) {
+            result_box_set(st->box, res);
         } else {
             PQclear(res); /* after the first error */
         }
     }
-    result_box_set(st->row_box, NULL);
+    if (st->box->row != NULL) {
+        PQclear(st->box->row);
+        st->box->row = NULL;
+    }
     lua_settop(L, 2);
     return 1;
 }
@@ -697,10 +714,8 @@ finish_streamed_query(lua_State *L, Conn *c, double timeout, double deadline)
     struct stream st = {.conn = c->conn, .lost = 0, .gc_paused = 0};
     st.ws = (struct wait_state){
         .deadline = deadline, .cancel_at = 0, .why = STOP_NONE, .copy_refused = 0};
-    st.row_box = push_result_box(L);
-    st.final_box = push_result_box(L);
-    lua_pushvalue(L, JSON_DECODE_UPVALUE);
-    lua_pushcclosure(L, stream_rows, 1);
+    st.box = push_result_box(L);
+    lua_pushvalue(L, STREAM_ROWS_UPVALUE);
     lua_pushlightuserdata(L, &st);
     int status = lua_pcall(L, 1, 1, 0);
     if (st.gc_paused)
@@ -719,7 +734,7 @@ finish_streamed_query(lua_State *L, Conn *c, double timeout, double deadline)
         c->conn = NULL;
         return 2;
     }
-    PGresult *res = st.final_box->res;
+    PGresult *res = st.box->res;
     if (st.ws.copy_refused) {
         push_connection_error(L, c->conn, "0A000", "");
         lua_pushliteral(L, "COPY FROM STDIN / TO STDOUT is not supported (COPY to or from a "
@@ -739,7 +754,7 @@ finish_streamed_query(lua_State *L, Conn *c, double timeout, double deadline)
         return 2;
     }
     push_result_info(L, res);
-    result_box_set(st.final_box, NULL);
+    result_box_set(st.box, NULL);
     return 2;
 }
 
@@ -796,7 +811,9 @@ conn_query(lua_State *L)
     double deadline = deadline_from(L, 5, &timeout);
     lua_settop(L, 5);
     luaL_checkstack(L, nparams + 8, "too many parameters");
-    const char **values = push_scratch(L, sizeof(char *) * (size_t)nparams);
+    const char *small_values[8];
+    const char **values =
+        nparams <= 8 ? small_values : push_scratch(L, sizeof(char *) * (size_t)nparams);
     for (int i = 0; i < nparams; i++) {
         lua_rawgeti(L, 3, i + 1);
         values[i] = param_text(L, lua_gettop(L), i + 1);
@@ -1155,7 +1172,9 @@ luaopen_atlas_pq(lua_State *L)
     luaL_newmetatable(L, CONN_MT);
     lua_createtable(L, 0, 8);
     push_json_decode(L);
-    luaL_setfuncs(L, conn_methods, 1);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, stream_rows, 1);
+    luaL_setfuncs(L, conn_methods, 2);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, conn_gc);
     lua_setfield(L, -2, "__gc");

@@ -206,3 +206,16 @@ t.case("an error after rows have streamed in discards them, restarts the collect
     t.eq(collectgarbage("isrunning"), true)
     t.eq(db:query("SELECT 42 AS answer")[1].answer, 42)
 end)
+
+t.case("a wide row (more columns than the small fast path) converts every column", function()
+    local columns = {}
+    for i = 1, 40 do
+        columns[i] = string.format("%d AS c%d", i, i)
+    end
+    local rows, info = db:query("SELECT " .. table.concat(columns, ", ") .. " FROM generate_series(1, 3)")
+    t.eq(#rows, 3)
+    t.eq(#info.columns, 40)
+    for i = 1, 40 do
+        t.eq(rows[3]["c" .. i], i)
+    end
+end)
