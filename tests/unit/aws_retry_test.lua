@@ -56,7 +56,7 @@ t.case("throttling is retried with exponential full-jitter backoff, then succeed
     local state = fake { THROTTLE, THROTTLE, OK }
     local events = t.capture(function() t.eq(describe(), OK) end)
     t.eq(#state.calls, 3)
-    t.eq(state.sleeps, { 2, 4 }) -- random() = 1: exactly min(2^n, 20)
+    t.eq(state.sleeps, { 1, 2 }) -- random() = 1: exactly min(2^(n-1), 20)
     local outcomes = {}
     for _, e in ipairs(events) do
         if e.type == "call" then outcomes[#outcomes + 1] = e.outcome .. "#" .. e.attempt end
@@ -68,7 +68,7 @@ t.case("jitter is random * cap, and the cap is 20 s", function()
     local state = fake { THROTTLE, THROTTLE, THROTTLE, THROTTLE, THROTTLE, THROTTLE, OK }
     aws.random = function() return 0.5 end
     aws.call { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {}, max_attempts = 7 }
-    t.eq(state.sleeps, { 1, 2, 4, 8, 10, 10 })
+    t.eq(state.sleeps, { 0.5, 1, 2, 4, 8, 10 })
 end)
 
 t.case("three attempts by default, then the last error is raised with its context", function()

@@ -106,7 +106,8 @@ function M.retry_decision(req, err, attempt)
     local cost = quota_take(err)
     if not cost then return nil, "retry quota exhausted" end
     req.quota_spent = (req.quota_spent or 0) + cost
-    local delay = M.random() * math.min(2 ^ attempt, M.config.max_backoff)
+    -- botocore's standard mode: the first retry waits rand() * 1 s, then 2, 4, ... capped at 20 s
+    local delay = M.random() * math.min(2 ^ (attempt - 1), M.config.max_backoff)
     if err.retry_after then delay = math.min(err.retry_after, M.config.max_retry_after) end
     return delay
 end
@@ -115,7 +116,7 @@ end
 
 local function uuid4()
     local r = M.random
-    local function hex(n) return string.format("%0" .. n .. "x", math.floor(r() * 16 ^ n)) end
+    local function hex(n) return string.format("%0" .. n .. "x", math.floor(r() * 16 ^ n) % (16 ^ n)) end
     return string.format("%s-%s-4%s-%x%s-%s", hex(8), hex(4), hex(3), 8 + math.floor(r() * 4), hex(3),
         hex(12))
 end
