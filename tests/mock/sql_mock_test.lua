@@ -224,3 +224,23 @@ t.case("setup waits for a subscription's worker to come back, within `wait`", fu
     t.eq(result.status, "failed")
     t.match(tostring(result.error), "replication not streaming after 10 s: us%-east%-1: no apply worker")
 end)
+
+t.case("an unreachable database is the instance behind the endpoint: a replacement answers", function()
+    local world = t.world("eu-west-1-db-failure")
+    local sql = require "atlas.sql"
+    local rds = require "atlas.mock.rds"
+    local host = rds.endpoint_address("atlas-production-db-eu-west-1", "eu-west-1")
+    local spec = { host = host, dbname = "atlas", user = "atlas_admin", password = world.master_password }
+    local err = t.raises(function() sql.connect(spec) end)
+    t.eq(err.sqlstate, "08001")
+    -- What a failover ends with: another instance (the promoted replica)
+    -- serving under the primary's identifier and endpoint.
+    local instances = world.rds["eu-west-1"].instances
+    local replacement = require("atlas.mock.util").copy(instances["atlas-production-db-eu-west-1-replica"])
+    replacement.v.DBInstanceIdentifier = "atlas-production-db-eu-west-1"
+    replacement.v.DBInstanceStatus = "available"
+    replacement.reachable = true
+    instances["atlas-production-db-eu-west-1"] = replacement
+    local db <close> = sql.connect(spec)
+    t.eq(db:query("SELECT 1")[1]["?column?"], 1)
+end)

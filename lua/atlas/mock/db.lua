@@ -2,8 +2,10 @@
 -- as atlas.mock.sql sees them. world.db = db.new(world).
 --
 -- State, per region R, in db.regions[R] (scenarios and tests may set it):
---   reachable        false: every connection fails (08001). Also false when
---                    the RDS instance atlas-production-db-R is not reachable.
+--   reachable        false: every connection fails (08001), while the RDS
+--                    instance that was serving the endpoint when it was set
+--                    (db:set_reachable) still does; also false whenever
+--                    atlas-production-db-R is not reachable in the RDS model.
 --   publications     {[name] = {tables = {"organization", ...}, all_tables = false}}
 --   subscriptions    {[name] = {enabled=, slot_name=, publications={...}, primary="eu-west-1",
 --                     worker=true|false (apply worker running), tables_total=, tables_ready=}}
@@ -156,19 +158,37 @@ function DB:lag_bytes(region)
     return math.floor(self:lag(region) * r.bytes_per_second + 0.5)
 end
 
+-- The RDS instance answering at the region's endpoint now (nil without the
+-- RDS model).
+function DB:instance(region)
+    local ok, rds = pcall(require, "atlas.mock.rds")
+    if ok and rds.instance and self.world.rds then
+        return rds.instance(self.world, region, "atlas-production-db-" .. region), rds
+    end
+    return nil, ok and rds or nil
+end
+
+-- db:set_reachable(region, bool): the database at the region's endpoint stops
+-- (or resumes) taking connections. It is tied to the instance serving the
+-- endpoint now: after a failover renames another instance to that endpoint,
+-- the new one answers.
 function DB:set_reachable(region, reachable)
     local r = assert(self.regions[region], "set_reachable: unknown region " .. tostring(region))
     r.reachable = reachable and true or false
+    r.unreachable_instance = (not reachable) and self:instance(region) or nil
 end
 
 -- Whether a connection to the region's database succeeds now.
 function DB:reachable(region)
     local r = self.regions[region]
-    if not r or not r.reachable then
+    if not r then
         return false
     end
-    local ok, rds = pcall(require, "atlas.mock.rds")
-    if ok and rds.application_db_reachable and self.world.rds then
+    local instance, rds = self:instance(region)
+    if not r.reachable and (r.unreachable_instance == nil or r.unreachable_instance == instance) then
+        return false
+    end
+    if rds and rds.application_db_reachable and self.world.rds then
         return rds.application_db_reachable(self.world, region)
     end
     return true
