@@ -370,10 +370,47 @@ check_policy(const char *url, int allow_http)
     return reason;
 }
 
-static int
-has_crlf(const char *s, size_t len)
+static void
+append_header(lua_State *L, struct transfer *t, const char *line)
 {
-    return memchr(s, '\r', len) != NULL || memchr(s, '\n', len) != NULL;
+    struct curl_slist *l = curl_slist_append(t->headers, line);
+    if (l == NULL)
+        luaL_error(L, "atlas.curl: out of memory");
+    t->headers = l;
+}
+
+/* CR, LF or NUL in a header would split or truncate it on the wire. */
+static int
+bad_header_text(const char *s, size_t len)
+{
+    return memchr(s, '\r', len) != NULL || memchr(s, '\n', len) != NULL ||
+           memchr(s, '\0', len) != NULL;
+}
+
+/* Appends "Name: value" ("Name;" is curl's way to send an empty value). */
+static void
+append_name_value(lua_State *L, struct transfer *t, const char *name, size_t nlen,
+                  const char *value, size_t vlen)
+{
+    char line[1024];
+    char *p = line;
+    if (nlen + vlen + 3 > sizeof line) {
+        /* a long value (a session token, say): a GC-owned buffer, no leak on error */
+        p = lua_newuserdatauv(L, nlen + vlen + 3, 0);
+    }
+    memcpy(p, name, nlen);
+    if (vlen == 0) {
+        p[nlen] = ';';
+        p[nlen + 1] = '\0';
+    } else {
+        p[nlen] = ':';
+        p[nlen + 1] = ' ';
+        memcpy(p + nlen + 2, value, vlen);
+        p[nlen + 2 + vlen] = '\0';
+    }
+    append_header(L, t, p);
+    if (p != line)
+        lua_pop(L, 1);
 }
 
 /* Builds the header list in t->headers (owned by the slot, so a raise leaks nothing). */
@@ -386,38 +423,22 @@ set_headers(lua_State *L, struct transfer *t, int headers, int has_body)
         while (lua_next(L, headers) != 0) {
             size_t nlen, vlen;
             const char *name, *value;
-            luaL_Buffer b;
-            struct curl_slist *l;
             if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
                 luaL_error(L, "atlas.curl: headers must map names to strings");
             name = lua_tolstring(L, -2, &nlen);
             value = lua_tolstring(L, -1, &vlen);
-            if (has_crlf(name, nlen) || has_crlf(value, vlen) || memchr(name, ':', nlen))
-                luaL_error(L, "atlas.curl: header '%s' contains a line break or colon", name);
+            if (nlen == 0 || bad_header_text(name, nlen) || bad_header_text(value, vlen) ||
+                memchr(name, ':', nlen))
+                luaL_error(L, "atlas.curl: header '%s' contains a line break, NUL or colon", name);
             has_content_type |= nlen == 12 && strncasecmp(name, "content-type", 12) == 0;
-            luaL_buffinit(L, &b);
-            luaL_addlstring(&b, name, nlen);
-            /* "Name;" is curl's way to send a header with an empty value */
-            if (vlen == 0) {
-                luaL_addchar(&b, ';');
-            } else {
-                luaL_addstring(&b, ": ");
-                luaL_addlstring(&b, value, vlen);
-            }
-            luaL_pushresult(&b);
-            l = curl_slist_append(t->headers, lua_tostring(L, -1));
-            if (l == NULL)
-                luaL_error(L, "atlas.curl: out of memory");
-            t->headers = l;
-            lua_pop(L, 2);
+            append_name_value(L, t, name, nlen, value, vlen);
+            lua_pop(L, 1);
         }
     }
     /* No 100-continue round trip; and no form Content-Type the caller did not ask for. */
-    t->headers = curl_slist_append(t->headers, "Expect:");
-    if (t->headers != NULL && has_body && !has_content_type)
-        t->headers = curl_slist_append(t->headers, "Content-Type:");
-    if (t->headers == NULL)
-        luaL_error(L, "atlas.curl: out of memory");
+    append_header(L, t, "Expect:");
+    if (has_body && !has_content_type)
+        append_header(L, t, "Content-Type:");
 }
 
 /* The handle keeps the previous request's options: HTTPGET resets POST and NOBODY, and

@@ -41,6 +41,15 @@ t.case("GET: status, lower-case headers, body, elapsed; User-Agent names atlas-r
     t.ok(type(res.elapsed) == "number" and res.elapsed > 0 and res.elapsed < 5, "elapsed " .. tostring(res.elapsed))
 end)
 
+t.case("request headers: long values and empty values arrive intact", function()
+    local base = server()
+    local token = string.rep("AQoDYXdzEJr", 300) -- longer than any stack buffer
+    local seen = echo(base, {headers = {["X-Amz-Security-Token"] = token, ["X-Empty"] = "", ["X-Num"] = 13}})
+    t.eq(seen.headers["x-amz-security-token"], token)
+    t.eq(seen.headers["x-empty"], "")
+    t.eq(seen.headers["x-num"], "13")
+end)
+
 t.case("methods and bodies arrive exactly; no Content-Type unless given", function()
     local base = server()
     local body = "Action=DescribeDBInstances&Version=2014-10-31&X=%26\0binary"
@@ -262,6 +271,7 @@ t.case("misuse raises", function()
     t.raises(function() curl.request {} end, "url")
     t.raises(function() curl.request "http://127.0.0.1/" end)
     t.raises(function() curl.request {url = "http://127.0.0.1/", headers = {X = "a\r\nInjected: 1"}} end, "line break")
+    t.raises(function() curl.request {url = "http://127.0.0.1/", headers = {X = "a\0b"}} end, "NUL")
     t.raises(function() curl.request {url = "http://127.0.0.1/", timeout = -1} end, "timeout")
     t.raises(function() curl.request {url = "http://127.0.0.1/", method = "GET / HTTP/1.1\r\nX: y"} end, "method")
     t.raises(function() curl.request {url = "http://127.0.0.1/", method = ""} end, "method")
