@@ -170,3 +170,21 @@ t.case("HTTP dates parse as UTC", function()
     t.eq(wire.parse_http_date("Thu, 26 Nov 2026 02:23:34 GMT"), 1795659814)
     t.eq(wire.parse_http_date("garbage"), nil)
 end)
+
+t.case("parallel: a request that cannot be prepared fails alone", function()
+    local seen = fake_http { { 200, {}, '{"services":[],"failures":[]}' } }
+    local saved = wire.http
+    wire.http.request_many = function(list)
+        local out = {}
+        for i, http in ipairs(list) do out[i] = wire.http.request(http) end
+        return out
+    end
+    t.defer(function() wire.http = saved end)
+    local results = require("atlas.aws").parallel {
+        { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {} },
+        { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {}, profile = "nowhere" },
+    }
+    t.eq(results[1], { services = {}, failures = {} })
+    t.eq(results[2].code, "ProfileNotFound")
+    t.eq(#seen, 1)
+end)

@@ -176,11 +176,23 @@ end
 -- invoke_many(reqs) -> list of responses or error objects, in order; the
 -- requests run concurrently (curl multi), so the wall time is the slowest one.
 function M.invoke_many(reqs)
-    local svcs, https, out = {}, {}, {}
-    for i, req in ipairs(reqs) do svcs[i], https[i] = prepare(req) end
-    local resps = curl.request_many(https)
+    local svcs, https, slots, out = {}, {}, {}, {}
     for i, req in ipairs(reqs) do
-        local resp = resps[i]
+        -- one request's failure to prepare (no credentials for its profile) is that entry's error
+        local ok, svc, http = pcall(prepare, req)
+        if ok then
+            svcs[i] = svc
+            https[#https + 1] = http
+            slots[#https] = i
+        elseif errors.is(svc) then
+            out[i] = svc
+        else
+            error(svc, 0)
+        end
+    end
+    local resps = #https > 0 and curl.request_many(https) or {}
+    for j, i in ipairs(slots) do
+        local req, resp = reqs[i], resps[j]
         if resp == nil or resp.error then
             out[i] = transport_error(svcs[i], req, resp and resp.error or "no response", resp and resp.code,
                 resp and resp.sent)
