@@ -232,6 +232,12 @@ local error_cases = {
         headers = { ["x-amzn-requestid"] = "rid-3" },
         body = [[<?xml version="1.0"?><ErrorResponse xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Error><Type>Sender</Type><Code>NoSuchChange</Code><Message>A change with the specified change ID does not exist.</Message></Error><RequestId>rid-3</RequestId></ErrorResponse>]],
         code = "NoSuchChange", message = "A change with the specified change ID does not exist.", request_id = "rid-3" },
+    { name = "rest-xml: Route53 InvalidChangeBatch names the error by its root and lists messages",
+      service = "route53", action = "ChangeResourceRecordSets", status = 400, headers = {},
+      body = [[<?xml version="1.0"?>
+<InvalidChangeBatch xmlns="https://route53.amazonaws.com/doc/2013-04-01/"><Messages><Message>Tried to create resource record set [name='api.atlas-crm.com.', type='CNAME', set-identifier='eu-west-1'] but it already exists</Message><Message>second</Message></Messages><RequestId>rid-5</RequestId></InvalidChangeBatch>]],
+      code = "InvalidChangeBatch", request_id = "rid-5",
+      message = "Tried to create resource record set [name='api.atlas-crm.com.', type='CNAME', set-identifier='eu-west-1'] but it already exists; second" },
     { name = "rest-json: Lambda error type header", service = "lambda", action = "Invoke", status = 404,
         headers = { ["x-amzn-errortype"] = "ResourceNotFoundException", ["x-amzn-requestid"] = "rid-4" },
         body = '{"Type":"User","Message":"Function not found: arn:aws:lambda:eu-west-1:1:function:f"}',

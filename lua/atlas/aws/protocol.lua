@@ -516,7 +516,20 @@ local function xml_error(resp)
     local code_node = find_element(root, "Code")
     local msg_node = find_element(root, "Message") or find_element(root, "message")
     local rid = find_element(root, "RequestId") or find_element(root, "RequestID")
-    return code_node and node_text(code_node), msg_node and node_text(msg_node), rid and node_text(rid)
+    local code, message = code_node and node_text(code_node), msg_node and node_text(msg_node)
+    local root_name = local_name(root.tag)
+    if not code and root_name ~= "ErrorResponse" and root_name ~= "Error" and root_name ~= "Response" then
+        -- Route53's <InvalidChangeBatch><Messages><Message>..</Message>..</Messages>: the root
+        -- names the error and every message counts
+        code = root_name
+        local messages = find_element(root, "Messages")
+        if messages then
+            local texts = {}
+            for _, m in ipairs(messages) do texts[#texts + 1] = node_text(m) end
+            message = table.concat(texts, "; ")
+        end
+    end
+    return code, message, rid and node_text(rid)
 end
 
 local REASONS = { [400] = "Bad Request", [403] = "Forbidden", [404] = "Not Found", [429] = "Too Many Requests",
