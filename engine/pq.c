@@ -599,12 +599,12 @@ finish_statement(lua_State *L, Conn *c, double timeout, double deadline)
     return 2;
 }
 
-/* A query's rows are converted as they arrive (libpq's single-row mode), so
- * the conversion overlaps the server still producing and sending them,
- * rather than starting only once the last one is in. */
 /* Column types of a result this wide or narrower need no allocation. */
 #define SMALL_COLUMNS 32
 
+/* A query's rows are converted as they arrive (libpq's single-row mode), so
+ * the conversion overlaps the server still producing and sending them,
+ * rather than starting only once the last one is in. */
 struct stream {
     PGconn *conn;
     struct wait_state ws;
