@@ -15,7 +15,6 @@
 
 #include <libpq-fe.h>
 
-#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,6 +337,13 @@ await_result(PGconn *conn, struct wait_state *ws)
     return STOP_NONE;
 }
 
+static int
+is_error_status(ExecStatusType status)
+{
+    return status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
+           status == PGRES_NONFATAL_ERROR;
+}
+
 /* A COPY ... FROM STDIN / TO STDOUT is a data stream, not a result: end it
  * so the connection is idle again (an incoming COPY is aborted, an outgoing
  * one read to its end and dropped). Returns 0 when the connection was lost. */
@@ -389,13 +395,11 @@ collect_results(PGconn *conn, ResultBox *box, struct wait_state *ws)
                 return 0;
             continue;
         }
-        int is_error = status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
-                       status == PGRES_NONFATAL_ERROR;
         if (have_error) {
             PQclear(res);
         } else {
             result_box_set(box, res);
-            have_error = is_error;
+            have_error = is_error_status(status);
         }
     }
 }
@@ -617,13 +621,6 @@ struct stream {
 /* Rows beyond which the collector is paused while a result streams in:
  * otherwise every incremental cycle re-marks all the rows made so far. */
 #define PAUSE_GC_AFTER_ROWS 1000
-
-static int
-is_error_status(ExecStatusType status)
-{
-    return status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
-           status == PGRES_NONFATAL_ERROR;
-}
 
 /* Stack: 1 = struct stream (light userdata); upvalue 1 = json decode.
  * Returns the rows table; may raise (out of memory, a JSON decode error):
