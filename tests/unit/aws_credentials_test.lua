@@ -151,6 +151,6 @@ end)
 
 t.case("parse_time is UTC whatever the local zone", function()
     t.eq(credentials.parse_time("1970-01-01T00:00:00Z"), 0)
-    t.eq(credentials.parse_time("2026-11-26T02:00:00.123Z"), 1795658400)
+    t.eq(credentials.parse_time("2026-11-26T02:00:00.123Z"), 1795658400.123)
     t.eq(credentials.parse_time("2000-03-01T00:00:00+00:00"), 951868800)
 end)

@@ -193,6 +193,20 @@ t.case("build rest-json: Lambda Invoke sends the payload raw and the invocation 
     t.eq(r.body, '{"a":1}')
 end)
 
+t.case("build json: the model turns empty lists into [] and ISO timestamps into epoch seconds", function()
+    local r = protocol.build(protocol.service("logs"), "FilterLogEvents",
+        { logGroupName = "g", logStreamNames = {}, startTime = 1000, filterPattern = "ERROR" })
+    t.match(r.body, '"logStreamNames":%[%]')
+    local d = protocol.build(protocol.service("ecs"), "DescribeServices", { cluster = "c", services = {} })
+    t.match(d.body, '"services":%[%]')
+    local u = protocol.build(protocol.service("ecs"), "UpdateService", { service = "s",
+        deploymentConfiguration = { maximumPercent = 200 }, placementConstraints = {} })
+    t.eq(json.decode(u.body), { service = "s", deploymentConfiguration = { maximumPercent = 200 },
+                                placementConstraints = {} })
+    t.match(u.body, '"placementConstraints":%[%]')
+    t.eq(protocol.parse_time("2026-11-26T02:00:00.5Z"), 1795658400.5)
+end)
+
 t.case("build json: X-Amz-Target, content type per JSON version, empty params are {}", function()
     local r = protocol.build(protocol.service("ecs"), "DescribeServices", { cluster = "c", services = { "s" } })
     t.eq(r.headers["X-Amz-Target"], "AmazonEC2ContainerServiceV20141113.DescribeServices")

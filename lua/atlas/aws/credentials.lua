@@ -31,21 +31,8 @@ local function env_true(name)
     return v ~= nil and (v:lower() == "true" or v == "1")
 end
 
--- "2026-11-26T03:04:05Z" (also with fractions or +00:00) -> Unix seconds
-function M.parse_time(s)
-    if type(s) == "number" then return s end
-    local y, mo, d, h, mi, sec = tostring(s):match("^(%d+)-(%d+)-(%d+)[T ](%d+):(%d+):(%d+)")
-    if not y then return nil end
-    y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-    -- days from civil (Howard Hinnant), independent of the local time zone
-    y = mo <= 2 and y - 1 or y
-    local era = (y >= 0 and y or y - 399) // 400
-    local yoe = y - era * 400
-    local doy = (153 * (mo + (mo > 2 and -3 or 9)) + 2) // 5 + d - 1
-    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    local days = era * 146097 + doe - 719468
-    return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
-end
+-- "2026-11-26T03:04:05Z" (also with fractions) -> Unix seconds, UTC
+M.parse_time = require("atlas.aws.protocol").parse_time
 
 local function make(access_key_id, secret, token, expiration, source)
     log.secret(secret)

@@ -172,11 +172,65 @@ local function json_body(params)
     return json.encode(json.object(copy))
 end
 
+-- "2026-11-26T02:00:00.5Z" -> 1795658400.5 (UTC; the offset, if any, is ignored: AWS sends Z)
+function M.parse_time(s)
+    if type(s) == "number" then return s end
+    local y, mo, d, h, mi, sec = tostring(s):match("^(%d+)-(%d+)-(%d+)[T ](%d+):(%d+):(%d+%.?%d*)")
+    if not y then return nil end
+    y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+    -- days from civil (Howard Hinnant), independent of the local time zone
+    y = mo <= 2 and y - 1 or y
+    local era = (y >= 0 and y or y - 399) // 400
+    local yoe = y - era * 400
+    local doy = (153 * (mo + (mo > 2 and -3 or 9)) + 2) // 5 + d - 1
+    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    local days = era * 146097 + doe - 719468
+    local seconds = tonumber(sec)
+    return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + (math.tointeger(seconds) or seconds)
+end
+
+-- A JSON request value shaped by the model: lists become arrays even when
+-- empty, timestamps epoch seconds, blobs base64. Unknown members pass as given.
+local function json_value(svc, shape_name, v)
+    local shape = svc.shapes[shape_name]
+    local kind = shape and kind_of(shape)
+    if type(v) == "table" then
+        if kind == "structure" then
+            local out = {}
+            for k, x in pairs(v) do
+                local m = shape.m[k]
+                out[k] = m and json_value(svc, m.s, x) or x
+            end
+            return json.object(out)
+        elseif kind == "list" then
+            local out = {}
+            for i, x in ipairs(v) do out[i] = json_value(svc, shape.m, x) end
+            return json.array(out)
+        elseif kind == "map" then
+            local out = {}
+            for k, x in pairs(v) do out[k] = json_value(svc, shape.v, x) end
+            return json.object(out)
+        end
+    elseif kind == "timestamp" and type(v) == "string" then
+        return M.parse_time(v) or v
+    elseif kind == "blob" and type(v) == "string" then
+        return M.base64_encode(v)
+    end
+    return v
+end
+
 local function build_json(svc, action, params)
+    local op = svc.operations[action]
+    local body
+    if op and op.input then
+        body = json.encode(json_value(svc, op.input, params))
+    else
+        body = json_body(params)
+    end
     return { method = "POST", path = "/", query = "",
-                      headers = { ["Content-Type"] = "application/x-amz-json-" .. svc.json_version,
-                                              ["X-Amz-Target"] = svc.target_prefix .. "." .. action },
-                      body = json_body(params) }
+             headers = { ["Content-Type"] = "application/x-amz-json-" .. svc.json_version,
+                         ["X-Amz-Target"] = svc.target_prefix .. "." .. action },
+             body = body }
 end
 
 -- ---- REST protocols ----------------------------------------------------------
@@ -518,16 +572,14 @@ local function xml_error(resp)
     local rid = find_element(root, "RequestId") or find_element(root, "RequestID")
     local code, message = code_node and node_text(code_node), msg_node and node_text(msg_node)
     local root_name = local_name(root.tag)
-    if not code and root_name ~= "ErrorResponse" and root_name ~= "Error" and root_name ~= "Response" then
+    local messages = find_element(root, "Messages")
+    if not code and messages and root_name ~= "ErrorResponse" and root_name ~= "Error" then
         -- Route53's <InvalidChangeBatch><Messages><Message>..</Message>..</Messages>: the root
-        -- names the error and every message counts
+        -- names the error and every message counts (an HTML error page has no Messages)
         code = root_name
-        local messages = find_element(root, "Messages")
-        if messages then
-            local texts = {}
-            for _, m in ipairs(messages) do texts[#texts + 1] = node_text(m) end
-            message = table.concat(texts, "; ")
-        end
+        local texts = {}
+        for _, m in ipairs(messages) do texts[#texts + 1] = node_text(m) end
+        message = table.concat(texts, "; ")
     end
     return code, message, rid and node_text(rid)
 end
