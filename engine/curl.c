@@ -28,7 +28,7 @@
 /* A response larger than this is refused rather than exhausting memory. */
 #define MAX_RESPONSE (512u * 1024u * 1024u)
 /* Buffers above this size are released after a call instead of kept for the next. */
-#define KEEP_BUFFER (1024u * 1024u)
+#define KEEP_BUFFER (256u * 1024u)
 
 struct buffer {
     char *data;
