@@ -289,6 +289,17 @@ add_query_component(luaL_Buffer *b, const char *s, size_t len)
     }
 }
 
+/* 1 for ".", 2 for "..", 0 for any other segment. */
+static int
+dot_segment(const char *s, size_t n)
+{
+    if (n == 1 && s[0] == '.')
+        return 1;
+    if (n == 2 && s[0] == '.' && s[1] == '.')
+        return 2;
+    return 0;
+}
+
 /* RFC 3986 dot-segment removal plus empty-segment collapse, keeping a
  * trailing slash: "//a/./b/../" -> "/a/". Pushes the encoded URI. */
 static void
@@ -314,14 +325,14 @@ push_canonical_uri(lua_State *L, const char *path, size_t len, int normalize)
     trailing = path[len - 1] == '/';
     while (i < len) {
         size_t j = i;
+        int dots;
         while (j < len && path[j] != '/')
             j++;
-        if (j - i == 0 || (j - i == 1 && path[i] == '.')) {
-            /* empty or "." segment: dropped */
-        } else if (j - i == 2 && path[i] == '.' && path[i + 1] == '.') {
+        dots = dot_segment(path + i, j - i);
+        if (dots == 2) {
             if (nseg > 0)
                 nseg--;
-        } else {
+        } else if (j > i && dots == 0) {
             if (nseg == sizeof segs / sizeof segs[0])
                 luaL_error(L, "sigv4.sign: url path has too many segments");
             segs[nseg] = path + i;
@@ -329,8 +340,7 @@ push_canonical_uri(lua_State *L, const char *path, size_t len, int normalize)
             nseg++;
         }
         /* A path ending in "/." or "/.." names a directory. */
-        if (j == len && j > i && (j - i == 1 || j - i == 2) && path[i] == '.' &&
-            (j - i == 1 || path[i + 1] == '.'))
+        if (j == len && dots > 0)
             trailing = 1;
         i = j + 1;
     }

@@ -154,6 +154,17 @@ t.case("path segments are encoded a second time (non-S3)", function()
     t.eq(lines[2], "/2015-03-31/functions/my%253Afn/invocations")
 end)
 
+t.case("path normalisation beyond the suite", function()
+    local cases = {
+        {"/a/b/..", "/a/"}, {"/a/./b/", "/a/b/"}, {"//a//b/.", "/a/b/"}, {"/a/b/../../..", "/"},
+        {"/a/..b/.c", "/a/..b/.c"}, {"", "/"}, {"/%7E~", "/%257E~"}, {"/a b+c", "/a%20b%2Bc"},
+    }
+    for _, c in ipairs(cases) do
+        local lines = canonical_lines {url = "https://ecs.us-east-1.amazonaws.com" .. c[1]}
+        t.eq(lines[2], c[2], c[1])
+    end
+end)
+
 t.case("query: sorted, decoded then strictly re-encoded, bare keys get '='", function()
     local lines = canonical_lines {url = "https://x.amazonaws.com/?b=2&a=%7e1&a=0&flag&c=a%2Fb+c"}
     t.eq(lines[3], "a=0&a=~1&b=2&c=a%2Fb%2Bc&flag=")
