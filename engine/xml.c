@@ -23,6 +23,7 @@
 #define PARSER_MT "atlas.xml.parser"
 /* expat takes an int length; feed larger documents in pieces. */
 #define CHUNK (1 << 30)
+#define KEEP_TEXT (256u * 1024u)
 
 struct xml_parser {
     XML_Parser parser; /* NULL when closed */
@@ -38,7 +39,7 @@ struct xml_parser {
     unsigned long stop_line, stop_column;
 };
 
-/* __gc, __close and close(): safe to call twice. */
+/* __gc and __close of the module's parser: safe to call twice. */
 static int
 parser_close(lua_State *L)
 {
@@ -215,6 +216,18 @@ get_parser(lua_State *L)
     return x;
 }
 
+/* The text buffer is reused between documents, unless one made it large. */
+static void
+release_large_text(struct xml_parser *x)
+{
+    if (x->text_cap > KEEP_TEXT) {
+        free(x->text);
+        x->text = NULL;
+        x->text_cap = 0;
+    }
+    x->text_len = 0;
+}
+
 static int
 push_error(lua_State *L, struct xml_parser *x)
 {
@@ -248,10 +261,13 @@ l_parse(lua_State *L)
     do {
         size_t n = len - off > CHUNK ? CHUNK : len - off;
         int final = off + n == len;
-        if (XML_Parse(x->parser, s + off, (int)n, final) != XML_STATUS_OK)
+        if (XML_Parse(x->parser, s + off, (int)n, final) != XML_STATUS_OK) {
+            release_large_text(x);
             return push_error(L, x);
+        }
         off += n;
     } while (off < len);
+    release_large_text(x);
     if (lua_gettop(L) != x->base + 1) /* unreachable if expat accepted the document */
         return luaL_error(L, "xml: internal error: unbalanced tree");
     return 1;

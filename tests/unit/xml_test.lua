@@ -109,6 +109,12 @@ t.case("elements without attributes share one read-only empty attr table", funct
     t.eq(tree[2].attr, {k = "v", extra = "ok"})
 end)
 
+t.case("large text survives whole, and the next document parses normally", function()
+    local big = string.rep("0123456789", 300000)
+    t.eq(#xml.parse("<SecretString>" .. big .. "</SecretString>").text, #big)
+    t.eq(xml.parse("<a><b>1</b></a>")[1].text, "1")
+end)
+
 t.case("the parser is reusable after errors", function()
     for _ = 1, 3 do
         t.eq(select(2, xml.parse("<a><b></a>")), "line 1 column 9: mismatched tag")
