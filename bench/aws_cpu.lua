@@ -4,10 +4,18 @@
 -- (user + system), so the server's time is not counted.
 local aws = require "atlas.aws"
 local n = tonumber(os.getenv("N") or "500")
-local req = { service = "ecs", action = "DescribeServices", region = "us-east-1",
-                            params = { cluster = "atlas-crm-production-cluster-us-east-1",
-                                                  services = { "atlas-crm-production-service-us-east-1" } } }
-for _ = 1, 20 do aws.call(req) end -- warm: credentials, shapes, connections
+local req = {
+    service = "ecs",
+    action = "DescribeServices",
+    region = "us-east-1",
+    params = {
+        cluster = "atlas-crm-production-cluster-us-east-1",
+        services = { "atlas-crm-production-service-us-east-1" },
+    },
+}
+for _ = 1, 20 do
+    aws.call(req)
+end -- warm: credentials, shapes, connections
 local started = os.clock()
 for _ = 1, n do
     local r = aws.call(req)

@@ -15,8 +15,12 @@ function M.put_metric_data(args) return helper.call("cloudwatch", "PutMetricData
 
 -- describe_alarms{AlarmNames?, AlarmNamePrefix?, StateValue?} -> list of MetricAlarms (all pages)
 function M.describe_alarms(args)
-    return helper.paginate("cloudwatch", "DescribeAlarms", args,
-        { input = "NextToken", output = "NextToken", items = "MetricAlarms" })
+    return helper.paginate(
+        "cloudwatch",
+        "DescribeAlarms",
+        args,
+        { input = "NextToken", output = "NextToken", items = "MetricAlarms" }
+    )
 end
 
 return M

@@ -8,7 +8,9 @@ local M = {}
 
 -- Puts the control keys back into a params copy, for helper.call to split again.
 local function with_control(params, args)
-    for _, k in ipairs { "region", "profile", "endpoint", "timeout", "max_attempts" } do params[k] = args[k] end
+    for _, k in ipairs { "region", "profile", "endpoint", "timeout", "max_attempts" } do
+        params[k] = args[k]
+    end
     return params
 end
 
@@ -22,40 +24,53 @@ function M.describe_services(args)
     local out = { services = json.array({}), failures = json.array({}) }
     for first = 1, math.max(#names, 1), 10 do
         local p = {}
-        for k, v in pairs(params) do p[k] = v end
+        for k, v in pairs(params) do
+            p[k] = v
+        end
         p.services = {}
-        for i = first, math.min(first + 9, #names) do p.services[#p.services + 1] = names[i] end
+        for i = first, math.min(first + 9, #names) do
+            p.services[#p.services + 1] = names[i]
+        end
         local resp = helper.call("ecs", "DescribeServices", with_control(p, args))
-        for _, s in ipairs(resp.services or {}) do out.services[#out.services + 1] = s end
-        for _, f in ipairs(resp.failures or {}) do out.failures[#out.failures + 1] = f end
+        for _, s in ipairs(resp.services or {}) do
+            out.services[#out.services + 1] = s
+        end
+        for _, f in ipairs(resp.failures or {}) do
+            out.failures[#out.failures + 1] = f
+        end
     end
     return out
 end
 
 -- update_service{region, cluster, service, desiredCount?, taskDefinition?, forceNewDeployment?} -> {service=}
-function M.update_service(args)
-    return helper.call("ecs", "UpdateService", args)
-end
+function M.update_service(args) return helper.call("ecs", "UpdateService", args) end
 
 -- list_task_definitions{region, familyPrefix?, status?, sort?} -> list of ARNs (all pages)
 function M.list_task_definitions(args)
-    return helper.paginate("ecs", "ListTaskDefinitions", args,
-        { input = "nextToken", output = "nextToken", items = "taskDefinitionArns" })
+    return helper.paginate(
+        "ecs",
+        "ListTaskDefinitions",
+        args,
+        { input = "nextToken", output = "nextToken", items = "taskDefinitionArns" }
+    )
 end
 
 -- describe_task_definition{region, taskDefinition} -> {taskDefinition=, tags=}
-function M.describe_task_definition(args)
-    return helper.call("ecs", "DescribeTaskDefinition", args)
-end
+function M.describe_task_definition(args) return helper.call("ecs", "DescribeTaskDefinition", args) end
 
 -- "us-east-1: 6/10 running, 2 deployments" (one service), or one such part per service.
 local function progress_text(region, services)
     local parts = {}
     for _, s in ipairs(services) do
         local deployments = #(s.deployments or {})
-        parts[#parts + 1] = string.format("%s%d/%d running, %d deployment%s",
-            #services > 1 and (s.serviceName .. " ") or "", s.runningCount or 0, s.desiredCount or 0,
-            deployments, deployments == 1 and "" or "s")
+        parts[#parts + 1] = string.format(
+            "%s%d/%d running, %d deployment%s",
+            #services > 1 and (s.serviceName .. " ") or "",
+            s.runningCount or 0,
+            s.desiredCount or 0,
+            deployments,
+            deployments == 1 and "" or "s"
+        )
     end
     return (region or "?") .. ": " .. table.concat(parts, "; ")
 end
@@ -89,14 +104,28 @@ function M.wait_stable(args)
     if type(services) == "string" then services = { services } end
     local resp = aws.wait {
         name = string.format("ECS services stable in %s (%s)", args.region or "?", table.concat(services, ", ")),
-        service = "ecs", action = "DescribeServices", region = args.region,
-        delay = args.delay or 15, timeout = args.timeout or 600,
+        service = "ecs",
+        action = "DescribeServices",
+        region = args.region,
+        delay = args.delay or 15,
+        timeout = args.timeout or 600,
         poll = function()
-            return M.describe_services { region = args.region, profile = args.profile, endpoint = args.endpoint,
-                                                                      cluster = args.cluster, services = services }
+            return M.describe_services {
+                region = args.region,
+                profile = args.profile,
+                endpoint = args.endpoint,
+                cluster = args.cluster,
+                services = services,
+            }
         end,
         acceptors = {
-            { state = "failure", matcher = function(r) local why = failure_reason(r); return why ~= nil, why end },
+            {
+                state = "failure",
+                matcher = function(r)
+                    local why = failure_reason(r)
+                    return why ~= nil, why
+                end,
+            },
             { state = "success", matcher = all_stable },
         },
         progress = function(r) return progress_text(args.region, r.services or {}) end,

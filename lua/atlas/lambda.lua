@@ -9,7 +9,9 @@ local M = {}
 -- invoke{FunctionName, Payload?, InvocationType?, LogType?, Qualifier?} -> response
 function M.invoke(args)
     local copy = {}
-    for k, v in pairs(args) do copy[k] = v end
+    for k, v in pairs(args) do
+        copy[k] = v
+    end
     if type(copy.Payload) == "table" then copy.Payload = json.encode(copy.Payload) end
     return helper.call("lambda", "Invoke", copy)
 end

@@ -9,10 +9,16 @@ local M = {}
 -- -> list of events (all pages, at most `limit` when given)
 function M.filter_log_events(args)
     local copy = {}
-    for k, v in pairs(args) do copy[k] = v end
+    for k, v in pairs(args) do
+        copy[k] = v
+    end
     local limit = copy.limit
-    return helper.paginate("logs", "FilterLogEvents", copy,
-        { input = "nextToken", output = "nextToken", items = "events", limit = limit })
+    return helper.paginate(
+        "logs",
+        "FilterLogEvents",
+        copy,
+        { input = "nextToken", output = "nextToken", items = "events", limit = limit }
+    )
 end
 
 -- tail{logGroupName, since = 600 (seconds back), filterPattern?, follow = false,
@@ -25,9 +31,13 @@ function M.tail(args)
     local stop_at = args.timeout and (runtime.now() + args.timeout)
     while true do
         local events = M.filter_log_events {
-            region = args.region, profile = args.profile, endpoint = args.endpoint,
-            logGroupName = args.logGroupName, filterPattern = args.filterPattern,
-            logStreamNames = args.logStreamNames, startTime = since_ms,
+            region = args.region,
+            profile = args.profile,
+            endpoint = args.endpoint,
+            logGroupName = args.logGroupName,
+            filterPattern = args.filterPattern,
+            logStreamNames = args.logStreamNames,
+            startTime = since_ms,
         }
         table.sort(events, function(a, b) return (a.timestamp or 0) < (b.timestamp or 0) end)
         for _, e in ipairs(events) do

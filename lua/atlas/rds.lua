@@ -8,14 +8,20 @@ local M = {}
 
 -- describe_db_instances{DBInstanceIdentifier?, Filters?} -> list of DBInstances (all pages)
 function M.describe_db_instances(args)
-    return helper.paginate("rds", "DescribeDBInstances", args,
-        { input = "Marker", output = "Marker", items = "DBInstances" })
+    return helper.paginate(
+        "rds",
+        "DescribeDBInstances",
+        args,
+        { input = "Marker", output = "Marker", items = "DBInstances" }
+    )
 end
 
 -- reboot_db_instance{DBInstanceIdentifier, ForceFailover? | force_failover?} -> {DBInstance=}
 function M.reboot_db_instance(args)
     local copy = {}
-    for k, v in pairs(args) do copy[k] = v end
+    for k, v in pairs(args) do
+        copy[k] = v
+    end
     if copy.force_failover ~= nil then
         copy.ForceFailover = copy.force_failover
         copy.force_failover = nil
@@ -31,17 +37,24 @@ function M.create_db_snapshot(args) return helper.call("rds", "CreateDBSnapshot"
 
 -- describe_db_snapshots{DBInstanceIdentifier?, DBSnapshotIdentifier?, SnapshotType?} -> list of DBSnapshots
 function M.describe_db_snapshots(args)
-    return helper.paginate("rds", "DescribeDBSnapshots", args,
-        { input = "Marker", output = "Marker", items = "DBSnapshots" })
+    return helper.paginate(
+        "rds",
+        "DescribeDBSnapshots",
+        args,
+        { input = "Marker", output = "Marker", items = "DBSnapshots" }
+    )
 end
 
 -- restore_db_instance_from_db_snapshot{DBInstanceIdentifier, DBSnapshotIdentifier, ...} -> {DBInstance=}
-function M.restore_db_instance_from_db_snapshot(args)
-    return helper.call("rds", "RestoreDBInstanceFromDBSnapshot", args)
-end
+function M.restore_db_instance_from_db_snapshot(args) return helper.call("rds", "RestoreDBInstanceFromDBSnapshot", args) end
 
-local FAILED = { deleted = true, deleting = true, failed = true, ["incompatible-restore"] = true,
-                                  ["incompatible-parameters"] = true }
+local FAILED = {
+    deleted = true,
+    deleting = true,
+    failed = true,
+    ["incompatible-restore"] = true,
+    ["incompatible-parameters"] = true,
+}
 
 -- wait_available{DBInstanceIdentifier, region, timeout = 1800, delay = 30} -> list of DBInstances
 -- The AWS db-instance-available rule: success when every instance is "available", failure on
@@ -50,32 +63,47 @@ function M.wait_available(args)
     local id = args.DBInstanceIdentifier or args.db_instance_identifier
     local list = aws.wait {
         name = string.format("RDS instance %s available in %s", tostring(id), tostring(args.region)),
-        service = "rds", action = "DescribeDBInstances", region = args.region,
-        delay = args.delay or 30, timeout = args.timeout or 1800,
+        service = "rds",
+        action = "DescribeDBInstances",
+        region = args.region,
+        delay = args.delay or 30,
+        timeout = args.timeout or 1800,
         poll = function()
-            return M.describe_db_instances { region = args.region, profile = args.profile, endpoint = args.endpoint,
-                                                                              DBInstanceIdentifier = id }
+            return M.describe_db_instances {
+                region = args.region,
+                profile = args.profile,
+                endpoint = args.endpoint,
+                DBInstanceIdentifier = id,
+            }
         end,
         acceptors = {
-            { state = "failure", matcher = function(dbs)
+            {
+                state = "failure",
+                matcher = function(dbs)
                     for _, db in ipairs(dbs) do
                         if FAILED[db.DBInstanceStatus] then
                             return true, db.DBInstanceIdentifier .. " is " .. db.DBInstanceStatus
                         end
                     end
                     return false
-                end },
-            { state = "success", matcher = function(dbs)
+                end,
+            },
+            {
+                state = "success",
+                matcher = function(dbs)
                     if #dbs == 0 then return false end
                     for _, db in ipairs(dbs) do
                         if db.DBInstanceStatus ~= "available" then return false end
                     end
                     return true
-                end },
+                end,
+            },
         },
         progress = function(dbs)
             local parts = {}
-            for _, db in ipairs(dbs) do parts[#parts + 1] = db.DBInstanceIdentifier .. " " .. tostring(db.DBInstanceStatus) end
+            for _, db in ipairs(dbs) do
+                parts[#parts + 1] = db.DBInstanceIdentifier .. " " .. tostring(db.DBInstanceStatus)
+            end
             return tostring(args.region) .. ": " .. table.concat(parts, ", ")
         end,
     }

@@ -9,7 +9,9 @@ local M = {}
 function M.get_caller_identity(args)
     args = args or {}
     local copy = {}
-    for k, v in pairs(args) do copy[k] = v end
+    for k, v in pairs(args) do
+        copy[k] = v
+    end
     copy.region = copy.region or "us-east-1"
     return helper.call("sts", "GetCallerIdentity", copy)
 end
@@ -17,7 +19,9 @@ end
 -- assume_role{RoleArn, RoleSessionName, DurationSeconds?, ExternalId?, region?} -> {Credentials, AssumedRoleUser}
 function M.assume_role(args)
     local copy = {}
-    for k, v in pairs(args) do copy[k] = v end
+    for k, v in pairs(args) do
+        copy[k] = v
+    end
     copy.region = copy.region or "us-east-1"
     local resp = helper.call("sts", "AssumeRole", copy)
     if resp.Credentials then

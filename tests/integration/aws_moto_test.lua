@@ -24,8 +24,12 @@ local world = dofile("tests/support/moto_world.lua")(t)
 local endpoint = world.endpoint
 
 local function names(region)
-    return { cluster = "atlas-crm-production-cluster-" .. region, service = "atlas-crm-production-service-" .. region,
-                      family = "atlas-crm-production-" .. region, db = "atlas-production-db-" .. region }
+    return {
+        cluster = "atlas-crm-production-cluster-" .. region,
+        service = "atlas-crm-production-service-" .. region,
+        family = "atlas-crm-production-" .. region,
+        db = "atlas-production-db-" .. region,
+    }
 end
 
 -- ---- ECS ------------------------------------------------------------------------
@@ -33,15 +37,21 @@ end
 t.case("ecs: describe the three regions at once", function()
     local reqs = {}
     for i, region in ipairs(REGIONS) do
-        reqs[i] = { service = "ecs", action = "DescribeServices", region = region,
-                                params = { cluster = names(region).cluster, services = { names(region).service } } }
+        reqs[i] = {
+            service = "ecs",
+            action = "DescribeServices",
+            region = region,
+            params = { cluster = names(region).cluster, services = { names(region).service } },
+        }
     end
     local results = aws.parallel(reqs)
     for i, region in ipairs(REGIONS) do
         t.ok(not errors.is(results[i]), tostring(results[i]))
         local s = results[i].services[1]
-        t.eq({ s.serviceName, s.status, s.desiredCount, s.runningCount, #s.deployments },
-            { names(region).service, "ACTIVE", 2, 2, 1 })
+        t.eq(
+            { s.serviceName, s.status, s.desiredCount, s.runningCount, #s.deployments },
+            { names(region).service, "ACTIVE", 2, 2, 1 }
+        )
         t.eq(s.taskDefinition:match("[^/]+$"), names(region).family .. ":14")
     end
 end)
@@ -51,21 +61,35 @@ t.case("ecs: scale the backup region and wait until stable, with progress", func
     local resp = ecs.update_service { region = "us-east-1", cluster = n.cluster, service = n.service, desiredCount = 6 }
     t.eq(resp.service.desiredCount, 6)
     local events = t.capture(function()
-        local stable = ecs.wait_stable { region = "us-east-1", cluster = n.cluster, services = { n.service },
-                                                                          delay = 1, timeout = 10 }
+        local stable = ecs.wait_stable {
+            region = "us-east-1",
+            cluster = n.cluster,
+            services = { n.service },
+            delay = 1,
+            timeout = 10,
+        }
         t.eq(stable[1].runningCount, 6)
     end)
     local progress
-    for _, e in ipairs(events) do if e.type == "progress" then progress = e.message end end
+    for _, e in ipairs(events) do
+        if e.type == "progress" then progress = e.message end
+    end
     t.eq(progress, "us-east-1: 6/6 running, 1 deployment")
     ecs.update_service { region = "us-east-1", cluster = n.cluster, service = n.service, desiredCount = 2 }
 end)
 
 t.case("ecs: the stable waiter fails at once on a MISSING service", function()
-    local err = t.raises(function()
-        ecs.wait_stable { region = "eu-west-1", cluster = names("eu-west-1").cluster, services = { "nope" }, delay = 1,
-                                            timeout = 30 }
-    end)
+    local err = t.raises(
+        function()
+            ecs.wait_stable {
+                region = "eu-west-1",
+                cluster = names("eu-west-1").cluster,
+                services = { "nope" },
+                delay = 1,
+                timeout = 30,
+            }
+        end
+    )
     t.eq(err.code, "WaiterFailed")
     t.match(tostring(err), "MISSING")
 end)
@@ -79,9 +103,16 @@ t.case("ecs: task definitions, paginated, and the newest one", function()
 end)
 
 t.case("ecs: a missing service is a readable aws error", function()
-    local err = t.raises(function()
-        ecs.update_service { region = "us-east-1", cluster = names("us-east-1").cluster, service = "nope", desiredCount = 1 }
-    end)
+    local err = t.raises(
+        function()
+            ecs.update_service {
+                region = "us-east-1",
+                cluster = names("us-east-1").cluster,
+                service = "nope",
+                desiredCount = 1,
+            }
+        end
+    )
     t.eq({ err.kind, err.code, err.status, err.retryable }, { "aws", "ServiceNotFoundException", 400, false })
     t.match(tostring(err), "^ecs UpdateService %(us%-east%-1%): ServiceNotFoundException: ")
     t.ok(err.request_id, "request id kept")
@@ -111,11 +142,18 @@ t.case("route53: zone, paginated geolocation records, failover change, INSYNC wa
 
     -- disable eu-west-1: its clients go to us-east-1's endpoint
     local moved = {}
-    for k, v in pairs(api["eu-west-1"]) do moved[k] = v end
+    for k, v in pairs(api["eu-west-1"]) do
+        moved[k] = v
+    end
     moved.ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } }
     moved.HealthCheckId = world.health_checks["us-east-1"]
-    local change = route53.change_resource_record_sets { HostedZoneId = zone.Id, ChangeBatch = {
-        Comment = "failover eu-west-1 -> us-east-1", Changes = { { Action = "UPSERT", ResourceRecordSet = moved } } } }
+    local change = route53.change_resource_record_sets {
+        HostedZoneId = zone.Id,
+        ChangeBatch = {
+            Comment = "failover eu-west-1 -> us-east-1",
+            Changes = { { Action = "UPSERT", ResourceRecordSet = moved } },
+        },
+    }
     t.match(change.ChangeInfo.Id, "C")
     t.eq(route53.get_change { Id = change.ChangeInfo.Id }.ChangeInfo.Status, "INSYNC")
     t.eq(route53.wait_changed { Id = change.ChangeInfo.Id, delay = 1 }.Status, "INSYNC")
@@ -123,8 +161,12 @@ t.case("route53: zone, paginated geolocation records, failover change, INSYNC wa
     t.eq(after["eu-west-1"].ResourceRecords, { { Value = "us-east-1.atlas-crm.com" } })
     t.eq(after["ap-southeast-1"], api["ap-southeast-1"], "other regions unchanged")
     -- and back, exactly as before
-    route53.change_resource_record_sets { HostedZoneId = zone.Id, ChangeBatch = {
-        Changes = { { Action = "UPSERT", ResourceRecordSet = api["eu-west-1"] } } } }
+    route53.change_resource_record_sets {
+        HostedZoneId = zone.Id,
+        ChangeBatch = {
+            Changes = { { Action = "UPSERT", ResourceRecordSet = api["eu-west-1"] } },
+        },
+    }
     t.eq(api_records(zone.Id), api)
 
     local status = route53.get_health_check_status { HealthCheckId = world.health_checks["eu-west-1"] }
@@ -137,38 +179,63 @@ end)
 t.case("rds: instances, failover reboot, snapshots, restore, promote, available waiter", function()
     local dbs = rds.describe_db_instances { region = "eu-west-1" }
     local by_id = {}
-    for _, db in ipairs(dbs) do by_id[db.DBInstanceIdentifier] = db end
+    for _, db in ipairs(dbs) do
+        by_id[db.DBInstanceIdentifier] = db
+    end
     local primary = by_id["atlas-production-db-eu-west-1"]
-    t.eq({ primary.Engine, primary.MultiAZ, primary.DBInstanceClass, primary.DBName, primary.MasterUsername },
-        { "postgres", true, "db.r6g.xlarge", "atlas", "atlas_admin" })
+    t.eq(
+        { primary.Engine, primary.MultiAZ, primary.DBInstanceClass, primary.DBName, primary.MasterUsername },
+        { "postgres", true, "db.r6g.xlarge", "atlas", "atlas_admin" }
+    )
     t.eq(primary.ReadReplicaDBInstanceIdentifiers, { "atlas-production-db-eu-west-1-replica" }, "one-member list")
     t.eq(type(primary.AllocatedStorage), "number")
 
-    local rebooted = rds.reboot_db_instance { region = "eu-west-1", DBInstanceIdentifier = primary.DBInstanceIdentifier,
-                                                                                        force_failover = true }
+    local rebooted = rds.reboot_db_instance {
+        region = "eu-west-1",
+        DBInstanceIdentifier = primary.DBInstanceIdentifier,
+        force_failover = true,
+    }
     t.eq(rebooted.DBInstance.DBInstanceIdentifier, primary.DBInstanceIdentifier)
-    local ready = rds.wait_available { region = "eu-west-1", DBInstanceIdentifier = primary.DBInstanceIdentifier,
-                                                                          delay = 1, timeout = 20 }
+    local ready = rds.wait_available {
+        region = "eu-west-1",
+        DBInstanceIdentifier = primary.DBInstanceIdentifier,
+        delay = 1,
+        timeout = 20,
+    }
     t.eq(ready[1].DBInstanceStatus, "available")
 
-    rds.create_db_snapshot { region = "eu-west-1", DBInstanceIdentifier = primary.DBInstanceIdentifier,
-                                                      DBSnapshotIdentifier = "atlas-test-before-drill" }
+    rds.create_db_snapshot {
+        region = "eu-west-1",
+        DBInstanceIdentifier = primary.DBInstanceIdentifier,
+        DBSnapshotIdentifier = "atlas-test-before-drill",
+    }
     local snaps = {}
     for _, s in ipairs(rds.describe_db_snapshots { region = "eu-west-1", SnapshotType = "manual" }) do
         snaps[s.DBSnapshotIdentifier] = s
     end
-    t.ok(snaps["atlas-production-snapshot-latest"] and snaps["atlas-production-snapshot-before-migration"]
-        and snaps["atlas-test-before-drill"], "seeded and new snapshots listed")
+    t.ok(
+        snaps["atlas-production-snapshot-latest"]
+            and snaps["atlas-production-snapshot-before-migration"]
+            and snaps["atlas-test-before-drill"],
+        "seeded and new snapshots listed"
+    )
 
-    local restored = rds.restore_db_instance_from_db_snapshot { region = "eu-west-1",
-        DBInstanceIdentifier = "atlas-production-db-restored", DBSnapshotIdentifier = "atlas-production-snapshot-latest",
-        DBInstanceClass = "db.r6g.xlarge" }
+    local restored = rds.restore_db_instance_from_db_snapshot {
+        region = "eu-west-1",
+        DBInstanceIdentifier = "atlas-production-db-restored",
+        DBSnapshotIdentifier = "atlas-production-snapshot-latest",
+        DBInstanceClass = "db.r6g.xlarge",
+    }
     t.eq(restored.DBInstance.DBInstanceIdentifier, "atlas-production-db-restored")
 
-    local promoted = rds.promote_read_replica { region = "eu-west-1",
-                                                                                            DBInstanceIdentifier = "atlas-production-db-eu-west-1-replica" }
+    local promoted = rds.promote_read_replica {
+        region = "eu-west-1",
+        DBInstanceIdentifier = "atlas-production-db-eu-west-1-replica",
+    }
     t.eq(promoted.DBInstance.DBInstanceIdentifier, "atlas-production-db-eu-west-1-replica")
-    local err = t.raises(function() rds.describe_db_instances { region = "eu-west-1", DBInstanceIdentifier = "nope" } end)
+    local err = t.raises(
+        function() rds.describe_db_instances { region = "eu-west-1", DBInstanceIdentifier = "nope" } end
+    )
     t.eq(err.code, "DBInstanceNotFound")
 end)
 
@@ -176,18 +243,36 @@ end)
 
 t.case("cloudwatch: put and read CrossRegionLatency, alarms", function()
     local now = os.time()
-    cloudwatch.put_metric_data { region = "ap-southeast-1", Namespace = "AtlasCRM/Production", MetricData = {
-        { MetricName = "CrossRegionLatency", Value = 250.0, Unit = "Milliseconds",
-            Dimensions = { { Name = "Region", Value = "ap-southeast-1" } } } } }
-    local stats = cloudwatch.get_metric_statistics { region = "ap-southeast-1", Namespace = "AtlasCRM/Production",
-        MetricName = "CrossRegionLatency", Dimensions = { { Name = "Region", Value = "ap-southeast-1" } },
-        StartTime = now - 3600, EndTime = now + 60, Period = 3600, Statistics = { "Maximum", "SampleCount" } }
+    cloudwatch.put_metric_data {
+        region = "ap-southeast-1",
+        Namespace = "AtlasCRM/Production",
+        MetricData = {
+            {
+                MetricName = "CrossRegionLatency",
+                Value = 250.0,
+                Unit = "Milliseconds",
+                Dimensions = { { Name = "Region", Value = "ap-southeast-1" } },
+            },
+        },
+    }
+    local stats = cloudwatch.get_metric_statistics {
+        region = "ap-southeast-1",
+        Namespace = "AtlasCRM/Production",
+        MetricName = "CrossRegionLatency",
+        Dimensions = { { Name = "Region", Value = "ap-southeast-1" } },
+        StartTime = now - 3600,
+        EndTime = now + 60,
+        Period = 3600,
+        Statistics = { "Maximum", "SampleCount" },
+    }
     t.eq(#stats.Datapoints, 1)
     t.eq({ stats.Datapoints[1].Maximum, stats.Datapoints[1].SampleCount }, { 250.0, 3.0 })
     local alarms = cloudwatch.describe_alarms { region = "ap-southeast-1" }
     t.eq(#alarms, 1)
-    t.eq({ alarms[1].AlarmName, alarms[1].Threshold, alarms[1].EvaluationPeriods },
-        { "atlas-crm-ap-southeast-1-latency", 200.0, 3 })
+    t.eq(
+        { alarms[1].AlarmName, alarms[1].Threshold, alarms[1].EvaluationPeriods },
+        { "atlas-crm-ap-southeast-1-latency", 200.0, 3 }
+    )
 end)
 
 t.case("logs: filter with a pattern and a limit; tail follows until told to stop", function()
@@ -196,8 +281,17 @@ t.case("logs: filter with a pattern and a limit; tail follows until told to stop
     t.eq(#errs, 3)
     t.eq(#logs.filter_log_events { region = "eu-west-1", logGroupName = group, limit = 5 }, 5)
     local seen = {}
-    local out = logs.tail { region = "eu-west-1", logGroupName = group, follow = true, interval = 0.05, since = 3600,
-        on_event = function(e) seen[#seen + 1] = e.message; return #seen < 12 end }
+    local out = logs.tail {
+        region = "eu-west-1",
+        logGroupName = group,
+        follow = true,
+        interval = 0.05,
+        since = 3600,
+        on_event = function(e)
+            seen[#seen + 1] = e.message
+            return #seen < 12
+        end,
+    }
     t.eq(#out, 12)
     t.eq(seen[1], "eu-west-1 event 0 ERROR")
     t.eq(#logs.tail { region = "eu-west-1", logGroupName = group, since = 3600 }, 12, "no duplicates in one pass")
@@ -219,14 +313,24 @@ t.case("sts: caller identity and assume-role (credentials redacted)", function()
 end)
 
 t.case("lambda: invoke the failover orchestrator", function()
-    local r = lambda.invoke { region = "eu-west-1", FunctionName = "atlas-production-failover-orchestrator",
-                                                        Payload = { failed_region = "eu-west-1", backup_region = "us-east-1" } }
+    local r = lambda.invoke {
+        region = "eu-west-1",
+        FunctionName = "atlas-production-failover-orchestrator",
+        Payload = { failed_region = "eu-west-1", backup_region = "us-east-1" },
+    }
     t.eq(r.StatusCode, 200)
     t.eq(json.decode(r.Payload), { failed_region = "eu-west-1", backup_region = "us-east-1" })
     -- moto's Docker-less Lambda answers Invoke for any name; GetFunction shows rest-json errors
-    local err = t.raises(function()
-        aws.call { service = "lambda", action = "GetFunction", region = "eu-west-1", params = { FunctionName = "nope" } }
-    end)
+    local err = t.raises(
+        function()
+            aws.call {
+                service = "lambda",
+                action = "GetFunction",
+                region = "eu-west-1",
+                params = { FunctionName = "nope" },
+            }
+        end
+    )
     t.eq({ err.code, err.status }, { "ResourceNotFoundException", 404 })
 end)
 
@@ -239,15 +343,35 @@ t.case("json 1.0 (DynamoDB) and Application Auto Scaling through aws.call", func
     t.eq(aws.call { service = "dynamodb", action = "ListTables", region = "eu-west-1" }.TableNames, {})
     local n = names("eu-west-1")
     local resource = "service/" .. n.cluster .. "/" .. n.service
-    aws.call { service = "application-autoscaling", action = "RegisterScalableTarget", region = "eu-west-1",
-               params = { ServiceNamespace = "ecs", ResourceId = resource, ScalableDimension = "ecs:service:DesiredCount",
-                          MinCapacity = 2, MaxCapacity = 10 } }
-    local r = aws.call { service = "application-autoscaling", action = "DescribeScalableTargets", region = "eu-west-1",
-                         params = { ServiceNamespace = "ecs", ResourceIds = { resource } } }
+    aws.call {
+        service = "application-autoscaling",
+        action = "RegisterScalableTarget",
+        region = "eu-west-1",
+        params = {
+            ServiceNamespace = "ecs",
+            ResourceId = resource,
+            ScalableDimension = "ecs:service:DesiredCount",
+            MinCapacity = 2,
+            MaxCapacity = 10,
+        },
+    }
+    local r = aws.call {
+        service = "application-autoscaling",
+        action = "DescribeScalableTargets",
+        region = "eu-west-1",
+        params = { ServiceNamespace = "ecs", ResourceIds = { resource } },
+    }
     t.eq({ r.ScalableTargets[1].MinCapacity, r.ScalableTargets[1].MaxCapacity }, { 2, 10 })
-    local err = t.raises(function()
-        aws.call { service = "dynamodb", action = "DescribeTable", region = "eu-west-1", params = { TableName = "nope" } }
-    end)
+    local err = t.raises(
+        function()
+            aws.call {
+                service = "dynamodb",
+                action = "DescribeTable",
+                region = "eu-west-1",
+                params = { TableName = "nope" },
+            }
+        end
+    )
     t.eq(err.code, "ResourceNotFoundException")
 end)
 
@@ -255,13 +379,20 @@ t.case("dry-run: a mutating helper is printed, not made", function()
     local runtime = require "atlas.runtime"
     runtime.dry_run = true
     local n = names("eu-west-1")
-    local events = t.capture(function()
-        t.eq(ecs.update_service { region = "eu-west-1", cluster = n.cluster, service = n.service, desiredCount = 9 }, {})
-    end)
+    local events = t.capture(
+        function()
+            t.eq(
+                ecs.update_service { region = "eu-west-1", cluster = n.cluster, service = n.service, desiredCount = 9 },
+                {}
+            )
+        end
+    )
     runtime.dry_run = false
     t.eq(events[1].outcome, "dry-run")
-    t.eq(ecs.describe_services { region = "eu-west-1", cluster = n.cluster, services = { n.service } }
-        .services[1].desiredCount, 2)
+    t.eq(
+        ecs.describe_services { region = "eu-west-1", cluster = n.cluster, services = { n.service } }.services[1].desiredCount,
+        2
+    )
 end)
 
 -- ---- faults ---------------------------------------------------------------------
@@ -273,10 +404,18 @@ local function with_proxy()
     local saved = aws.random
     aws.random = function() return 0.02 end -- keep the real backoff sleeps short
     aws.reset_quota()
-    t.defer(function() aws.random = saved; aws.reset_quota() end)
+    t.defer(function()
+        aws.random = saved
+        aws.reset_quota()
+    end)
     local function plan(faults)
-        local r = assert(curl.request { method = "POST", url = proxy .. "/__faults",
-                                                                        body = json.encode { faults = json.array(faults) } })
+        local r = assert(
+            curl.request {
+                method = "POST",
+                url = proxy .. "/__faults",
+                body = json.encode { faults = json.array(faults) },
+            }
+        )
         assert(r.status == 200)
     end
     local function applied()
@@ -291,7 +430,12 @@ t.case("connections are reused across calls (keep-alive through the proxy; moto 
     local n = names("ap-southeast-1")
     local before = curl.stats()
     for _ = 1, 5 do
-        ecs.describe_services { region = "ap-southeast-1", endpoint = proxy, cluster = n.cluster, services = { n.service } }
+        ecs.describe_services {
+            region = "ap-southeast-1",
+            endpoint = proxy,
+            cluster = n.cluster,
+            services = { n.service },
+        }
     end
     local after = curl.stats()
     t.eq(after.requests - before.requests, 5)
@@ -304,12 +448,19 @@ t.case("faults: throttling, 5xx and a reset on reads are retried until they succ
     local n = names("eu-west-1")
     plan { "throttle", "503" }
     local events = t.capture(function()
-        local r = aws.call { service = "ecs", action = "DescribeServices", region = "eu-west-1", endpoint = proxy,
-                                                  params = { cluster = n.cluster, services = { n.service } } }
+        local r = aws.call {
+            service = "ecs",
+            action = "DescribeServices",
+            region = "eu-west-1",
+            endpoint = proxy,
+            params = { cluster = n.cluster, services = { n.service } },
+        }
         t.eq(r.services[1].serviceName, n.service)
     end)
     local outcomes = {}
-    for _, e in ipairs(events) do if e.type == "call" then outcomes[#outcomes + 1] = e.outcome .. ":" .. (e.code or "") end end
+    for _, e in ipairs(events) do
+        if e.type == "call" then outcomes[#outcomes + 1] = e.outcome .. ":" .. (e.code or "") end
+    end
     t.eq(outcomes, { "retry:ThrottlingException", "retry:503", "ok:" })
 
     plan { "reset", "throttle" }
@@ -328,18 +479,34 @@ t.case("faults: a non-idempotent call is not repeated after a reset, but is afte
     -- Two resets: libcurl itself re-sends once when a reused keep-alive connection closes before
     -- any byte of an answer (the control request above left one open); atlas must not add more.
     plan { "reset", "reset" }
-    local err = t.raises(function()
-        ecs.update_service { region = "us-east-1", endpoint = proxy, cluster = n.cluster, service = n.service,
-                                                  desiredCount = 3 }
-    end)
+    local err = t.raises(
+        function()
+            ecs.update_service {
+                region = "us-east-1",
+                endpoint = proxy,
+                cluster = n.cluster,
+                service = n.service,
+                desiredCount = 3,
+            }
+        end
+    )
     t.eq(err.code, "ConnectionError")
     t.match(err.retry_stopped, "not idempotent")
-    for _, entry in ipairs(applied()) do t.eq(entry[1], "reset", "the update never reached moto") end
-    t.eq(ecs.describe_services { region = "us-east-1", cluster = n.cluster, services = { n.service } }
-        .services[1].desiredCount, 2)
+    for _, entry in ipairs(applied()) do
+        t.eq(entry[1], "reset", "the update never reached moto")
+    end
+    t.eq(
+        ecs.describe_services { region = "us-east-1", cluster = n.cluster, services = { n.service } }.services[1].desiredCount,
+        2
+    )
     plan { "throttle", "throttle" }
-    local r = ecs.update_service { region = "us-east-1", endpoint = proxy, cluster = n.cluster, service = n.service,
-                                                                  desiredCount = 2 }
+    local r = ecs.update_service {
+        region = "us-east-1",
+        endpoint = proxy,
+        cluster = n.cluster,
+        service = n.service,
+        desiredCount = 2,
+    }
     t.eq(r.service.desiredCount, 2)
     t.eq(#applied(), 3)
 end)
@@ -347,9 +514,7 @@ end)
 t.case("faults: retries give up after max attempts with the last error", function()
     local proxy, plan, applied = with_proxy()
     plan { "500", "502", "504", "pass" }
-    local err = t.raises(function()
-        sts.get_caller_identity { endpoint = proxy }
-    end)
+    local err = t.raises(function() sts.get_caller_identity { endpoint = proxy } end)
     t.eq({ err.code, err.status, err.attempts, err.retryable }, { "504", 504, 3, true })
     t.eq(#applied(), 3)
 end)

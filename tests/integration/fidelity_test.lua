@@ -37,33 +37,49 @@ local function observe()
     for _, region in ipairs(REGIONS) do
         local n = names(region)
         local s = ecs.describe_services { region = region, cluster = n.cluster, services = { n.service } }.services[1]
-        state.ecs[region] = { status = s.status, desiredCount = s.desiredCount, runningCount = s.runningCount,
-                                                    deployments = #s.deployments, taskDefinition = s.taskDefinition:match("[^/]+$") }
+        state.ecs[region] = {
+            status = s.status,
+            desiredCount = s.desiredCount,
+            runningCount = s.runningCount,
+            deployments = #s.deployments,
+            taskDefinition = s.taskDefinition:match("[^/]+$"),
+        }
     end
     local zone = route53.find_zone { name = "atlas-crm.com" }
     local checks = health_check_names()
     for _, r in ipairs(route53.list_resource_record_sets { HostedZoneId = zone.Id }) do
         if r.Type == "CNAME" then
             local values = {}
-            for i, rr in ipairs(r.ResourceRecords or {}) do values[i] = rr.Value end
+            for i, rr in ipairs(r.ResourceRecords or {}) do
+                values[i] = rr.Value
+            end
             table.sort(values)
             -- AWS returns names with the final dot; so must both worlds.
             state.dns[r.Name .. (r.SetIdentifier and ("/" .. r.SetIdentifier) or "")] = {
-                TTL = r.TTL, values = values, GeoLocation = r.GeoLocation,
+                TTL = r.TTL,
+                values = values,
+                GeoLocation = r.GeoLocation,
                 health_check = r.HealthCheckId and (checks[r.HealthCheckId] or ("unknown " .. r.HealthCheckId)),
             }
         end
     end
     for _, db in ipairs(rds.describe_db_instances { region = "eu-west-1" }) do
         state.rds[db.DBInstanceIdentifier] = {
-            status = db.DBInstanceStatus, Engine = db.Engine, MultiAZ = db.MultiAZ, DBInstanceClass = db.DBInstanceClass,
-            DBName = db.DBName, MasterUsername = db.MasterUsername,
-            replica_of = db.ReadReplicaSourceDBInstanceIdentifier, replicas = db.ReadReplicaDBInstanceIdentifiers,
+            status = db.DBInstanceStatus,
+            Engine = db.Engine,
+            MultiAZ = db.MultiAZ,
+            DBInstanceClass = db.DBInstanceClass,
+            DBName = db.DBName,
+            MasterUsername = db.MasterUsername,
+            replica_of = db.ReadReplicaSourceDBInstanceIdentifier,
+            replicas = db.ReadReplicaDBInstanceIdentifiers,
         }
     end
     for _, snap in ipairs(rds.describe_db_snapshots { region = "eu-west-1", SnapshotType = "manual" }) do
-        state.snapshots[snap.DBSnapshotIdentifier] = { DBInstanceIdentifier = snap.DBInstanceIdentifier,
-                                                                                                      Status = snap.Status }
+        state.snapshots[snap.DBSnapshotIdentifier] = {
+            DBInstanceIdentifier = snap.DBInstanceIdentifier,
+            Status = snap.Status,
+        }
     end
     return state
 end
@@ -76,41 +92,74 @@ local function failover()
     local zone = route53.find_zone { name = "atlas-crm.com" }
     local checks = health_check_names()
     local us_check
-    for id, fqdn in pairs(checks) do if fqdn == "us-east-1.atlas-crm.com" then us_check = id end end
+    for id, fqdn in pairs(checks) do
+        if fqdn == "us-east-1.atlas-crm.com" then us_check = id end
+    end
     local changes = {}
-    for _, r in ipairs(route53.list_resource_record_sets { HostedZoneId = zone.Id, StartRecordName = "api.atlas-crm.com" }) do
-        if r.Name == "api.atlas-crm.com." and r.Type == "CNAME" and r.ResourceRecords[1].Value == "eu-west-1.atlas-crm.com" then
+    for _, r in
+        ipairs(route53.list_resource_record_sets { HostedZoneId = zone.Id, StartRecordName = "api.atlas-crm.com" })
+    do
+        if
+            r.Name == "api.atlas-crm.com."
+            and r.Type == "CNAME"
+            and r.ResourceRecords[1].Value == "eu-west-1.atlas-crm.com"
+        then
             local moved = {}
-            for k, v in pairs(r) do moved[k] = v end
+            for k, v in pairs(r) do
+                moved[k] = v
+            end
             moved.ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } }
             moved.HealthCheckId = us_check
             changes[#changes + 1] = { Action = "UPSERT", ResourceRecordSet = moved }
         end
     end
     assert(#changes == 1, "exactly one record served eu-west-1")
-    local change = route53.change_resource_record_sets { HostedZoneId = zone.Id,
-        ChangeBatch = { Comment = "disable eu-west-1", Changes = changes } }
+    local change = route53.change_resource_record_sets {
+        HostedZoneId = zone.Id,
+        ChangeBatch = { Comment = "disable eu-west-1", Changes = changes },
+    }
     route53.wait_changed { Id = change.ChangeInfo.Id, delay = 1, timeout = 600 }
-    rds.create_db_snapshot { region = "eu-west-1", DBInstanceIdentifier = "atlas-production-db-eu-west-1",
-                                                      DBSnapshotIdentifier = "atlas-production-snapshot-failover" }
+    rds.create_db_snapshot {
+        region = "eu-west-1",
+        DBInstanceIdentifier = "atlas-production-db-eu-west-1",
+        DBSnapshotIdentifier = "atlas-production-snapshot-failover",
+    }
     -- moto's snapshot is available at once, AWS's (and the mock's) after a while: the generic waiter
     aws.wait {
-        name = "snapshot atlas-production-snapshot-failover available", delay = 1, timeout = 3600,
+        name = "snapshot atlas-production-snapshot-failover available",
+        delay = 1,
+        timeout = 3600,
         poll = function()
-            return rds.describe_db_snapshots { region = "eu-west-1", DBSnapshotIdentifier = "atlas-production-snapshot-failover" }
+            return rds.describe_db_snapshots {
+                region = "eu-west-1",
+                DBSnapshotIdentifier = "atlas-production-snapshot-failover",
+            }
         end,
-        acceptors = { { state = "success", matcher = function(s) return s[1] and s[1].Status == "available" end },
-                                    { state = "failure", matcher = function(s) return s[1] and s[1].Status == "failed" end } },
+        acceptors = {
+            { state = "success", matcher = function(s) return s[1] and s[1].Status == "available" end },
+            { state = "failure", matcher = function(s) return s[1] and s[1].Status == "failed" end },
+        },
     }
-    rds.wait_available { region = "eu-west-1", DBInstanceIdentifier = "atlas-production-db-eu-west-1", delay = 1,
-                                              timeout = 600 }
+    rds.wait_available {
+        region = "eu-west-1",
+        DBInstanceIdentifier = "atlas-production-db-eu-west-1",
+        delay = 1,
+        timeout = 600,
+    }
 end
 
 -- The read calls of the runbook, made raw so their responses can be checked
 -- against the botocore output shapes (tests/support/validate_shapes.py).
 local READS = {
-    { "ecs", "DescribeServices", "us-east-1", { cluster = "atlas-crm-production-cluster-us-east-1",
-                                                services = { "atlas-crm-production-service-us-east-1" } } },
+    {
+        "ecs",
+        "DescribeServices",
+        "us-east-1",
+        {
+            cluster = "atlas-crm-production-cluster-us-east-1",
+            services = { "atlas-crm-production-service-us-east-1" },
+        },
+    },
     { "ecs", "ListTaskDefinitions", "us-east-1", { familyPrefix = "atlas-crm-production-us-east-1" } },
     { "ecs", "DescribeTaskDefinition", "us-east-1", { taskDefinition = "atlas-crm-production-us-east-1" } },
     { "route53", "ListHostedZonesByName", "us-east-1", { DNSName = "atlas-crm.com" } },
@@ -118,11 +167,22 @@ local READS = {
     { "rds", "DescribeDBInstances", "eu-west-1", {} },
     { "rds", "DescribeDBSnapshots", "eu-west-1", { DBInstanceIdentifier = "atlas-production-db-eu-west-1" } },
     { "cloudwatch", "DescribeAlarms", "eu-west-1", {} },
-    { "cloudwatch", "GetMetricStatistics", "eu-west-1", function()
-        return { Namespace = "AtlasCRM/Production", MetricName = "CrossRegionLatency",
-                 Dimensions = { { Name = "Region", Value = "eu-west-1" } }, StartTime = runtime.now() - 3600,
-                 EndTime = runtime.now() + 60, Period = 3600, Statistics = { "Average", "Maximum" } }
-    end },
+    {
+        "cloudwatch",
+        "GetMetricStatistics",
+        "eu-west-1",
+        function()
+            return {
+                Namespace = "AtlasCRM/Production",
+                MetricName = "CrossRegionLatency",
+                Dimensions = { { Name = "Region", Value = "eu-west-1" } },
+                StartTime = runtime.now() - 3600,
+                EndTime = runtime.now() + 60,
+                Period = 3600,
+                Statistics = { "Average", "Maximum" },
+            }
+        end,
+    },
     { "logs", "FilterLogEvents", "eu-west-1", { logGroupName = "/ecs/atlas-crm-production-eu-west-1", limit = 5 } },
     { "secretsmanager", "GetSecretValue", "eu-west-1", { SecretId = "atlas-db-master-password" } },
     { "sts", "GetCallerIdentity", "us-east-1", {} },
@@ -183,10 +243,17 @@ end)
 
 t.case("the shape check itself catches unknown members and wrong scalar types", function()
     local path = t.tmpdir() .. "/bad.json"
-    t.write_file(path, require("atlas.json").encode { {
-        label = "bad", service = "rds", action = "DescribeDBInstances",
-        response = { DBInstances = { { MultiAZ = "true", AllocatedStorage = 20, Bogus = 1 } } },
-    } })
+    t.write_file(
+        path,
+        require("atlas.json").encode {
+            {
+                label = "bad",
+                service = "rds",
+                action = "DescribeDBInstances",
+                response = { DBInstances = { { MultiAZ = "true", AllocatedStorage = 20, Bogus = 1 } } },
+            },
+        }
+    )
     local r = t.spawn({ "python3", "tests/support/validate_shapes.py", path }, { timeout = 60 })
     local problems = require("atlas.json").decode(r.stdout)
     table.sort(problems)

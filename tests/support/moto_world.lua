@@ -10,13 +10,20 @@ return function(t)
     assert(seeded.code == 0, "seeding moto failed: " .. seeded.stderr)
     -- The process environment cannot be changed from Lua; the wire and the
     -- credential chain read it through replaceable getenv functions.
-    local env = { AWS_ENDPOINT_URL = endpoint, AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing",
-                                AWS_EC2_METADATA_DISABLED = "true" }
+    local env = {
+        AWS_ENDPOINT_URL = endpoint,
+        AWS_ACCESS_KEY_ID = "testing",
+        AWS_SECRET_ACCESS_KEY = "testing",
+        AWS_EC2_METADATA_DISABLED = "true",
+    }
     local saved_wire, saved_cred = wire.getenv, credentials.getenv
     wire.getenv = function(k) return env[k] end
     credentials.getenv = function(k) return env[k] end
     credentials.reset()
-    t.defer(function() wire.getenv, credentials.getenv = saved_wire, saved_cred; credentials.reset() end)
+    t.defer(function()
+        wire.getenv, credentials.getenv = saved_wire, saved_cred
+        credentials.reset()
+    end)
     local summary = json.decode(seeded.stdout)
     summary.endpoint = endpoint
     return summary

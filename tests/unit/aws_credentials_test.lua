@@ -11,7 +11,10 @@ local function use(env)
     local saved = credentials.getenv
     credentials.getenv = function(name) return env[name] end
     credentials.reset()
-    t.defer(function() credentials.getenv = saved; credentials.reset() end)
+    t.defer(function()
+        credentials.getenv = saved
+        credentials.reset()
+    end)
     os.execute("mkdir -p " .. home .. "/.aws")
     return home
 end
@@ -47,8 +50,10 @@ credential_process = sh -c 'exit 3'
 t.case("environment variables come first", function()
     use { AWS_ACCESS_KEY_ID = "AKIAENV", AWS_SECRET_ACCESS_KEY = "env-secret", AWS_SESSION_TOKEN = "env-token" }
     local c = credentials.resolve()
-    t.eq({ c.access_key_id, c.secret_access_key, c.session_token, c.source },
-        { "AKIAENV", "env-secret", "env-token", "environment" })
+    t.eq(
+        { c.access_key_id, c.secret_access_key, c.session_token, c.source },
+        { "AKIAENV", "env-secret", "env-token", "environment" }
+    )
 end)
 
 t.case("secret keys and tokens are redacted from output", function()
@@ -84,8 +89,10 @@ t.case("credential_process from ~/.aws/config", function()
     local home = use {}
     t.write_file(home .. "/.aws/config", CONFIG_FILE)
     local c = credentials.resolve { profile = "atlas-us-east-1" }
-    t.eq({ c.access_key_id, c.secret_access_key, c.session_token, c.expiration },
-        { "AKIAPROC", "proc-secret", "proc-token", 4070908800 })
+    t.eq(
+        { c.access_key_id, c.secret_access_key, c.session_token, c.expiration },
+        { "AKIAPROC", "proc-secret", "proc-token", 4070908800 }
+    )
     local err = t.raises(function() credentials.resolve { profile = "broken" } end)
     t.match(tostring(err), "credential_process of profile broken: exited with 3")
 end)
@@ -100,8 +107,14 @@ t.case("role_arn + source_profile: AssumeRole with the source's keys, cached unt
     local calls = {}
     wire.invoke = function(req)
         calls[#calls + 1] = req
-        return { Credentials = { AccessKeyId = "ASIAROLE", SecretAccessKey = "role-secret", SessionToken = "role-token",
-                                                          Expiration = "2099-01-01T00:00:00Z" } }
+        return {
+            Credentials = {
+                AccessKeyId = "ASIAROLE",
+                SecretAccessKey = "role-secret",
+                SessionToken = "role-token",
+                Expiration = "2099-01-01T00:00:00Z",
+            },
+        }
     end
     local c = credentials.resolve { profile = "atlas-ap-southeast-1" }
     t.eq({ c.access_key_id, c.session_token }, { "ASIAROLE", "role-token" })

@@ -16,7 +16,9 @@ local function fake(script)
         if type(step) == "function" then step = step(req) end
         if step.code then
             local fields = { kind = "aws" }
-            for k, v in pairs(step) do fields[k] = v end
+            for k, v in pairs(step) do
+                fields[k] = v
+            end
             return nil, errors.new(fields)
         end
         return step
@@ -29,16 +31,19 @@ local function fake(script)
         end
         return out
     end
-    local saved_wire, saved_sleep, saved_now, saved_random = package.loaded["atlas.aws.wire"], runtime.sleep,
-        runtime.now, aws.random
+    local saved_wire, saved_sleep, saved_now, saved_random =
+        package.loaded["atlas.aws.wire"], runtime.sleep, runtime.now, aws.random
     package.loaded["atlas.aws.wire"] = backend
-    runtime.sleep = function(s) state.sleeps[#state.sleeps + 1] = s; state.now = state.now + s end
+    runtime.sleep = function(s)
+        state.sleeps[#state.sleeps + 1] = s
+        state.now = state.now + s
+    end
     runtime.now = function() return state.now end
     aws.random = function() return 1 end -- the top of the jitter range: delays are exact
     aws.reset_quota()
     t.defer(function()
-        package.loaded["atlas.aws.wire"], runtime.sleep, runtime.now, aws.random = saved_wire, saved_sleep,
-            saved_now, saved_random
+        package.loaded["atlas.aws.wire"], runtime.sleep, runtime.now, aws.random =
+            saved_wire, saved_sleep, saved_now, saved_random
         aws.reset_quota()
     end)
     return state
@@ -48,8 +53,12 @@ local THROTTLE = { code = "ThrottlingException", message = "Rate exceeded", stat
 local OK = { services = {} }
 
 local function describe()
-    return aws.call { service = "ecs", action = "DescribeServices", region = "us-east-1",
-                                        params = { cluster = "c", services = { "s" } } }
+    return aws.call {
+        service = "ecs",
+        action = "DescribeServices",
+        region = "us-east-1",
+        params = { cluster = "c", services = { "s" } },
+    }
 end
 
 t.case("throttling is retried with exponential full-jitter backoff, then succeeds", function()
@@ -75,28 +84,36 @@ t.case("three attempts by default, then the last error is raised with its contex
     local state = fake { { code = "ServiceUnavailable", message = "down", status = 503 } }
     local err = t.raises(describe, "ServiceUnavailable")
     t.eq(#state.calls, 3)
-    t.eq({ err.code, err.retryable, err.attempts, err.service, err.action, err.region },
-        { "ServiceUnavailable", true, 3, "ecs", "DescribeServices", "us-east-1" })
+    t.eq(
+        { err.code, err.retryable, err.attempts, err.service, err.action, err.region },
+        { "ServiceUnavailable", true, 3, "ecs", "DescribeServices", "us-east-1" }
+    )
     t.eq(tostring(err), "ecs DescribeServices (us-east-1): ServiceUnavailable: down")
 end)
 
 t.case("a client error is not retried", function()
     local state = fake { { code = "ServiceNotFoundException", message = "Service not found", status = 400 } }
-    local err = t.raises(function()
-        aws.call { service = "ecs", action = "UpdateService", region = "us-east-1", params = { service = "x" } }
-    end)
+    local err = t.raises(
+        function()
+            aws.call { service = "ecs", action = "UpdateService", region = "us-east-1", params = { service = "x" } }
+        end
+    )
     t.eq(#state.calls, 1)
     t.eq(err.retryable, false)
     t.eq(tostring(err), "ecs UpdateService (us-east-1): ServiceNotFoundException: Service not found")
 end)
 
 t.case("a non-idempotent call is not retried after a 500 or a reset once sent", function()
-    for _, failure in ipairs { { code = "InternalError", status = 500 },
-                                                          { code = "ConnectionError", sent = true } } do
+    for _, failure in ipairs {
+        { code = "InternalError", status = 500 },
+        { code = "ConnectionError", sent = true },
+    } do
         local state = fake { failure, OK }
-        local err = t.raises(function()
-            aws.call { service = "ecs", action = "UpdateService", region = "us-east-1", params = { service = "s" } }
-        end)
+        local err = t.raises(
+            function()
+                aws.call { service = "ecs", action = "UpdateService", region = "us-east-1", params = { service = "s" } }
+            end
+        )
         t.eq(#state.calls, 1, failure.code)
         t.match(err.retry_stopped, "not idempotent")
     end
@@ -138,9 +155,11 @@ t.case("the retry quota: 5 tokens per retry, 10 per timeout, refunded on success
     t.eq(aws.quota.available, 12, "a success refunds its retry cost")
     state = fake { THROTTLE, THROTTLE, THROTTLE, OK }
     aws.reset_quota(12)
-    local err = t.raises(function()
-        aws.call { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {}, max_attempts = 5 }
-    end)
+    local err = t.raises(
+        function()
+            aws.call { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {}, max_attempts = 5 }
+        end
+    )
     t.eq(#state.calls, 3, "two retries cost 10 of 12 tokens, the third is refused")
     t.eq(err.retry_stopped, "retry quota exhausted")
     state = fake { { code = "RequestTimeout", timeout = true }, OK }
@@ -153,8 +172,15 @@ t.case("dry-run: mutating calls are logged with their parameters, not made; read
     local state = fake { OK }
     runtime.dry_run = true
     local events = t.capture(function()
-        t.eq(aws.call { service = "ecs", action = "UpdateService", region = "us-east-1",
-                                        params = { service = "s", desiredCount = 10 } }, {})
+        t.eq(
+            aws.call {
+                service = "ecs",
+                action = "UpdateService",
+                region = "us-east-1",
+                params = { service = "s", desiredCount = 10 },
+            },
+            {}
+        )
         describe()
     end)
     t.eq(#state.calls, 1)
@@ -197,9 +223,16 @@ end)
 
 local function service(running, desired, deployments, status)
     local ds = {}
-    for i = 1, deployments do ds[i] = { status = i == 1 and "PRIMARY" or "ACTIVE" } end
-    return { serviceName = "atlas-crm-production-service-us-east-1", status = status or "ACTIVE",
-                      runningCount = running, desiredCount = desired, deployments = ds }
+    for i = 1, deployments do
+        ds[i] = { status = i == 1 and "PRIMARY" or "ACTIVE" }
+    end
+    return {
+        serviceName = "atlas-crm-production-service-us-east-1",
+        status = status or "ACTIVE",
+        runningCount = running,
+        desiredCount = desired,
+        deployments = ds,
+    }
 end
 
 t.case("ECS services-stable: polls every delay until one deployment and running == desired", function()
@@ -210,12 +243,18 @@ t.case("ECS services-stable: polls every delay until one deployment and running 
     }
     local ecs = require "atlas.ecs"
     local events = t.capture(function()
-        local s = ecs.wait_stable { region = "us-east-1", cluster = "c", services = { "atlas-crm-production-service-us-east-1" } }
+        local s = ecs.wait_stable {
+            region = "us-east-1",
+            cluster = "c",
+            services = { "atlas-crm-production-service-us-east-1" },
+        }
         t.eq(s[1].runningCount, 10)
     end)
     t.eq(state.sleeps, { 15, 15 })
     local progress = {}
-    for _, e in ipairs(events) do if e.type == "progress" then progress[#progress + 1] = e.message end end
+    for _, e in ipairs(events) do
+        if e.type == "progress" then progress[#progress + 1] = e.message end
+    end
     t.eq(progress[1], "us-east-1: 6/10 running, 2 deployments")
     t.eq(progress[3], "us-east-1: 10/10 running, 1 deployment")
 end)
@@ -239,9 +278,9 @@ end)
 t.case("ECS services-stable: the timeout is a parameter and raises kind timeout with the last state", function()
     local state = fake { { services = { service(6, 10, 2) }, failures = {} } }
     local ecs = require "atlas.ecs"
-    local err = t.raises(function()
-        ecs.wait_stable { region = "us-east-1", cluster = "c", services = { "s" }, timeout = 60, delay = 15 }
-    end)
+    local err = t.raises(
+        function() ecs.wait_stable { region = "us-east-1", cluster = "c", services = { "s" }, timeout = 60, delay = 15 } end
+    )
     t.eq(err.kind, "timeout")
     t.match(tostring(err), "6/10 running, 2 deployments")
     t.eq(#state.calls, 5, "polls at 0, 15, 30, 45, 60 s")
@@ -249,7 +288,8 @@ end)
 
 t.case("Route53 change waiter: INSYNC succeeds, NoSuchChange counts as success", function()
     local r53 = require "atlas.route53"
-    local state = fake { { ChangeInfo = { Id = "C1", Status = "PENDING" } }, { ChangeInfo = { Id = "C1", Status = "INSYNC" } } }
+    local state =
+        fake { { ChangeInfo = { Id = "C1", Status = "PENDING" } }, { ChangeInfo = { Id = "C1", Status = "INSYNC" } } }
     t.eq(r53.wait_changed { Id = "/change/C1" }.Status, "INSYNC")
     t.eq(state.sleeps, { 30 })
     state = fake { { code = "NoSuchChange", status = 404 } }
@@ -270,9 +310,9 @@ end)
 t.case("waiters in dry-run do not poll", function()
     local state = fake { OK }
     runtime.dry_run = true
-    local events = t.capture(function()
-        require("atlas.ecs").wait_stable { region = "us-east-1", cluster = "c", services = { "s" } }
-    end)
+    local events = t.capture(
+        function() require("atlas.ecs").wait_stable { region = "us-east-1", cluster = "c", services = { "s" } } end
+    )
     t.eq(#state.calls, 0)
     t.match(events[1].message, "would wait for ECS services stable")
 end)
@@ -280,7 +320,10 @@ end)
 t.case("a profile template gives each region its own profile unless the call names one", function()
     local profiles = {}
     local state = fake { OK }
-    package.loaded["atlas.aws.wire"].invoke = function(req) profiles[#profiles + 1] = req.profile or "-"; return OK end
+    package.loaded["atlas.aws.wire"].invoke = function(req)
+        profiles[#profiles + 1] = req.profile or "-"
+        return OK
+    end
     local saved = aws.config.profile_template
     t.defer(function() aws.config.profile_template = saved end)
     aws.config.profile_template = "atlas-{region}"

@@ -12,26 +12,79 @@ end
 
 local cases = {
     { "standard regional endpoint", "ecs", "eu-west-1", {}, nil, "https://ecs.eu-west-1.amazonaws.com", "eu-west-1" },
-    { "endpoint prefix differs from the client name", "cloudwatch", "ap-southeast-1", {}, nil,
-        "https://monitoring.ap-southeast-1.amazonaws.com", "ap-southeast-1" },
-    { "Route53 is global and signs for us-east-1", "route53", "eu-west-1", {}, nil,
-        "https://route53.amazonaws.com", "us-east-1" },
+    {
+        "endpoint prefix differs from the client name",
+        "cloudwatch",
+        "ap-southeast-1",
+        {},
+        nil,
+        "https://monitoring.ap-southeast-1.amazonaws.com",
+        "ap-southeast-1",
+    },
+    {
+        "Route53 is global and signs for us-east-1",
+        "route53",
+        "eu-west-1",
+        {},
+        nil,
+        "https://route53.amazonaws.com",
+        "us-east-1",
+    },
     { "China partition", "rds", "cn-north-1", {}, nil, "https://rds.cn-north-1.amazonaws.com.cn", "cn-north-1" },
-    { "AWS_ENDPOINT_URL", "logs", "eu-west-1", { AWS_ENDPOINT_URL = "http://127.0.0.1:5000/" }, nil,
-        "http://127.0.0.1:5000", "eu-west-1" },
-    { "AWS_ENDPOINT_URL_<SERVICE> wins over AWS_ENDPOINT_URL", "ecs", "eu-west-1",
-        { AWS_ENDPOINT_URL = "http://127.0.0.1:5000", AWS_ENDPOINT_URL_ECS = "http://localhost:6000" }, nil,
-        "http://localhost:6000", "eu-west-1" },
-    { "service ids with spaces", "secretsmanager", "eu-west-1",
-        { AWS_ENDPOINT_URL_SECRETS_MANAGER = "https://secrets.internal" }, nil, "https://secrets.internal", "eu-west-1" },
-    { "Route53 override keeps signing us-east-1", "route53", "eu-west-1",
-        { AWS_ENDPOINT_URL_ROUTE_53 = "http://127.0.0.1:7000" }, nil, "http://127.0.0.1:7000", "us-east-1" },
-    { "the call's endpoint wins over everything", "ecs", "us-east-1",
-        { AWS_ENDPOINT_URL_ECS = "http://127.0.0.1:6000" }, "https://vpce-1.ecs.us-east-1.vpce.amazonaws.com/",
-        "https://vpce-1.ecs.us-east-1.vpce.amazonaws.com", "us-east-1" },
-    { "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "ecs", "us-east-1",
-        { AWS_ENDPOINT_URL = "http://127.0.0.1:6000", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "true" }, nil,
-        "https://ecs.us-east-1.amazonaws.com", "us-east-1" },
+    {
+        "AWS_ENDPOINT_URL",
+        "logs",
+        "eu-west-1",
+        { AWS_ENDPOINT_URL = "http://127.0.0.1:5000/" },
+        nil,
+        "http://127.0.0.1:5000",
+        "eu-west-1",
+    },
+    {
+        "AWS_ENDPOINT_URL_<SERVICE> wins over AWS_ENDPOINT_URL",
+        "ecs",
+        "eu-west-1",
+        { AWS_ENDPOINT_URL = "http://127.0.0.1:5000", AWS_ENDPOINT_URL_ECS = "http://localhost:6000" },
+        nil,
+        "http://localhost:6000",
+        "eu-west-1",
+    },
+    {
+        "service ids with spaces",
+        "secretsmanager",
+        "eu-west-1",
+        { AWS_ENDPOINT_URL_SECRETS_MANAGER = "https://secrets.internal" },
+        nil,
+        "https://secrets.internal",
+        "eu-west-1",
+    },
+    {
+        "Route53 override keeps signing us-east-1",
+        "route53",
+        "eu-west-1",
+        { AWS_ENDPOINT_URL_ROUTE_53 = "http://127.0.0.1:7000" },
+        nil,
+        "http://127.0.0.1:7000",
+        "us-east-1",
+    },
+    {
+        "the call's endpoint wins over everything",
+        "ecs",
+        "us-east-1",
+        { AWS_ENDPOINT_URL_ECS = "http://127.0.0.1:6000" },
+        "https://vpce-1.ecs.us-east-1.vpce.amazonaws.com/",
+        "https://vpce-1.ecs.us-east-1.vpce.amazonaws.com",
+        "us-east-1",
+    },
+    {
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+        "ecs",
+        "us-east-1",
+        { AWS_ENDPOINT_URL = "http://127.0.0.1:6000", AWS_IGNORE_CONFIGURED_ENDPOINT_URLS = "true" },
+        nil,
+        "https://ecs.us-east-1.amazonaws.com",
+        "us-east-1",
+    },
 }
 
 for _, c in ipairs(cases) do
@@ -48,8 +101,10 @@ t.case("endpoint: plain http only to loopback unless allowed", function()
     local err = t.raises(function() wire.endpoint(svc, "us-east-1", { endpoint = "http://ecs.internal:8080" }) end)
     t.eq(err.kind, "usage")
     t.match(tostring(err), "plain http to a non%-loopback endpoint refused")
-    t.eq(wire.endpoint(svc, "us-east-1", { endpoint = "http://ecs.internal:8080", allow_http = true }).url,
-        "http://ecs.internal:8080")
+    t.eq(
+        wire.endpoint(svc, "us-east-1", { endpoint = "http://ecs.internal:8080", allow_http = true }).url,
+        "http://ecs.internal:8080"
+    )
     with_env { ATLAS_ALLOW_HTTP = "1" }
     t.eq(wire.endpoint(svc, "us-east-1", { endpoint = "http://ecs.internal" }).url, "http://ecs.internal")
     with_env {}
@@ -68,10 +123,12 @@ end)
 local function fake_pages(pages)
     local saved = package.loaded["atlas.aws.wire"]
     local seen = {}
-    package.loaded["atlas.aws.wire"] = { invoke = function(req)
-        seen[#seen + 1] = req.params
-        return pages[#seen] or pages[#pages]
-    end }
+    package.loaded["atlas.aws.wire"] = {
+        invoke = function(req)
+            seen[#seen + 1] = req.params
+            return pages[#seen] or pages[#pages]
+        end,
+    }
     t.defer(function() package.loaded["atlas.aws.wire"] = saved end)
     return seen
 end
@@ -115,11 +172,13 @@ local function fake_http(answers)
     end
     credentials.reset()
     local seen = {}
-    wire.http = { request = function(http)
-        seen[#seen + 1] = http.headers
-        local a = answers[#seen]
-        return { status = a[1], headers = a[2] or {}, body = a[3] or "", elapsed = 0, reused = false }
-    end }
+    wire.http = {
+        request = function(http)
+            seen[#seen + 1] = http.headers
+            local a = answers[#seen]
+            return { status = a[1], headers = a[2] or {}, body = a[3] or "", elapsed = 0, reused = false }
+        end,
+    }
     t.defer(function()
         wire.http, wire.clock_skew, credentials.getenv = saved_http, saved_skew, saved_env
         credentials.reset()
@@ -130,12 +189,19 @@ end
 
 t.case("a RequestTimeTooSkewed answer corrects the signing clock and is retried once", function()
     local seen = fake_http {
-        { 400, { date = "Fri, 01 Jan 2100 00:00:00 GMT", ["x-amzn-requestid"] = "r" },
-          '{"__type":"InvalidSignatureException","message":"Signature expired"}' },
+        {
+            400,
+            { date = "Fri, 01 Jan 2100 00:00:00 GMT", ["x-amzn-requestid"] = "r" },
+            '{"__type":"InvalidSignatureException","message":"Signature expired"}',
+        },
         { 200, {}, '{"services":[],"failures":[]}' },
     }
-    local r = require("atlas.aws").call { service = "ecs", action = "UpdateService", region = "us-east-1",
-                                          params = { service = "s" } }
+    local r = require("atlas.aws").call {
+        service = "ecs",
+        action = "UpdateService",
+        region = "us-east-1",
+        params = { service = "s" },
+    }
     t.eq(r, { services = {}, failures = {} })
     t.eq(#seen, 2, "retried once, although UpdateService is not idempotent")
     t.match(seen[1]["X-Amz-Date"] or seen[1]["x-amz-date"], "^20")
@@ -145,7 +211,11 @@ end)
 
 t.case("expired credentials are resolved again and the call retried once", function()
     local seen, set_key = fake_http {
-        { 400, {}, '{"__type":"ExpiredTokenException","message":"The security token included in the request is expired"}' },
+        {
+            400,
+            {},
+            '{"__type":"ExpiredTokenException","message":"The security token included in the request is expired"}',
+        },
         { 200, {}, '{"services":[],"failures":[]}' },
     }
     local aws = require "atlas.aws"
@@ -158,7 +228,10 @@ t.case("expired credentials are resolved again and the call retried once", funct
         if n == 2 then set_key("AKIA2") end
         return invoke(req)
     end
-    t.defer(function() wire.invoke = invoke; package.loaded["atlas.aws.wire"] = saved end)
+    t.defer(function()
+        wire.invoke = invoke
+        package.loaded["atlas.aws.wire"] = saved
+    end)
     aws.call { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {} }
     t.eq(#seen, 2)
     t.match(seen[1].Authorization, "Credential=AKIA1/")
@@ -176,7 +249,9 @@ t.case("parallel: a request that cannot be prepared fails alone", function()
     local saved = wire.http
     wire.http.request_many = function(list)
         local out = {}
-        for i, http in ipairs(list) do out[i] = wire.http.request(http) end
+        for i, http in ipairs(list) do
+            out[i] = wire.http.request(http)
+        end
         return out
     end
     t.defer(function() wire.http = saved end)

@@ -37,8 +37,13 @@ M.parse_time = require("atlas.aws.protocol").parse_time
 local function make(access_key_id, secret, token, expiration, source)
     log.secret(secret)
     if token then log.secret(token) end
-    return { access_key_id = access_key_id, secret_access_key = secret, session_token = token,
-                      expiration = expiration and M.parse_time(expiration) or nil, source = source }
+    return {
+        access_key_id = access_key_id,
+        secret_access_key = secret,
+        session_token = token,
+        expiration = expiration and M.parse_time(expiration) or nil,
+        source = source,
+    }
 end
 
 -- ---- shared config files -------------------------------------------------------
@@ -71,13 +76,11 @@ function M.parse_ini(text, is_config)
     return sections
 end
 
-local function home()
-    return env("HOME") or "."
-end
+local function home() return env("HOME") or "." end
 
 local function files()
     return env("AWS_SHARED_CREDENTIALS_FILE") or (home() .. "/.aws/credentials"),
-                  env("AWS_CONFIG_FILE") or (home() .. "/.aws/config")
+        env("AWS_CONFIG_FILE") or (home() .. "/.aws/config")
 end
 
 -- profile_settings(name) -> merged settings (credentials file over config) or nil, where-text
@@ -87,8 +90,14 @@ function M.profile_settings(name)
     local merged, found = {}, false
     local config = config_text and M.parse_ini(config_text, true) or {}
     local creds = creds_text and M.parse_ini(creds_text, false) or {}
-    for k, v in pairs(config[name] or {}) do merged[k] = v; found = true end
-    for k, v in pairs(creds[name] or {}) do merged[k] = v; found = true end
+    for k, v in pairs(config[name] or {}) do
+        merged[k] = v
+        found = true
+    end
+    for k, v in pairs(creds[name] or {}) do
+        merged[k] = v
+        found = true
+    end
     if config[name] or creds[name] then found = true end
     return found and merged or nil, cred_path .. ", " .. config_path
 end
@@ -113,15 +122,26 @@ local function from_process(command, profile)
     if not decoded_ok or type(doc) ~= "table" or not doc.AccessKeyId or not doc.SecretAccessKey then
         return nil, "credential_process of profile " .. profile .. ": output is not credentials JSON"
     end
-    return make(doc.AccessKeyId, doc.SecretAccessKey, doc.SessionToken, doc.Expiration,
-        "credential_process (" .. profile .. ")")
+    return make(
+        doc.AccessKeyId,
+        doc.SecretAccessKey,
+        doc.SessionToken,
+        doc.Expiration,
+        "credential_process (" .. profile .. ")"
+    )
 end
 
 local curl
 local function http_get(method, url, headers, timeout)
     curl = curl or require "atlas.curl"
-    local resp, message = curl.request { method = method, url = url, headers = headers or {}, body = "",
-                                                                              timeout = timeout or 2, connect_timeout = 1 }
+    local resp, message = curl.request {
+        method = method,
+        url = url,
+        headers = headers or {},
+        body = "",
+        timeout = timeout or 2,
+        connect_timeout = 1,
+    }
     if not resp then return nil, message end
     if resp.status ~= 200 then return nil, "HTTP " .. resp.status end
     return resp.body
@@ -129,9 +149,7 @@ end
 
 local function decode_json_credentials(body, source)
     local ok, doc = pcall(require("atlas.json").decode, body)
-    if not ok or type(doc) ~= "table" or not doc.AccessKeyId then
-        return nil, source .. ": unexpected response"
-    end
+    if not ok or type(doc) ~= "table" or not doc.AccessKeyId then return nil, source .. ": unexpected response" end
     return make(doc.AccessKeyId, doc.SecretAccessKey, doc.Token or doc.SessionToken, doc.Expiration, source)
 end
 
@@ -143,7 +161,10 @@ local function from_container()
     local token = env("AWS_CONTAINER_AUTHORIZATION_TOKEN")
     local token_file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
     if token_file then token = (read_file(token_file) or ""):gsub("%s+$", "") end
-    if token then headers["Authorization"] = token; log.secret(token) end
+    if token then
+        headers["Authorization"] = token
+        log.secret(token)
+    end
     local body, err = http_get("GET", url, headers)
     if not body then return nil, "container credentials (" .. url .. "): " .. tostring(err) end
     return decode_json_credentials(body, "container credentials (" .. url .. ")")
@@ -155,8 +176,8 @@ local function from_imds()
     end
     local base = (env("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254"):gsub("/+$", "")
     local where = "EC2 instance metadata (" .. base .. ")"
-    local token, err = http_get("PUT", base .. "/latest/api/token",
-        { ["X-aws-ec2-metadata-token-ttl-seconds"] = "21600" }, 1)
+    local token, err =
+        http_get("PUT", base .. "/latest/api/token", { ["X-aws-ec2-metadata-token-ttl-seconds"] = "21600" }, 1)
     if not token then return nil, where .. ": " .. tostring(err) end
     log.secret(token)
     local headers = { ["X-aws-ec2-metadata-token"] = token }
@@ -178,8 +199,13 @@ local function assume_role(name, settings, depth)
         if settings.source_profile == name then
             -- a profile may be its own source when it also holds static keys
             if not settings.aws_access_key_id then return nil, "profile " .. name .. ": source_profile loops" end
-            source = make(settings.aws_access_key_id, settings.aws_secret_access_key, settings.aws_session_token,
-                nil, "profile " .. name)
+            source = make(
+                settings.aws_access_key_id,
+                settings.aws_secret_access_key,
+                settings.aws_session_token,
+                nil,
+                "profile " .. name
+            )
         else
             source, err = resolve_profile(settings.source_profile, depth + 1)
         end
@@ -195,17 +221,28 @@ local function assume_role(name, settings, depth)
     if not source then return nil, err end
     local wire = require "atlas.aws.wire"
     local resp, call_err = wire.invoke {
-        service = "sts", action = "AssumeRole", region = settings.region or env("AWS_REGION") or "us-east-1",
+        service = "sts",
+        action = "AssumeRole",
+        region = settings.region or env("AWS_REGION") or "us-east-1",
         credentials = source,
-        params = { RoleArn = settings.role_arn,
-                              RoleSessionName = settings.role_session_name or ("atlas-run-" .. math.floor(M.now())),
-                              ExternalId = settings.external_id,
-                              DurationSeconds = tonumber(settings.duration_seconds) },
+        params = {
+            RoleArn = settings.role_arn,
+            RoleSessionName = settings.role_session_name or ("atlas-run-" .. math.floor(M.now())),
+            ExternalId = settings.external_id,
+            DurationSeconds = tonumber(settings.duration_seconds),
+        },
     }
-    if not resp then return nil, "profile " .. name .. ": AssumeRole " .. settings.role_arn .. ": " .. errors.message(call_err) end
+    if not resp then
+        return nil, "profile " .. name .. ": AssumeRole " .. settings.role_arn .. ": " .. errors.message(call_err)
+    end
     local c = resp.Credentials
-    return make(c.AccessKeyId, c.SecretAccessKey, c.SessionToken, c.Expiration,
-        "assumed role " .. settings.role_arn .. " (profile " .. name .. ")")
+    return make(
+        c.AccessKeyId,
+        c.SecretAccessKey,
+        c.SessionToken,
+        c.Expiration,
+        "assumed role " .. settings.role_arn .. " (profile " .. name .. ")"
+    )
 end
 
 resolve_profile = function(name, depth)
@@ -214,8 +251,13 @@ resolve_profile = function(name, depth)
     if not settings then return nil, "profile " .. name .. ": not found in " .. where, "missing" end
     if settings.role_arn then return assume_role(name, settings, depth) end
     if settings.aws_access_key_id and settings.aws_secret_access_key then
-        return make(settings.aws_access_key_id, settings.aws_secret_access_key, settings.aws_session_token,
-            nil, "profile " .. name)
+        return make(
+            settings.aws_access_key_id,
+            settings.aws_secret_access_key,
+            settings.aws_session_token,
+            nil,
+            "profile " .. name
+        )
     end
     if settings.credential_process then return from_process(settings.credential_process, name) end
     return nil, "profile " .. name .. " (" .. where .. "): no keys, role_arn or credential_process"
@@ -224,8 +266,13 @@ end
 -- ---- the chain -----------------------------------------------------------------
 
 local function no_credentials(looked)
-    errors.raise { kind = "aws", code = "NoCredentials", service = "credentials", action = "resolve",
-                                  message = "no AWS credentials found; looked in: " .. table.concat(looked, "; ") }
+    errors.raise {
+        kind = "aws",
+        code = "NoCredentials",
+        service = "credentials",
+        action = "resolve",
+        message = "no AWS credentials found; looked in: " .. table.concat(looked, "; "),
+    }
 end
 
 local function chain(profile)
@@ -241,8 +288,13 @@ local function chain(profile)
     if c then return c end
     if explicit and missing then
         -- like the SDKs: a profile asked for by name must exist
-        errors.raise { kind = "aws", code = "ProfileNotFound", service = "credentials", action = "resolve",
-                                      message = why }
+        errors.raise {
+            kind = "aws",
+            code = "ProfileNotFound",
+            service = "credentials",
+            action = "resolve",
+            message = why,
+        }
     end
     looked[#looked + 1] = why
     if explicit and not missing then no_credentials(looked) end

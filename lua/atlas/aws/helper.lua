@@ -6,15 +6,26 @@ local aws = require "atlas.aws"
 
 local M = {}
 
-local CONTROL = { region = true, profile = true, endpoint = true, timeout = true, max_attempts = true,
-                                    idempotent = true, connect_timeout = true }
+local CONTROL = {
+    region = true,
+    profile = true,
+    endpoint = true,
+    timeout = true,
+    max_attempts = true,
+    idempotent = true,
+    connect_timeout = true,
+}
 
 -- split(args, extra_control) -> control table, params table (a copy)
 function M.split(args, extra)
     assert(type(args) == "table", "expected a table of arguments")
     local control, params = {}, {}
     for k, v in pairs(args) do
-        if CONTROL[k] or (extra and extra[k]) then control[k] = v else params[k] = v end
+        if CONTROL[k] or (extra and extra[k]) then
+            control[k] = v
+        else
+            params[k] = v
+        end
     end
     return control, params
 end
@@ -22,9 +33,17 @@ end
 -- call(service, action, args, extra_control) -> response
 function M.call(service, action, args, extra)
     local control, params = M.split(args, extra)
-    return aws.call { service = service, action = action, region = control.region, params = params,
-                                        profile = control.profile, endpoint = control.endpoint, timeout = control.timeout,
-                                        max_attempts = control.max_attempts, idempotent = control.idempotent }
+    return aws.call {
+        service = service,
+        action = action,
+        region = control.region,
+        params = params,
+        profile = control.profile,
+        endpoint = control.endpoint,
+        timeout = control.timeout,
+        max_attempts = control.max_attempts,
+        idempotent = control.idempotent,
+    }
 end
 
 -- paginate(service, action, args, {input=token param, output=token field, items=list field,
@@ -34,16 +53,32 @@ function M.paginate(service, action, args, spec)
     local items = {}
     while true do
         local page_params = {}
-        for k, v in pairs(params) do page_params[k] = v end
-        local resp = aws.call { service = service, action = action, region = control.region, params = page_params,
-                                                        profile = control.profile, endpoint = control.endpoint, timeout = control.timeout,
-                                                        max_attempts = control.max_attempts }
+        for k, v in pairs(params) do
+            page_params[k] = v
+        end
+        local resp = aws.call {
+            service = service,
+            action = action,
+            region = control.region,
+            params = page_params,
+            profile = control.profile,
+            endpoint = control.endpoint,
+            timeout = control.timeout,
+            max_attempts = control.max_attempts,
+        }
         for _, item in ipairs(resp[spec.items] or {}) do
             items[#items + 1] = item
             if spec.limit and #items >= spec.limit then return require("atlas.json").array(items) end
         end
         local token = resp[spec.output]
-        if token == nil or token == require("atlas.json").null or token == "" or (spec.more and not resp[spec.more]) then break end
+        if
+            token == nil
+            or token == require("atlas.json").null
+            or token == ""
+            or (spec.more and not resp[spec.more])
+        then
+            break
+        end
         -- A server that hands back the cursor it was given would loop forever: stop instead.
         local changed = false
         if type(spec.input) == "table" then

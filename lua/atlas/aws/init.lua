@@ -28,21 +28,25 @@ M.config = {
 -- Replaceable in tests for a deterministic jitter.
 M.random = math.random
 
-function M.sign(args)
-    return require("atlas.sigv4").sign(args)
-end
+function M.sign(args) return require("atlas.sigv4").sign(args) end
 
 -- ---- retry policy --------------------------------------------------------------
 
 local THROTTLING = {}
-for code in ([[Throttling ThrottlingException ThrottledException RequestThrottledException
+for code in
+    ([[Throttling ThrottlingException ThrottledException RequestThrottledException
     TooManyRequestsException ProvisionedThroughputExceededException TransactionInProgressException
     RequestLimitExceeded BandwidthLimitExceeded LimitExceededException RequestThrottled SlowDown
-    PriorRequestNotComplete EC2ThrottledException]]):gmatch("%S+") do THROTTLING[code] = true end
+    PriorRequestNotComplete EC2ThrottledException]]):gmatch("%S+")
+do
+    THROTTLING[code] = true
+end
 
 local TRANSIENT = {}
-for code in ([[RequestTimeout RequestTimeoutException InternalError InternalFailure
-    InternalServerError ServiceUnavailable ConnectionError IDPCommunicationError]]):gmatch("%S+") do
+for code in
+    ([[RequestTimeout RequestTimeoutException InternalError InternalFailure
+    InternalServerError ServiceUnavailable ConnectionError IDPCommunicationError]]):gmatch("%S+")
+do
     TRANSIENT[code] = true
 end
 
@@ -117,8 +121,7 @@ end
 local function uuid4()
     local r = M.random
     local function hex(n) return string.format("%0" .. n .. "x", math.floor(r() * 16 ^ n) % (16 ^ n)) end
-    return string.format("%s-%s-4%s-%x%s-%s", hex(8), hex(4), hex(3), 8 + math.floor(r() * 4), hex(3),
-        hex(12))
+    return string.format("%s-%s-4%s-%x%s-%s", hex(8), hex(4), hex(3), 8 + math.floor(r() * 4), hex(3), hex(12))
 end
 
 local function normalise(args)
@@ -126,7 +129,9 @@ local function normalise(args)
     if type(args.service) ~= "string" then error("aws.call: service is required", 3) end
     if type(args.action) ~= "string" then error("aws.call: action is required", 3) end
     local req = {}
-    for k, v in pairs(args) do req[k] = v end
+    for k, v in pairs(args) do
+        req[k] = v
+    end
     req.service = protocol.canonical_name(args.service)
     req.params = args.params or {}
     if req.profile == nil and M.config.profile_template and req.region then
@@ -137,7 +142,9 @@ local function normalise(args)
     local token = ok and svc.idempotency_tokens and svc.idempotency_tokens[req.action]
     if token and req.params[token] == nil then
         local params = {}
-        for k, v in pairs(req.params) do params[k] = v end
+        for k, v in pairs(req.params) do
+            params[k] = v
+        end
         params[token] = uuid4()
         req.params = params
         req.token_filled = true
@@ -156,23 +163,39 @@ local function monotime()
 end
 
 local function log_call(req, attempt, started, outcome, err)
-    log.event { type = "call", module = "aws", op = op_name(req), service = req.service, action = req.action,
-                            region = req.region, attempt = attempt, outcome = outcome,
-                            duration_ms = math.floor((monotime() - started) * 1000 + 0.5),
-                            error = err and errors.message(err) or nil, code = err and err.code or nil }
+    log.event {
+        type = "call",
+        module = "aws",
+        op = op_name(req),
+        service = req.service,
+        action = req.action,
+        region = req.region,
+        attempt = attempt,
+        outcome = outcome,
+        duration_ms = math.floor((monotime() - started) * 1000 + 0.5),
+        error = err and errors.message(err) or nil,
+        code = err and err.code or nil,
+    }
 end
 
 -- The params go into the event as a table: atlas.log masks secret-named
 -- fields (MasterUserPassword, ...) before any sink encodes them.
 local function dry_run(req)
-    log.event { type = "call", module = "aws", op = op_name(req), service = req.service, action = req.action,
-                            region = req.region, outcome = "dry-run", params = req.params, duration_ms = 0 }
+    log.event {
+        type = "call",
+        module = "aws",
+        op = op_name(req),
+        service = req.service,
+        action = req.action,
+        region = req.region,
+        outcome = "dry-run",
+        params = req.params,
+        duration_ms = 0,
+    }
     return {}
 end
 
-local function is_dry_run(req)
-    return runtime.dry_run and runtime.is_mutating(req.service, req.action)
-end
+local function is_dry_run(req) return runtime.dry_run and runtime.is_mutating(req.service, req.action) end
 
 -- Runs one attempt on the current backend: response, or nil and an error object.
 local function attempt_once(backend, req)
@@ -182,8 +205,15 @@ local function attempt_once(backend, req)
         error(resp, 0)
     end
     if resp == nil then
-        return nil, err or errors.new { kind = "aws", code = "NoResponse", message = "backend returned nothing",
-                                                                        service = req.service, action = req.action, region = req.region }
+        return nil,
+            err or errors.new {
+                kind = "aws",
+                code = "NoResponse",
+                message = "backend returned nothing",
+                service = req.service,
+                action = req.action,
+                region = req.region,
+            }
     end
     return resp
 end
@@ -198,8 +228,16 @@ local function after_failure(req, attempt, started, err)
     err.attempts = attempt
     log_call(req, attempt, started, delay and "retry" or "error", err)
     if delay then
-        log.event { type = "retry", module = "aws", op = op_name(req), region = req.region, attempt = attempt,
-                                delay = delay, error = tostring(err.code) .. ": " .. tostring(err.message), code = err.code }
+        log.event {
+            type = "retry",
+            module = "aws",
+            op = op_name(req),
+            region = req.region,
+            attempt = attempt,
+            delay = delay,
+            error = tostring(err.code) .. ": " .. tostring(err.message),
+            code = err.code,
+        }
     else
         err.retry_stopped = why
     end
@@ -235,14 +273,21 @@ function M.parallel(list)
     local reqs, results, pending = {}, {}, {}
     for i, args in ipairs(list) do
         reqs[i] = normalise(args)
-        if is_dry_run(reqs[i]) then results[i] = dry_run(reqs[i]) else pending[#pending + 1] = i end
+        if is_dry_run(reqs[i]) then
+            results[i] = dry_run(reqs[i])
+        else
+            pending[#pending + 1] = i
+        end
     end
     local attempt = 0
     while #pending > 0 do
         attempt = attempt + 1
         local backend = runtime.backend("aws")
         local batch = {}
-        for j, i in ipairs(pending) do reqs[i].attempt = attempt; batch[j] = reqs[i] end
+        for j, i in ipairs(pending) do
+            reqs[i].attempt = attempt
+            batch[j] = reqs[i]
+        end
         local started = monotime()
         local out
         if backend.invoke_many then
@@ -280,16 +325,21 @@ end
 -- ---- waiters -----------------------------------------------------------------
 
 local function acceptor_matches(acceptor, value, err)
-    if acceptor.error then
-        return err ~= nil and (acceptor.error == true or err.code == acceptor.error)
-    end
+    if acceptor.error then return err ~= nil and (acceptor.error == true or err.code == acceptor.error) end
     if err ~= nil or not acceptor.matcher then return false end
     return acceptor.matcher(value)
 end
 
 local function waiter_error(opts, code, message, kind)
-    return errors.new { kind = kind, code = code, message = message, service = opts.service,
-                                            action = opts.action, region = opts.region, waiter = opts.name }
+    return errors.new {
+        kind = kind,
+        code = code,
+        message = message,
+        service = opts.service,
+        action = opts.action,
+        region = opts.region,
+        waiter = opts.name,
+    }
 end
 
 -- aws.wait{
@@ -321,7 +371,10 @@ function M.wait(opts)
         local state, reason
         for _, acceptor in ipairs(opts.acceptors or {}) do
             local matched, why = acceptor_matches(acceptor, value, err)
-            if matched then state, reason = acceptor.state, why or acceptor.reason; break end
+            if matched then
+                state, reason = acceptor.state, why or acceptor.reason
+                break
+            end
         end
         if err and not state then error(err, 0) end
         if not err and opts.progress then
@@ -333,14 +386,33 @@ function M.wait(opts)
             return (not err) and value or nil
         elseif state == "failure" then
             log.end_progress()
-            error(waiter_error(opts, "WaiterFailed", string.format("%s: %s", name,
-                reason or (err and errors.message(err)) or "reached a failure state"), "aws"), 0)
+            error(
+                waiter_error(
+                    opts,
+                    "WaiterFailed",
+                    string.format("%s: %s", name, reason or (err and errors.message(err)) or "reached a failure state"),
+                    "aws"
+                ),
+                0
+            )
         end
         local remaining = deadline - runtime.now()
         if remaining <= 0 then
             log.end_progress()
-            error(waiter_error(opts, "WaiterTimeout", string.format("gave up waiting for %s after %s s%s", name,
-                tostring(timeout), last_text and (" (last: " .. last_text .. ")") or ""), "timeout"), 0)
+            error(
+                waiter_error(
+                    opts,
+                    "WaiterTimeout",
+                    string.format(
+                        "gave up waiting for %s after %s s%s",
+                        name,
+                        tostring(timeout),
+                        last_text and (" (last: " .. last_text .. ")") or ""
+                    ),
+                    "timeout"
+                ),
+                0
+            )
         end
         runtime.sleep(math.min(delay, remaining))
     end

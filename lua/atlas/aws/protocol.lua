@@ -10,8 +10,13 @@ local errors = require "atlas.errors"
 
 local M = {}
 
-local ALIASES = { eventbridge = "events", monitoring = "cloudwatch", ["route 53"] = "route53",
-                                    secrets = "secretsmanager", autoscaling = "application-autoscaling" }
+local ALIASES = {
+    eventbridge = "events",
+    monitoring = "cloudwatch",
+    ["route 53"] = "route53",
+    secrets = "secretsmanager",
+    autoscaling = "application-autoscaling",
+}
 
 local loaded = {}
 
@@ -21,9 +26,7 @@ function M.service(name)
     local svc = loaded[name]
     if svc then return svc end
     local ok, mod = pcall(require, "atlas.aws.shapes." .. name:gsub("-", "_"))
-    if not ok then
-        error("atlas.aws: unknown service '" .. tostring(name) .. "'", 3)
-    end
+    if not ok then error("atlas.aws: unknown service '" .. tostring(name) .. "'", 3) end
     loaded[name] = mod
     return mod
 end
@@ -33,8 +36,14 @@ function M.canonical_name(name) return ALIASES[name] or name end
 local function operation(svc, action)
     local op = svc.operations[action]
     if not op then
-        error(string.format("atlas.aws: %s %s is not in the generated shapes (add it to scripts/gen-aws-shapes)",
-            svc.name, tostring(action)), 3)
+        error(
+            string.format(
+                "atlas.aws: %s %s is not in the generated shapes (add it to scripts/gen-aws-shapes)",
+                svc.name,
+                tostring(action)
+            ),
+            3
+        )
     end
     return op
 end
@@ -43,14 +52,21 @@ end
 
 -- RFC 3986 unreserved characters stay; everything else is %XX (what SigV4 expects).
 local function uri_escape(s, keep_slash)
-    return (tostring(s):gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end)
-        :gsub("/", keep_slash and "/" or "%%2F"))
+    return (
+        tostring(s)
+            :gsub("[^%w%-%._~/]", function(c) return string.format("%%%02X", c:byte()) end)
+            :gsub("/", keep_slash and "/" or "%%2F")
+    )
 end
 M.uri_escape = uri_escape
 
 local function xml_escape(s)
-    return (tostring(s):gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
-                                                                                    ['"'] = "&quot;", ["'"] = "&apos;" }))
+    return (
+        tostring(s):gsub(
+            "[&<>\"']",
+            { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&apos;" }
+        )
+    )
 end
 
 local function iso8601(v)
@@ -65,15 +81,15 @@ end
 local function scalar_text(kind, v)
     if kind == "boolean" then return v and "true" or "false" end
     if kind == "timestamp" then return iso8601(v) end
-    if math.type(v) == "float" and (kind == "integer" or kind == "long") then
-        return string.format("%d", v)
-    end
+    if math.type(v) == "float" and (kind == "integer" or kind == "long") then return string.format("%d", v) end
     return tostring(v)
 end
 
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 local B64_INDEX = {}
-for i = 1, 64 do B64_INDEX[B64:byte(i)] = i - 1 end
+for i = 1, 64 do
+    B64_INDEX[B64:byte(i)] = i - 1
+end
 
 function M.base64_encode(s)
     local out = {}
@@ -81,8 +97,10 @@ function M.base64_encode(s)
         local a, b, c = s:byte(i, i + 2)
         local n = a * 65536 + (b or 0) * 256 + (c or 0)
         local q = { (n >> 18) & 63, (n >> 12) & 63, (n >> 6) & 63, n & 63 }
-        out[#out + 1] = B64:sub(q[1] + 1, q[1] + 1) .. B64:sub(q[2] + 1, q[2] + 1)
-            .. (b and B64:sub(q[3] + 1, q[3] + 1) or "=") .. (c and B64:sub(q[4] + 1, q[4] + 1) or "=")
+        out[#out + 1] = B64:sub(q[1] + 1, q[1] + 1)
+            .. B64:sub(q[2] + 1, q[2] + 1)
+            .. (b and B64:sub(q[3] + 1, q[3] + 1) or "=")
+            .. (c and B64:sub(q[4] + 1, q[4] + 1) or "=")
     end
     return table.concat(out)
 end
@@ -129,12 +147,19 @@ local function query_flatten(svc, shape_name, value, prefix, out)
             end
         end
     elseif kind == "list" then
-        if #value == 0 then out[#out + 1] = { prefix, "" } return end
+        if #value == 0 then
+            out[#out + 1] = { prefix, "" }
+            return
+        end
         local item_prefix = shape.f and prefix or (prefix .. "." .. (shape.n or "member"))
-        for i, v in ipairs(value) do query_flatten(svc, shape.m, v, item_prefix .. "." .. i, out) end
+        for i, v in ipairs(value) do
+            query_flatten(svc, shape.m, v, item_prefix .. "." .. i, out)
+        end
     elseif kind == "map" then
         local keys = {}
-        for k in pairs(value) do keys[#keys + 1] = k end
+        for k in pairs(value) do
+            keys[#keys + 1] = k
+        end
         table.sort(keys)
         local entry = shape.f and prefix or (prefix .. ".entry")
         for i, k in ipairs(keys) do
@@ -150,7 +175,9 @@ end
 
 local function form_encode(pairs_list)
     local parts = {}
-    for i, kv in ipairs(pairs_list) do parts[i] = uri_escape(kv[1]) .. "=" .. uri_escape(kv[2]) end
+    for i, kv in ipairs(pairs_list) do
+        parts[i] = uri_escape(kv[1]) .. "=" .. uri_escape(kv[2])
+    end
     return table.concat(parts, "&")
 end
 
@@ -158,9 +185,13 @@ local function build_query(svc, action, params)
     local op = operation(svc, action)
     local fields = { { "Action", action }, { "Version", svc.api_version } }
     if op.input then query_flatten(svc, op.input, params, nil, fields) end
-    return { method = "POST", path = "/", query = "",
-                      headers = { ["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8" },
-                      body = form_encode(fields) }
+    return {
+        method = "POST",
+        path = "/",
+        query = "",
+        headers = { ["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8" },
+        body = form_encode(fields),
+    }
 end
 
 -- ---- json protocol -----------------------------------------------------------
@@ -168,7 +199,9 @@ end
 -- Copies so that marking the top level as an object never touches the caller's table.
 local function json_body(params)
     local copy = {}
-    for k, v in pairs(params or {}) do copy[k] = v end
+    for k, v in pairs(params or {}) do
+        copy[k] = v
+    end
     return json.encode(json.object(copy))
 end
 
@@ -204,11 +237,15 @@ local function json_value(svc, shape_name, v)
             return json.object(out)
         elseif kind == "list" then
             local out = {}
-            for i, x in ipairs(v) do out[i] = json_value(svc, shape.m, x) end
+            for i, x in ipairs(v) do
+                out[i] = json_value(svc, shape.m, x)
+            end
             return json.array(out)
         elseif kind == "map" then
             local out = {}
-            for k, x in pairs(v) do out[k] = json_value(svc, shape.v, x) end
+            for k, x in pairs(v) do
+                out[k] = json_value(svc, shape.v, x)
+            end
             return json.object(out)
         end
     elseif kind == "timestamp" and type(v) == "string" then
@@ -227,18 +264,29 @@ local function build_json(svc, action, params)
     else
         body = json_body(params)
     end
-    return { method = "POST", path = "/", query = "",
-             headers = { ["Content-Type"] = "application/x-amz-json-" .. svc.json_version,
-                         ["X-Amz-Target"] = svc.target_prefix .. "." .. action },
-             body = body }
+    return {
+        method = "POST",
+        path = "/",
+        query = "",
+        headers = {
+            ["Content-Type"] = "application/x-amz-json-" .. svc.json_version,
+            ["X-Amz-Target"] = svc.target_prefix .. "." .. action,
+        },
+        body = body,
+    }
 end
 
 -- ---- REST protocols ----------------------------------------------------------
 
 -- boto3 accepts Route53 ids as returned ("/hostedzone/Z1", "/change/C2") and strips the prefix.
 local function route53_id(v)
-    return (tostring(v):gsub("^/hostedzone/", ""):gsub("^/change/", ""):gsub("^/healthcheck/", "")
-        :gsub("^/delegationset/", ""))
+    return (
+        tostring(v)
+            :gsub("^/hostedzone/", "")
+            :gsub("^/change/", "")
+            :gsub("^/healthcheck/", "")
+            :gsub("^/delegationset/", "")
+    )
 end
 
 local function xml_serialize(svc, shape_name, value, tag, buf)
@@ -251,7 +299,9 @@ local function xml_serialize(svc, shape_name, value, tag, buf)
             if value[name] ~= nil and not m.loc then
                 local target = shape_of(svc, m.s)
                 if kind_of(target) == "list" and list_flattened(m, target) then
-                    for _, v in ipairs(value[name]) do xml_serialize(svc, target.m, v, m.n or name, buf) end
+                    for _, v in ipairs(value[name]) do
+                        xml_serialize(svc, target.m, v, m.n or name, buf)
+                    end
                 else
                     xml_serialize(svc, m.s, value[name], m.n or name, buf)
                 end
@@ -260,12 +310,20 @@ local function xml_serialize(svc, shape_name, value, tag, buf)
         buf[#buf + 1] = "</" .. tag .. ">"
     elseif kind == "list" then
         buf[#buf + 1] = "<" .. tag .. ">"
-        for _, v in ipairs(value) do xml_serialize(svc, shape.m, v, shape.n or "member", buf) end
+        for _, v in ipairs(value) do
+            xml_serialize(svc, shape.m, v, shape.n or "member", buf)
+        end
         buf[#buf + 1] = "</" .. tag .. ">"
     elseif kind == "map" then
         buf[#buf + 1] = "<" .. tag .. ">"
         for k, v in pairs(value) do
-            buf[#buf + 1] = "<entry><" .. (shape.kn or "key") .. ">" .. xml_escape(k) .. "</" .. (shape.kn or "key") .. ">"
+            buf[#buf + 1] = "<entry><"
+                .. (shape.kn or "key")
+                .. ">"
+                .. xml_escape(k)
+                .. "</"
+                .. (shape.kn or "key")
+                .. ">"
             xml_serialize(svc, shape.v, v, shape.vn or "value", buf)
             buf[#buf + 1] = "</entry>"
         end
@@ -288,9 +346,10 @@ local function build_rest(svc, action, params)
             local kind = kind_of(shape_of(svc, m.s))
             if m.loc == "uri" then
                 if svc.name == "route53" then v = route53_id(v) end
-                path = path:gsub("{" .. (m.n or name) .. "(%+?)}", function(greedy)
-                    return uri_escape(scalar_text(kind, v), greedy == "+")
-                end)
+                path = path:gsub(
+                    "{" .. (m.n or name) .. "(%+?)}",
+                    function(greedy) return uri_escape(scalar_text(kind, v), greedy == "+") end
+                )
             elseif m.loc == "querystring" then
                 local values = kind == "list" and v or { v }
                 local item_kind = kind == "list" and kind_of(shape_of(svc, shape_of(svc, m.s).m)) or kind
@@ -300,7 +359,9 @@ local function build_rest(svc, action, params)
             elseif m.loc == "header" then
                 headers[m.n or name] = kind == "blob" and M.base64_encode(v) or scalar_text(kind, v)
             elseif m.loc == "headers" then
-                for k, hv in pairs(v) do headers[(m.n or "") .. k] = tostring(hv) end
+                for k, hv in pairs(v) do
+                    headers[(m.n or "") .. k] = tostring(hv)
+                end
             else
                 body_members[#body_members + 1] = name
             end
@@ -334,7 +395,9 @@ local function build_rest(svc, action, params)
     elseif #body_members > 0 then
         if svc.protocol == "rest-xml" then
             local inner = {}
-            for _, name in ipairs(body_members) do inner[name] = params[name] end
+            for _, name in ipairs(body_members) do
+                inner[name] = params[name]
+            end
             local buf = {}
             xml_serialize(svc, op.input, inner, op.input_root or op.input, buf)
             if op.input_ns then buf[1] = buf[1]:sub(1, -2) .. ' xmlns="' .. op.input_ns .. '">' end
@@ -342,7 +405,9 @@ local function build_rest(svc, action, params)
             headers["Content-Type"] = "application/xml"
         else
             local inner = {}
-            for _, name in ipairs(body_members) do inner[(input.m[name].n or name)] = params[name] end
+            for _, name in ipairs(body_members) do
+                inner[(input.m[name].n or name)] = params[name]
+            end
             req.body = json_body(inner)
             headers["Content-Type"] = "application/json"
         end
@@ -433,13 +498,21 @@ decode_xml = function(svc, shape_name, node)
     if kind == "structure" then return decode_structure(svc, shape, node) end
     if kind == "list" then
         local list = json.array({})
-        for i, child in ipairs(node) do list[i] = decode_xml(svc, shape.m, child) end
+        for i, child in ipairs(node) do
+            list[i] = decode_xml(svc, shape.m, child)
+        end
         return list
     end
     if kind == "map" then
         local map = {}
         local entries = {}
-        if shape.f then entries = { node } else for i, c in ipairs(node) do entries[i] = c end end
+        if shape.f then
+            entries = { node }
+        else
+            for i, c in ipairs(node) do
+                entries[i] = c
+            end
+        end
         for _, entry in ipairs(entries) do
             local k = child_named(entry, shape.kn or "key")
             local v = child_named(entry, shape.vn or "value")
@@ -466,8 +539,14 @@ end
 -- ---- response decoding -------------------------------------------------------
 
 local function bad_response(svc, action, why)
-    return errors.new { kind = "aws", code = "InvalidResponse", message = why, service = svc.name,
-                                            action = action, retryable = false }
+    return errors.new {
+        kind = "aws",
+        code = "InvalidResponse",
+        message = why,
+        service = svc.name,
+        action = action,
+        retryable = false,
+    }
 end
 
 local function header_value(kind, text)
@@ -558,8 +637,10 @@ end
 local function json_error(resp)
     local ok, body = pcall(json.decode, resp.body ~= "" and resp.body or "{}")
     if not ok or type(body) ~= "table" then body = {} end
-    local code = clean_code(resp.headers["x-amzn-errortype"]) or clean_code(body.__type)
-        or clean_code(body.code) or clean_code(body.Code)
+    local code = clean_code(resp.headers["x-amzn-errortype"])
+        or clean_code(body.__type)
+        or clean_code(body.code)
+        or clean_code(body.Code)
     return code, body.message or body.Message or body.errorMessage
 end
 
@@ -578,15 +659,24 @@ local function xml_error(resp)
         -- names the error and every message counts (an HTML error page has no Messages)
         code = root_name
         local texts = {}
-        for _, m in ipairs(messages) do texts[#texts + 1] = node_text(m) end
+        for _, m in ipairs(messages) do
+            texts[#texts + 1] = node_text(m)
+        end
         message = table.concat(texts, "; ")
     end
     return code, message, rid and node_text(rid)
 end
 
-local REASONS = { [400] = "Bad Request", [403] = "Forbidden", [404] = "Not Found", [429] = "Too Many Requests",
-                                    [500] = "Internal Server Error", [502] = "Bad Gateway", [503] = "Service Unavailable",
-                                    [504] = "Gateway Timeout" }
+local REASONS = {
+    [400] = "Bad Request",
+    [403] = "Forbidden",
+    [404] = "Not Found",
+    [429] = "Too Many Requests",
+    [500] = "Internal Server Error",
+    [502] = "Bad Gateway",
+    [503] = "Service Unavailable",
+    [504] = "Gateway Timeout",
+}
 
 -- error_from(svc, action, region, resp) -> aws error object for a non-2xx response.
 function M.error_from(svc, action, region, resp)
@@ -596,13 +686,22 @@ function M.error_from(svc, action, region, resp)
     else
         code, message, rid = xml_error(resp)
     end
-    rid = resp.headers["x-amzn-requestid"] or resp.headers["x-amz-request-id"] or resp.headers["x-amzn-request-id"] or rid
+    rid = resp.headers["x-amzn-requestid"]
+        or resp.headers["x-amz-request-id"]
+        or resp.headers["x-amzn-request-id"]
+        or rid
     local retry_after = tonumber(resp.headers["retry-after"] or "")
     return errors.new {
-        kind = "aws", code = code or tostring(resp.status),
+        kind = "aws",
+        code = code or tostring(resp.status),
         message = message or REASONS[resp.status] or ("HTTP " .. tostring(resp.status)),
-        status = resp.status, request_id = rid, service = svc.name, action = action, region = region,
-        retry_after = retry_after, retryable = false,
+        status = resp.status,
+        request_id = rid,
+        service = svc.name,
+        action = action,
+        region = region,
+        retry_after = retry_after,
+        retryable = false,
     }
 end
 
@@ -611,7 +710,11 @@ end
 local function strip_nulls(v)
     if type(v) ~= "table" then return v end
     for k, x in pairs(v) do
-        if x == json.null then v[k] = nil elseif type(x) == "table" then strip_nulls(x) end
+        if x == json.null then
+            v[k] = nil
+        elseif type(x) == "table" then
+            strip_nulls(x)
+        end
     end
     return v
 end

@@ -25,11 +25,29 @@ local function natives()
     curl = M.http or require "atlas.curl"
 end
 
-local SKEW_CODES = { RequestTimeTooSkewed = true, RequestExpired = true, InvalidSignatureException = true,
-                     SignatureDoesNotMatch = true, RequestInTheFuture = true, AuthFailure = true }
+local SKEW_CODES = {
+    RequestTimeTooSkewed = true,
+    RequestExpired = true,
+    InvalidSignatureException = true,
+    SignatureDoesNotMatch = true,
+    RequestInTheFuture = true,
+    AuthFailure = true,
+}
 local EXPIRED_CODES = { ExpiredToken = true, ExpiredTokenException = true }
-local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9, Oct = 10,
-                 Nov = 11, Dec = 12 }
+local MONTHS = {
+    Jan = 1,
+    Feb = 2,
+    Mar = 3,
+    Apr = 4,
+    May = 5,
+    Jun = 6,
+    Jul = 7,
+    Aug = 8,
+    Sep = 9,
+    Oct = 10,
+    Nov = 11,
+    Dec = 12,
+}
 
 -- "Thu, 26 Nov 2026 02:23:34 GMT" -> Unix seconds
 function M.parse_http_date(s)
@@ -61,9 +79,7 @@ local function is_loopback(host)
     return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil or host == "[::1]"
 end
 
-local function usage(message)
-    errors.raise { kind = "usage", code = "endpoint", message = message }
-end
+local function usage(message) errors.raise { kind = "usage", code = "endpoint", message = message } end
 
 -- Parses "https://host:port/prefix" into scheme, host (with port) and path prefix.
 local function split_url(url)
@@ -108,8 +124,11 @@ function M.endpoint(svc, region, req)
         if scheme ~= "http" then usage("unsupported endpoint scheme: " .. url) end
         local allowed = (req and req.allow_http) or env_true("ATLAS_ALLOW_HTTP")
         if not is_loopback(host_only(hostport)) and not allowed then
-            usage("plain http to a non-loopback endpoint refused (" .. url ..
-                "); set ATLAS_ALLOW_HTTP=1 or allow_http=true to allow it")
+            usage(
+                "plain http to a non-loopback endpoint refused ("
+                    .. url
+                    .. "); set ATLAS_ALLOW_HTTP=1 or allow_http=true to allow it"
+            )
         end
     end
     return { url = scheme .. "://" .. hostport .. prefix, signing_region = signing_region }
@@ -123,10 +142,16 @@ local function transport_error(svc, req, message, code, sent)
     if code == "policy" then errors.raise { kind = "usage", code = "endpoint", message = tostring(message) } end
     local timed_out = code == "timeout"
     return errors.new {
-        kind = "aws", code = timed_out and "RequestTimeout" or "ConnectionError",
-        message = string.format("%s (%s)", tostring(message), tostring(code)), service = svc.name,
-        action = req.action, region = req.region, sent = sent and true or false, timeout = timed_out or nil,
-        transport = code, retryable = false,
+        kind = "aws",
+        code = timed_out and "RequestTimeout" or "ConnectionError",
+        message = string.format("%s (%s)", tostring(message), tostring(code)),
+        service = svc.name,
+        action = req.action,
+        region = req.region,
+        sent = sent and true or false,
+        timeout = timed_out or nil,
+        transport = code,
+        retryable = false,
     }
 end
 
@@ -144,19 +169,31 @@ local function prepare(req)
     local url = ep.url .. http.path .. (http.query ~= "" and ("?" .. http.query) or "")
     local creds = req.credentials or credentials.resolve { profile = req.profile, region = region }
     local added = sigv4.sign {
-        method = http.method, url = url, headers = http.headers, body = http.body,
-        region = ep.signing_region, service = svc.signing_name, credentials = creds,
+        method = http.method,
+        url = url,
+        headers = http.headers,
+        body = http.body,
+        region = ep.signing_region,
+        service = svc.signing_name,
+        credentials = creds,
         time = M.clock_skew ~= 0 and (os.time() + M.clock_skew) or nil,
     }
-    for k, v in pairs(added) do http.headers[k] = v end
+    for k, v in pairs(added) do
+        http.headers[k] = v
+    end
     -- No body at all on GET/DELETE, so that libcurl adds no Content-Type or Content-Length of its own.
     local body = http.body
     if body == "" and http.method ~= "POST" and http.method ~= "PUT" then body = nil end
-    return svc, {
-        method = http.method, url = url, headers = http.headers, body = body,
-        timeout = req.timeout or M.defaults.timeout, allow_http = req.allow_http or env_true("ATLAS_ALLOW_HTTP"),
-        connect_timeout = req.connect_timeout or M.defaults.connect_timeout,
-    }
+    return svc,
+        {
+            method = http.method,
+            url = url,
+            headers = http.headers,
+            body = body,
+            timeout = req.timeout or M.defaults.timeout,
+            allow_http = req.allow_http or env_true("ATLAS_ALLOW_HTTP"),
+            connect_timeout = req.connect_timeout or M.defaults.connect_timeout,
+        }
 end
 
 local function finish(svc, req, resp)
@@ -194,8 +231,13 @@ function M.invoke_many(reqs)
     for j, i in ipairs(slots) do
         local req, resp = reqs[i], resps[j]
         if resp == nil or resp.error then
-            out[i] = transport_error(svcs[i], req, resp and resp.error or "no response", resp and resp.code,
-                resp and resp.sent)
+            out[i] = transport_error(
+                svcs[i],
+                req,
+                resp and resp.error or "no response",
+                resp and resp.code,
+                resp and resp.sent
+            )
         else
             local v, err = finish(svcs[i], req, resp)
             out[i] = v or err
