@@ -443,6 +443,30 @@ t.case("connections are reused across calls (keep-alive through the proxy; moto 
     t.ok(after.connects - before.connects <= 1, "at most one new connection")
 end)
 
+t.case("parallel: three slow calls take the time of one, not of three", function()
+    local proxy, plan = with_proxy()
+    local sys = require "atlas.sys"
+    plan { "slow", "slow", "slow" }
+    local reqs = {}
+    for i, region in ipairs(REGIONS) do
+        reqs[i] = {
+            service = "ecs",
+            action = "DescribeServices",
+            region = region,
+            endpoint = proxy,
+            params = { cluster = names(region).cluster, services = { names(region).service } },
+        }
+    end
+    local started = sys.monotime()
+    local results = aws.parallel(reqs)
+    local wall = sys.monotime() - started
+    for i, region in ipairs(REGIONS) do
+        t.eq(results[i].services[1].serviceName, names(region).service)
+    end
+    t.ok(wall >= 0.5, "each call waited 0.5 s")
+    t.ok(wall < 1.2, string.format("wall %.2f s: the calls overlapped (sequential would be >= 1.5 s)", wall))
+end)
+
 t.case("faults: throttling, 5xx and a reset on reads are retried until they succeed", function()
     local proxy, plan, applied = with_proxy()
     local n = names("eu-west-1")
