@@ -149,7 +149,7 @@ get_state(lua_State *L)
     return st;
 }
 
-/* Makes sure `n` slots exist, each with an easy handle. */
+/* Makes sure `n` slots exist; each makes its easy handle on first use (slot_easy). */
 static void
 ensure_slots(lua_State *L, struct curl_state *st, size_t n)
 {
@@ -232,9 +232,9 @@ field_ms(lua_State *L, int t, const char *key, long dflt)
     if (lua_getfield(L, t, key) != LUA_TNIL) {
         int ok;
         lua_Number s = lua_tonumberx(L, -1, &ok);
-        if (!ok || s <= 0)
+        if (!ok || !(s > 0)) /* also refuses NaN */
             luaL_error(L, "atlas.curl: field '%s' must be a positive number of seconds", key);
-        ms = (long)(s * 1000.0 + 0.5);
+        ms = s > 1e9 ? 1000000000000L : (long)(s * 1000.0 + 0.5);
         if (ms < 1)
             ms = 1;
     }
@@ -252,36 +252,45 @@ is_method_token(const char *m)
     return p != m && *p == '\0' && p - m <= 16;
 }
 
-/* Reads the request table at `idx`; raises on misuse. Strings stay anchored in it. */
+/* The string field `key` of the table at `t`, or `dflt` when absent. Only real strings are
+ * taken: the pointer stays valid because the request table keeps the string alive (a number
+ * converted on the stack would not be). */
+static const char *
+field_string(lua_State *L, int t, const char *key, const char *dflt, size_t *len)
+{
+    const char *s = dflt;
+    int type = lua_getfield(L, t, key);
+    if (type == LUA_TSTRING)
+        s = lua_tolstring(L, -1, len);
+    else if (type != LUA_TNIL)
+        luaL_error(L, "atlas.curl: field '%s' must be a string", key);
+    lua_pop(L, 1);
+    return s;
+}
+
+/* Reads the request table at `idx`; raises on misuse. Leaves the headers table (if any) on
+ * the stack for set_headers; the caller restores the top. */
 static void
 read_request(lua_State *L, int idx, struct request_opts *o)
 {
     luaL_argcheck(L, lua_istable(L, idx), idx, "request must be a table");
-    lua_getfield(L, idx, "url");
-    o->url = lua_tostring(L, -1);
+    o->url = field_string(L, idx, "url", NULL, NULL);
     if (o->url == NULL)
         luaL_error(L, "atlas.curl: field 'url' must be a string");
-    lua_pop(L, 1);
-    lua_getfield(L, idx, "method");
-    o->method = lua_isnil(L, -1) ? "GET" : lua_tostring(L, -1);
-    if (o->method == NULL || !is_method_token(o->method))
+    o->method = field_string(L, idx, "method", "GET", NULL);
+    if (!is_method_token(o->method))
         luaL_error(L, "atlas.curl: field 'method' must be an HTTP method name");
-    lua_pop(L, 1);
     o->body_len = 0;
-    lua_getfield(L, idx, "body");
-    o->body = lua_isnil(L, -1) ? NULL : lua_tolstring(L, -1, &o->body_len);
-    if (!lua_isnil(L, -1) && o->body == NULL)
-        luaL_error(L, "atlas.curl: field 'body' must be a string");
-    lua_pop(L, 1);
+    o->body = field_string(L, idx, "body", NULL, &o->body_len);
+    /* an empty body on a GET is no body: no Content-Length: 0 on the wire */
+    if (o->body != NULL && o->body_len == 0 &&
+        (strcmp(o->method, "GET") == 0 || strcmp(o->method, "HEAD") == 0))
+        o->body = NULL;
+    o->ca_file = field_string(L, idx, "ca_file", NULL, NULL);
     o->timeout_ms = field_ms(L, idx, "timeout", DEFAULT_TIMEOUT_MS);
     o->connect_timeout_ms = field_ms(L, idx, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS);
     lua_getfield(L, idx, "allow_http");
     o->allow_http = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, idx, "ca_file");
-    o->ca_file = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
-    if (!lua_isnil(L, -1) && o->ca_file == NULL)
-        luaL_error(L, "atlas.curl: field 'ca_file' must be a path");
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "headers") == LUA_TNIL) {
         o->headers = 0;
@@ -289,7 +298,6 @@ read_request(lua_State *L, int idx, struct request_opts *o)
     } else {
         if (!lua_istable(L, -1))
             luaL_error(L, "atlas.curl: field 'headers' must be a table");
-        /* left on the stack for set_headers; read_request's caller pops it */
         o->headers = lua_gettop(L);
     }
 }
