@@ -318,9 +318,6 @@ is_loopback_host(const char *host)
     return 0;
 }
 
-/* TLS is the rule; plain http is for loopback peers (moto, the fault proxy) or an explicit
- * allow_http. The host is taken from curl's own URL parser, so what we check is what curl
- * connects to. Returns NULL when allowed, else the reason. */
 /* "http://127.a.b.c[:port]" followed by "/", "?", "#" or the end: the form every loopback
  * peer (moto, the fault proxy) uses, decided here without a full URL parse. Anything else
  * (userinfo, names, odd ports) goes through curl's parser. */
@@ -351,6 +348,9 @@ is_plain_loopback_url(const char *url)
     return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
+/* TLS is the rule; plain http is for loopback peers (moto, the fault proxy) or an explicit
+ * allow_http. The host is taken from curl's own URL parser, so what we check is what curl
+ * connects to. Returns NULL when allowed, else the reason. */
 static const char *
 check_policy(const char *url, int allow_http)
 {
