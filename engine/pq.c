@@ -145,6 +145,8 @@ notice_receiver(void *arg, const PGresult *res)
     c->notice_count++;
 }
 
+/* conn:close(), and __gc and __close: closes the connection once; safe to
+ * call again. */
 static int
 conn_gc(lua_State *L)
 {
@@ -186,6 +188,7 @@ result_box_set(ResultBox *box, PGresult *res)
     box->res = res;
 }
 
+/* __gc of a result box: frees whatever result it still holds. */
 static int
 result_box_gc(lua_State *L)
 {
@@ -1127,6 +1130,7 @@ static const luaL_Reg conn_methods[] = {
     {NULL, NULL},
 };
 
+/* tostring(conn) -> "atlas.pq.conn (user@host/dbname)" or "(closed)" */
 static int
 conn_tostring(lua_State *L)
 {
