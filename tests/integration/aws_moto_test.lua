@@ -467,6 +467,37 @@ t.case("parallel: three slow calls take the time of one, not of three", function
     t.ok(wall < 1.2, string.format("wall %.2f s: the calls overlapped (sequential would be >= 1.5 s)", wall))
 end)
 
+t.case("timeouts: a per-call timeout, reads retried after one, the quota charged 10", function()
+    local proxy, plan, applied = with_proxy()
+    plan { "slow", "slow" }
+    local n = names("eu-west-1")
+    local r = ecs.describe_services {
+        region = "eu-west-1",
+        endpoint = proxy,
+        timeout = 0.2,
+        cluster = n.cluster,
+        services = { n.service },
+    }
+    t.eq(r.services[1].serviceName, n.service)
+    t.eq(#applied(), 3, "two timed out, the third answered")
+    -- The proxy still forwards the timed-out update half a second later: it did reach the
+    -- service, which is exactly why a mutating call is not repeated after a timeout.
+    plan { "slow" }
+    aws.reset_quota()
+    local err = t.raises(function()
+        ecs.update_service {
+            region = "eu-west-1",
+            endpoint = proxy,
+            timeout = 0.2,
+            cluster = n.cluster,
+            service = n.service,
+            desiredCount = 2,
+        }
+    end)
+    t.eq({ err.code, err.timeout, err.attempts }, { "RequestTimeout", true, 1 })
+    t.eq(aws.quota.available, 500, "no retry, nothing charged")
+end)
+
 t.case("faults: throttling, 5xx and a reset on reads are retried until they succeed", function()
     local proxy, plan, applied = with_proxy()
     local n = names("eu-west-1")
