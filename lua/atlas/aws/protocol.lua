@@ -3,8 +3,8 @@
 -- boto3 would return (minus ResponseMetadata), or into an aws error object.
 --
 -- Shapes come from atlas.aws.shapes.<service>, generated from botocore's
--- models by scripts/gen-aws-shapes. JSON-protocol services need none: their
--- requests and responses are JSON on both sides.
+-- models by scripts/gen-aws-shapes. JSON-protocol services only need input
+-- shapes (to send empty lists and timestamps right): responses are JSON.
 local json = require "atlas.json"
 local errors = require "atlas.errors"
 
