@@ -403,3 +403,34 @@ t.case("flyway history and replication helpers read the primary", function()
     local missing <close> = sql.connect(string.format("host=127.0.0.1 port=%d dbname=postgres user=atlas_admin", eu.port))
     t.eq(replication.flyway_history(missing), nil)
 end)
+
+t.case("password_secret reads the password from Secrets Manager (moto) and shows it nowhere", function()
+    -- atlas.aws pointed at a fresh moto_server, as tests/support/moto_world.lua does.
+    local wire = require "atlas.aws.wire"
+    local credentials = require "atlas.aws.credentials"
+    local env = { AWS_ENDPOINT_URL = t.moto(), AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing",
+        AWS_EC2_METADATA_DISABLED = "true" }
+    local saved_wire, saved_credentials = wire.getenv, credentials.getenv
+    wire.getenv = function(k) return env[k] end
+    credentials.getenv = function(k) return env[k] end
+    credentials.reset()
+    t.defer(function()
+        wire.getenv, credentials.getenv = saved_wire, saved_credentials
+        credentials.reset()
+    end)
+    require("atlas.aws").call { service = "secretsmanager", action = "CreateSecret", region = "eu-west-1",
+        params = { Name = "atlas-db-master-password", SecretString = "pw-Secret-42" } }
+
+    local spec = { host = "127.0.0.1", port = eu.port, dbname = "atlas", user = "atlas_pw",
+        password_secret = "atlas-db-master-password" }
+    local events, ok, db = t.capture(sql.connect, spec)
+    t.ok(ok, tostring(db))
+    t.eq(db:query("SELECT current_user AS u")[1].u, "atlas_pw")
+    db:close()
+    t.no_match(json.encode(events), "pw%-Secret%-42")
+    -- The subscription CONNECTION built from the same secret carries it to
+    -- the server, and no log line can show it.
+    local literal = sql.subscription_connection(spec)
+    t.ok(literal:find("password=pw-Secret-42", 1, true), "CONNECTION holds the password")
+    t.no_match(require("atlas.log").redact("CREATE SUBSCRIPTION s CONNECTION " .. literal), "pw%-Secret%-42")
+end)
