@@ -9,6 +9,9 @@ Routes (any method):
   /status?code=N       -> status N, header Retry-After: 2, body "status N"
   /headers             -> 200 with repeated and mixed-case header names
   /drop                -> reads the request, then closes the socket without answering
+  /partial             -> promises 100 bytes, sends 10, closes
+  /close               -> 200 with Connection: close, then closes
+  /idle-close?ms=N     -> 200; the server then closes this kept-alive connection after N ms idle
   /bytes?n=N           -> 200 with N bytes of "x"
   /connections         -> 200, the number of TCP connections accepted so far
 """
@@ -76,6 +79,20 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/drop":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+        elif url.path == "/partial":
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        elif url.path == "/close":
+            self.send(200, "closing", [("Connection", "close")])
+            self.close_connection = True
+        elif url.path == "/idle-close":
+            self.send(200, "will close when idle")
+            self.connection.settimeout(int(query.get("ms", "200")) / 1000)
         elif url.path == "/bytes":
             self.send(200, "x" * int(query.get("n", "0")))
         elif url.path == "/connections":

@@ -183,6 +183,26 @@ t.case("connection closed without an answer: code reset, maybe sent", function()
     t.eq(curl.request({url = base .. "/echo"}).status, 200)
 end)
 
+t.case("a body cut short: code reset, sent", function()
+    local base = server()
+    local res, msg, code, sent = curl.request {url = base .. "/partial"}
+    t.eq({res, code, sent}, {nil, "reset", true})
+    t.ok(#msg > 0)
+end)
+
+t.case("a server that closes (Connection: close, or idle timeout) costs a new connection, not a failure", function()
+    local base = server()
+    t.eq(curl.request({url = base .. "/close"}).body, "closing")
+    local res = curl.request {url = base .. "/echo", method = "POST", body = "after close"}
+    t.eq({res.status, res.reused, json.decode(res.body).body}, {200, false, "after close"})
+    t.eq(curl.request({url = base .. "/idle-close?ms=100"}).status, 200)
+    sys.sleep(0.4) -- the server drops the kept-alive connection meanwhile
+    local before = curl.stats()
+    res = curl.request {url = base .. "/echo", method = "POST", body = "after idle close"}
+    t.eq({res.status, json.decode(res.body).body}, {200, "after idle close"})
+    t.eq(delta(before, curl.stats()).connects, 1)
+end)
+
 t.case("DNS failure: code dns, not sent", function()
     local res, _, code, sent = curl.request {url = "https://host.invalid/", connect_timeout = 5}
     t.eq({res, code, sent}, {nil, "dns", false})
