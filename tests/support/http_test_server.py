@@ -14,6 +14,7 @@ Routes (any method):
   /idle-close?ms=N     -> 200; the server then closes this kept-alive connection after N ms idle
   /bytes?n=N           -> 200 with N bytes of "x"
   /connections         -> 200, the number of TCP connections accepted so far
+  /delays              -> 200, the number of /delay requests received so far
 """
 import json
 import socket
@@ -25,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 lock = threading.Lock()
 connections = 0
+delays = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -67,6 +69,9 @@ class Handler(BaseHTTPRequestHandler):
                 "connection": self.connection_id,
             }), [("Content-Type", "application/json")])
         elif url.path == "/delay":
+            global delays
+            with lock:
+                delays += 1
             ms = int(query.get("ms", "0"))
             time.sleep(ms / 1000)
             self.send(200, "slept %d" % ms)
@@ -98,6 +103,9 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/connections":
             with lock:
                 self.send(200, str(connections))
+        elif url.path == "/delays":
+            with lock:
+                self.send(200, str(delays))
         else:
             self.send(404, "no route")
 

@@ -313,7 +313,13 @@ t.case("Ctrl-C interrupts a transfer in progress; cleanup calls afterwards still
     local pid = assert(sys.spawn({t.binary(), "-e", "BASE = '" .. base .. "'\n" .. script},
                                  {stdout = out, stderr = out, stdin = "/dev/null"}))
     t.defer(function() os.remove(out) end)
-    sys.sleep(0.6)
+    -- signal only once the child's transfer is in progress (the server has its request)
+    local deadline = sys.monotime() + 10
+    while curl.request({url = base .. "/delays"}).body == "0" and sys.monotime() < deadline do
+        sys.sleep(0.02)
+    end
+    t.eq(curl.request({url = base .. "/delays"}).body, "1", "the child never sent its request")
+    sys.sleep(0.1)
     local started = sys.monotime()
     sys.kill(pid, "INT")
     local exited
