@@ -312,6 +312,33 @@ t.case("sts: caller identity and assume-role (credentials redacted)", function()
     t.no_match(log.redact(r.Credentials.SecretAccessKey), r.Credentials.SecretAccessKey:gsub("%p", "%%%0"))
 end)
 
+t.case("credentials: a per-region profile assuming a role through moto's STS", function()
+    local dir = t.tmpdir()
+    t.write_file(dir .. "/credentials", "[ops-base]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    t.write_file(
+        dir .. "/config",
+        "[profile atlas-ap-southeast-1]\nrole_arn = arn:aws:iam::123456789012:role/atlas-failover\n"
+            .. "source_profile = ops-base\nrole_session_name = drill\nregion = ap-southeast-1\n"
+    )
+    world.env.AWS_SHARED_CREDENTIALS_FILE = dir .. "/credentials"
+    world.env.AWS_CONFIG_FILE = dir .. "/config"
+    t.defer(function()
+        world.env.AWS_SHARED_CREDENTIALS_FILE, world.env.AWS_CONFIG_FILE = nil, nil
+        require("atlas.aws.credentials").reset()
+    end)
+    local events = t.capture(function()
+        local me = sts.get_caller_identity { region = "ap-southeast-1", profile = "atlas-ap-southeast-1" }
+        t.match(me.Arn, "assumed%-role/atlas%-failover/drill$")
+        -- cached: a second call assumes nothing
+        sts.get_caller_identity { region = "ap-southeast-1", profile = "atlas-ap-southeast-1" }
+    end)
+    local ops = {}
+    for _, e in ipairs(events) do
+        if e.type == "call" then ops[#ops + 1] = e.op end
+    end
+    t.eq(ops, { "sts.AssumeRole", "sts.GetCallerIdentity", "sts.GetCallerIdentity" })
+end)
+
 t.case("lambda: invoke the failover orchestrator", function()
     local r = lambda.invoke {
         region = "eu-west-1",

@@ -26,5 +26,6 @@ return function(t)
     end)
     local summary = json.decode(seeded.stdout)
     summary.endpoint = endpoint
+    summary.env = env -- the environment atlas sees; a test may add to it
     return summary
 end

@@ -219,8 +219,8 @@ local function assume_role(name, settings, depth)
         return nil, "profile " .. name .. ": role_arn needs source_profile or credential_source"
     end
     if not source then return nil, err end
-    local wire = require "atlas.aws.wire"
-    local resp, call_err = wire.invoke {
+    -- Through atlas.aws, so a throttled AssumeRole in the middle of a failover is retried (and logged).
+    local ok, resp = pcall(require("atlas.aws").call, {
         service = "sts",
         action = "AssumeRole",
         region = settings.region or env("AWS_REGION") or "us-east-1",
@@ -231,9 +231,10 @@ local function assume_role(name, settings, depth)
             ExternalId = settings.external_id,
             DurationSeconds = tonumber(settings.duration_seconds),
         },
-    }
-    if not resp then
-        return nil, "profile " .. name .. ": AssumeRole " .. settings.role_arn .. ": " .. errors.message(call_err)
+    })
+    if not ok then
+        if not errors.is(resp) then error(resp, 0) end
+        return nil, "profile " .. name .. ": AssumeRole " .. settings.role_arn .. ": " .. errors.message(resp)
     end
     local c = resp.Credentials
     return make(
