@@ -40,11 +40,24 @@ function M.quote_literal(s)
     return require("atlas.pq").quote_literal(s)
 end
 
-local function is_loopback(host)
-    if host == nil or host == "" or host:sub(1, 1) == "/" or host:sub(1, 1) == "@" then
+local function is_loopback_host(host)
+    if host == "" or host:sub(1, 1) == "/" or host:sub(1, 1) == "@" then
         return true -- Unix-domain socket
     end
     return host == "localhost" or host == "::1" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+
+-- True when every host of a (possibly multi-host "a,b") list is this machine.
+local function is_loopback(host)
+    if host == nil then
+        return true
+    end
+    for one in (host .. ","):gmatch("([^,]*),") do
+        if not is_loopback_host(one:match("^%s*(.-)%s*$")) then
+            return false
+        end
+    end
+    return true
 end
 
 -- Removes the password from a text a server or libpq wrote, in case it

@@ -219,3 +219,16 @@ t.case("a wide row (more columns than the small fast path) converts every column
         t.eq(rows[3]["c" .. i], i)
     end
 end)
+
+local LOOPBACK = {
+    { nil, true }, { "", true }, { "localhost", true }, { "127.0.0.1", true }, { "127.1.2.3", true },
+    { "::1", true }, { "/var/run/postgresql", true }, { "127.0.0.1,localhost", true },
+    { "db.example.com", false }, { "10.0.0.5", false }, { "127.0.0.1,db.example.com", false },
+    { "atlas-production-db-eu-west-1.cxyz.eu-west-1.rds.amazonaws.com", false },
+}
+
+for _, case in ipairs(LOOPBACK) do
+    t.case("is_loopback " .. tostring(case[1]), function()
+        t.eq(sql.is_loopback(case[1]), case[2])
+    end)
+end
