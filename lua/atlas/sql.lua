@@ -66,7 +66,9 @@ local function scrub(text, password)
     if type(text) ~= "string" then
         return text
     end
-    if password and #password > 0 then
+    -- A very short password would mask ordinary letters; atlas.log treats
+    -- those the same way.
+    if password and #password >= 4 then
         text = text:gsub(password:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"), "[REDACTED]")
     end
     -- A conninfo or URI quoted back at us: hide any password in it.
