@@ -188,7 +188,7 @@ t.case("build query: nested lists use the model's member names", function()
     t.eq(r.method, "POST")
     t.eq(
         r.body,
-        "Action=DescribeDBInstances&Version=2014-10-31&DBInstanceIdentifier=db%201"
+        "Action=DescribeDBInstances&Version=2014-10-31&DBInstanceIdentifier=db+1"
             .. "&Filters.Filter.1.Name=engine&Filters.Filter.1.Values.Value.1=postgres"
     )
 end)

@@ -173,10 +173,19 @@ local function query_flatten(svc, shape_name, value, prefix, out)
     end
 end
 
+-- application/x-www-form-urlencoded as botocore sends it (Python's urlencode): a space is "+".
+local function form_escape(s)
+    return (
+        tostring(s)
+            :gsub("[^%w%-%._~ ]", function(c) return string.format("%%%02X", c:byte()) end)
+            :gsub(" ", "+")
+    )
+end
+
 local function form_encode(pairs_list)
     local parts = {}
     for i, kv in ipairs(pairs_list) do
-        parts[i] = uri_escape(kv[1]) .. "=" .. uri_escape(kv[2])
+        parts[i] = form_escape(kv[1]) .. "=" .. form_escape(kv[2])
     end
     return table.concat(parts, "&")
 end
