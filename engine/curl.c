@@ -12,6 +12,10 @@
  * request. The AWS layer uses `sent` to decide whether a non-idempotent call may be retried.
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -203,6 +207,14 @@ on_header(char *data, size_t size, size_t n, void *ud)
         return 0;
     }
     return buffer_append(&t->head, data, len) ? len : 0;
+}
+
+/* Sockets are close-on-exec: a child started by sys.spawn (a server in a test, a
+ * credential_process) must not inherit our keep-alive connections and hold them open. */
+static curl_socket_t
+on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
 static int
@@ -493,6 +505,7 @@ slot_easy(lua_State *L, struct curl_state *st, struct transfer *t)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
@@ -815,6 +828,27 @@ l_stats(lua_State *L)
     return 1;
 }
 
+/* The two lowest free descriptors: where curl_multi_init will put its wakeup socketpair. */
+static void
+lowest_free_fds(int fds[2])
+{
+    int fd, n = 0;
+    for (fd = 3; n < 2 && fd < 65536; fd++)
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF)
+            fds[n++] = fd;
+}
+
+/* libcurl makes the multi handle's wakeup socketpair without close-on-exec; mark it, so that
+ * spawned children do not inherit it either. */
+static void
+cloexec_if_new_socket(int fd)
+{
+    struct stat st;
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+        fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+
 int
 luaopen_atlas_curl(lua_State *L)
 {
@@ -830,6 +864,7 @@ luaopen_atlas_curl(lua_State *L)
         {NULL, NULL},
     };
     struct curl_state *st;
+    int free_fds[2] = {-1, -1};
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return luaL_error(L, "atlas.curl: libcurl failed to initialise");
@@ -840,8 +875,11 @@ luaopen_atlas_curl(lua_State *L)
         luaL_setfuncs(L, state_meta, 0);
     lua_setmetatable(L, -2);
     /* created closed above; acquire now, so a failure leaks nothing */
+    lowest_free_fds(free_fds);
     st->share = curl_share_init();
     st->multi = curl_multi_init();
+    cloexec_if_new_socket(free_fds[0]);
+    cloexec_if_new_socket(free_fds[1]);
     if (st->share == NULL || st->multi == NULL)
         return luaL_error(L, "atlas.curl: out of memory");
     curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);

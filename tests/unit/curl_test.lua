@@ -287,6 +287,28 @@ t.case("TLS: ca_file trusts another anchor, connections are kept alive, and the 
     t.ok(curl.request {url = base .. "/echo", ca_file = ca}, "ca_file again")
 end)
 
+t.case("spawned children do not inherit connections", function()
+    local function inherited_sockets()
+        local out = os.tmpname()
+        local pid = assert(sys.spawn({"sh", "-c", "for f in /proc/$$/fd/*; do readlink $f; done"}, {stdout = out}))
+        sys.wait(pid)
+        local sockets = {}
+        for line in (t.read_file(out) or ""):gmatch("[^\n]+") do
+            if line:match("^socket:") then
+                sockets[line] = true
+            end
+        end
+        os.remove(out)
+        return sockets
+    end
+    local base = server()
+    local before = inherited_sockets()
+    t.eq(curl.request({url = base .. "/echo"}).status, 200) -- a kept-alive connection is now open
+    for socket in pairs(inherited_sockets()) do
+        t.ok(before[socket], "child inherited " .. socket)
+    end
+end)
+
 t.case("misuse raises", function()
     t.raises(function() curl.request {} end, "url")
     t.raises(function() curl.request "http://127.0.0.1/" end)
