@@ -267,16 +267,12 @@ t.case("build rest-xml: querystring members, sorted; GET without body", function
 end)
 
 t.case("build rest-json: Lambda Invoke sends the payload raw and the invocation type as a header", function()
-    local r = protocol.build(
-        protocol.service("lambda"),
-        "Invoke",
-        {
-            FunctionName = "arn:aws:lambda:eu-west-1:1:function:f",
-            Payload = '{"a":1}',
-            InvocationType = "Event",
-            Qualifier = "live",
-        }
-    )
+    local r = protocol.build(protocol.service("lambda"), "Invoke", {
+        FunctionName = "arn:aws:lambda:eu-west-1:1:function:f",
+        Payload = '{"a":1}',
+        InvocationType = "Event",
+        Qualifier = "live",
+    })
     t.eq(r.path, "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aeu-west-1%3A1%3Afunction%3Af/invocations")
     t.eq(r.query, "Qualifier=live")
     t.eq(r.headers["X-Amz-Invocation-Type"], "Event")
@@ -448,4 +444,73 @@ t.case("base64 round trip", function()
         t.eq(protocol.base64_decode(protocol.base64_encode(s)), s)
     end
     t.eq(protocol.base64_encode("hello"), "aGVsbG8=")
+end)
+
+-- ---- the shape rules no runbook operation happens to use -------------------------
+
+local synthetic = {
+    name = "synthetic",
+    protocol = "query",
+    api_version = "2020-01-01",
+    operations = { Op = { method = "POST", uri = "/", input = "In", output = "Out", result_wrapper = "OpResult" } },
+    shapes = {
+        In = {
+            t = "structure",
+            o = { "Flat", "Tags", "When", "Data" },
+            m = {
+                Flat = { s = "FlatList", n = "Item" },
+                Tags = { s = "TagMap" },
+                When = { s = "Time" },
+                Data = { s = "Bytes" },
+            },
+        },
+        Out = {
+            t = "structure",
+            o = { "Flat", "Tags", "FlatTags", "Id", "Data", "Ratio" },
+            m = {
+                Flat = { s = "FlatList" },
+                Tags = { s = "TagMap" },
+                FlatTags = { s = "FlatMap", n = "Tag" },
+                Id = { s = "Str", n = "id", attr = true },
+                Data = { s = "Bytes" },
+                Ratio = { s = "Dbl" },
+            },
+        },
+        FlatList = { t = "list", m = "Num", n = "Item", f = true },
+        TagMap = { t = "map", k = "Str", v = "Str", kn = "Key", vn = "Value" },
+        FlatMap = { t = "map", k = "Str", v = "Num", f = true },
+        Num = "integer",
+        Dbl = "double",
+        Str = "string",
+        Time = "timestamp",
+        Bytes = "blob",
+    },
+}
+
+t.case("decode: flattened lists, maps (wrapped and flattened), attributes, blobs", function()
+    local body = [[<OpResponse><OpResult id="abc">
+        <Item>1</Item><Item>2</Item>
+        <Tags><entry><Key>env</Key><Value>prod</Value></entry><entry><Key>team</Key><Value>ops</Value></entry></Tags>
+        <Tag><key>a</key><value>7</value></Tag>
+        <Data>aGVsbG8=</Data><Ratio>0.25</Ratio>
+    </OpResult></OpResponse>]]
+    local v, err = protocol.decode(synthetic, "Op", "eu-west-1", ok_response(body))
+    t.eq(err, nil)
+    t.eq(v, {
+        Id = "abc",
+        Flat = { 1, 2 },
+        Tags = { env = "prod", team = "ops" },
+        FlatTags = { a = 7 },
+        Data = "hello",
+        Ratio = 0.25,
+    })
+end)
+
+t.case("build query: flattened lists, maps, timestamps and blobs", function()
+    local r = protocol.build(synthetic, "Op", { Flat = { 1, 2 }, Tags = { b = "2", a = "1" }, When = 0, Data = "hi" })
+    t.eq(
+        r.body,
+        "Action=Op&Version=2020-01-01&Item.1=1&Item.2=2&Tags.entry.1.Key=a&Tags.entry.1.Value=1"
+            .. "&Tags.entry.2.Key=b&Tags.entry.2.Value=2&When=1970-01-01T00%3A00%3A00Z&Data=aGk%3D"
+    )
 end)
