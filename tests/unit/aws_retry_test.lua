@@ -334,3 +334,32 @@ t.case("a profile template gives each region its own profile unless the call nam
     t.eq(profiles, { "atlas-eu-west-1", "ops", "-" })
     t.eq(#state.calls, 0)
 end)
+
+t.case("generic waiter: a retry acceptor on an error keeps polling; other errors propagate", function()
+    local state = fake { OK }
+    local n = 0
+    local v = aws.wait {
+        name = "log group to appear",
+        delay = 5,
+        timeout = 60,
+        poll = function()
+            n = n + 1
+            if n < 3 then errors.raise { kind = "aws", code = "ResourceNotFoundException", message = "not yet" } end
+            return { ready = true }
+        end,
+        acceptors = {
+            { state = "retry", error = "ResourceNotFoundException" },
+            { state = "success", matcher = function(r) return r.ready end },
+        },
+    }
+    t.eq(v, { ready = true })
+    t.eq(state.sleeps, { 5, 5 })
+    local err = t.raises(function()
+        aws.wait {
+            name = "x",
+            poll = function() errors.raise { kind = "aws", code = "AccessDeniedException", message = "no" } end,
+            acceptors = { { state = "retry", error = "ResourceNotFoundException" } },
+        }
+    end)
+    t.eq(err.code, "AccessDeniedException")
+end)
