@@ -2,6 +2,7 @@
  * atlas.sys: the operating-system services Lua lacks: clocks, interruptible
  * sleep, processes, free ports, run locks, directories and atomic writes.
  */
+#define _GNU_SOURCE /* close_range */
 #include "atlas.h"
 
 #include <arpa/inet.h>
@@ -188,6 +189,9 @@ sys_spawn(lua_State *L)
             dup2(err, STDERR_FILENO);
         if (in >= 0)
             dup2(in, STDIN_FILENO);
+        /* The child gets stdio only: no database or AWS connection, no run
+         * lock, leaks into a server a test or a playbook starts. */
+        close_range(3, ~0U, 0);
         if (has_env) {
             lua_pushnil(L);
             while (lua_next(L, env_index) != 0) {

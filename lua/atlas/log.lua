@@ -6,6 +6,7 @@
 -- line for machines. Every string in every event passes redact() first, so
 -- a value registered with secret() never reaches any output.
 local sys = require "atlas.sys"
+local runtime = require "atlas.runtime"
 
 local M = {}
 
@@ -68,10 +69,24 @@ local SECRET_FIELDS = {
     secretaccesskey = true, authorization = true, ["x-amz-security-token"] = true, token = true,
 }
 
+local secret_field_seen = {}
+
 local function is_secret_field(key)
-    return type(key) == "string" and (SECRET_FIELDS[key:lower()] or key:lower():find("password$") ~= nil)
+    if type(key) ~= "string" then
+        return false
+    end
+    local known = secret_field_seen[key]
+    if known == nil then
+        local lower = key:lower()
+        known = SECRET_FIELDS[lower] or lower:find("password$") ~= nil
+        secret_field_seen[key] = known
+    end
+    return known
 end
 
+-- Returns value with secrets masked. A table is copied only when something
+-- in it changes: events are emitted per SQL query and per AWS attempt, and
+-- copying every one of them was most of the cost of logging.
 local function redact_deep(value, depth)
     local kind = type(value)
     if kind == "string" then
@@ -79,13 +94,26 @@ local function redact_deep(value, depth)
     elseif kind ~= "table" or depth > 20 then
         return value
     end
-    local copy = {}
+    local copy = nil
     for k, v in pairs(value) do
+        local masked
         if is_secret_field(k) and type(v) == "string" then
-            copy[k] = MASK
+            masked = MASK
         else
-            copy[k] = redact_deep(v, depth + 1)
+            masked = redact_deep(v, depth + 1)
         end
+        if masked ~= v then
+            if not copy then
+                copy = {}
+                for k2, v2 in pairs(value) do
+                    copy[k2] = v2
+                end
+            end
+            copy[k] = masked
+        end
+    end
+    if not copy then
+        return value
     end
     return setmetatable(copy, getmetatable(value))
 end
@@ -236,10 +264,16 @@ function M.set_sink(fn)
     return previous
 end
 
+-- os.date is the costly part; the seconds change rarely between events.
+local stamp_second, stamp_text = nil, nil
+
 local function timestamp()
-    local now = require("atlas.runtime").now()
+    local now = runtime.now()
     local whole = math.floor(now)
-    return os.date("!%Y-%m-%dT%H:%M:%S", whole) .. string.format(".%03dZ", math.floor((now - whole) * 1000))
+    if whole ~= stamp_second then
+        stamp_second, stamp_text = whole, os.date("!%Y-%m-%dT%H:%M:%S", whole)
+    end
+    return string.format("%s.%03dZ", stamp_text, math.floor((now - whole) * 1000))
 end
 
 -- log.event{type=..., ...}: stamps, redacts and emits one event.
