@@ -339,6 +339,24 @@ t.case("credentials: a per-region profile assuming a role through moto's STS", f
     t.eq(ops, { "sts.AssumeRole", "sts.GetCallerIdentity", "sts.GetCallerIdentity" })
 end)
 
+t.case("credentials: web identity (token file + role) through moto's STS, unsigned", function()
+    local dir = t.tmpdir()
+    t.write_file(dir .. "/token", "header.payload.signature")
+    local saved = { world.env.AWS_ACCESS_KEY_ID, world.env.AWS_SECRET_ACCESS_KEY }
+    world.env.AWS_ACCESS_KEY_ID, world.env.AWS_SECRET_ACCESS_KEY = nil, nil
+    world.env.AWS_WEB_IDENTITY_TOKEN_FILE = dir .. "/token"
+    world.env.AWS_ROLE_ARN = "arn:aws:iam::123456789012:role/atlas-failover"
+    world.env.AWS_ROLE_SESSION_NAME = "oidc-drill"
+    require("atlas.aws.credentials").reset()
+    t.defer(function()
+        world.env.AWS_ACCESS_KEY_ID, world.env.AWS_SECRET_ACCESS_KEY = saved[1], saved[2]
+        world.env.AWS_WEB_IDENTITY_TOKEN_FILE, world.env.AWS_ROLE_ARN, world.env.AWS_ROLE_SESSION_NAME = nil, nil, nil
+        require("atlas.aws.credentials").reset()
+    end)
+    local me = sts.get_caller_identity { region = "eu-west-1" }
+    t.match(me.Arn, "assumed%-role/atlas%-failover/oidc%-drill$")
+end)
+
 t.case("lambda: invoke the failover orchestrator", function()
     local r = lambda.invoke {
         region = "eu-west-1",

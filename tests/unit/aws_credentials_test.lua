@@ -167,3 +167,51 @@ t.case("parse_time is UTC whatever the local zone", function()
     t.eq(credentials.parse_time("2026-11-26T02:00:00.123Z"), 1795658400.123)
     t.eq(credentials.parse_time("2000-03-01T00:00:00+00:00"), 951868800)
 end)
+
+t.case("web identity: the token file and role from the environment, an unsigned AssumeRoleWithWebIdentity", function()
+    local home = use {}
+    t.write_file(home .. "/token", "eyJhbGciOi.token-value\n")
+    use {
+        AWS_WEB_IDENTITY_TOKEN_FILE = home .. "/token",
+        AWS_ROLE_ARN = "arn:aws:iam::123456789012:role/eks-ops",
+        AWS_ROLE_SESSION_NAME = "pod-1",
+        HOME = home,
+    }
+    local wire = require "atlas.aws.wire"
+    local saved = wire.invoke
+    t.defer(function() wire.invoke = saved end)
+    local calls = {}
+    wire.invoke = function(req)
+        calls[#calls + 1] = req
+        return {
+            Credentials = {
+                AccessKeyId = "ASIAWEB",
+                SecretAccessKey = "web-secret",
+                SessionToken = "web-token",
+                Expiration = "2099-01-01T00:00:00Z",
+            },
+        }
+    end
+    local c = credentials.resolve()
+    t.eq({ c.access_key_id, c.session_token }, { "ASIAWEB", "web-token" })
+    t.eq({ calls[1].action, calls[1].unsigned }, { "AssumeRoleWithWebIdentity", true })
+    t.eq(calls[1].params, {
+        RoleArn = "arn:aws:iam::123456789012:role/eks-ops",
+        RoleSessionName = "pod-1",
+        WebIdentityToken = "eyJhbGciOi.token-value",
+    })
+    t.no_match(log.redact("token eyJhbGciOi.token-value"), "token%-value")
+end)
+
+t.case("web identity in dry-run still resolves (the STS call is read-only)", function()
+    local home = use {}
+    t.write_file(home .. "/token", "tok")
+    use { AWS_WEB_IDENTITY_TOKEN_FILE = home .. "/token", AWS_ROLE_ARN = "arn:aws:iam::1:role/r", HOME = home }
+    local runtime = require "atlas.runtime"
+    runtime.dry_run = true
+    local wire = require "atlas.aws.wire"
+    local saved = wire.invoke
+    t.defer(function() wire.invoke = saved end)
+    wire.invoke = function() return { Credentials = { AccessKeyId = "A", SecretAccessKey = "S", SessionToken = "T" } } end
+    t.eq(credentials.resolve().access_key_id, "A")
+end)

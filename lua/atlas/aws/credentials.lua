@@ -1,9 +1,10 @@
 -- AWS credentials, found the way the SDKs find them (the "default chain"):
---   1. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN in the environment
---      (skipped when a call names its own profile, as boto3's Session(profile_name=) does);
+--   1. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN in the environment, then
+--      AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (AssumeRoleWithWebIdentity) - both skipped when
+--      a call names its own profile, as boto3's Session(profile_name=) does;
 --   2. the profile (per call, else AWS_PROFILE, else "default") from ~/.aws/credentials and
---      ~/.aws/config: role_arn + source_profile|credential_source (STS AssumeRole, cached until
---      it expires), static keys, or credential_process;
+--      ~/.aws/config: role_arn + web_identity_token_file, role_arn + source_profile|credential_source
+--      (STS AssumeRole, cached until it expires), static keys, or credential_process;
 --   3. ECS container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / _FULL_URI);
 --   4. EC2 instance metadata, IMDSv2 (token first), unless AWS_EC2_METADATA_DISABLED=true.
 -- Secret keys and session tokens are registered with atlas.log so no output shows them.
@@ -108,6 +109,39 @@ local function from_env()
     local id, secret = env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")
     if id and secret then return make(id, secret, env("AWS_SESSION_TOKEN"), nil, "environment") end
     return nil, "environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY not set"
+end
+
+-- AssumeRoleWithWebIdentity (EKS service accounts, CI OIDC): the token file is
+-- the credential, so the STS call itself is not signed.
+local function from_web_identity(settings, name)
+    local token_file = settings and settings.web_identity_token_file or env("AWS_WEB_IDENTITY_TOKEN_FILE")
+    local role = settings and settings.role_arn or env("AWS_ROLE_ARN")
+    local where = settings and ("profile " .. name .. " web identity") or "web identity"
+    if not token_file or not role then return nil, where .. ": AWS_WEB_IDENTITY_TOKEN_FILE/AWS_ROLE_ARN not set" end
+    local token = read_file(token_file)
+    if not token then return nil, where .. ": cannot read " .. token_file end
+    token = token:gsub("%s+$", "")
+    log.secret(token)
+    local ok, resp = pcall(require("atlas.aws").call, {
+        service = "sts",
+        action = "AssumeRoleWithWebIdentity",
+        region = (settings and settings.region) or env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1",
+        unsigned = true,
+        read_only = true,
+        params = {
+            RoleArn = role,
+            RoleSessionName = (settings and settings.role_session_name)
+                or env("AWS_ROLE_SESSION_NAME")
+                or ("atlas-run-" .. math.floor(M.now())),
+            WebIdentityToken = token,
+        },
+    })
+    if not ok then
+        if not errors.is(resp) then error(resp, 0) end
+        return nil, where .. ": AssumeRoleWithWebIdentity " .. role .. ": " .. errors.message(resp)
+    end
+    local c = resp.Credentials
+    return make(c.AccessKeyId, c.SecretAccessKey, c.SessionToken, c.Expiration, "web identity role " .. role)
 end
 
 local function from_process(command, profile)
@@ -223,6 +257,7 @@ local function assume_role(name, settings, depth)
     local ok, resp = pcall(require("atlas.aws").call, {
         service = "sts",
         action = "AssumeRole",
+        read_only = true,
         region = settings.region or env("AWS_REGION") or "us-east-1",
         credentials = source,
         params = {
@@ -250,6 +285,7 @@ resolve_profile = function(name, depth)
     if depth > 5 then return nil, "profile " .. name .. ": source_profile chain too deep" end
     local settings, where = M.profile_settings(name)
     if not settings then return nil, "profile " .. name .. ": not found in " .. where, "missing" end
+    if settings.role_arn and settings.web_identity_token_file then return from_web_identity(settings, name) end
     if settings.role_arn then return assume_role(name, settings, depth) end
     if settings.aws_access_key_id and settings.aws_secret_access_key then
         return make(
@@ -281,6 +317,9 @@ local function chain(profile)
     local explicit = profile or env("AWS_PROFILE")
     if not profile then
         local c, why = from_env()
+        if c then return c end
+        looked[#looked + 1] = why
+        c, why = from_web_identity(nil)
         if c then return c end
         looked[#looked + 1] = why
     end

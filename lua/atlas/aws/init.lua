@@ -85,7 +85,7 @@ end
 -- A call is safe to repeat when it reads, when the caller says so, or when a
 -- client token makes the service ignore the repeat.
 local function repeatable(req)
-    return req.idempotent or req.token_filled or not runtime.is_mutating(req.service, req.action)
+    return req.idempotent or req.read_only or req.token_filled or not runtime.is_mutating(req.service, req.action)
 end
 
 -- retry_decision(req, err, attempt) -> delay in seconds, or nil and why not.
@@ -195,7 +195,10 @@ local function dry_run(req)
     return {}
 end
 
-local function is_dry_run(req) return runtime.dry_run and runtime.is_mutating(req.service, req.action) end
+-- read_only: the caller vouches that the call changes nothing (the STS calls of the credential chain)
+local function is_dry_run(req)
+    return runtime.dry_run and not req.read_only and runtime.is_mutating(req.service, req.action)
+end
 
 -- Runs one attempt on the current backend: response, or nil and an error object.
 local function attempt_once(backend, req)

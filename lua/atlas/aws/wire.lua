@@ -167,17 +167,20 @@ local function prepare(req)
     local ep = M.endpoint(svc, region, req)
     local http = protocol.build(svc, req.action, req.params)
     local url = ep.url .. http.path .. (http.query ~= "" and ("?" .. http.query) or "")
-    local creds = req.credentials or credentials.resolve { profile = req.profile, region = region }
-    local added = sigv4.sign {
-        method = http.method,
-        url = url,
-        headers = http.headers,
-        body = http.body,
-        region = ep.signing_region,
-        service = svc.signing_name,
-        credentials = creds,
-        time = M.clock_skew ~= 0 and (os.time() + M.clock_skew) or nil,
-    }
+    local added = {}
+    if not req.unsigned then
+        local creds = req.credentials or credentials.resolve { profile = req.profile, region = region }
+        added = sigv4.sign {
+            method = http.method,
+            url = url,
+            headers = http.headers,
+            body = http.body,
+            region = ep.signing_region,
+            service = svc.signing_name,
+            credentials = creds,
+            time = M.clock_skew ~= 0 and (os.time() + M.clock_skew) or nil,
+        }
+    end
     for k, v in pairs(added) do
         http.headers[k] = v
     end

@@ -3,10 +3,14 @@
 local S = {}
 S["AssumeRoleRequest"] = {m = {DurationSeconds = {s = "roleDurationSecondsType"}, ExternalId = {s = "externalIdType"}, Policy = {s = "unrestrictedSessionPolicyDocumentType"}, PolicyArns = {s = "policyDescriptorListType"}, ProvidedContexts = {s = "ProvidedContextsListType"}, RoleArn = {s = "arnType"}, RoleSessionName = {s = "roleSessionNameType"}, SerialNumber = {s = "serialNumberType"}, SourceIdentity = {s = "sourceIdentityType"}, Tags = {s = "tagListType"}, TokenCode = {s = "tokenCodeType"}, TransitiveTagKeys = {s = "tagKeyListType"}}, o = {"RoleArn", "RoleSessionName", "PolicyArns", "Policy", "DurationSeconds", "Tags", "TransitiveTagKeys", "ExternalId", "SerialNumber", "TokenCode", "SourceIdentity", "ProvidedContexts"}, t = "structure"}
 S["AssumeRoleResponse"] = {m = {AssumedRoleUser = {s = "AssumedRoleUser"}, Credentials = {s = "Credentials"}, PackedPolicySize = {s = "nonNegativeIntegerType"}, SourceIdentity = {s = "sourceIdentityType"}}, o = {"Credentials", "AssumedRoleUser", "PackedPolicySize", "SourceIdentity"}, t = "structure"}
+S["AssumeRoleWithWebIdentityRequest"] = {m = {DurationSeconds = {s = "roleDurationSecondsType"}, Policy = {s = "sessionPolicyDocumentType"}, PolicyArns = {s = "policyDescriptorListType"}, ProviderId = {s = "urlType"}, RoleArn = {s = "arnType"}, RoleSessionName = {s = "roleSessionNameType"}, WebIdentityToken = {s = "clientTokenType"}}, o = {"RoleArn", "RoleSessionName", "WebIdentityToken", "ProviderId", "PolicyArns", "Policy", "DurationSeconds"}, t = "structure"}
+S["AssumeRoleWithWebIdentityResponse"] = {m = {AssumedRoleUser = {s = "AssumedRoleUser"}, Audience = {s = "Audience"}, Credentials = {s = "Credentials"}, PackedPolicySize = {s = "nonNegativeIntegerType"}, Provider = {s = "Issuer"}, SourceIdentity = {s = "sourceIdentityType"}, SubjectFromWebIdentityToken = {s = "webIdentitySubjectType"}}, o = {"Credentials", "SubjectFromWebIdentityToken", "AssumedRoleUser", "PackedPolicySize", "Provider", "Audience", "SourceIdentity"}, t = "structure"}
 S["AssumedRoleUser"] = {m = {Arn = {s = "arnType"}, AssumedRoleId = {s = "assumedRoleIdType"}}, o = {"AssumedRoleId", "Arn"}, t = "structure"}
+S["Audience"] = "string"
 S["Credentials"] = {m = {AccessKeyId = {s = "accessKeyIdType"}, Expiration = {s = "dateType"}, SecretAccessKey = {s = "accessKeySecretType"}, SessionToken = {s = "tokenType"}}, o = {"AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"}, t = "structure"}
 S["GetCallerIdentityRequest"] = {m = {}, o = {}, t = "structure"}
 S["GetCallerIdentityResponse"] = {m = {Account = {s = "accountType"}, Arn = {s = "arnType"}, UserId = {s = "userIdType"}}, o = {"UserId", "Account", "Arn"}, t = "structure"}
+S["Issuer"] = "string"
 S["PolicyDescriptorType"] = {m = {arn = {s = "arnType"}}, o = {"arn"}, t = "structure"}
 S["ProvidedContext"] = {m = {ContextAssertion = {s = "contextAssertionType"}, ProviderArn = {s = "arnType"}}, o = {"ProviderArn", "ContextAssertion"}, t = "structure"}
 S["ProvidedContextsListType"] = {m = "ProvidedContext", t = "list"}
@@ -16,6 +20,7 @@ S["accessKeySecretType"] = "string"
 S["accountType"] = "string"
 S["arnType"] = "string"
 S["assumedRoleIdType"] = "string"
+S["clientTokenType"] = "string"
 S["contextAssertionType"] = "string"
 S["dateType"] = "timestamp"
 S["externalIdType"] = "string"
@@ -24,6 +29,7 @@ S["policyDescriptorListType"] = {m = "PolicyDescriptorType", t = "list"}
 S["roleDurationSecondsType"] = "integer"
 S["roleSessionNameType"] = "string"
 S["serialNumberType"] = "string"
+S["sessionPolicyDocumentType"] = "string"
 S["sourceIdentityType"] = "string"
 S["tagKeyListType"] = {m = "tagKeyType", t = "list"}
 S["tagKeyType"] = "string"
@@ -32,7 +38,9 @@ S["tagValueType"] = "string"
 S["tokenCodeType"] = "string"
 S["tokenType"] = "string"
 S["unrestrictedSessionPolicyDocumentType"] = "string"
+S["urlType"] = "string"
 S["userIdType"] = "string"
+S["webIdentitySubjectType"] = "string"
 return {
     api_version = "2011-06-15",
     endpoint_prefix = "sts",
@@ -41,6 +49,7 @@ return {
     name = "sts",
     operations = {
         AssumeRole = {input = "AssumeRoleRequest", method = "POST", output = "AssumeRoleResponse", result_wrapper = "AssumeRoleResult", uri = "/"},
+        AssumeRoleWithWebIdentity = {input = "AssumeRoleWithWebIdentityRequest", method = "POST", output = "AssumeRoleWithWebIdentityResponse", result_wrapper = "AssumeRoleWithWebIdentityResult", uri = "/"},
         GetCallerIdentity = {input = "GetCallerIdentityRequest", method = "POST", output = "GetCallerIdentityResponse", result_wrapper = "GetCallerIdentityResult", uri = "/"},
     },
     protocol = "query",
