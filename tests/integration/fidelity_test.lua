@@ -33,9 +33,26 @@ end
 
 -- observe() -> the state the runbook can see, with generated ids replaced by names
 local function observe()
-    local state = { ecs = {}, dns = {}, rds = {}, snapshots = {} }
+    local state = { ecs = {}, dns = {}, rds = {}, snapshots = {}, task_definitions = {}, log_groups = {} }
     for _, region in ipairs(REGIONS) do
         local n = names(region)
+        local family = "atlas-crm-production-" .. region
+        local arns = ecs.list_task_definitions { region = region, familyPrefix = family }
+        local td = ecs.describe_task_definition { region = region, taskDefinition = family }.taskDefinition
+        state.task_definitions[region] = {
+            count = #arns,
+            newest = td.family .. ":" .. td.revision,
+            container = td.containerDefinitions[1].name,
+        }
+        local groups = aws.call {
+            service = "logs",
+            action = "DescribeLogGroups",
+            region = region,
+            params = { logGroupNamePrefix = "/" },
+        }
+        for _, g in ipairs(groups.logGroups or {}) do
+            state.log_groups[region .. " " .. g.logGroupName] = true
+        end
         local s = ecs.describe_services { region = region, cluster = n.cluster, services = { n.service } }.services[1]
         state.ecs[region] = {
             status = s.status,
@@ -75,6 +92,12 @@ local function observe()
             replicas = db.ReadReplicaDBInstanceIdentifiers,
         }
     end
+    local secret =
+        require("atlas.secrets").get_secret_value { region = "eu-west-1", SecretId = "atlas-db-master-password" }
+    state.secret = { Name = secret.Name, stages = secret.VersionStages, has_string = secret.SecretString ~= nil }
+    local rule =
+        require("atlas.eventbridge").describe_rule { region = "eu-west-1", Name = "atlas-production-failover-schedule" }
+    state.rule = { ScheduleExpression = rule.ScheduleExpression, State = rule.State, EventBusName = rule.EventBusName }
     for _, snap in ipairs(rds.describe_db_snapshots { region = "eu-west-1", SnapshotType = "manual" }) do
         state.snapshots[snap.DBSnapshotIdentifier] = {
             DBInstanceIdentifier = snap.DBInstanceIdentifier,
@@ -223,6 +246,12 @@ end)
 t.case("moto and the mock world start in the same state", function()
     t.ok(moto_before and mock_before, "both runs completed")
     t.eq(mock_before, moto_before)
+    -- and the comparison is not vacuous
+    t.eq(moto_before.task_definitions["us-east-1"].count, 14)
+    t.ok(moto_before.log_groups["eu-west-1 /aws/lambda/atlas-production-failover-orchestrator"])
+    t.ok(moto_before.log_groups["ap-southeast-1 /ecs/atlas-crm-production-ap-southeast-1"])
+    t.eq(moto_before.rule.ScheduleExpression, "rate(1 minute)")
+    t.eq(moto_before.dns["api.atlas-crm.com./default"].GeoLocation, { CountryCode = "*" })
 end)
 
 t.case("moto and the mock world end in the same state", function()
