@@ -213,6 +213,30 @@ local READS = {
     { "lambda", "Invoke", "eu-west-1", { FunctionName = "atlas-production-failover-orchestrator", Payload = "{}" } },
 }
 
+-- Calls that must fail the same way in both worlds: {code, status} are compared.
+local FAILS = {
+    { "ecs", "UpdateService", "us-east-1", { cluster = "atlas-crm-production-cluster-us-east-1", service = "nope" } },
+    { "ecs", "DescribeServices", "us-east-1", { cluster = "nope", services = { "x" } } },
+    { "rds", "DescribeDBInstances", "eu-west-1", { DBInstanceIdentifier = "nope" } },
+    { "rds", "DescribeDBSnapshots", "eu-west-1", { DBSnapshotIdentifier = "nope" } },
+    { "secretsmanager", "GetSecretValue", "eu-west-1", { SecretId = "nope" } },
+    { "events", "DescribeRule", "eu-west-1", { Name = "nope" } },
+    { "route53", "ListResourceRecordSets", "us-east-1", { HostedZoneId = "ZNOPE" } },
+}
+
+-- Where moto's HTTP status is not AWS's (docs/aws.md, moto notes), AWS's is what the mock must give.
+local MOTO_STATUS_FIX = { ["secretsmanager GetSecretValue 404"] = 400 }
+
+local function fail_all(out, is_moto)
+    for _, f in ipairs(FAILS) do
+        local ok, err = pcall(aws.call, { service = f[1], action = f[2], region = f[3], params = f[4] })
+        local status = not ok and err.status
+        if is_moto then status = MOTO_STATUS_FIX[f[1] .. " " .. f[2] .. " " .. tostring(status)] or status end
+        out[#out + 1] = ok and "no error" or string.format("%s %s: %s %s", f[1], f[2], err.code, tostring(status))
+    end
+    return out
+end
+
 local function read_all(label, out)
     for _, r in ipairs(READS) do
         local params = type(r[4]) == "function" and r[4]() or r[4]
@@ -224,10 +248,12 @@ end
 -- Both runs happen in the file body: the case below compares them.
 local moto_before, moto_after, mock_before, mock_after
 local responses = {}
+local moto_failures, mock_failures = {}, {}
 
 t.case("run the scenario against moto", function()
     dofile("tests/support/moto_world.lua")(t)
     read_all("moto", responses)
+    fail_all(moto_failures, true)
     moto_before = observe()
     failover()
     moto_after = observe()
@@ -238,6 +264,7 @@ t.case("run the scenario against the mock world", function()
     runtime.use_world(World.new { scenario = "healthy" })
     t.defer(function() runtime.use_real() end)
     read_all("mock", responses)
+    fail_all(mock_failures)
     mock_before = observe()
     failover()
     mock_after = observe()
@@ -290,4 +317,9 @@ t.case("the shape check itself catches unknown members and wrong scalar types", 
         "bad rds DescribeDBInstances.DBInstances[0].Bogus: not a member of DBInstance",
         "bad rds DescribeDBInstances.DBInstances[0].MultiAZ: Boolean is a boolean, got str 'true'",
     })
+end)
+
+t.case("the same failing calls fail with the same codes and statuses", function()
+    t.eq(#moto_failures, #FAILS)
+    t.eq(mock_failures, moto_failures)
 end)
