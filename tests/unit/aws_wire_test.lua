@@ -263,3 +263,23 @@ t.case("parallel: a request that cannot be prepared fails alone", function()
     t.eq(results[2].code, "ProfileNotFound")
     t.eq(#seen, 1)
 end)
+
+t.case("pagination: a server that never stops is cut off after MAX_PAGES", function()
+    local n = 0
+    local saved = package.loaded["atlas.aws.wire"]
+    package.loaded["atlas.aws.wire"] = {
+        invoke = function()
+            n = n + 1
+            return { DBInstances = {}, Marker = "m" .. n }
+        end,
+    }
+    local helper = require "atlas.aws.helper"
+    local max = helper.MAX_PAGES
+    helper.MAX_PAGES = 5
+    t.defer(function()
+        package.loaded["atlas.aws.wire"] = saved
+        helper.MAX_PAGES = max
+    end)
+    local err = t.raises(function() require("atlas.rds").describe_db_instances { region = "eu-west-1" } end)
+    t.eq({ err.code, n }, { "TooManyPages", 5 })
+end)

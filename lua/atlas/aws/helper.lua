@@ -4,7 +4,12 @@
 -- boto3 and the AWS API reference (ECS's are camelCase: cluster, desiredCount).
 local aws = require "atlas.aws"
 
+local errors = require "atlas.errors"
+
 local M = {}
+
+-- A server that keeps inventing cursors must not keep a playbook busy forever.
+M.MAX_PAGES = 1000
 
 local CONTROL = {
     region = true,
@@ -51,7 +56,19 @@ end
 function M.paginate(service, action, args, spec)
     local control, params = M.split(args, spec.extra)
     local items = {}
+    local pages = 0
     while true do
+        pages = pages + 1
+        if pages > M.MAX_PAGES then
+            errors.raise {
+                kind = "aws",
+                code = "TooManyPages",
+                service = service,
+                action = action,
+                region = control.region,
+                message = string.format("still paginating after %d pages; giving up", M.MAX_PAGES),
+            }
+        end
         local page_params = {}
         for k, v in pairs(params) do
             page_params[k] = v
