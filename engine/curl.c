@@ -629,7 +629,8 @@ error_code(const struct transfer *t)
     case CURLE_COULDNT_CONNECT:
         return "connect";
     case CURLE_OPERATION_TIMEDOUT:
-        return "timeout";
+        /* a resolver that never answers is a DNS failure, not a slow service */
+        return strncmp(t->error, "Resolving timed out", 19) == 0 ? "dns" : "timeout";
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
