@@ -4,12 +4,12 @@
   fault_proxy.py PORT UPSTREAM_URL
 
 Requests are forwarded to UPSTREAM_URL unchanged. Faults are queued through a control path:
-  POST /__faults  {"faults": ["throttle", "500", "503-retry-after", "reset", "slow", "pass", ...]}
+  POST /__faults  {"faults": ["throttle", "500", "503-retry-after", "reset", "slow", "stall", "pass", ...]}
 each one is consumed by the next AWS request, in order; "pass" forwards normally.
   GET  /__faults  -> {"pending": [...], "log": [[fault, method, target], ...]}
 Throttling answers in the protocol of the request: JSON (X-Amz-Target) or XML (query, rest-xml).
 "reset" reads the request, then closes the connection without answering (curl: "reset", sent).
-"slow" waits half a second, then forwards.
+"slow" waits half a second, then forwards; "stall" waits 1.5 s, then forwards.
 """
 import http.client
 import json
@@ -93,8 +93,8 @@ class Proxy(BaseHTTPRequestHandler):
             return self.reply(int(fault), [("Content-Type", "text/html")], b"<html>upstream trouble</html>")
         if fault == "503-retry-after":
             return self.reply(503, [("Retry-After", "1")], b"")
-        if fault == "slow":
-            time.sleep(0.5)
+        if fault in ("slow", "stall"):
+            time.sleep(0.5 if fault == "slow" else 1.5)
             return self.forward(data)
         if fault == "reset":
             self.close_connection = True
