@@ -562,6 +562,10 @@ t.case("faults: throttling, 5xx and a reset on reads are retried until they succ
         if e.type == "call" then outcomes[#outcomes + 1] = e.outcome .. ":" .. (e.code or "") end
     end
     t.eq(outcomes, { "retry:ThrottlingException", "retry:503", "ok:" })
+    local last = events[#events]
+    t.eq(last.type, "call")
+    t.match(last.request_id, "^%w+$", "moto's request id on the successful attempt")
+    t.eq(events[1].request_id, "fault-proxy")
 
     plan { "reset", "throttle" }
     local dbs = rds.describe_db_instances { region = "eu-west-1", endpoint = proxy, DBInstanceIdentifier = n.db }

@@ -175,7 +175,10 @@ local function log_call(req, attempt, started, outcome, err)
         duration_ms = math.floor((monotime() - started) * 1000 + 0.5),
         error = err and errors.message(err) or nil,
         code = err and err.code or nil,
+        -- a backend may leave the request id on req (the wire does)
+        request_id = err and err.request_id or req.request_id,
     }
+    req.request_id = nil
 end
 
 -- The params go into the event as a table: atlas.log masks secret-named

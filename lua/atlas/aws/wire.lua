@@ -200,6 +200,9 @@ local function prepare(req)
 end
 
 local function finish(svc, req, resp)
+    -- for the call event: what AWS support asks for first
+    local h = resp.headers
+    req.request_id = h["x-amzn-requestid"] or h["x-amz-request-id"] or h["x-amzn-request-id"]
     local v, err = protocol.decode(svc, req.action, req.region, resp)
     if err then learn_from(err, resp, req) end
     return v, err
