@@ -306,8 +306,7 @@ local function no_credentials(looked)
     errors.raise {
         kind = "aws",
         code = "NoCredentials",
-        service = "credentials",
-        action = "resolve",
+        -- service/action/region are filled by atlas.aws with the call that needed credentials
         message = "no AWS credentials found; looked in: " .. table.concat(looked, "; "),
     }
 end
@@ -331,8 +330,6 @@ local function chain(profile)
         errors.raise {
             kind = "aws",
             code = "ProfileNotFound",
-            service = "credentials",
-            action = "resolve",
             message = why,
         }
     end
