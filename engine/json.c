@@ -203,8 +203,15 @@ module_encode(lua_State *L)
     return 1;
 }
 
+/* Stack indices of the array and object metatables during one decode, so
+ * that marking each table costs a stack copy, not a registry lookup. */
+typedef struct {
+    int array_mt;
+    int object_mt;
+} DecodeMarks;
+
 static void
-push_json(lua_State *L, json_t *value)
+push_json(lua_State *L, json_t *value, const DecodeMarks *marks)
 {
     luaL_checkstack(L, 4, "json: nesting too deep");
     switch (json_typeof(value)) {
@@ -216,20 +223,22 @@ push_json(lua_State *L, json_t *value)
         json_object_keylen_foreach(value, key, keylen, item)
         {
             lua_pushlstring(L, key, keylen);
-            push_json(L, item);
+            push_json(L, item, marks);
             lua_rawset(L, -3);
         }
-        luaL_setmetatable(L, OBJECT_MT);
+        lua_pushvalue(L, marks->object_mt);
+        lua_setmetatable(L, -2);
         break;
     }
     case JSON_ARRAY: {
         size_t n = json_array_size(value);
         lua_createtable(L, (int)n, 0);
         for (size_t i = 0; i < n; i++) {
-            push_json(L, json_array_get(value, i));
+            push_json(L, json_array_get(value, i), marks);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
-        luaL_setmetatable(L, ARRAY_MT);
+        lua_pushvalue(L, marks->array_mt);
+        lua_setmetatable(L, -2);
         break;
     }
     case JSON_STRING:
@@ -284,7 +293,12 @@ module_decode(lua_State *L)
     if (doc->root == NULL)
         return luaL_error(L, "json: line %d column %d (byte %d): %s", error.line, error.column,
                           error.position, error.text);
-    push_json(L, doc->root);
+    DecodeMarks marks;
+    luaL_getmetatable(L, ARRAY_MT);
+    marks.array_mt = lua_gettop(L);
+    luaL_getmetatable(L, OBJECT_MT);
+    marks.object_mt = lua_gettop(L);
+    push_json(L, doc->root, &marks);
     json_decref(doc->root);
     doc->root = NULL;
     return 1;

@@ -174,7 +174,7 @@ open_lazy_module(lua_State *L, const char *name)
     luaL_buffinit(L, &errors_seen);
     for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
         const char *path = lua_pushfstring(L, layouts[i], exe, name);
-        void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        void *handle = dlopen(path, RTLD_LAZY | RTLD_LOCAL);
         lua_pop(L, 1);
         if (handle == NULL) {
             luaL_addstring(&errors_seen, "\n\t");

@@ -148,7 +148,7 @@ open_redirect(lua_State *L, int opts, const char *field, int flags)
 {
     int fd = -1;
     if (lua_getfield(L, opts, field) == LUA_TSTRING)
-        fd = open(lua_tostring(L, -1), flags, 0644);
+        fd = open(lua_tostring(L, -1), flags | O_CLOEXEC, 0644);
     lua_pop(L, 1);
     return fd;
 }
