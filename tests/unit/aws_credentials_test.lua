@@ -215,3 +215,17 @@ t.case("web identity in dry-run still resolves (the STS call is read-only)", fun
     wire.invoke = function() return { Credentials = { AccessKeyId = "A", SecretAccessKey = "S", SessionToken = "T" } } end
     t.eq(credentials.resolve().access_key_id, "A")
 end)
+
+t.case("container credentials: plain http only to loopback or the ECS/EKS agents", function()
+    local allowed = credentials.container_url_allowed
+    t.ok(allowed("http://169.254.170.2/v2/credentials/abc"))
+    t.ok(allowed("http://169.254.170.23/v1/credentials"))
+    t.ok(allowed("http://[fd00:ec2::23]/v1/credentials"))
+    t.ok(allowed("http://127.0.0.1:8080/creds"))
+    t.ok(allowed("https://creds.internal.example/"))
+    t.ok(not allowed("http://10.0.0.5/creds"))
+    t.ok(not allowed("ftp://169.254.170.2/"))
+    use { AWS_CONTAINER_CREDENTIALS_FULL_URI = "http://10.0.0.5/creds" }
+    local err = t.raises(function() credentials.resolve() end)
+    t.match(tostring(err), "neither https nor a loopback/ECS/EKS agent address")
+end)
