@@ -11,8 +11,9 @@ local http = require "atlas.http"
 local dns = require "atlas.dns"
 local errors = require "atlas.errors"
 
-local function cluster(region) return "atlas-crm-production-cluster-" .. region end
-local function service(region) return "atlas-crm-production-service-" .. region end
+local env = require "atlas.env"
+
+local cluster, service = env.cluster, env.service
 
 -- Three independent signals; a single failing probe is not an outage.
 local function ecs_signal(region)
@@ -78,7 +79,7 @@ return atlas.playbook {
             description = "tasks to run in the backup region (auto-scaling allows 2..10)" },
         force = { type = "boolean", default = false,
             description = "fail over even though the region looks healthy (planned drills)" },
-        health_url = { type = "string", default = "https://{region}.atlas-crm.com/actuator/health",
+        health_url = { type = "string", default = env.HEALTH_URL_TEMPLATE,
             description = "health endpoint template; {region} is replaced" },
         stable_timeout = { type = "integer", default = 900, min = 60,
             description = "seconds to wait for the backup region to become stable" },

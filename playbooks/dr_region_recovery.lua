@@ -7,8 +7,9 @@ local ecs = require "atlas.ecs"
 local http = require "atlas.http"
 local dns = require "atlas.dns"
 
-local function cluster(region) return "atlas-crm-production-cluster-" .. region end
-local function service(region) return "atlas-crm-production-service-" .. region end
+local env = require "atlas.env"
+
+local cluster, service = env.cluster, env.service
 
 local function describe(region)
     return ecs.describe_services { region = region, cluster = cluster(region), services = { service(region) } }.services[1]
@@ -22,7 +23,7 @@ return atlas.playbook {
         backup_region = { type = "region", default = "us-east-1", description = "the region that took its traffic" },
         normal_count = { type = "integer", default = 2, min = 2, max = 10,
             description = "the backup region's normal desired count" },
-        health_url = { type = "string", default = "https://{region}.atlas-crm.com/actuator/health",
+        health_url = { type = "string", default = env.HEALTH_URL_TEMPLATE,
             description = "health endpoint template; {region} is replaced" },
         stable_timeout = { type = "integer", default = 900, min = 60,
             description = "seconds to wait for each region to become stable" },

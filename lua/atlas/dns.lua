@@ -17,8 +17,8 @@ local runtime = require "atlas.runtime"
 
 local M = {}
 
-M.ZONE = "atlas-crm.com"
-M.API_NAME = "api.atlas-crm.com"
+M.ZONE = require("atlas.env").ZONE
+M.API_NAME = require("atlas.env").API_NAME
 
 local function fqdn(name)
     return (name:gsub("%.$", "")) .. "."

@@ -9,7 +9,7 @@ local atlas = {
     version = sys.version,
     -- The one null sentinel: JSON null and SQL NULL alike.
     null = json.null,
-    REGIONS = { "eu-west-1", "us-east-1", "ap-southeast-1" },
+    REGIONS = require("atlas.env").REGIONS,
 }
 
 -- atlas.log(fmt, ...): a line in the run's timeline

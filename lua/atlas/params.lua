@@ -5,7 +5,7 @@ local errors = require "atlas.errors"
 
 local M = {}
 
-M.REGIONS = { "eu-west-1", "us-east-1", "ap-southeast-1" }
+M.REGIONS = require("atlas.env").REGIONS
 
 local function usage(fmt, ...)
     errors.raise { kind = "usage", message = string.format(fmt, ...) }

@@ -10,9 +10,9 @@ local json = require "atlas.json"
 
 local M = {}
 
-M.PUBLICATION = "atlas_publication"
-M.SUBSCRIPTION = "atlas_subscription_from_eu"
-M.TABLES = { "organization", "app_user", "user_preferences", "referential", "system_config" }
+M.PUBLICATION = require("atlas.env").PUBLICATION
+M.SUBSCRIPTION = require("atlas.env").SUBSCRIPTION
+M.TABLES = require("atlas.env").GLOBAL_TABLES
 
 local null = json.null
 
@@ -340,7 +340,7 @@ M.PASSWORD_SECRET = "atlas-db-master-password"
 -- The connection spec of a region's RDS instance, found with DescribeDBInstances;
 -- the password comes from the master-password secret (eu-west-1).
 local function rds_target(region, password_secret)
-    local identifier = "atlas-production-db-" .. region
+    local identifier = require("atlas.env").db_instance(region)
     local instances = require("atlas.rds").describe_db_instances { region = region,
         DBInstanceIdentifier = identifier }
     local instance = instances[1]

@@ -8,6 +8,7 @@
 -- stop; when one deployment is left with running == desired, the rollout
 -- completes and the service reports a steady state.
 local util = require "atlas.mock.util"
+local env = require "atlas.env"
 
 local M = {}
 
@@ -17,10 +18,10 @@ local EVENTS_KEPT = 100
 
 local function names(region)
     return {
-        cluster = "atlas-crm-production-cluster-" .. region,
-        service = "atlas-crm-production-service-" .. region,
-        family = "atlas-crm-production-" .. region,
-        log_group = "/ecs/atlas-crm-production-" .. region,
+        cluster = env.cluster(region),
+        service = env.service(region),
+        family = env.task_family(region),
+        log_group = env.log_group(region),
     }
 end
 M.names = names

@@ -5,10 +5,12 @@ local errors = require "atlas.errors"
 
 local M = {}
 
-M.REGIONS = { "eu-west-1", "us-east-1", "ap-southeast-1" }
+local env = require "atlas.env"
+
+M.REGIONS = env.REGIONS
 M.ACCOUNT = "123456789012"
-M.ZONE_NAME = "atlas-crm.com."
-M.API_NAME = "api.atlas-crm.com."
+M.ZONE_NAME = env.ZONE .. "."
+M.API_NAME = env.API_NAME .. "."
 
 -- Codes the SDKs treat as throttling or transient; an injected fault with one
 -- of them is marked retryable like the real answer would be.

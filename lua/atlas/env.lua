@@ -1,0 +1,43 @@
+-- The reference environment of Atlas CRM (shared/reference-environment.md):
+-- every name a playbook, the DNS module and the mock world agree on, in one
+-- place, so a renamed resource is one edit and the mock cannot drift.
+local M = {}
+
+M.REGIONS = { "eu-west-1", "us-east-1", "ap-southeast-1" }
+M.PRIMARY_REGION = "eu-west-1"
+M.DEFAULT_BACKUP_REGION = "us-east-1"
+M.SECONDARY_REGIONS = { "us-east-1", "ap-southeast-1" }
+
+M.ZONE = "atlas-crm.com"
+M.API_NAME = "api.atlas-crm.com"
+M.CDN_NAME = "cdn.atlas-crm.com"
+M.ALERT_EMAIL = "ops@atlas-crm.com"
+
+M.NORMAL_DESIRED_COUNT = 2
+M.MAX_DESIRED_COUNT = 10
+
+M.DB_NAME = "atlas"
+M.DB_USER = "atlas_admin"
+M.REPLICA = "atlas-production-db-eu-west-1-replica"
+M.SNAPSHOTS = { "atlas-production-snapshot-latest", "atlas-production-snapshot-before-migration" }
+M.PASSWORD_SECRET = "atlas-db-master-password"
+M.PUBLICATION = "atlas_publication"
+M.SUBSCRIPTION = "atlas_subscription_from_eu"
+M.GLOBAL_TABLES = { "organization", "app_user", "user_preferences", "referential", "system_config" }
+M.FAILOVER_LAMBDA = "atlas-production-failover-orchestrator"
+M.METRIC_NAMESPACE = "AtlasCRM/Production"
+
+function M.cluster(region) return "atlas-crm-production-cluster-" .. region end
+function M.service(region) return "atlas-crm-production-service-" .. region end
+function M.task_family(region) return "atlas-crm-production-" .. region end
+function M.log_group(region) return "/ecs/atlas-crm-production-" .. region end
+function M.db_instance(region) return "atlas-production-db-" .. region end
+function M.alb_dns_name(region) return "atlas-crm-production-alb-" .. region .. "." .. region .. ".elb.amazonaws.com" end
+-- R.atlas-crm.com: the regional endpoint every geo record points at.
+function M.regional_name(region) return region .. "." .. M.ZONE end
+function M.health_url(region) return "https://" .. M.regional_name(region) .. "/actuator/health" end
+
+-- The default of the playbooks' health_url parameter.
+M.HEALTH_URL_TEMPLATE = "https://{region}." .. M.ZONE .. "/actuator/health"
+
+return M
