@@ -114,6 +114,10 @@ return atlas.playbook {
                         healthy == nil and "unknown" or healthy and "healthy" or "DOWN", detail)
                 end
                 ctx.state.signals_down = down
+                if signals[1][2] and down > 0 then
+                    atlas.warn("%s's ECS service is healthy while its health checks fail: this may be a database " ..
+                        "failure rather than a region outage (see the database failover procedure)", region)
+                end
                 if down * 2 <= known then
                     if not ctx.params.force then
                         ctx.fail("%s looks healthy (%d of %d signals down); not failing over. Use force=true for a planned drill",

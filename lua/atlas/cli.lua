@@ -236,7 +236,8 @@ local function run_playbook(options, positional)
         lock:release()
     end
     if result.error then
-        io.stderr:write(string.format("atlas-run: %s failed: %s\n", pb.name, log.redact(errors.message(result.error))))
+        io.stderr:write(string.format("atlas-run: %s %s: %s\n", pb.name, result.status,
+            log.redact(errors.message(result.error))))
         if result.status == "interrupted" or result.status == "failed" then
             io.stderr:write(string.format("atlas-run: stopped at step \"%s\"; `atlas-run --resume %s` continues from there\n",
                 result.step, path))

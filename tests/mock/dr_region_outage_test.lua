@@ -148,3 +148,15 @@ t.case("failed and backup regions must differ", function()
     t.raises(function() t.run_playbook(PLAYBOOK, { backup_region = "eu-west-1" }) end,
         "failed_region and backup_region must differ")
 end)
+
+t.case("a database failure (service up, health failing) is flagged as such", function()
+    local result, events = t.run_playbook(PLAYBOOK, {}, { scenario = "eu-west-1-db-failure", dry_run = true })
+    t.eq(result.status, "ok", tostring(result.error))
+    local flagged = false
+    for _, e in ipairs(events) do
+        if e.type == "log" and e.level == "warn" and e.message:find("may be a database failure") then
+            flagged = true
+        end
+    end
+    t.ok(flagged, "the run warns that this looks like a database failure")
+end)
