@@ -278,6 +278,12 @@ end
 
 -- log.event{type=..., ...}: stamps, redacts and emits one event.
 function M.event(e)
+    -- The timeline shows outside calls only with --verbose (or when they are
+    -- dry-run); skipping the others here keeps a loop of 10,000 queries from
+    -- paying for redaction and timestamps nobody sees.
+    if sink == text_sink and e.type == "call" and config.level ~= "debug" and e.outcome ~= "dry-run" then
+        return
+    end
     e = redact_deep(e, 0)
     if type(e.duration) == "number" then
         e.duration = math.floor(e.duration * 1000 + 0.5) / 1000
