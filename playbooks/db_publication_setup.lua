@@ -22,9 +22,7 @@ local function resolve(ctx)
 end
 
 -- "created" or, under --dry-run, "would create".
-local function did(ctx, verb)
-    return ctx.dry_run and ("would " .. verb) or (verb:gsub("e?$", "ed", 1))
-end
+local function did(ctx, verb) return ctx.dry_run and ("would " .. verb) or (verb:gsub("e?$", "ed", 1)) end
 
 local function count_change(ctx, what)
     ctx.state.changes = ctx.state.changes or {}
@@ -35,18 +33,24 @@ return atlas.playbook {
     name = "db_publication_setup",
     description = "Create the EU publication and the subscriptions on the secondaries, then verify replication",
     params = {
-        primary = { type = "string", description = "conninfo or URI of the primary (default: the eu-west-1 RDS instance)" },
-        secondaries = { type = "list",
-            description = "comma-separated conninfos or URIs of the secondaries (default: the us-east-1 and ap-southeast-1 RDS instances)" },
+        primary = {
+            type = "string",
+            description = "conninfo or URI of the primary (default: the eu-west-1 RDS instance)",
+        },
+        secondaries = {
+            type = "list",
+            description = "comma-separated conninfos or URIs of the secondaries (default: the us-east-1 and ap-southeast-1 RDS instances)",
+        },
         publication = { type = "string", default = replication.PUBLICATION, description = "publication name" },
         subscription = { type = "string", default = replication.SUBSCRIPTION, description = "subscription name" },
-        password_secret = { type = "string", default = replication.PASSWORD_SECRET,
-            description = "Secrets Manager secret holding the master password (RDS endpoints only)" },
+        password_secret = {
+            type = "string",
+            default = replication.PASSWORD_SECRET,
+            description = "Secrets Manager secret holding the master password (RDS endpoints only)",
+        },
         wait = { type = "number", default = 120, description = "seconds to wait for the subscriptions to stream" },
     },
-    validate = function(values)
-        return replication.validate_conninfos(values, { "primary", "secondaries" })
-    end,
+    validate = function(values) return replication.validate_conninfos(values, { "primary", "secondaries" }) end,
     steps = {
         {
             name = "create publication",
@@ -57,19 +61,36 @@ return atlas.playbook {
                 local report = replication.ensure_publication(db, ctx.params.publication, replication.TABLES)
                 if report.created then
                     count_change(ctx, "publication")
-                    atlas.log("%s: %s publication %s (%s)", t.primary.label, did(ctx, "create"), ctx.params.publication,
-                        table.concat(replication.TABLES, ", "))
+                    atlas.log(
+                        "%s: %s publication %s (%s)",
+                        t.primary.label,
+                        did(ctx, "create"),
+                        ctx.params.publication,
+                        table.concat(replication.TABLES, ", ")
+                    )
                 elseif #report.added > 0 then
                     count_change(ctx, "publication tables")
-                    atlas.log("%s: %s %s to publication %s", t.primary.label, did(ctx, "add"), table.concat(report.added, ", "),
-                        ctx.params.publication)
+                    atlas.log(
+                        "%s: %s %s to publication %s",
+                        t.primary.label,
+                        did(ctx, "add"),
+                        table.concat(report.added, ", "),
+                        ctx.params.publication
+                    )
                 else
-                    atlas.log("%s: publication %s already covers %s", t.primary.label, ctx.params.publication,
-                        table.concat(report.tables, ", "))
+                    atlas.log(
+                        "%s: publication %s already covers %s",
+                        t.primary.label,
+                        ctx.params.publication,
+                        table.concat(report.tables, ", ")
+                    )
                 end
                 if #report.extra > 0 then
-                    atlas.warn("publication %s also covers %s (left as is)", ctx.params.publication,
-                        table.concat(report.extra, ", "))
+                    atlas.warn(
+                        "publication %s also covers %s (left as is)",
+                        ctx.params.publication,
+                        table.concat(report.extra, ", ")
+                    )
                 end
             end,
         },
@@ -89,20 +110,31 @@ return atlas.playbook {
                         copy_data = true,
                         create_slot = true,
                     })
-                    if report.mismatch then
-                        ctx.fail("%s: %s", secondary.label, report.mismatch)
-                    end
+                    if report.mismatch then ctx.fail("%s: %s", secondary.label, report.mismatch) end
                     if report.created then
                         count_change(ctx, "subscription " .. secondary.label)
-                        atlas.log("%s: %s subscription %s (slot %s on the primary)", secondary.label, did(ctx, "create"),
-                            ctx.params.subscription, report.slot_name)
+                        atlas.log(
+                            "%s: %s subscription %s (slot %s on the primary)",
+                            secondary.label,
+                            did(ctx, "create"),
+                            ctx.params.subscription,
+                            report.slot_name
+                        )
                     elseif report.enabled_now then
                         count_change(ctx, "enabled " .. secondary.label)
-                        atlas.log("%s: %s subscription %s (it was disabled)", secondary.label, did(ctx, "enable"),
-                            ctx.params.subscription)
+                        atlas.log(
+                            "%s: %s subscription %s (it was disabled)",
+                            secondary.label,
+                            did(ctx, "enable"),
+                            ctx.params.subscription
+                        )
                     else
-                        atlas.log("%s: subscription %s already exists (slot %s)", secondary.label,
-                            ctx.params.subscription, tostring(report.slot_name))
+                        atlas.log(
+                            "%s: subscription %s already exists (slot %s)",
+                            secondary.label,
+                            ctx.params.subscription,
+                            tostring(report.slot_name)
+                        )
                     end
                 end
             end,
@@ -117,24 +149,24 @@ return atlas.playbook {
                 end
                 local primary <close> = sql.connect(t.primary.spec)
                 local publication = replication.publication(primary, ctx.params.publication)
-                if not publication then
-                    ctx.fail("publication %s is missing on the primary", ctx.params.publication)
-                end
+                if not publication then ctx.fail("publication %s is missing on the primary", ctx.params.publication) end
                 local missing = {}
                 local have = {}
                 for _, name in ipairs(publication.tables) do
                     have[name] = true
                 end
                 for _, name in ipairs(replication.TABLES) do
-                    if not have[name] and not publication.all_tables then
-                        missing[#missing + 1] = name
-                    end
+                    if not have[name] and not publication.all_tables then missing[#missing + 1] = name end
                 end
                 if #missing > 0 then
                     ctx.fail("publication %s lacks %s", ctx.params.publication, table.concat(missing, ", "))
                 end
-                atlas.log("%s: publication %s covers %s", t.primary.label, ctx.params.publication,
-                    table.concat(publication.tables, ", "))
+                atlas.log(
+                    "%s: publication %s covers %s",
+                    t.primary.label,
+                    ctx.params.publication,
+                    table.concat(publication.tables, ", ")
+                )
 
                 local secondaries = {}
                 for i, secondary in ipairs(t.secondaries) do
@@ -152,9 +184,7 @@ return atlas.playbook {
                         local sub = replication.subscription_status(secondary.conn)
                         local found
                         for _, row in ipairs(sub) do
-                            if row.subname == ctx.params.subscription then
-                                found = row
-                            end
+                            if row.subname == ctx.params.subscription then found = row end
                         end
                         local slot = found and replication.present(found.slot_name) and slots[found.slot_name]
                         -- These will not fix themselves: no point waiting.
@@ -163,31 +193,36 @@ return atlas.playbook {
                         elseif not found.enabled then
                             ctx.fail("%s: subscription %s is disabled", secondary.label, ctx.params.subscription)
                         elseif not slot then
-                            ctx.fail("%s: the slot %s of subscription %s is gone from the primary; drop the " ..
-                                "subscription on %s (ALTER SUBSCRIPTION ... DISABLE; ALTER SUBSCRIPTION ... SET " ..
-                                "(slot_name = NONE); DROP SUBSCRIPTION ...) and run this again to recreate it",
-                                secondary.label, tostring(found.slot_name), ctx.params.subscription, secondary.label)
+                            ctx.fail(
+                                "%s: the slot %s of subscription %s is gone from the primary; drop the "
+                                    .. "subscription on %s (ALTER SUBSCRIPTION ... DISABLE; ALTER SUBSCRIPTION ... SET "
+                                    .. "(slot_name = NONE); DROP SUBSCRIPTION ...) and run this again to recreate it",
+                                secondary.label,
+                                tostring(found.slot_name),
+                                ctx.params.subscription,
+                                secondary.label
+                            )
                         end
                         local why
                         if not replication.present(found.pid) then
                             why = "no apply worker"
                         elseif not slot.active or slot.state ~= "streaming" then
-                            why = "slot not streaming (" .. tostring(replication.present(slot.state) and slot.state
-                                or "no walsender") .. ")"
+                            why = "slot not streaming ("
+                                .. tostring(replication.present(slot.state) and slot.state or "no walsender")
+                                .. ")"
                         elseif found.tables_ready < found.tables_total then
-                            why = string.format("initial copy: %d of %d tables ready", found.tables_ready,
-                                found.tables_total)
+                            why = string.format(
+                                "initial copy: %d of %d tables ready",
+                                found.tables_ready,
+                                found.tables_total
+                            )
                         end
                         secondary.why = why
                         secondary.slot = slot
-                        if why then
-                            pending[#pending + 1] = secondary.label .. ": " .. why
-                        end
+                        if why then pending[#pending + 1] = secondary.label .. ": " .. why end
                     end
                     if #pending > 0 then
-                        if atlas.now() >= deadline then
-                            break
-                        end
+                        if atlas.now() >= deadline then break end
                         atlas.progress("waiting for %s", table.concat(pending, "; "))
                         atlas.sleep(0.5)
                     end
@@ -199,13 +234,17 @@ return atlas.playbook {
                     ctx.fail("replication not streaming after %g s: %s", ctx.params.wait, table.concat(pending, "; "))
                 end
                 for _, secondary in ipairs(secondaries) do
-                    atlas.log("%s: subscription %s enabled and streaming (slot %s, %d bytes behind)", secondary.label,
-                        ctx.params.subscription, secondary.slot.slot_name, secondary.slot.lag_bytes)
+                    atlas.log(
+                        "%s: subscription %s enabled and streaming (slot %s, %d bytes behind)",
+                        secondary.label,
+                        ctx.params.subscription,
+                        secondary.slot.slot_name,
+                        secondary.slot.lag_bytes
+                    )
                 end
                 local changes = ctx.state.changes or {}
                 if #changes == 0 then
-                    atlas.log("no change: the publication and %d subscriptions were already in place",
-                        #secondaries)
+                    atlas.log("no change: the publication and %d subscriptions were already in place", #secondaries)
                 else
                     atlas.log("changed: %s", table.concat(changes, ", "))
                 end

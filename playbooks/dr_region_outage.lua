@@ -17,16 +17,16 @@ local cluster, service = env.cluster, env.service
 
 -- Three independent signals; a single failing probe is not an outage.
 local function ecs_signal(region)
-    local ok, resp = pcall(ecs.describe_services, { region = region, cluster = cluster(region),
-        services = { service(region) } })
+    local ok, resp = pcall(
+        ecs.describe_services,
+        { region = region, cluster = cluster(region), services = { service(region) } }
+    )
     if not ok then
         if errors.is(resp, "interrupted") then error(resp, 0) end
         return false, "ECS API unreachable: " .. errors.message(resp)
     end
     local s = resp.services[1]
-    if not s then
-        return false, "service missing"
-    end
+    if not s then return false, "service missing" end
     if s.status ~= "ACTIVE" or (s.runningCount or 0) == 0 then
         return false, string.format("%s, %d/%d running", s.status, s.runningCount or 0, s.desiredCount or 0)
     end
@@ -37,30 +37,22 @@ local function health_check_signal(region)
     local ok, served = pcall(function()
         local _, records = dns.records {}
         for _, r in ipairs(records) do
-            if r.SetIdentifier == region then
-                return r.HealthCheckId
-            end
+            if r.SetIdentifier == region then return r.HealthCheckId end
         end
     end)
     if not ok then
         if errors.is(served, "interrupted") then error(served, 0) end
         return nil, "cannot read the DNS records: " .. errors.message(served)
     end
-    if not served then
-        return nil, "no health check on the " .. region .. " record"
-    end
+    if not served then return nil, "no health check on the " .. region .. " record" end
     local status = route53.get_health_check_status { HealthCheckId = served }
     local failing, total = 0, 0
     for _, o in ipairs(status.HealthCheckObservations or {}) do
         total = total + 1
         local report = o.StatusReport and o.StatusReport.Status or ""
-        if not report:match("^Success") then
-            failing = failing + 1
-        end
+        if not report:match("^Success") then failing = failing + 1 end
     end
-    if total == 0 then
-        return nil, "health check has no observations"
-    end
+    if total == 0 then return nil, "health check has no observations" end
     return failing * 2 < total, string.format("%d/%d checkers report failure", failing, total)
 end
 
@@ -75,22 +67,35 @@ return atlas.playbook {
     params = {
         failed_region = { type = "region", default = "eu-west-1", description = "the region that is down" },
         backup_region = { type = "region", default = "us-east-1", description = "the region that takes its traffic" },
-        desired_count = { type = "integer", default = 10, min = 2, max = 10,
-            description = "tasks to run in the backup region (auto-scaling allows 2..10)" },
-        force = { type = "boolean", default = false,
-            description = "fail over even though the region looks healthy (planned drills)" },
-        health_url = { type = "string", default = env.HEALTH_URL_TEMPLATE,
-            description = "health endpoint template; {region} is replaced" },
-        stable_timeout = { type = "integer", default = 900, min = 60,
-            description = "seconds to wait for the backup region to become stable" },
+        desired_count = {
+            type = "integer",
+            default = 10,
+            min = 2,
+            max = 10,
+            description = "tasks to run in the backup region (auto-scaling allows 2..10)",
+        },
+        force = {
+            type = "boolean",
+            default = false,
+            description = "fail over even though the region looks healthy (planned drills)",
+        },
+        health_url = {
+            type = "string",
+            default = env.HEALTH_URL_TEMPLATE,
+            description = "health endpoint template; {region} is replaced",
+        },
+        stable_timeout = {
+            type = "integer",
+            default = 900,
+            min = 60,
+            description = "seconds to wait for the backup region to become stable",
+        },
     },
     validate = function(p)
         if p.failed_region == p.backup_region then
             return "failed_region and backup_region must differ (both are " .. p.failed_region .. ")"
         end
-        if not p.health_url:find("{region}", 1, true) then
-            return "parameter health_url: must contain {region}"
-        end
+        if not p.health_url:find("{region}", 1, true) then return "parameter health_url: must contain {region}" end
     end,
     steps = {
         {
@@ -110,18 +115,30 @@ return atlas.playbook {
                         known = known + 1
                         if not healthy then down = down + 1 end
                     end
-                    atlas.log("%s %s: %s (%s)", region, name,
-                        healthy == nil and "unknown" or healthy and "healthy" or "DOWN", detail)
+                    atlas.log(
+                        "%s %s: %s (%s)",
+                        region,
+                        name,
+                        healthy == nil and "unknown" or healthy and "healthy" or "DOWN",
+                        detail
+                    )
                 end
                 ctx.state.signals_down = down
                 if signals[1][2] and down > 0 then
-                    atlas.warn("%s's ECS service is healthy while its health checks fail: this may be a database " ..
-                        "failure rather than a region outage (see the database failover procedure)", region)
+                    atlas.warn(
+                        "%s's ECS service is healthy while its health checks fail: this may be a database "
+                            .. "failure rather than a region outage (see the database failover procedure)",
+                        region
+                    )
                 end
                 if down * 2 <= known then
                     if not ctx.params.force then
-                        ctx.fail("%s looks healthy (%d of %d signals down); not failing over. Use force=true for a planned drill",
-                            region, down, known)
+                        ctx.fail(
+                            "%s looks healthy (%d of %d signals down); not failing over. Use force=true for a planned drill",
+                            region,
+                            down,
+                            known
+                        )
                     end
                     atlas.warn("%s looks healthy, failing over anyway: force=true", region)
                 end
@@ -133,27 +150,39 @@ return atlas.playbook {
             confirm = "Scale the backup region's service up?",
             run = function(ctx)
                 local region = ctx.params.backup_region
-                local resp = ecs.describe_services { region = region, cluster = cluster(region), services = { service(region) } }
+                local resp =
+                    ecs.describe_services { region = region, cluster = cluster(region), services = { service(region) } }
                 local current = resp.services[1]
-                if not current then
-                    ctx.fail("backup service %s not found in %s", service(region), region)
-                end
+                if not current then ctx.fail("backup service %s not found in %s", service(region), region) end
                 -- Kept for undo; only the first attempt's value is the real "before".
                 ctx.state.backup_previous_count = ctx.state.backup_previous_count or current.desiredCount
                 if current.desiredCount == ctx.params.desired_count then
                     atlas.log("%s already wants %d tasks", region, current.desiredCount)
                     return
                 end
-                ecs.update_service { region = region, cluster = cluster(region), service = service(region),
-                    desiredCount = ctx.params.desired_count }
-                atlas.log("%s: desired count %d -> %d%s", region, current.desiredCount, ctx.params.desired_count,
-                    ctx.dry_run and " (dry run: not changed)" or "")
+                ecs.update_service {
+                    region = region,
+                    cluster = cluster(region),
+                    service = service(region),
+                    desiredCount = ctx.params.desired_count,
+                }
+                atlas.log(
+                    "%s: desired count %d -> %d%s",
+                    region,
+                    current.desiredCount,
+                    ctx.params.desired_count,
+                    ctx.dry_run and " (dry run: not changed)" or ""
+                )
             end,
             undo = function(ctx)
                 local region = ctx.params.backup_region
                 if ctx.state.backup_previous_count then
-                    ecs.update_service { region = region, cluster = cluster(region), service = service(region),
-                        desiredCount = ctx.state.backup_previous_count }
+                    ecs.update_service {
+                        region = region,
+                        cluster = cluster(region),
+                        service = service(region),
+                        desiredCount = ctx.state.backup_previous_count,
+                    }
                 end
             end,
         },
@@ -162,7 +191,8 @@ return atlas.playbook {
             mutates = true,
             confirm = "Route the failed region's API traffic to the backup region?",
             run = function(ctx)
-                local result = dns.disable_region { failed = ctx.params.failed_region, backup = ctx.params.backup_region }
+                local result =
+                    dns.disable_region { failed = ctx.params.failed_region, backup = ctx.params.backup_region }
                 ctx.state.dns_previous = ctx.state.dns_previous or result.previous
                 ctx.state.dns_saved = result.saved or ctx.state.dns_saved
                 if result.change then
@@ -177,8 +207,13 @@ return atlas.playbook {
             name = "wait for backup region to be stable",
             run = function(ctx)
                 local region = ctx.params.backup_region
-                ecs.wait_stable { region = region, cluster = cluster(region), services = { service(region) },
-                    timeout = ctx.params.stable_timeout, delay = 15 }
+                ecs.wait_stable {
+                    region = region,
+                    cluster = cluster(region),
+                    services = { service(region) },
+                    timeout = ctx.params.stable_timeout,
+                    delay = 15,
+                }
             end,
         },
         {
@@ -191,17 +226,18 @@ return atlas.playbook {
                 end
                 local served = dns.regions_served()
                 local ids = {}
-                for id in pairs(served) do ids[#ids + 1] = id end
+                for id in pairs(served) do
+                    ids[#ids + 1] = id
+                end
                 table.sort(ids)
                 local still = {}
                 for _, id in ipairs(ids) do
                     atlas.log("api.atlas-crm.com [%s] -> %s", id, served[id])
                     if served[id] == failed then still[#still + 1] = id end
                 end
-                if #still > 0 then
-                    ctx.fail("records still resolve to %s: %s", failed, table.concat(still, ", "))
-                end
-                local resp = ecs.describe_services { region = backup, cluster = cluster(backup), services = { service(backup) } }
+                if #still > 0 then ctx.fail("records still resolve to %s: %s", failed, table.concat(still, ", ")) end
+                local resp =
+                    ecs.describe_services { region = backup, cluster = cluster(backup), services = { service(backup) } }
                 local s = resp.services[1]
                 atlas.log("%s now runs %d/%d tasks; %s is out of DNS", backup, s.runningCount, s.desiredCount, failed)
             end,

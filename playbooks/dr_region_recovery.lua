@@ -21,17 +21,27 @@ return atlas.playbook {
     params = {
         recovered_region = { type = "region", default = "eu-west-1", description = "the region that was failed over" },
         backup_region = { type = "region", default = "us-east-1", description = "the region that took its traffic" },
-        normal_count = { type = "integer", default = 2, min = 2, max = 10,
-            description = "the backup region's normal desired count" },
-        health_url = { type = "string", default = env.HEALTH_URL_TEMPLATE,
-            description = "health endpoint template; {region} is replaced" },
-        stable_timeout = { type = "integer", default = 900, min = 60,
-            description = "seconds to wait for each region to become stable" },
+        normal_count = {
+            type = "integer",
+            default = 2,
+            min = 2,
+            max = 10,
+            description = "the backup region's normal desired count",
+        },
+        health_url = {
+            type = "string",
+            default = env.HEALTH_URL_TEMPLATE,
+            description = "health endpoint template; {region} is replaced",
+        },
+        stable_timeout = {
+            type = "integer",
+            default = 900,
+            min = 60,
+            description = "seconds to wait for each region to become stable",
+        },
     },
     validate = function(p)
-        if p.recovered_region == p.backup_region then
-            return "recovered_region and backup_region must differ"
-        end
+        if p.recovered_region == p.backup_region then return "recovered_region and backup_region must differ" end
     end,
     steps = {
         {
@@ -45,14 +55,22 @@ return atlas.playbook {
                 atlas.log("%s ECS service: %d/%d running", region, s.runningCount, s.desiredCount)
                 if s.runningCount < 1 or not ecs.is_stable({ services = { s } }) then
                     atlas.log("%s is not stable yet; waiting", region)
-                    ecs.wait_stable { region = region, cluster = cluster(region), services = { service(region) },
-                        timeout = ctx.params.stable_timeout }
+                    ecs.wait_stable {
+                        region = region,
+                        cluster = cluster(region),
+                        services = { service(region) },
+                        timeout = ctx.params.stable_timeout,
+                    }
                 end
                 local url = ctx.params.health_url:gsub("{region}", region)
                 local healthy, detail = http.check(url, { timeout = 5 })
                 if not healthy then
-                    ctx.fail("%s health endpoint is not healthy (%s -> %s); not sending traffic back", region, url,
-                        tostring(detail))
+                    ctx.fail(
+                        "%s health endpoint is not healthy (%s -> %s); not sending traffic back",
+                        region,
+                        url,
+                        tostring(detail)
+                    )
                 end
                 atlas.log("%s health endpoint: %s", region, tostring(detail))
             end,
@@ -89,18 +107,31 @@ return atlas.playbook {
                     atlas.log("%s already wants %d tasks", region, s.desiredCount)
                     return
                 end
-                ecs.update_service { region = region, cluster = cluster(region), service = service(region),
-                    desiredCount = ctx.params.normal_count }
-                atlas.log("%s: desired count %d -> %d%s", region, s.desiredCount, ctx.params.normal_count,
-                    ctx.dry_run and " (dry run: not changed)" or "")
+                ecs.update_service {
+                    region = region,
+                    cluster = cluster(region),
+                    service = service(region),
+                    desiredCount = ctx.params.normal_count,
+                }
+                atlas.log(
+                    "%s: desired count %d -> %d%s",
+                    region,
+                    s.desiredCount,
+                    ctx.params.normal_count,
+                    ctx.dry_run and " (dry run: not changed)" or ""
+                )
             end,
         },
         {
             name = "wait for backup region to be stable",
             run = function(ctx)
                 local region = ctx.params.backup_region
-                ecs.wait_stable { region = region, cluster = cluster(region), services = { service(region) },
-                    timeout = ctx.params.stable_timeout }
+                ecs.wait_stable {
+                    region = region,
+                    cluster = cluster(region),
+                    services = { service(region) },
+                    timeout = ctx.params.stable_timeout,
+                }
             end,
         },
         {
@@ -116,8 +147,13 @@ return atlas.playbook {
                     ctx.fail("the %s record still resolves to %s", region, tostring(served[region]))
                 end
                 local s = describe(ctx.params.backup_region)
-                atlas.log("%s serves its own clients again; %s runs %d/%d tasks", region, ctx.params.backup_region,
-                    s.runningCount, s.desiredCount)
+                atlas.log(
+                    "%s serves its own clients again; %s runs %d/%d tasks",
+                    region,
+                    ctx.params.backup_region,
+                    s.runningCount,
+                    s.desiredCount
+                )
             end,
         },
     },

@@ -48,24 +48,36 @@ Environment:
   ATLAS_STATE_DIR      journals and locks       ATLAS_LUA_PATH   load lua/ sources from here (development)
 ]]
 
-local function usage_error(fmt, ...)
-    errors.raise { kind = "usage", message = string.format(fmt, ...) }
-end
+local function usage_error(fmt, ...) errors.raise { kind = "usage", message = string.format(fmt, ...) } end
 
 local function report_error(err)
     io.stderr:write("atlas-run: ", log.redact(errors.message(err)), "\n")
-    if errors.is(err, "usage") then
-        io.stderr:write("Try 'atlas-run --help'.\n")
-    end
+    if errors.is(err, "usage") then io.stderr:write("Try 'atlas-run --help'.\n") end
 end
 
 -- Options that take a value, and flags.
-local VALUED = { ["--scenario"] = "scenario", ["--log-format"] = "log_format", ["--report"] = "report",
-    ["--state-dir"] = "state_dir", ["-e"] = "code" }
-local FLAGS = { ["--mock"] = "mock", ["--dry-run"] = "dry_run", ["--yes"] = "yes", ["-y"] = "yes",
-    ["--quiet"] = "quiet", ["-q"] = "quiet", ["--verbose"] = "verbose", ["-v"] = "verbose",
-    ["--version"] = "version", ["--help"] = "help", ["-h"] = "help", ["--resume"] = "resume",
-    ["--rollback"] = "rollback" }
+local VALUED = {
+    ["--scenario"] = "scenario",
+    ["--log-format"] = "log_format",
+    ["--report"] = "report",
+    ["--state-dir"] = "state_dir",
+    ["-e"] = "code",
+}
+local FLAGS = {
+    ["--mock"] = "mock",
+    ["--dry-run"] = "dry_run",
+    ["--yes"] = "yes",
+    ["-y"] = "yes",
+    ["--quiet"] = "quiet",
+    ["-q"] = "quiet",
+    ["--verbose"] = "verbose",
+    ["-v"] = "verbose",
+    ["--version"] = "version",
+    ["--help"] = "help",
+    ["-h"] = "help",
+    ["--resume"] = "resume",
+    ["--rollback"] = "rollback",
+}
 
 -- cli.parse(argv) -> options, positional arguments
 function M.parse(argv)
@@ -86,9 +98,7 @@ function M.parse(argv)
                 i = i + 1
                 value = argv[i]
             end
-            if value == nil then
-                usage_error("option %s needs a value", name)
-            end
+            if value == nil then usage_error("option %s needs a value", name) end
             options[VALUED[name]] = value
         elseif FLAGS[a] then
             options[FLAGS[a]] = true
@@ -110,9 +120,7 @@ local function configure_output(options)
         format = options.log_format or "text",
         level = options.verbose and "debug" or options.quiet and "warn" or "info",
     }
-    if options.state_dir then
-        sys.setenv("ATLAS_STATE_DIR", options.state_dir)
-    end
+    if options.state_dir then sys.setenv("ATLAS_STATE_DIR", options.state_dir) end
 end
 
 local function scenario_names()
@@ -138,28 +146,23 @@ local function scenario_names()
 end
 
 local function check_scenario(name)
-    if name == nil or name:find("[/]") or name:match("%.lua$") then
-        return
-    end
+    if name == nil or name:find("[/]") or name:match("%.lua$") then return end
     for _, known in ipairs(scenario_names()) do
-        if known == name then
-            return
-        end
+        if known == name then return end
     end
-    usage_error("unknown scenario %q (scenarios: %s; or a path to a scenario file)", name,
-        table.concat(scenario_names(), ", "))
+    usage_error(
+        "unknown scenario %q (scenarios: %s; or a path to a scenario file)",
+        name,
+        table.concat(scenario_names(), ", ")
+    )
 end
 
 -- Finds PLAYBOOK as given, or by name in playbooks/.
 local function resolve_playbook(name)
-    if sys.stat(name) then
-        return name
-    end
+    if sys.stat(name) then return name end
     if not name:find("/") then
         local candidate = "playbooks/" .. name:gsub("%.lua$", "") .. ".lua"
-        if sys.stat(candidate) then
-            return candidate
-        end
+        if sys.stat(candidate) then return candidate end
     end
     usage_error("no playbook %s (give a path, or a name from `atlas-run list`)", name)
 end
@@ -168,12 +171,8 @@ local function parse_assignments(args)
     local values = {}
     for _, a in ipairs(args) do
         local name, value = a:match("^([%a_][%w_]*)=(.*)$")
-        if not name then
-            usage_error("expected name=value after the playbook, got %q", a)
-        end
-        if values[name] ~= nil then
-            usage_error("parameter %s given twice", name)
-        end
+        if not name then usage_error("expected name=value after the playbook, got %q", a) end
+        if values[name] ~= nil then usage_error("parameter %s given twice", name) end
         values[name] = value
     end
     return values
@@ -195,9 +194,7 @@ local function run_playbook(options, positional)
     local journal, resumed
     if options.resume then
         local record, err = journal_mod.last(pb.name)
-        if not record then
-            usage_error("--resume: %s", err or ("no earlier run of " .. pb.name .. " to resume"))
-        end
+        if not record then usage_error("--resume: %s", err or ("no earlier run of " .. pb.name .. " to resume")) end
         if record.status == "ok" then
             usage_error("--resume: the last run of %s (%s) completed; nothing to resume", pb.name, record.run_id)
         end
@@ -224,23 +221,26 @@ local function run_playbook(options, positional)
             return EXIT.locked
         end
     end
-    if options.report then
-        require("atlas.report").start()
-    end
-    local result = playbook.run(pb, params, { journal = journal, resumed = resumed and resumed.run_id,
-        rollback = options.rollback })
-    if options.report then
-        require("atlas.report").write(options.report, pb, params, result)
-    end
-    if lock then
-        lock:release()
-    end
+    if options.report then require("atlas.report").start() end
+    local result = playbook.run(
+        pb,
+        params,
+        { journal = journal, resumed = resumed and resumed.run_id, rollback = options.rollback }
+    )
+    if options.report then require("atlas.report").write(options.report, pb, params, result) end
+    if lock then lock:release() end
     if result.error then
-        io.stderr:write(string.format("atlas-run: %s %s: %s\n", pb.name, result.status,
-            log.redact(errors.message(result.error))))
+        io.stderr:write(
+            string.format("atlas-run: %s %s: %s\n", pb.name, result.status, log.redact(errors.message(result.error)))
+        )
         if result.status == "interrupted" or result.status == "failed" then
-            io.stderr:write(string.format("atlas-run: stopped at step \"%s\"; `atlas-run --resume %s` continues from there\n",
-                result.step, path))
+            io.stderr:write(
+                string.format(
+                    'atlas-run: stopped at step "%s"; `atlas-run --resume %s` continues from there\n',
+                    result.step,
+                    path
+                )
+            )
         end
     end
     return result.exit
@@ -251,9 +251,7 @@ local function list_playbooks(positional)
     local params_mod = require "atlas.params"
     local dir = positional[2] or "playbooks"
     local names, err = sys.readdir(dir)
-    if not names then
-        usage_error("cannot list %s", err)
-    end
+    if not names then usage_error("cannot list %s", err) end
     local code = EXIT.ok
     for _, name in ipairs(names) do
         if name:match("%.lua$") then
@@ -262,10 +260,21 @@ local function list_playbooks(positional)
                 print(string.format("%s  (%s/%s)", pb.name, dir, name))
                 print("    " .. pb.description)
                 for _, spec in ipairs(pb.param_specs) do
-                    local default = spec.default ~= nil and (" [default " .. tostring(
-                        type(spec.default) == "table" and table.concat(spec.default, ",") or spec.default) .. "]") or ""
-                    print(string.format("    %s=%s%s%s%s", spec.name, params_mod.describe_type(spec), default,
-                        spec.required and " (required)" or "", spec.description and ("  " .. spec.description) or ""))
+                    local default = spec.default ~= nil
+                            and (" [default " .. tostring(
+                                type(spec.default) == "table" and table.concat(spec.default, ",") or spec.default
+                            ) .. "]")
+                        or ""
+                    print(
+                        string.format(
+                            "    %s=%s%s%s%s",
+                            spec.name,
+                            params_mod.describe_type(spec),
+                            default,
+                            spec.required and " (required)" or "",
+                            spec.description and ("  " .. spec.description) or ""
+                        )
+                    )
                 end
             else
                 print(string.format("%s: INVALID: %s", name, errors.message(pb)))
@@ -278,9 +287,7 @@ end
 
 local function check_playbooks(positional)
     local lint = require "atlas.lint"
-    if #positional < 2 then
-        usage_error("check needs at least one playbook")
-    end
+    if #positional < 2 then usage_error("check needs at least one playbook") end
     local problems = 0
     for i = 2, #positional do
         local path = positional[i]
@@ -288,9 +295,7 @@ local function check_playbooks(positional)
         for _, problem in ipairs(found) do
             print(problem)
         end
-        if #found == 0 then
-            print(path .. ": ok")
-        end
+        if #found == 0 then print(path .. ": ok") end
         problems = problems + #found
     end
     return problems == 0 and EXIT.ok or EXIT.usage
@@ -307,14 +312,10 @@ end
 
 local function run_code(code)
     local chunk, err = load(code, "=(-e)", "t")
-    if not chunk then
-        usage_error("%s", err)
-    end
+    if not chunk then usage_error("%s", err) end
     _G.atlas = require "atlas"
     local ok, failure = xpcall(chunk, function(e)
-        if errors.is(e) then
-            return e
-        end
+        if errors.is(e) then return e end
         return debug.traceback(tostring(e), 2)
     end)
     if not ok then
@@ -335,8 +336,12 @@ local function dispatch(argv)
         return EXIT.ok
     elseif options.code then
         check_scenario(options.scenario)
-        require("atlas.runtime").setup { mock = options.mock, scenario = options.scenario, dry_run = options.dry_run,
-            yes = options.yes }
+        require("atlas.runtime").setup {
+            mock = options.mock,
+            scenario = options.scenario,
+            dry_run = options.dry_run,
+            yes = options.yes,
+        }
         return run_code(options.code)
     end
     local command = positional[1]
@@ -358,14 +363,10 @@ end
 -- cli.main(argv) -> exit code
 function M.main(argv)
     local ok, result = xpcall(dispatch, function(e)
-        if errors.is(e) then
-            return e
-        end
+        if errors.is(e) then return e end
         return debug.traceback(tostring(e), 2)
     end, argv)
-    if ok then
-        return result
-    end
+    if ok then return result end
     report_error(result)
     if errors.is(result, "usage") then
         return EXIT.usage

@@ -20,14 +20,10 @@ local M = {}
 M.ZONE = require("atlas.env").ZONE
 M.API_NAME = require("atlas.env").API_NAME
 
-local function fqdn(name)
-    return (name:gsub("%.$", "")) .. "."
-end
+local function fqdn(name) return (name:gsub("%.$", "")) .. "." end
 
 -- dns.regional_name("eu-west-1") -> "eu-west-1.atlas-crm.com"
-function M.regional_name(region, zone)
-    return region .. "." .. (zone or M.ZONE)
-end
+function M.regional_name(region, zone) return region .. "." .. (zone or M.ZONE) end
 
 local function record_value(record)
     local values = record.ResourceRecords or {}
@@ -51,17 +47,13 @@ function M.records(args)
     local all = route53.list_resource_record_sets { HostedZoneId = zone_id, StartRecordName = name }
     local records = {}
     for _, r in ipairs(all) do
-        if fqdn(r.Name) == name and r.SetIdentifier then
-            records[#records + 1] = r
-        end
+        if fqdn(r.Name) == name and r.SetIdentifier then records[#records + 1] = r end
     end
     return zone_id, records
 end
 
 local function copy(value)
-    if type(value) ~= "table" then
-        return value
-    end
+    if type(value) ~= "table" then return value end
     local out = {}
     for k, v in pairs(value) do
         out[k] = copy(v)
@@ -73,28 +65,36 @@ end
 local function health_check_of(records, region, zone)
     local target = M.regional_name(region, zone)
     for _, r in ipairs(records) do
-        if r.SetIdentifier == region and record_value(r) == target then
-            return r.HealthCheckId
-        end
+        if r.SetIdentifier == region and record_value(r) == target then return r.HealthCheckId end
     end
     for _, r in ipairs(records) do
-        if record_value(r) == target and r.HealthCheckId then
-            return r.HealthCheckId
-        end
+        if record_value(r) == target and r.HealthCheckId then return r.HealthCheckId end
     end
 end
 
 -- Only the fields ChangeResourceRecordSets accepts for a record.
-local RECORD_FIELDS = { "Name", "Type", "SetIdentifier", "Weight", "Region", "GeoLocation", "Failover",
-    "MultiValueAnswer", "TTL", "ResourceRecords", "AliasTarget", "HealthCheckId", "TrafficPolicyInstanceId",
-    "CidrRoutingConfig", "GeoProximityLocation" }
+local RECORD_FIELDS = {
+    "Name",
+    "Type",
+    "SetIdentifier",
+    "Weight",
+    "Region",
+    "GeoLocation",
+    "Failover",
+    "MultiValueAnswer",
+    "TTL",
+    "ResourceRecords",
+    "AliasTarget",
+    "HealthCheckId",
+    "TrafficPolicyInstanceId",
+    "CidrRoutingConfig",
+    "GeoProximityLocation",
+}
 
 local function change_record(record)
     local out = {}
     for _, field in ipairs(RECORD_FIELDS) do
-        if record[field] ~= nil then
-            out[field] = copy(record[field])
-        end
+        if record[field] ~= nil then out[field] = copy(record[field]) end
     end
     return out
 end
@@ -111,7 +111,8 @@ local function apply(zone_id, records, comment, wait)
         changes[#changes + 1] = { Action = "UPSERT", ResourceRecordSet = change_record(r) }
     end
     local resp = route53.change_resource_record_sets {
-        HostedZoneId = zone_id, ChangeBatch = { Comment = comment, Changes = changes },
+        HostedZoneId = zone_id,
+        ChangeBatch = { Comment = comment, Changes = changes },
     }
     local info = resp.ChangeInfo
     if wait ~= false and info and info.Id then
@@ -144,7 +145,11 @@ end
 function M.disable_region(args)
     assert(args.failed and args.backup, "dns.disable_region needs failed and backup")
     if args.failed == args.backup then
-        errors.raise { kind = "dns", code = "InvalidArgument", message = "the backup region must differ from the failed one" }
+        errors.raise {
+            kind = "dns",
+            code = "InvalidArgument",
+            message = "the backup region must differ from the failed one",
+        }
     end
     local name = args.name or M.API_NAME
     local zone_id, records = M.records { zone = args.zone, name = name }
@@ -172,12 +177,20 @@ function M.disable_region(args)
         else
             local ok, err = sys.write_atomic(result.saved, json.encode(json.array(previous), { indent = 2 }))
             if not ok then
-                errors.raise { kind = "dns", code = "SaveFailed", message = "cannot save the records to restore: " .. err }
+                errors.raise {
+                    kind = "dns",
+                    code = "SaveFailed",
+                    message = "cannot save the records to restore: " .. err,
+                }
             end
         end
     end
-    result.change = apply(zone_id, changed, string.format("atlas-run: disable %s, serve from %s", args.failed,
-        args.backup), args.wait)
+    result.change = apply(
+        zone_id,
+        changed,
+        string.format("atlas-run: disable %s, serve from %s", args.failed, args.backup),
+        args.wait
+    )
     return result
 end
 
@@ -190,8 +203,15 @@ function M.enable_region(args)
     if not records then
         local f = io.open(path, "r")
         if not f then
-            errors.raise { kind = "dns", code = "NothingSaved",
-                message = string.format("no saved records for %s in %s (was it disabled by atlas-run?)", args.region, path) }
+            errors.raise {
+                kind = "dns",
+                code = "NothingSaved",
+                message = string.format(
+                    "no saved records for %s in %s (was it disabled by atlas-run?)",
+                    args.region,
+                    path
+                ),
+            }
         end
         records = json.decode(f:read("a"))
         f:close()
@@ -202,9 +222,7 @@ function M.enable_region(args)
         restore[#restore + 1] = change_record(r)
     end
     local change = apply(zone_id, restore, "atlas-run: enable " .. args.region, args.wait)
-    if not runtime.dry_run then
-        os.remove(path)
-    end
+    if not runtime.dry_run then os.remove(path) end
     return { restored = restore, change = change }
 end
 

@@ -10,8 +10,14 @@ M.mt = mt
 local formatters = {}
 
 function formatters.aws(e)
-    return string.format("%s %s (%s): %s: %s", e.service or "aws", e.action or "?",
-        e.region or "global", e.code or "Error", e.message or "")
+    return string.format(
+        "%s %s (%s): %s: %s",
+        e.service or "aws",
+        e.action or "?",
+        e.region or "global",
+        e.code or "Error",
+        e.message or ""
+    )
 end
 
 function formatters.sql(e)
@@ -26,22 +32,23 @@ end
 -- A wait that ran out of time names the call it was polling.
 function formatters.timeout(e)
     if e.service then
-        return string.format("%s %s (%s): timeout: %s", e.service, e.action or "?", e.region or "global",
-            e.message or "")
+        return string.format(
+            "%s %s (%s): timeout: %s",
+            e.service,
+            e.action or "?",
+            e.region or "global",
+            e.message or ""
+        )
     end
     return "timeout: " .. (e.message or "")
 end
 
-function formatters.usage(e)
-    return e.message or "bad usage"
-end
+function formatters.usage(e) return e.message or "bad usage" end
 
 mt.__tostring = function(e)
     local format = formatters[e.kind]
     local text = format and format(e) or string.format("%s: %s", e.kind or "error", e.message or "")
-    if e.step then
-        text = string.format('step "%s": %s', e.step, text)
-    end
+    if e.step then text = string.format('step "%s": %s', e.step, text) end
     return text
 end
 
@@ -53,23 +60,17 @@ function M.new(fields)
     assert(type(fields) == "table", "errors.new takes a table")
     assert(type(fields.kind) == "string", "errors.new: kind is required")
     fields.message = fields.message or fields.code or fields.kind
-    if fields.retryable == nil then
-        fields.retryable = false
-    end
+    if fields.retryable == nil then fields.retryable = false end
     return setmetatable(fields, mt)
 end
 
 -- errors.raise{...}: raises a new error object (no position prefix: the
 -- object carries its own context).
-function M.raise(fields)
-    error(M.new(fields), 0)
-end
+function M.raise(fields) error(M.new(fields), 0) end
 
 -- errors.is(value, kind?) -> true when value is an atlas error (of that kind)
 function M.is(value, kind)
-    if type(value) ~= "table" or getmetatable(value) ~= mt then
-        return false
-    end
+    if type(value) ~= "table" or getmetatable(value) ~= mt then return false end
     return kind == nil or value.kind == kind
 end
 
@@ -77,9 +78,7 @@ end
 function M.message(value)
     if type(value) == "table" then
         local ok, text = pcall(tostring, value)
-        if ok then
-            return text
-        end
+        if ok then return text end
     end
     return tostring(value)
 end

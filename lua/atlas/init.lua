@@ -29,9 +29,7 @@ function atlas.sleep(seconds) runtime.sleep(seconds) end
 function atlas.now() return runtime.now() end
 
 -- atlas.playbook{...} -> the checked declaration of a playbook
-function atlas.playbook(declaration)
-    return require("atlas.playbook").declare(declaration)
-end
+function atlas.playbook(declaration) return require("atlas.playbook").declare(declaration) end
 
 -- atlas.confirm(message): asks, or honours --yes; raises "aborted" on no
 function atlas.confirm(message) return runtime.confirm(message) end

@@ -24,9 +24,7 @@ function M.state_dir()
             base = (os.getenv("HOME") or "/tmp") .. "/.local/state/atlas-run"
         end
     end
-    if runtime.world then
-        base = base .. "/mock"
-    end
+    if runtime.world then base = base .. "/mock" end
     return base
 end
 
@@ -54,14 +52,17 @@ function M.new(pb, params)
 end
 
 function M:save()
-    if not self.persist then
-        return
-    end
+    if not self.persist then return end
     local record = {
-        run_id = self.run_id, playbook = self.playbook, path = self.path,
+        run_id = self.run_id,
+        playbook = self.playbook,
+        path = self.path,
         -- Secret parameters are masked: --resume asks for them again.
         params = self.specs and require("atlas.params").display(self.specs, self.params) or self.params,
-        mode = self.mode, status = self.status, steps = json.array(self.steps), state = self.state,
+        mode = self.mode,
+        status = self.status,
+        steps = json.array(self.steps),
+        state = self.state,
         updated = sys.time(),
     }
     local ok, text = pcall(json.encode, log.redact_table(record), { indent = 2 })
@@ -75,9 +76,7 @@ function M:save()
     -- world's need not, and fsync would be most of a mock test's time.
     local durable = runtime.world == nil
     local written, err = sys.write_atomic(self.file, text, 384, durable)
-    if not written then
-        log.warn("journal: cannot write %s: %s", self.file, err)
-    end
+    if not written then log.warn("journal: cannot write %s: %s", self.file, err) end
     sys.write_atomic(M.state_dir() .. "/" .. self.playbook .. ".last", self.run_id, 384, durable)
 end
 
@@ -100,21 +99,15 @@ end
 -- journal.last(name) -> the most recent journal record of that playbook, or nil
 function M.last(name)
     local f = io.open(M.state_dir() .. "/" .. name .. ".last", "r")
-    if not f then
-        return nil
-    end
+    if not f then return nil end
     local run_id = f:read("l")
     f:close()
     f = io.open(M.state_dir() .. "/runs/" .. run_id .. ".json", "r")
-    if not f then
-        return nil
-    end
+    if not f then return nil end
     local text = f:read("a")
     f:close()
     local ok, record = pcall(json.decode, text)
-    if not ok then
-        return nil, "journal " .. run_id .. " is unreadable: " .. record
-    end
+    if not ok then return nil, "journal " .. run_id .. " is unreadable: " .. record end
     return record
 end
 
@@ -124,9 +117,7 @@ function M.resume(pb, record)
     self.run_id = record.run_id
     self.file = M.state_dir() .. "/runs/" .. self.run_id .. ".json"
     for i, step in ipairs(record.steps or {}) do
-        if pb.steps[i] and pb.steps[i].name == step.name then
-            self.steps[i] = step
-        end
+        if pb.steps[i] and pb.steps[i].name == step.name then self.steps[i] = step end
     end
     self.state = record.state or {}
     return self
@@ -138,8 +129,8 @@ end
 function M.lock(name)
     local dir = M.state_dir()
     sys.mkdir(dir, 448)
-    local note = string.format("pid %d on %s since %s", sys.getpid(), sys.hostname() or "?",
-        os.date("!%Y-%m-%dT%H:%M:%SZ"))
+    local note =
+        string.format("pid %d on %s since %s", sys.getpid(), sys.hostname() or "?", os.date("!%Y-%m-%dT%H:%M:%SZ"))
     return sys.lock(dir .. "/" .. name .. ".lock", note)
 end
 

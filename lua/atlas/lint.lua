@@ -38,9 +38,7 @@ end
 
 function Reader:string()
     local size = self:size()
-    if size == 0 then
-        return nil
-    end
+    if size == 0 then return nil end
     return self:bytes(size - 1)
 end
 
@@ -69,9 +67,7 @@ function Reader:func()
     for i = 1, self:size() do
         local tag = self:byte()
         local read = CONSTANT_READERS[tag]
-        if not read then
-            error(string.format("unknown constant tag 0x%02x", tag))
-        end
+        if not read then error(string.format("unknown constant tag 0x%02x", tag)) end
         f.constants[i] = { value = read(self) }
     end
     local nupvalues = self:size()
@@ -103,9 +99,7 @@ end
 
 local function parse_dump(dump)
     local r = setmetatable({ s = dump, pos = 1 }, Reader)
-    if r:bytes(4) ~= "\27Lua" or r:byte() ~= 0x54 then
-        error("not Lua 5.4 bytecode")
-    end
+    if r:bytes(4) ~= "\27Lua" or r:byte() ~= 0x54 then error("not Lua 5.4 bytecode") end
     -- format, LUAC_DATA(6), three sizes, LUAC_INT(8), LUAC_NUM(8), upvalue count
     r:bytes(1 + 6 + 3 + 8 + 8 + 1)
     return r:func()
@@ -156,33 +150,29 @@ end
 function M.check_file(path)
     local problems = {}
     local chunk, err = loadfile(path, "t")
-    if not chunk then
-        return { err }
-    end
+    if not chunk then return { err } end
     local ok, accesses = pcall(M.globals, chunk)
-    if not ok then
-        return { path .. ": cannot inspect bytecode: " .. tostring(accesses) }
-    end
+    if not ok then return { path .. ": cannot inspect bytecode: " .. tostring(accesses) } end
     local reported = {}
     for _, access in ipairs(accesses) do
         local key = tostring(access.name) .. ":" .. tostring(access.line)
         if access.write and not reported[key] then
-            problems[#problems + 1] = string.format("%s:%d: assignment to global '%s' (declare it local)", path,
-                access.line, tostring(access.name))
+            problems[#problems + 1] = string.format(
+                "%s:%d: assignment to global '%s' (declare it local)",
+                path,
+                access.line,
+                tostring(access.name)
+            )
             reported[key] = true
         elseif not access.write and rawget(_G, access.name) == nil and not reported[key] then
-            problems[#problems + 1] = string.format("%s:%d: undefined global '%s'", path, access.line,
-                tostring(access.name))
+            problems[#problems + 1] =
+                string.format("%s:%d: undefined global '%s'", path, access.line, tostring(access.name))
             reported[key] = true
         end
     end
-    if #problems > 0 then
-        return problems
-    end
+    if #problems > 0 then return problems end
     local loaded, load_err = pcall(require("atlas.playbook").load, path)
-    if not loaded then
-        problems[#problems + 1] = require("atlas.errors").message(load_err)
-    end
+    if not loaded then problems[#problems + 1] = require("atlas.errors").message(load_err) end
     return problems
 end
 

@@ -26,36 +26,24 @@ local MASK = "[REDACTED]"
 
 -- log.secret(value): never print value (or any string containing it) again.
 function M.secret(value)
-    if type(value) ~= "string" or value == "" then
-        return
-    end
+    if type(value) ~= "string" or value == "" then return end
     for _, known in ipairs(secrets) do
-        if known == value then
-            return
-        end
+        if known == value then return end
     end
     secrets[#secrets + 1] = value
     table.sort(secrets, function(a, b) return #a > #b end)
 end
 
-local function plain_pattern(s)
-    return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0"))
-end
+local function plain_pattern(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
 
 -- log.redact(s) -> s with every registered secret replaced
 function M.redact(s)
-    if type(s) ~= "string" or #secrets == 0 then
-        return s
-    end
+    if type(s) ~= "string" or #secrets == 0 then return s end
     for _, secret in ipairs(secrets) do
-        if s == secret then
-            return MASK
-        end
+        if s == secret then return MASK end
         -- Very short secrets would mask ordinary words, so they are only
         -- masked when they are the whole value (above).
-        if #secret >= 4 and s:find(secret, 1, true) then
-            s = s:gsub(plain_pattern(secret), MASK)
-        end
+        if #secret >= 4 and s:find(secret, 1, true) then s = s:gsub(plain_pattern(secret), MASK) end
     end
     return s
 end
@@ -64,17 +52,24 @@ end
 -- into a parameter (never registered with secret()) is still masked when a
 -- dry run prints the call that carries it.
 local SECRET_FIELDS = {
-    password = true, masteruserpassword = true, newmasteruserpassword = true, secretstring = true,
-    secretbinary = true, sessiontoken = true, session_token = true, secret_access_key = true,
-    secretaccesskey = true, authorization = true, ["x-amz-security-token"] = true, token = true,
+    password = true,
+    masteruserpassword = true,
+    newmasteruserpassword = true,
+    secretstring = true,
+    secretbinary = true,
+    sessiontoken = true,
+    session_token = true,
+    secret_access_key = true,
+    secretaccesskey = true,
+    authorization = true,
+    ["x-amz-security-token"] = true,
+    token = true,
 }
 
 local secret_field_seen = {}
 
 local function is_secret_field(key)
-    if type(key) ~= "string" then
-        return false
-    end
+    if type(key) ~= "string" then return false end
     local known = secret_field_seen[key]
     if known == nil then
         local lower = key:lower()
@@ -112,9 +107,7 @@ local function redact_deep(value, depth)
             copy[k] = masked
         end
     end
-    if not copy then
-        return value
-    end
+    if not copy then return value end
     return setmetatable(copy, getmetatable(value))
 end
 
@@ -150,68 +143,76 @@ local text_handlers = {}
 
 function text_handlers.run_start(e)
     local mode = e.mode == "mock" and ("mock world" .. (e.scenario and (": " .. e.scenario) or "")) or "real AWS"
-    if e.dry_run then
-        mode = mode .. ", dry run"
-    end
+    if e.dry_run then mode = mode .. ", dry run" end
     write(string.format("== %s  (%s)", e.playbook, mode))
 end
 
-function text_handlers.run_end(e)
-    write(string.format("== %s %s in %s", e.playbook, e.status, seconds_text(e.duration)))
-end
+function text_handlers.run_end(e) write(string.format("== %s %s in %s", e.playbook, e.status, seconds_text(e.duration))) end
 
 function text_handlers.step_start(e)
-    if config.level == "debug" then
-        write(string.format("-> [%d/%d] %s", e.index, e.total, e.step))
-    end
+    if config.level == "debug" then write(string.format("-> [%d/%d] %s", e.index, e.total, e.step)) end
 end
 
 local STATUS_MARK = { ok = "ok  ", failed = "FAIL", skipped = "skip", interrupted = "STOP", refused = "REFUSED" }
 
 function text_handlers.step_end(e)
-    write(string.format("%s [%d/%d] %s  %s", STATUS_MARK[e.status] or e.status, e.index, e.total, e.step,
-        seconds_text(e.duration)))
-    if e.error then
-        write("     error: " .. (tostring(e.error):gsub("\n", "\n     ")))
-    end
-    if e.traceback then
-        write("     traceback:\n     " .. (e.traceback:gsub("\n", "\n     ")))
-    end
+    write(
+        string.format(
+            "%s [%d/%d] %s  %s",
+            STATUS_MARK[e.status] or e.status,
+            e.index,
+            e.total,
+            e.step,
+            seconds_text(e.duration)
+        )
+    )
+    if e.error then write("     error: " .. (tostring(e.error):gsub("\n", "\n     "))) end
+    if e.traceback then write("     traceback:\n     " .. (e.traceback:gsub("\n", "\n     "))) end
 end
 
 function text_handlers.call(e)
     if e.outcome == "dry-run" then
         local params = e.params
-        if type(params) == "table" then
-            params = require("atlas.json").encode(params)
-        end
-        write(string.format("     dry-run: would call %s %s (%s) %s", e.module, e.op, e.region or "-",
-            params or ""))
+        if type(params) == "table" then params = require("atlas.json").encode(params) end
+        write(string.format("     dry-run: would call %s %s (%s) %s", e.module, e.op, e.region or "-", params or ""))
     elseif config.level == "debug" then
-        write(string.format("     %s %s (%s) %s %s%s", e.module, e.op, e.region or "-", e.outcome,
-            seconds_text((e.duration_ms or 0) / 1000), e.attempt and e.attempt > 1 and (" attempt " .. e.attempt) or ""))
+        write(
+            string.format(
+                "     %s %s (%s) %s %s%s",
+                e.module,
+                e.op,
+                e.region or "-",
+                e.outcome,
+                seconds_text((e.duration_ms or 0) / 1000),
+                e.attempt and e.attempt > 1 and (" attempt " .. e.attempt) or ""
+            )
+        )
     end
 end
 
 function text_handlers.retry(e)
     if LEVELS[config.level] <= LEVELS.warn then
-        write(string.format("     retry %s %s (%s) in %s after %s", e.module or "aws", e.op or "?",
-            e.region or "-", seconds_text(e.delay), e.error or "?"))
+        write(
+            string.format(
+                "     retry %s %s (%s) in %s after %s",
+                e.module or "aws",
+                e.op or "?",
+                e.region or "-",
+                seconds_text(e.delay),
+                e.error or "?"
+            )
+        )
     end
 end
 
 function text_handlers.log(e)
-    if LEVELS[e.level] < LEVELS[config.level] then
-        return
-    end
+    if LEVELS[e.level] < LEVELS[config.level] then return end
     local prefix = e.level == "warn" and "WARN " or e.level == "error" and "ERROR " or ""
     write("     " .. prefix .. tostring(e.message))
 end
 
 function text_handlers.progress(e)
-    if LEVELS[config.level] > LEVELS.info then
-        return
-    end
+    if LEVELS[config.level] > LEVELS.info then return end
     if config.tty then
         config.out:write("\r\27[K     ", e.message)
         config.out:flush()
@@ -233,13 +234,9 @@ local function text_sink(e)
 end
 
 local function json_sink(e)
-    if e.type == "log" and LEVELS[e.level] < LEVELS[config.level] then
-        return
-    end
+    if e.type == "log" and LEVELS[e.level] < LEVELS[config.level] then return end
     local json = require "atlas.json"
-    if e.error ~= nil and type(e.error) ~= "string" then
-        e.error = tostring(e.error)
-    end
+    if e.error ~= nil and type(e.error) ~= "string" then e.error = tostring(e.error) end
     write(json.encode(e))
 end
 
@@ -253,9 +250,7 @@ function M.configure(options)
     sink = config.format == "json" and json_sink or text_sink
 end
 
-function M.config()
-    return config
-end
+function M.config() return config end
 
 -- log.set_sink(fn) -> previous sink; fn receives each redacted event.
 function M.set_sink(fn)
@@ -281,21 +276,15 @@ function M.event(e)
     -- The timeline shows outside calls only with --verbose (or when they are
     -- dry-run); skipping the others here keeps a loop of 10,000 queries from
     -- paying for redaction and timestamps nobody sees.
-    if sink == text_sink and e.type == "call" and config.level ~= "debug" and e.outcome ~= "dry-run" then
-        return
-    end
+    if sink == text_sink and e.type == "call" and config.level ~= "debug" and e.outcome ~= "dry-run" then return end
     e = redact_deep(e, 0)
-    if type(e.duration) == "number" then
-        e.duration = math.floor(e.duration * 1000 + 0.5) / 1000
-    end
+    if type(e.duration) == "number" then e.duration = math.floor(e.duration * 1000 + 0.5) / 1000 end
     e.ts = e.ts or timestamp()
     sink(e)
 end
 
 local function message(fmt, ...)
-    if select("#", ...) > 0 then
-        return string.format(fmt, ...)
-    end
+    if select("#", ...) > 0 then return string.format(fmt, ...) end
     return tostring(fmt)
 end
 
@@ -305,9 +294,7 @@ function M.warn(fmt, ...) M.event { type = "log", level = "warn", message = mess
 function M.error(fmt, ...) M.event { type = "log", level = "error", message = message(fmt, ...) } end
 
 -- log.progress(text): the live line of a long wait.
-function M.progress(fmt, ...)
-    M.event { type = "progress", message = message(fmt, ...) }
-end
+function M.progress(fmt, ...) M.event { type = "progress", message = message(fmt, ...) } end
 
 -- Ends a live progress line so the next output starts on its own line.
 function M.end_progress()

@@ -7,9 +7,7 @@ local M = {}
 
 M.REGIONS = require("atlas.env").REGIONS
 
-local function usage(fmt, ...)
-    errors.raise { kind = "usage", message = string.format(fmt, ...) }
-end
+local function usage(fmt, ...) errors.raise { kind = "usage", message = string.format(fmt, ...) } end
 
 local TRUE_WORDS = { ["true"] = true, yes = true, ["1"] = true, on = true }
 local FALSE_WORDS = { ["false"] = true, no = true, ["0"] = true, off = true }
@@ -19,32 +17,24 @@ local FALSE_WORDS = { ["false"] = true, no = true, ["0"] = true, off = true }
 local TYPES = {}
 
 function TYPES.string(v)
-    if type(v) == "string" then
-        return v
-    end
+    if type(v) == "string" then return v end
     return nil, "a string"
 end
 
 function TYPES.integer(v)
     local n = math.tointeger(tonumber(v))
-    if n then
-        return n
-    end
+    if n then return n end
     return nil, "an integer"
 end
 
 function TYPES.number(v)
     local n = tonumber(v)
-    if n and n == n and n ~= math.huge and n ~= -math.huge then
-        return n
-    end
+    if n and n == n and n ~= math.huge and n ~= -math.huge then return n end
     return nil, "a number"
 end
 
 function TYPES.boolean(v)
-    if type(v) == "boolean" then
-        return v
-    end
+    if type(v) == "boolean" then return v end
     local word = tostring(v):lower()
     if TRUE_WORDS[word] then
         return true
@@ -57,32 +47,39 @@ end
 TYPES.region = TYPES.string
 
 function TYPES.list(v)
-    if type(v) == "table" then
-        return v
-    end
-    if type(v) ~= "string" then
-        return nil, "a comma-separated list"
-    end
+    if type(v) == "table" then return v end
+    if type(v) ~= "string" then return nil, "a comma-separated list" end
     local items = {}
     for item in v:gmatch("[^,]+") do
         item = item:match("^%s*(.-)%s*$")
-        if item ~= "" then
-            items[#items + 1] = item
-        end
+        if item ~= "" then items[#items + 1] = item end
     end
     return items
 end
 
-local TYPE_WHAT = { string = "a string", integer = "an integer", number = "a number",
-    boolean = "true or false", region = "a region", list = "a comma-separated list" }
+local TYPE_WHAT = {
+    string = "a string",
+    integer = "an integer",
+    number = "a number",
+    boolean = "true or false",
+    region = "a region",
+    list = "a comma-separated list",
+}
 
-local SPEC_FIELDS = { type = "string", description = "string", required = "boolean", choices = "table",
-    min = "number", max = "number", pattern = "string", secret = "boolean", name = "string" }
+local SPEC_FIELDS = {
+    type = "string",
+    description = "string",
+    required = "boolean",
+    choices = "table",
+    min = "number",
+    max = "number",
+    pattern = "string",
+    secret = "boolean",
+    name = "string",
+}
 
 local function describe_type(spec)
-    if spec.choices then
-        return "one of " .. table.concat(spec.choices, ", ")
-    end
+    if spec.choices then return "one of " .. table.concat(spec.choices, ", ") end
     local what = TYPE_WHAT[spec.type]
     if spec.type == "integer" or spec.type == "number" then
         if spec.min and spec.max then
@@ -108,9 +105,7 @@ local function convert(spec, raw)
         if spec.choices then
             local found = false
             for _, choice in ipairs(spec.choices) do
-                if choice == item then
-                    found = true
-                end
+                if choice == item then found = true end
             end
             if not found then
                 return nil, string.format("parameter %s: %q is not %s", spec.name, tostring(item), describe_type(spec))
@@ -130,9 +125,7 @@ end
 -- Accepts a map name -> spec (listed alphabetically) or a list of specs
 -- with names (listed in that order).
 function M.check_specs(playbook, declared)
-    if type(declared) ~= "table" then
-        usage("playbook %s: params must be a table", playbook)
-    end
+    if type(declared) ~= "table" then usage("playbook %s: params must be a table", playbook) end
     local specs = {}
     if #declared > 0 then
         for i, spec in ipairs(declared) do
@@ -161,17 +154,17 @@ function M.check_specs(playbook, declared)
         end
         spec.type = spec.type or "string"
         if not TYPES[spec.type] then
-            usage("playbook %s: parameter %s has unknown type '%s' (types: boolean, integer, list, number, region, string)",
-                playbook, spec.name, spec.type)
+            usage(
+                "playbook %s: parameter %s has unknown type '%s' (types: boolean, integer, list, number, region, string)",
+                playbook,
+                spec.name,
+                spec.type
+            )
         end
-        if spec.type == "region" and not spec.choices then
-            spec.choices = M.REGIONS
-        end
+        if spec.type == "region" and not spec.choices then spec.choices = M.REGIONS end
         if spec.default ~= nil then
             local _, err = convert(spec, spec.default)
-            if err then
-                usage("playbook %s: the default of %s", playbook, err)
-            end
+            if err then usage("playbook %s: the default of %s", playbook, err) end
         end
     end
     return specs
@@ -187,36 +180,31 @@ function M.parse(specs, args, validate)
     end
     for name in pairs(args) do
         if not by_name[name] then
-            usage("unknown parameter %q (this playbook takes: %s)", name,
-                #names > 0 and table.concat(names, ", ") or "no parameters")
+            usage(
+                "unknown parameter %q (this playbook takes: %s)",
+                name,
+                #names > 0 and table.concat(names, ", ") or "no parameters"
+            )
         end
     end
     local values = {}
     for _, spec in ipairs(specs) do
         local raw = args[spec.name]
-        if raw == nil then
-            raw = spec.default
-        end
+        if raw == nil then raw = spec.default end
         if raw == nil then
             if spec.required then
                 usage("parameter %s is required: %s", spec.name, spec.description or describe_type(spec))
             end
         else
             local value, err = convert(spec, raw)
-            if err then
-                usage("%s", err)
-            end
-            if spec.secret then
-                require("atlas.log").secret(type(value) == "string" and value or nil)
-            end
+            if err then usage("%s", err) end
+            if spec.secret then require("atlas.log").secret(type(value) == "string" and value or nil) end
             values[spec.name] = value
         end
     end
     if validate then
         local message = validate(values)
-        if message then
-            usage("%s", message)
-        end
+        if message then usage("%s", message) end
     end
     return values
 end
@@ -226,9 +214,7 @@ function M.display(specs, values)
     local shown = {}
     for _, spec in ipairs(specs) do
         local v = values[spec.name]
-        if v ~= nil then
-            shown[spec.name] = spec.secret and "[REDACTED]" or v
-        end
+        if v ~= nil then shown[spec.name] = spec.secret and "[REDACTED]" or v end
     end
     return shown
 end

@@ -29,40 +29,46 @@ local function usage(fmt, ...)
     errors.raise { kind = "usage", message = select("#", ...) > 0 and fmt:format(...) or fmt }
 end
 
-local STEP_FIELDS = { name = "string", run = "function", mutates = "boolean", confirm = "string",
-    undo = "function", description = "string" }
+local STEP_FIELDS = {
+    name = "string",
+    run = "function",
+    mutates = "boolean",
+    confirm = "string",
+    undo = "function",
+    description = "string",
+}
 
 local function check_step(step, index, seen)
-    if type(step) ~= "table" then
-        usage("step %d is a %s, not a table", index, type(step))
-    end
+    if type(step) ~= "table" then usage("step %d is a %s, not a table", index, type(step)) end
     for key, value in pairs(step) do
         local expected = STEP_FIELDS[key]
         if not expected then
-            usage("step %d (%s): unknown field '%s' (allowed: confirm, description, mutates, name, run, undo)",
-                index, tostring(step.name), tostring(key))
+            usage(
+                "step %d (%s): unknown field '%s' (allowed: confirm, description, mutates, name, run, undo)",
+                index,
+                tostring(step.name),
+                tostring(key)
+            )
         elseif type(value) ~= expected then
-            usage("step %d (%s): field '%s' must be a %s, not a %s", index, tostring(step.name), key, expected,
-                type(value))
+            usage(
+                "step %d (%s): field '%s' must be a %s, not a %s",
+                index,
+                tostring(step.name),
+                key,
+                expected,
+                type(value)
+            )
         end
     end
-    if type(step.name) ~= "string" or step.name == "" then
-        usage("step %d has no name", index)
-    end
-    if not step.run then
-        usage("step %d (%s) has no run function", index, step.name)
-    end
-    if seen[step.name] then
-        usage("two steps are named '%s'", step.name)
-    end
+    if type(step.name) ~= "string" or step.name == "" then usage("step %d has no name", index) end
+    if not step.run then usage("step %d (%s) has no run function", index, step.name) end
+    if seen[step.name] then usage("two steps are named '%s'", step.name) end
     seen[step.name] = true
 end
 
 -- playbook.declare(table) -> the checked declaration (what atlas.playbook returns)
 function M.declare(decl)
-    if type(decl) ~= "table" then
-        usage("atlas.playbook takes a table, got a %s", type(decl))
-    end
+    if type(decl) ~= "table" then usage("atlas.playbook takes a table, got a %s", type(decl)) end
     if type(decl.name) ~= "string" or not decl.name:match("^[%w_%-%.]+$") then
         usage("the playbook needs a name (letters, digits, _ - .), got %s", tostring(decl.name))
     end
@@ -83,9 +89,7 @@ function M.declare(decl)
     return setmetatable(decl, PLAYBOOK_MT)
 end
 
-function M.is_playbook(value)
-    return getmetatable(value) == PLAYBOOK_MT
-end
+function M.is_playbook(value) return getmetatable(value) == PLAYBOOK_MT end
 
 -- Globals a playbook may read; anything else is a typo that would otherwise
 -- surface as "attempt to call a nil value" in the middle of a failover.
@@ -93,9 +97,7 @@ local function strict_env()
     return setmetatable({}, {
         __index = function(_, key)
             local value = _G[key]
-            if value == nil then
-                error(string.format("undefined global '%s'", tostring(key)), 2)
-            end
+            if value == nil then error(string.format("undefined global '%s'", tostring(key)), 2) end
             return value
         end,
         __newindex = function(_, key)
@@ -108,18 +110,12 @@ end
 -- the file and line.
 function M.load(path)
     local file = io.open(path, "r")
-    if not file then
-        usage("cannot open playbook %s", path)
-    end
+    if not file then usage("cannot open playbook %s", path) end
     file:close()
     local chunk, err = loadfile(path, "t", strict_env())
-    if not chunk then
-        usage("%s", err)
-    end
+    if not chunk then usage("%s", err) end
     local ok, decl = xpcall(chunk, function(e)
-        if errors.is(e) then
-            return e
-        end
+        if errors.is(e) then return e end
         return tostring(e)
     end)
     if not ok then
@@ -160,8 +156,12 @@ end
 local function trim_traceback(tb)
     local lines = {}
     for line in tb:gmatch("[^\n]+") do
-        if not line:find("%[C%]") and not line:find("lua/atlas/") and not line:find("tail calls")
-            and line ~= "stack traceback:" then
+        if
+            not line:find("%[C%]")
+            and not line:find("lua/atlas/")
+            and not line:find("tail calls")
+            and line ~= "stack traceback:"
+        then
             lines[#lines + 1] = "  " .. line:gsub("^%s+", "")
         end
     end
@@ -199,9 +199,7 @@ local function undo_completed(pb, ctx, journal, upto)
         if step.undo and journal.steps[i] and journal.steps[i].status == "ok" then
             log.warn("undo: %s", step.name)
             local ok, err = run_step({ run = step.undo }, ctx)
-            if not ok then
-                log.error("undo of '%s' failed: %s", step.name, errors.message(err))
-            end
+            if not ok then log.error("undo of '%s' failed: %s", step.name, errors.message(err)) end
         end
     end
 end
@@ -214,16 +212,30 @@ function M.run(pb, params, options)
     local ctx = make_context(pb, params, journal)
     local started = runtime.now()
     local total = #pb.steps
-    log.event { type = "run_start", playbook = pb.name, run_id = journal.run_id, mode = runtime.mode,
-        scenario = runtime.world and runtime.scenario or nil, dry_run = runtime.dry_run,
-        params = params_mod.display(pb.param_specs, params), resumed = options.resumed or nil }
+    log.event {
+        type = "run_start",
+        playbook = pb.name,
+        run_id = journal.run_id,
+        mode = runtime.mode,
+        scenario = runtime.world and runtime.scenario or nil,
+        dry_run = runtime.dry_run,
+        params = params_mod.display(pb.param_specs, params),
+        resumed = options.resumed or nil,
+    }
 
     local result = { status = "ok", exit = M.EXIT.ok, journal = journal }
     for index, step in ipairs(pb.steps) do
         local record = journal.steps[index]
         if record and record.status == "ok" then
-            log.event { type = "step_end", step = step.name, index = index, total = total, status = "skipped",
-                reason = "completed in an earlier attempt", duration = 0 }
+            log.event {
+                type = "step_end",
+                step = step.name,
+                index = index,
+                total = total,
+                status = "skipped",
+                reason = "completed in an earlier attempt",
+                duration = 0,
+            }
         else
             ctx.step = step.name
             local step_started = runtime.now()
@@ -240,26 +252,35 @@ function M.run(pb, params, options)
             local duration = runtime.now() - step_started
             if ok then
                 journal:step_finished(index, "ok", duration)
-                log.event { type = "step_end", step = step.name, index = index, total = total, status = "ok",
-                    duration = duration }
+                log.event {
+                    type = "step_end",
+                    step = step.name,
+                    index = index,
+                    total = total,
+                    status = "ok",
+                    duration = duration,
+                }
             else
                 local status, exit = classify(err)
-                if errors.is(err) then
-                    err.step = step.name
-                end
+                if errors.is(err) then err.step = step.name end
                 local shown = status == "critical" and "failed" or status
                 journal:step_finished(index, shown, duration, errors.message(err))
                 -- A deliberate fail() or a declined confirmation needs no
                 -- traceback; anything else says where it happened.
                 local deliberate = errors.is(err, "playbook") or errors.is(err, "aborted")
-                log.event { type = "step_end", step = step.name, index = index, total = total, status = shown,
-                    duration = duration, error = errors.message(err),
-                    traceback = (not deliberate and traceback ~= "") and traceback or nil }
+                log.event {
+                    type = "step_end",
+                    step = step.name,
+                    index = index,
+                    total = total,
+                    status = shown,
+                    duration = duration,
+                    error = errors.message(err),
+                    traceback = (not deliberate and traceback ~= "") and traceback or nil,
+                }
                 result.status, result.exit, result.error, result.step = status, exit, err, step.name
                 result.traceback = traceback
-                if options.rollback and status ~= "refused" then
-                    undo_completed(pb, ctx, journal, index - 1)
-                end
+                if options.rollback and status ~= "refused" then undo_completed(pb, ctx, journal, index - 1) end
                 break
             end
         end
@@ -268,9 +289,16 @@ function M.run(pb, params, options)
     local duration = runtime.now() - started
     journal:finish(result.status, duration)
     result.duration = duration
-    log.event { type = "run_end", playbook = pb.name, run_id = journal.run_id, status = result.status,
-        exit_code = result.exit, duration = duration, failed_step = result.step,
-        error = result.error and errors.message(result.error) or nil }
+    log.event {
+        type = "run_end",
+        playbook = pb.name,
+        run_id = journal.run_id,
+        status = result.status,
+        exit_code = result.exit,
+        duration = duration,
+        failed_step = result.step,
+        error = result.error and errors.message(result.error) or nil,
+    }
     return result
 end
 

@@ -16,25 +16,19 @@ M.TABLES = require("atlas.env").GLOBAL_TABLES
 
 local null = json.null
 
-local function present(v)
-    return v ~= nil and v ~= null
-end
+local function present(v) return v ~= nil and v ~= null end
 M.present = present
 
 -- "schema.table" or "table" -> quoted SQL name
 local function quote_table(name)
     local schema, relation = name:match("^([^.]+)%.([^.]+)$")
-    if schema then
-        return sql.quote_ident(schema) .. "." .. sql.quote_ident(relation)
-    end
+    if schema then return sql.quote_ident(schema) .. "." .. sql.quote_ident(relation) end
     return sql.quote_ident(name)
 end
 
 -- Names as pg_publication_tables reports them, public schema left out.
 local function display_table(schema, relation)
-    if schema == "public" then
-        return relation
-    end
+    if schema == "public" then return relation end
     return schema .. "." .. relation
 end
 
@@ -49,22 +43,16 @@ end
 local function difference(list, other)
     local exclude, out = set_of(other), {}
     for _, v in ipairs(list) do
-        if not exclude[v] then
-            out[#out + 1] = v
-        end
+        if not exclude[v] then out[#out + 1] = v end
     end
     return out
 end
 
 -- "{a,b}" (a text[] as text) -> {"a", "b"}
 local function parse_text_array(text)
-    if type(text) == "table" then
-        return text
-    end
+    if type(text) == "table" then return text end
     local out = {}
-    if type(text) ~= "string" then
-        return out
-    end
+    if type(text) ~= "string" then return out end
     for item in text:gsub("^{", ""):gsub("}$", ""):gmatch("[^,]+") do
         out[#out + 1] = (item:gsub('^"(.*)"$', "%1"))
     end
@@ -75,14 +63,18 @@ end
 
 -- publication(conn, name) -> {name=, all_tables=, tables={...}} or nil when absent
 function M.publication(conn, name)
-    local rows = conn:query([[/* atlas:publication */ SELECT pubname, puballtables, pubinsert, pubupdate, pubdelete
-FROM pg_publication WHERE pubname = $1]], name)
-    if #rows == 0 then
-        return nil
-    end
+    local rows = conn:query(
+        [[/* atlas:publication */ SELECT pubname, puballtables, pubinsert, pubupdate, pubdelete
+FROM pg_publication WHERE pubname = $1]],
+        name
+    )
+    if #rows == 0 then return nil end
     local tables = {}
-    local listed = conn:query([[/* atlas:publication_tables */ SELECT schemaname, tablename
-FROM pg_publication_tables WHERE pubname = $1 ORDER BY schemaname, tablename]], name)
+    local listed = conn:query(
+        [[/* atlas:publication_tables */ SELECT schemaname, tablename
+FROM pg_publication_tables WHERE pubname = $1 ORDER BY schemaname, tablename]],
+        name
+    )
     for _, row in ipairs(listed) do
         tables[#tables + 1] = display_table(row.schemaname, row.tablename)
     end
@@ -102,8 +94,8 @@ function M.ensure_publication(conn, name, tables)
     end
     local existing = M.publication(conn, name)
     if not existing then
-        local statement = string.format("CREATE PUBLICATION %s FOR TABLE %s", sql.quote_ident(name),
-            table.concat(quoted, ", "))
+        local statement =
+            string.format("CREATE PUBLICATION %s FOR TABLE %s", sql.quote_ident(name), table.concat(quoted, ", "))
         conn:query(statement)
         report.statements[#report.statements + 1] = statement
         report.created, report.changed, report.added = true, true, tables
@@ -115,8 +107,8 @@ function M.ensure_publication(conn, name, tables)
             for i, t in ipairs(missing) do
                 names[i] = quote_table(t)
             end
-            local statement = string.format("ALTER PUBLICATION %s ADD TABLE %s", sql.quote_ident(name),
-                table.concat(names, ", "))
+            local statement =
+                string.format("ALTER PUBLICATION %s ADD TABLE %s", sql.quote_ident(name), table.concat(names, ", "))
             conn:query(statement)
             report.statements[#report.statements + 1] = statement
             report.added, report.changed = missing, true
@@ -139,10 +131,13 @@ end
 
 -- subscription(conn, name) -> row of pg_subscription (+ worker state) or nil
 function M.subscription(conn, name)
-    local rows = conn:query([[/* atlas:subscription */ SELECT s.subname, s.subenabled AS enabled,
+    local rows = conn:query(
+        [[/* atlas:subscription */ SELECT s.subname, s.subenabled AS enabled,
   s.subslotname AS slot_name, array_to_string(s.subpublications, ',') AS publications
 FROM pg_subscription s
-WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())]], name)
+WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())]],
+        name
+    )
     local row = rows[1]
     if row then
         row.publications = parse_text_array("{" .. (present(row.publications) and row.publications or "") .. "}")
@@ -160,13 +155,18 @@ function M.ensure_subscription(conn, options)
     local existing = M.subscription(conn, name)
     if not existing then
         assert(options.connection, "ensure_subscription needs connection (sql.subscription_connection)")
-        local with = { string.format("copy_data = %s", options.copy_data == false and "false" or "true"),
-            string.format("create_slot = %s", options.create_slot == false and "false" or "true") }
-        if options.slot_name then
-            with[#with + 1] = "slot_name = " .. sql.quote_literal(options.slot_name)
-        end
-        local statement = string.format("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (%s)",
-            sql.quote_ident(name), options.connection, sql.quote_ident(publication), table.concat(with, ", "))
+        local with = {
+            string.format("copy_data = %s", options.copy_data == false and "false" or "true"),
+            string.format("create_slot = %s", options.create_slot == false and "false" or "true"),
+        }
+        if options.slot_name then with[#with + 1] = "slot_name = " .. sql.quote_literal(options.slot_name) end
+        local statement = string.format(
+            "CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (%s)",
+            sql.quote_ident(name),
+            options.connection,
+            sql.quote_ident(publication),
+            table.concat(with, ", ")
+        )
         -- Creating the slot on the primary can take a while on a busy server.
         conn:query { sql = statement, timeout = options.timeout or 120 }
         report.statements[#report.statements + 1] = statement
@@ -176,8 +176,12 @@ function M.ensure_subscription(conn, options)
     end
     report.slot_name = present(existing.slot_name) and existing.slot_name or nil
     if not set_of(existing.publications)[publication] then
-        report.mismatch = string.format("subscription %s exists but subscribes to %s, not %s", name,
-            table.concat(existing.publications, ","), publication)
+        report.mismatch = string.format(
+            "subscription %s exists but subscribes to %s, not %s",
+            name,
+            table.concat(existing.publications, ","),
+            publication
+        )
     end
     if not existing.enabled then
         local statement = string.format("ALTER SUBSCRIPTION %s ENABLE", sql.quote_ident(name))
@@ -258,14 +262,17 @@ end
 
 -- long_transactions(conn, min_seconds) -> sessions whose transaction is older
 function M.long_transactions(conn, min_seconds)
-    return conn:query([[/* atlas:long_transactions */ SELECT pid, usename, application_name,
+    return conn:query(
+        [[/* atlas:long_transactions */ SELECT pid, usename, application_name,
   client_addr::text AS client_addr, state, backend_type,
   extract(epoch FROM now() - xact_start)::float8 AS xact_seconds,
   left(query, 200) AS query
 FROM pg_stat_activity
 WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
   AND now() - xact_start > make_interval(secs => $1)
-ORDER BY xact_start]], min_seconds)
+ORDER BY xact_start]],
+        min_seconds
+    )
 end
 
 -- connections(conn) -> {by_state={{state=, count=}, ...}, total=, max_connections=,
@@ -276,7 +283,8 @@ function M.connections(conn)
   count(*)::int AS count
 FROM pg_stat_activity WHERE backend_type = 'client backend'
 GROUP BY 1 ORDER BY 2 DESC, 1]])
-    local limits = conn:query([[/* atlas:connection_limits */ SELECT current_setting('max_connections')::int AS max_connections,
+    local limits =
+        conn:query([[/* atlas:connection_limits */ SELECT current_setting('max_connections')::int AS max_connections,
   current_setting('superuser_reserved_connections')::int AS reserved]])[1]
     local total = 0
     for _, row in ipairs(by_state) do
@@ -284,9 +292,15 @@ GROUP BY 1 ORDER BY 2 DESC, 1]])
     end
     local available = limits.max_connections - limits.reserved
     local headroom = available - total
-    return { by_state = by_state, total = total, max_connections = limits.max_connections,
-        reserved = limits.reserved, available = available, headroom = headroom,
-        headroom_percent = available > 0 and (headroom * 100.0 / available) or 0 }
+    return {
+        by_state = by_state,
+        total = total,
+        max_connections = limits.max_connections,
+        reserved = limits.reserved,
+        available = available,
+        headroom = headroom,
+        headroom_percent = available > 0 and (headroom * 100.0 / available) or 0,
+    }
 end
 
 -- connections_by_client(conn) -> {{application_name=, usename=, client_addr=, total=,
@@ -305,7 +319,8 @@ end
 
 -- idle_in_transaction(conn, min_seconds) -> sessions idle inside a transaction
 function M.idle_in_transaction(conn, min_seconds)
-    return conn:query([[/* atlas:idle_in_transaction */ SELECT pid, usename, application_name,
+    return conn:query(
+        [[/* atlas:idle_in_transaction */ SELECT pid, usename, application_name,
   client_addr::text AS client_addr, state,
   extract(epoch FROM now() - state_change)::float8 AS idle_seconds,
   extract(epoch FROM now() - xact_start)::float8 AS xact_seconds,
@@ -313,21 +328,23 @@ function M.idle_in_transaction(conn, min_seconds)
 FROM pg_stat_activity
 WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')
   AND now() - state_change > make_interval(secs => $1)
-ORDER BY state_change]], min_seconds or 0)
+ORDER BY state_change]],
+        min_seconds or 0
+    )
 end
 
 -- flyway_history(conn) -> rows of flyway_schema_history by installed_rank,
 -- or nil when the table does not exist
 function M.flyway_history(conn)
-    local ok, rows = pcall(conn.query, conn, [[/* atlas:flyway_history */ SELECT installed_rank, version,
+    local ok, rows = pcall(
+        conn.query,
+        conn,
+        [[/* atlas:flyway_history */ SELECT installed_rank, version,
   description, type, script, checksum, installed_by, installed_on, execution_time, success
-FROM flyway_schema_history ORDER BY installed_rank]])
-    if ok then
-        return rows
-    end
-    if type(rows) == "table" and rows.sqlstate == "42P01" then
-        return nil
-    end
+FROM flyway_schema_history ORDER BY installed_rank]]
+    )
+    if ok then return rows end
+    if type(rows) == "table" and rows.sqlstate == "42P01" then return nil end
     error(rows, 0)
 end
 
@@ -341,19 +358,27 @@ M.PASSWORD_SECRET = "atlas-db-master-password"
 -- the password comes from the master-password secret (eu-west-1).
 local function rds_target(region, password_secret)
     local identifier = require("atlas.env").db_instance(region)
-    local instances = require("atlas.rds").describe_db_instances { region = region,
-        DBInstanceIdentifier = identifier }
+    local instances = require("atlas.rds").describe_db_instances { region = region, DBInstanceIdentifier = identifier }
     local instance = instances[1]
     if not instance or not instance.Endpoint or not instance.Endpoint.Address then
-        require("atlas.errors").raise { kind = "sql", code = "no_endpoint",
-            message = "RDS instance " .. identifier .. " has no endpoint (status " ..
-                tostring(instance and instance.DBInstanceStatus) .. ")" }
+        require("atlas.errors").raise {
+            kind = "sql",
+            code = "no_endpoint",
+            message = "RDS instance " .. identifier .. " has no endpoint (status " .. tostring(
+                instance and instance.DBInstanceStatus
+            ) .. ")",
+        }
     end
     return {
         label = region,
-        spec = { host = instance.Endpoint.Address, port = instance.Endpoint.Port or 5432,
-            dbname = instance.DBName or "atlas", user = instance.MasterUsername or "atlas_admin",
-            password_secret = password_secret, secret_region = M.PRIMARY_REGION },
+        spec = {
+            host = instance.Endpoint.Address,
+            port = instance.Endpoint.Port or 5432,
+            dbname = instance.DBName or "atlas",
+            user = instance.MasterUsername or "atlas_admin",
+            password_secret = password_secret,
+            secret_region = M.PRIMARY_REGION,
+        },
     }
 end
 
@@ -415,9 +440,7 @@ end
 function M.primary_connection(primary)
     local params = {}
     for k, v in pairs(primary.params) do
-        if k ~= "application_name" then
-            params[k] = v
-        end
+        if k ~= "application_name" then params[k] = v end
     end
     return sql.subscription_connection(params)
 end
@@ -437,20 +460,26 @@ function M.assess(input)
     for _, slot in ipairs(input.slots or {}) do
         slots_by_name[slot.slot_name] = slot
         if slot.wal_status == "lost" then
-            add("critical", "slot %s has lost required WAL (wal_status=lost): the subscriber must be re-synced",
-                slot.slot_name)
+            add(
+                "critical",
+                "slot %s has lost required WAL (wal_status=lost): the subscriber must be re-synced",
+                slot.slot_name
+            )
         elseif slot.wal_status == "unreserved" then
             add("warning", "slot %s is about to lose WAL (wal_status=unreserved)", slot.slot_name)
         end
         if not slot.active then
-            add("critical", "slot %s is inactive (no subscriber connected), %s bytes behind", slot.slot_name,
-                tostring(slot.lag_bytes))
+            add(
+                "critical",
+                "slot %s is inactive (no subscriber connected), %s bytes behind",
+                slot.slot_name,
+                tostring(slot.lag_bytes)
+            )
         elseif present(slot.lag_seconds) and slot.lag_seconds > max_lag then
             add("critical", "slot %s lags %.1f s (over %g s)", slot.slot_name, slot.lag_seconds, max_lag)
         end
         if input.warn_lag_bytes and present(slot.lag_bytes) and slot.lag_bytes > input.warn_lag_bytes then
-            add("warning", "slot %s is %d bytes behind (over %d)", slot.slot_name, slot.lag_bytes,
-                input.warn_lag_bytes)
+            add("warning", "slot %s is %d bytes behind (over %d)", slot.slot_name, slot.lag_bytes, input.warn_lag_bytes)
         end
     end
     for _, subscriber in ipairs(input.subscribers or {}) do
@@ -464,8 +493,13 @@ function M.assess(input)
                     add("critical", "%s: subscription %s has no apply worker running", subscriber.label, sub.subname)
                 end
                 if present(sub.slot_name) and input.slots and not slots_by_name[sub.slot_name] then
-                    add("critical", "%s: slot %s of subscription %s was dropped on the primary", subscriber.label,
-                        sub.slot_name, sub.subname)
+                    add(
+                        "critical",
+                        "%s: slot %s of subscription %s was dropped on the primary",
+                        subscriber.label,
+                        sub.slot_name,
+                        sub.subname
+                    )
                 end
             end
         end
@@ -474,9 +508,14 @@ function M.assess(input)
         end
     end
     for _, tx in ipairs(input.long_transactions or {}) do
-        add("warning", "transaction of pid %d (%s, %s) open for %.0f s", tx.pid,
-            present(tx.usename) and tx.usename or "?", present(tx.application_name) and tx.application_name or "",
-            tx.xact_seconds)
+        add(
+            "warning",
+            "transaction of pid %d (%s, %s) open for %.0f s",
+            tx.pid,
+            present(tx.usename) and tx.usename or "?",
+            present(tx.application_name) and tx.application_name or "",
+            tx.xact_seconds
+        )
     end
     return problems
 end

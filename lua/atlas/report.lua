@@ -61,7 +61,12 @@ local function markdown(pb, params, result, s)
     add("- run id: `%s`", result.journal and result.journal.run_id or "?")
     add("- started: %s", s.start and s.start.ts or "?")
     add("- duration: %s", log.seconds_text(result.duration))
-    add("- world: %s", s.start and (s.start.mode == "mock" and ("mock" .. (s.start.scenario and (", scenario " .. s.start.scenario) or "")) or "real AWS") or "?")
+    add(
+        "- world: %s",
+        s.start
+                and (s.start.mode == "mock" and ("mock" .. (s.start.scenario and (", scenario " .. s.start.scenario) or "")) or "real AWS")
+            or "?"
+    )
     add("- dry run: %s", s.start and tostring(s.start.dry_run) or "?")
     add("- written by atlas-run %s on %s", sys.version, sys.hostname() or "?")
     add("")
@@ -118,19 +123,26 @@ function M.write(path, pb, params, result)
     local s = summarize(recorded or {})
     local text
     if path:match("%.json$") then
-        text = json.encode(log.redact_table({
-            playbook = pb.name, status = result.status, exit_code = result.exit, duration = result.duration,
-            run_id = result.journal and result.journal.run_id, params = s.start and s.start.params,
-            steps = json.array(s.steps), calls = json.array(s.calls), retries = s.retries,
-            error = result.error and errors.message(result.error) or nil,
-        }), { indent = 2 })
+        text = json.encode(
+            log.redact_table({
+                playbook = pb.name,
+                status = result.status,
+                exit_code = result.exit,
+                duration = result.duration,
+                run_id = result.journal and result.journal.run_id,
+                params = s.start and s.start.params,
+                steps = json.array(s.steps),
+                calls = json.array(s.calls),
+                retries = s.retries,
+                error = result.error and errors.message(result.error) or nil,
+            }),
+            { indent = 2 }
+        )
     else
         text = markdown(pb, params, result, s)
     end
     local ok, err = sys.write_atomic(path, log.redact(text), 420)
-    if not ok then
-        io.stderr:write("atlas-run: cannot write the report: ", err, "\n")
-    end
+    if not ok then io.stderr:write("atlas-run: cannot write the report: ", err, "\n") end
 end
 
 return M

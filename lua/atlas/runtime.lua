@@ -25,17 +25,13 @@ local BACKENDS = {
 -- runtime.backend(name) -> the implementation module for the current mode
 function M.backend(name)
     local choice = BACKENDS[name]
-    if not choice then
-        error("no backend named " .. tostring(name), 2)
-    end
+    if not choice then error("no backend named " .. tostring(name), 2) end
     return require(M.world and choice.mock or choice.real)
 end
 
 -- runtime.now() -> seconds since the epoch: virtual under the mock world
 function M.now()
-    if M.world then
-        return M.world:now()
-    end
+    if M.world then return M.world:now() end
     return sys.time()
 end
 
@@ -49,9 +45,7 @@ end
 -- runtime.sleep(seconds): advances the virtual clock under the mock world,
 -- so ten minutes of waiting costs microseconds in a test.
 function M.sleep(seconds)
-    if seconds <= 0 then
-        return
-    end
+    if seconds <= 0 then return end
     if M.world then
         M.world:advance(seconds)
         return
@@ -61,14 +55,10 @@ function M.sleep(seconds)
 end
 
 local function load_scenario(scenario)
-    if type(scenario) ~= "string" or not scenario:find("[/%.]") or scenario:match("^[%w%-]+$") then
-        return scenario
-    end
+    if type(scenario) ~= "string" or not scenario:find("[/%.]") or scenario:match("^[%w%-]+$") then return scenario end
     -- A path: a user's own scenario file, same format as the shipped ones.
     local chunk, err = loadfile(scenario)
-    if not chunk then
-        errors.raise { kind = "usage", message = "cannot load scenario: " .. err }
-    end
+    if not chunk then errors.raise { kind = "usage", message = "cannot load scenario: " .. err } end
     local ok, value = pcall(chunk)
     if not ok then
         errors.raise { kind = "usage", message = "scenario " .. scenario .. " failed: " .. errors.message(value) }
@@ -82,9 +72,7 @@ function M.use_world(world)
     M.mode = world and "mock" or "real"
 end
 
-function M.use_real()
-    M.use_world(nil)
-end
+function M.use_real() M.use_world(nil) end
 
 -- runtime.setup{mock=, scenario=, dry_run=, yes=}
 function M.setup(options)
@@ -101,19 +89,29 @@ end
 
 -- The read-only AWS actions. Everything else changes the world, so dry-run
 -- prints it instead of making it.
-local READ_PREFIXES = { "Describe", "List", "Get", "Filter", "Lookup", "Search", "Head", "Query", "Scan",
-    "BatchGet", "Test", "Validate", "Estimate", "Simulate" }
+local READ_PREFIXES = {
+    "Describe",
+    "List",
+    "Get",
+    "Filter",
+    "Lookup",
+    "Search",
+    "Head",
+    "Query",
+    "Scan",
+    "BatchGet",
+    "Test",
+    "Validate",
+    "Estimate",
+    "Simulate",
+}
 local READ_ACTIONS = { AssumeRole = true, GetCallerIdentity = true }
 
 -- runtime.is_mutating(service, action) -> true when the AWS action changes state
 function M.is_mutating(service, action)
-    if READ_ACTIONS[action] then
-        return false
-    end
+    if READ_ACTIONS[action] then return false end
     for _, prefix in ipairs(READ_PREFIXES) do
-        if action:sub(1, #prefix) == prefix then
-            return false
-        end
+        if action:sub(1, #prefix) == prefix then return false end
     end
     return true
 end
@@ -126,17 +124,18 @@ function M.confirm(message)
         return true
     end
     if not sys.isatty(0) then
-        errors.raise { kind = "aborted", code = "confirmation_refused",
-            message = "needs confirmation (\"" .. message .. "\"), no terminal to ask and --yes not given" }
+        errors.raise {
+            kind = "aborted",
+            code = "confirmation_refused",
+            message = 'needs confirmation ("' .. message .. '"), no terminal to ask and --yes not given',
+        }
     end
     require("atlas.log").end_progress()
     io.stdout:write(message, " [y/N] ")
     io.stdout:flush()
     local answer = io.stdin:read("l")
     M.check_interrupted()
-    if answer and answer:lower():match("^%s*y") then
-        return true
-    end
+    if answer and answer:lower():match("^%s*y") then return true end
     errors.raise { kind = "aborted", code = "declined", message = "declined: " .. message }
 end
 

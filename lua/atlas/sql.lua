@@ -27,18 +27,12 @@ local APPLICATION_NAME = "atlas-run"
 -- Keys of sql.connect{} that are ours, not libpq's.
 local OWN_KEYS = { password_secret = true, secret_region = true, timeout = true, conninfo = true }
 
-local function backend()
-    return runtime.backend("sql")
-end
+local function backend() return runtime.backend("sql") end
 
 -- Quoting is string work with no world behind it, so both modes use libpq's.
-function M.quote_ident(s)
-    return require("atlas.pq").quote_ident(s)
-end
+function M.quote_ident(s) return require("atlas.pq").quote_ident(s) end
 
-function M.quote_literal(s)
-    return require("atlas.pq").quote_literal(s)
-end
+function M.quote_literal(s) return require("atlas.pq").quote_literal(s) end
 
 local function is_loopback_host(host)
     if host == "" or host:sub(1, 1) == "/" or host:sub(1, 1) == "@" then
@@ -49,13 +43,9 @@ end
 
 -- True when every host of a (possibly multi-host "a,b") list is this machine.
 local function is_loopback(host)
-    if host == nil then
-        return true
-    end
+    if host == nil then return true end
     for one in (host .. ","):gmatch("([^,]*),") do
-        if not is_loopback_host(one:match("^%s*(.-)%s*$")) then
-            return false
-        end
+        if not is_loopback_host(one:match("^%s*(.-)%s*$")) then return false end
     end
     return true
 end
@@ -63,9 +53,7 @@ end
 -- Removes the password from a text a server or libpq wrote, in case it
 -- echoed any part of the connection string.
 local function scrub(text, password)
-    if type(text) ~= "string" then
-        return text
-    end
+    if type(text) ~= "string" then return text end
     -- A very short password would mask ordinary letters; atlas.log treats
     -- those the same way.
     if password and #password >= 4 then
@@ -100,8 +88,9 @@ local function sql_error(fields, password)
         connection_lost = fields.connection_lost,
         -- Connection failures and lost connections may succeed on a retry;
         -- an SQL error will not.
-        retryable = fields.sqlstate ~= nil and (fields.sqlstate:sub(1, 2) == "08" or fields.sqlstate == "40001"
-            or fields.sqlstate == "40P01") or false,
+        retryable = fields.sqlstate ~= nil
+                and (fields.sqlstate:sub(1, 2) == "08" or fields.sqlstate == "40001" or fields.sqlstate == "40P01")
+            or false,
     }
     return errors.new(e)
 end
@@ -110,30 +99,29 @@ end
 local function resolve_password(params, options)
     if options.password_secret then
         local secrets = require "atlas.secrets"
-        local value = secrets.get_secret_value { SecretId = options.password_secret,
-            region = options.secret_region or "eu-west-1" }
-        if type(value) == "table" then
-            value = value.SecretString
-        end
+        local value = secrets.get_secret_value {
+            SecretId = options.password_secret,
+            region = options.secret_region or "eu-west-1",
+        }
+        if type(value) == "table" then value = value.SecretString end
         if type(value) ~= "string" or value == "" then
-            errors.raise { kind = "sql", code = "secret", message = "secret " .. options.password_secret ..
-                " holds no password string" }
+            errors.raise {
+                kind = "sql",
+                code = "secret",
+                message = "secret " .. options.password_secret .. " holds no password string",
+            }
         end
         -- An RDS-managed secret is JSON with username and password.
         if value:sub(1, 1) == "{" then
             local ok, decoded = pcall(json.decode, value)
             if ok and type(decoded) == "table" and type(decoded.password) == "string" then
                 value = decoded.password
-                if not params.user and type(decoded.username) == "string" then
-                    params.user = decoded.username
-                end
+                if not params.user and type(decoded.username) == "string" then params.user = decoded.username end
             end
         end
         params.password = value
     end
-    if params.password then
-        log.secret(params.password)
-    end
+    if params.password then log.secret(params.password) end
     return params.password
 end
 
@@ -144,9 +132,7 @@ function M.parse_conninfo(s)
     if not parsed then
         errors.raise { kind = "sql", code = "conninfo", message = "invalid connection string: " .. scrub(message, nil) }
     end
-    if parsed.password then
-        log.secret(parsed.password)
-    end
+    if parsed.password then log.secret(parsed.password) end
     return parsed
 end
 
@@ -178,9 +164,7 @@ local function connection_params(spec)
         end
     end
     params.application_name = params.application_name or APPLICATION_NAME
-    if not params.sslmode and not is_loopback(params.host) then
-        params.sslmode = "require"
-    end
+    if not params.sslmode and not is_loopback(params.host) then params.sslmode = "require" end
     params.connect_timeout = params.connect_timeout or tostring(DEFAULT_CONNECT_TIMEOUT)
     -- Timestamps are converted from the ISO output style whatever the
     -- server's default DateStyle is.
@@ -194,13 +178,39 @@ Conn.__name = "atlas.sql.conn"
 
 -- Statements that only read. Anything else is printed, not run, under
 -- --dry-run. Function calls that change the server are caught by name.
-local READ_ONLY_FIRST_WORDS = { select = true, show = true, explain = true, values = true, table = true,
-    with = true, begin = true, start = true, commit = true, ["end"] = true, rollback = true,
-    savepoint = true, release = true, set = true, reset = true }
-local MUTATING_FUNCTIONS = { "pg_drop_replication_slot", "pg_create_logical_replication_slot",
-    "pg_create_physical_replication_slot", "pg_replication_slot_advance", "pg_terminate_backend",
-    "pg_cancel_backend", "pg_reload_conf", "pg_switch_wal", "nextval", "setval", "pg_promote",
-    "pg_replication_origin_advance", "pg_advisory_lock", "lo_unlink" }
+local READ_ONLY_FIRST_WORDS = {
+    select = true,
+    show = true,
+    explain = true,
+    values = true,
+    table = true,
+    with = true,
+    begin = true,
+    start = true,
+    commit = true,
+    ["end"] = true,
+    rollback = true,
+    savepoint = true,
+    release = true,
+    set = true,
+    reset = true,
+}
+local MUTATING_FUNCTIONS = {
+    "pg_drop_replication_slot",
+    "pg_create_logical_replication_slot",
+    "pg_create_physical_replication_slot",
+    "pg_replication_slot_advance",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_switch_wal",
+    "nextval",
+    "setval",
+    "pg_promote",
+    "pg_replication_origin_advance",
+    "pg_advisory_lock",
+    "lo_unlink",
+}
 
 local function strip_comments(text)
     text = text:gsub("/%*.-%*/", " ")
@@ -212,29 +222,28 @@ end
 function M.is_mutating(statement)
     local text = strip_comments(statement):lower()
     local first = text:match("^[%s%(]*([%a_]+)")
-    if not first or not READ_ONLY_FIRST_WORDS[first] then
-        return true
-    end
+    if not first or not READ_ONLY_FIRST_WORDS[first] then return true end
     -- Look at every statement of a multi-statement exec.
     local rest = text:match("^[^;]*;(.*)$")
-    if rest and rest:match("%S") and M.is_mutating(rest) then
-        return true
-    end
+    if rest and rest:match("%S") and M.is_mutating(rest) then return true end
     local this = text:match("^[^;]*")
-    if first == "explain" and this:match("^%s*explain%s*%(?[^)]*analy[sz]e") then
-        return true
-    end
-    if first == "with" and (this:match("%f[%a]insert%f[%A]") or this:match("%f[%a]update%f[%A]")
-        or this:match("%f[%a]delete%f[%A]") or this:match("%f[%a]merge%f[%A]")) then
+    if first == "explain" and this:match("^%s*explain%s*%(?[^)]*analy[sz]e") then return true end
+    if
+        first == "with"
+        and (
+            this:match("%f[%a]insert%f[%A]")
+            or this:match("%f[%a]update%f[%A]")
+            or this:match("%f[%a]delete%f[%A]")
+            or this:match("%f[%a]merge%f[%A]")
+        )
+    then
         return true
     end
     if first == "select" and this:match("%f[%a]into%f[%A]") and not this:match("%f[%a]into%s*strict") then
         return true -- SELECT ... INTO new_table
     end
     for _, fn in ipairs(MUTATING_FUNCTIONS) do
-        if this:find(fn .. "%s*%(") then
-            return true
-        end
+        if this:find(fn .. "%s*%(") then return true end
     end
     return false
 end
@@ -251,9 +260,7 @@ end
 -- The statement as dry-run shows it: the exact text, and the parameters it
 -- would send beside it (they are never interpolated into the SQL).
 local function dry_run_text(statement, params)
-    if not params or params.n == 0 then
-        return statement
-    end
+    if not params or params.n == 0 then return statement end
     local shown = {}
     for i = 1, params.n do
         shown[i] = string.format("$%d = %s", i, display_param(params[i]))
@@ -264,17 +271,13 @@ end
 local function encode_params(args)
     for i = 1, args.n do
         local v = args[i]
-        if type(v) == "table" and v ~= json.null then
-            args[i] = json.encode(v)
-        end
+        if type(v) == "table" and v ~= json.null then args[i] = json.encode(v) end
     end
     return args
 end
 
 function Conn:_check_open()
-    if not self._native then
-        error("attempt to use a closed sql connection", 3)
-    end
+    if not self._native then error("attempt to use a closed sql connection", 3) end
 end
 
 function Conn:_collect_notices()
@@ -288,9 +291,15 @@ function Conn:_collect_notices()
 end
 
 function Conn:_emit(op, started, outcome, err)
-    log.event { type = "call", module = "sql", op = op, region = self.host,
-        duration_ms = math.floor((monotime() - started) * 1000 + 0.5), outcome = outcome,
-        error = err and (err.sqlstate or err.code) or nil }
+    log.event {
+        type = "call",
+        module = "sql",
+        op = op,
+        region = self.host,
+        duration_ms = math.floor((monotime() - started) * 1000 + 0.5),
+        outcome = outcome,
+        error = err and (err.sqlstate or err.code) or nil,
+    }
 end
 
 -- Runs one native call (method `op` of the backend's connection) with
@@ -299,17 +308,22 @@ end
 function Conn:_run(op, statement, mutates, a, b, c)
     self:_check_open()
     if runtime.dry_run and (mutates or (mutates == nil and M.is_mutating(statement))) then
-        log.event { type = "call", module = "sql", op = op, region = self.host, outcome = "dry-run",
-            duration_ms = 0, params = self._dry_text or statement }
+        log.event {
+            type = "call",
+            module = "sql",
+            op = op,
+            region = self.host,
+            outcome = "dry-run",
+            duration_ms = 0,
+            params = self._dry_text or statement,
+        }
         self.dry_run_statements[#self.dry_run_statements + 1] = self._dry_text or statement
         return {}, { command = "DRY-RUN", rows_affected = 0, columns = {}, dry_run = true }
     end
     local started = monotime()
     local native = self._native
     local rows, info = native[op](native, statement, a, b, c)
-    if native:has_notices() then
-        self:_collect_notices()
-    end
+    if native:has_notices() then self:_collect_notices() end
     if rows == nil then
         self:_emit(op, started, "error", info)
         if info and info.connection_lost then
@@ -335,9 +349,7 @@ function Conn:query(statement, ...)
     else
         args = table.pack(...)
     end
-    if type(statement) ~= "string" then
-        error("conn:query: the SQL text must be a string", 2)
-    end
+    if type(statement) ~= "string" then error("conn:query: the SQL text must be a string", 2) end
     timeout = timeout or self.timeout
     args = encode_params(args)
     self._dry_text = runtime.dry_run and dry_run_text(statement, args) or nil
@@ -354,9 +366,7 @@ end
 -- Runs several statements separated by semicolons; no parameters.
 function Conn:exec(statement, options)
     options = options or {}
-    if type(statement) ~= "string" then
-        error("conn:exec: the SQL text must be a string", 2)
-    end
+    if type(statement) ~= "string" then error("conn:exec: the SQL text must be a string", 2) end
     self._dry_text = nil
     return self:_run("exec", statement, options.mutates, options.timeout or self.timeout)
 end
@@ -370,9 +380,7 @@ function Conn:transaction(fn)
         self:exec("COMMIT")
         return table.unpack(results, 2, results.n)
     end
-    if self._native then
-        pcall(self.exec, self, "ROLLBACK")
-    end
+    if self._native then pcall(self.exec, self, "ROLLBACK") end
     error(results[2], 0)
 end
 
@@ -408,8 +416,13 @@ Conn.__close = Conn.close
 Conn.__gc = Conn.close
 
 function Conn:__tostring()
-    return string.format("atlas.sql.conn (%s@%s/%s%s)", self.user or "?", self.host or "?", self.dbname or "?",
-        self._native and "" or ", closed")
+    return string.format(
+        "atlas.sql.conn (%s@%s/%s%s)",
+        self.user or "?",
+        self.host or "?",
+        self.dbname or "?",
+        self._native and "" or ", closed"
+    )
 end
 
 -- sql.connect{host=, port=, dbname=, user=, password=, sslmode=, connect_timeout=,
@@ -450,14 +463,12 @@ end
 -- escaped by a backslash.
 local function conninfo_value(v)
     v = tostring(v)
-    if v ~= "" and not v:find("[%s'\\]") then
-        return v
-    end
+    if v ~= "" and not v:find("[%s'\\]") then return v end
     return "'" .. v:gsub("\\", "\\\\"):gsub("'", "\\'") .. "'"
 end
 
-local CONNINFO_ORDER = { "host", "port", "dbname", "user", "password", "sslmode", "connect_timeout",
-    "application_name" }
+local CONNINFO_ORDER =
+    { "host", "port", "dbname", "user", "password", "sslmode", "connect_timeout", "application_name" }
 
 -- sql.subscription_connection{host=, port=, dbname=, user=, password= | password_secret=,
 --                            secret_region=, sslmode=} -> SQL literal, conninfo
@@ -468,14 +479,10 @@ function M.subscription_connection(spec)
     assert(type(spec) == "table", "sql.subscription_connection takes a table")
     local params = {}
     for k, v in pairs(spec) do
-        if not OWN_KEYS[k] then
-            params[k] = tostring(v)
-        end
+        if not OWN_KEYS[k] then params[k] = tostring(v) end
     end
     resolve_password(params, spec)
-    if not params.sslmode and not is_loopback(params.host) then
-        params.sslmode = "require"
-    end
+    if not params.sslmode and not is_loopback(params.host) then params.sslmode = "require" end
     local parts, seen = {}, {}
     for _, key in ipairs(CONNINFO_ORDER) do
         if params[key] then
@@ -485,9 +492,7 @@ function M.subscription_connection(spec)
     end
     local extra = {}
     for key in pairs(params) do
-        if not seen[key] then
-            extra[#extra + 1] = key
-        end
+        if not seen[key] then extra[#extra + 1] = key end
     end
     table.sort(extra)
     for _, key in ipairs(extra) do

@@ -23,17 +23,13 @@ local function show(v, depth)
     elseif depth > 3 then
         return "{...}"
     end
-    if errors.is(v) then
-        return "error(" .. errors.message(v) .. ")"
-    end
+    if errors.is(v) then return "error(" .. errors.message(v) .. ")" end
     local keys = {}
     for k in pairs(v) do
         keys[#keys + 1] = k
     end
     table.sort(keys, function(a, b)
-        if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then
-            return a < b
-        end
+        if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
         return type(a) < type(b)
     end)
     local parts = {}
@@ -53,16 +49,12 @@ end
 t.show = show
 
 local function key_path(path, k)
-    if type(k) == "string" and k:match("^[%a_][%w_]*$") then
-        return path .. "." .. k
-    end
+    if type(k) == "string" and k:match("^[%a_][%w_]*$") then return path .. "." .. k end
     return path .. "[" .. show(k) .. "]"
 end
 
 local function diff(actual, expected, path, out)
-    if #out >= 20 or actual == expected then
-        return
-    end
+    if #out >= 20 or actual == expected then return end
     if type(actual) ~= "table" or type(expected) ~= "table" then
         out[#out + 1] = string.format("  at %s: expected %s, got %s", path, show(expected), show(actual))
         return
@@ -77,24 +69,18 @@ local function diff(actual, expected, path, out)
     end
 end
 
-local function fail(message, level)
-    error({ assertion = true, message = message }, (level or 1) + 1)
-end
+local function fail(message, level) error({ assertion = true, message = message }, (level or 1) + 1) end
 
 -- t.eq(actual, expected, msg): deep equality; the failure lists each difference.
 function t.eq(actual, expected, msg)
     local out = {}
     diff(actual, expected, "value", out)
-    if #out > 0 then
-        fail((msg and (msg .. "\n") or "") .. table.concat(out, "\n"), 2)
-    end
+    if #out > 0 then fail((msg and (msg .. "\n") or "") .. table.concat(out, "\n"), 2) end
 end
 
 -- t.ok(value, msg): value is truthy
 function t.ok(value, msg)
-    if not value then
-        fail(msg or ("expected a true value, got " .. show(value)), 2)
-    end
+    if not value then fail(msg or ("expected a true value, got " .. show(value)), 2) end
     return value
 end
 
@@ -116,9 +102,7 @@ end
 -- error's text does not match pattern.
 function t.raises(fn, pattern, ...)
     local ok, err = pcall(fn, ...)
-    if ok then
-        fail("expected an error" .. (pattern and (" matching " .. string.format("%q", pattern)) or ""), 2)
-    end
+    if ok then fail("expected an error" .. (pattern and (" matching " .. string.format("%q", pattern)) or ""), 2) end
     if pattern and not errors.message(err):find(pattern) then
         fail(string.format("expected an error matching %q, got %s", pattern, errors.message(err)), 2)
     end
@@ -145,9 +129,7 @@ end
 local function run_defers(list, report)
     for i = #list, 1, -1 do
         local ok, err = pcall(list[i])
-        if not ok then
-            report("cleanup failed: " .. errors.message(err))
-        end
+        if not ok then report("cleanup failed: " .. errors.message(err)) end
         list[i] = nil
     end
 end
@@ -172,18 +154,14 @@ end
 
 function t.read_file(path)
     local f = io.open(path, "rb")
-    if not f then
-        return nil
-    end
+    if not f then return nil end
     local text = f:read("a")
     f:close()
     return text
 end
 
 -- The binary under test: $ATLAS_RUN (set by CTest), else this process.
-function t.binary()
-    return os.getenv("ATLAS_RUN") or sys.realpath("/proc/self/exe")
-end
+function t.binary() return os.getenv("ATLAS_RUN") or sys.realpath("/proc/self/exe") end
 
 -- t.spawn(argv, {env=, timeout=}) -> {code=, stdout=, stderr=, elapsed=}
 -- Runs a process to completion with output captured and stdin at
@@ -192,8 +170,9 @@ function t.spawn(argv, options)
     options = options or {}
     local base = os.tmpname()
     local started = sys.monotime()
-    local pid = assert(sys.spawn(argv, { stdout = base .. ".out", stderr = base .. ".err", stdin = "/dev/null",
-        env = options.env }))
+    local pid = assert(
+        sys.spawn(argv, { stdout = base .. ".out", stderr = base .. ".err", stdin = "/dev/null", env = options.env })
+    )
     local timeout = options.timeout or 60
     local exited, code
     repeat
@@ -208,8 +187,12 @@ function t.spawn(argv, options)
             sys.sleep(0.002)
         end
     until exited
-    local result = { code = code, stdout = t.read_file(base .. ".out") or "", stderr = t.read_file(base .. ".err") or "",
-        elapsed = sys.monotime() - started }
+    local result = {
+        code = code,
+        stdout = t.read_file(base .. ".out") or "",
+        stderr = t.read_file(base .. ".err") or "",
+        elapsed = sys.monotime() - started,
+    }
     os.remove(base)
     os.remove(base .. ".out")
     os.remove(base .. ".err")
@@ -228,12 +211,8 @@ end
 local function wait_for_port(port, seconds, pid)
     local deadline = sys.monotime() + seconds
     while sys.monotime() < deadline do
-        if sys.port_open(port) then
-            return true
-        end
-        if pid and sys.wait(pid, true) then
-            return false, "exited before listening"
-        end
+        if sys.port_open(port) then return true end
+        if pid and sys.wait(pid, true) then return false, "exited before listening" end
         sys.sleep(0.05)
     end
     return false, "not listening after " .. seconds .. " s"
@@ -266,9 +245,7 @@ function t.server(argv, options)
         os.remove(logfile)
     end)
     local ok, why = wait_for_port(port, options.ready_timeout or 20, pid)
-    if not ok then
-        error(string.format("%s %s: %s", real[1], why, t.read_file(logfile) or ""), 2)
-    end
+    if not ok then error(string.format("%s %s: %s", real[1], why, t.read_file(logfile) or ""), 2) end
     return port, pid
 end
 
@@ -310,9 +287,7 @@ function t.run_playbook(path, args, options)
     local pb = playbook.load(path)
     local params = params_mod.parse(pb.param_specs, args or {}, pb.validate)
     local result
-    local events = t.capture(function()
-        result = playbook.run(pb, params, { rollback = options.rollback })
-    end)
+    local events = t.capture(function() result = playbook.run(pb, params, { rollback = options.rollback }) end)
     result.world = world
     result.events = events
     return result, events
@@ -322,9 +297,7 @@ end
 
 local function find_tests(path, out)
     local st = sys.stat(path)
-    if not st then
-        return false
-    end
+    if not st then return false end
     if st.type == "file" then
         out[#out + 1] = path
         return true
@@ -347,24 +320,18 @@ local function reset_runtime()
 end
 
 local function failure_text(err)
-    if type(err) == "table" and err.assertion then
-        return err.message
-    end
+    if type(err) == "table" and err.assertion then return err.message end
     return errors.message(err)
 end
 
 local function run_file(path, counts, verbose)
     current = { cases = {}, defers = {} }
     local failures = {}
-    local function report(name, message)
-        failures[#failures + 1] = string.format("FAIL %s: %s\n%s", path, name, message)
-    end
+    local function report(name, message) failures[#failures + 1] = string.format("FAIL %s: %s\n%s", path, name, message) end
     local chunk, err = loadfile(path)
     if chunk then
         local ok, load_err = xpcall(chunk, debug.traceback)
-        if not ok then
-            report("(loading)", load_err)
-        end
+        if not ok then report("(loading)", load_err) end
     else
         report("(loading)", err)
     end
@@ -373,27 +340,23 @@ local function run_file(path, counts, verbose)
         reset_runtime()
         current.case_defers = {}
         local ok, case_err = xpcall(case.fn, function(e)
-            if type(e) == "table" and e.assertion then
-                return e
-            end
+            if type(e) == "table" and e.assertion then return e end
             return { assertion = true, message = debug.traceback(errors.message(e), 2) }
         end)
-        run_defers(current.case_defers, function(m) ok, case_err = false, { assertion = true, message = m } end)
+        run_defers(current.case_defers, function(m)
+            ok, case_err = false, { assertion = true, message = m }
+        end)
         current.case_defers = nil
         if ok then
             counts.passed = counts.passed + 1
-            if verbose then
-                print("ok   " .. path .. ": " .. case.name)
-            end
+            if verbose then print("ok   " .. path .. ": " .. case.name) end
         else
             counts.failed = counts.failed + 1
             report(case.name, failure_text(case_err))
         end
     end
     run_defers(current.defers, function(m) report("(cleanup)", m) end)
-    if #failures > 0 and #current.cases == 0 then
-        counts.failed = counts.failed + 1
-    end
+    if #failures > 0 and #current.cases == 0 then counts.failed = counts.failed + 1 end
     reset_runtime()
     for _, f in ipairs(failures) do
         print(f)
@@ -407,9 +370,7 @@ end
 
 -- test.main(paths, options) -> exit code; prints "N passed, N failed"
 function t.main(paths, options)
-    if #paths == 0 then
-        paths = { "tests" }
-    end
+    if #paths == 0 then paths = { "tests" } end
     local files = {}
     for _, p in ipairs(paths) do
         p = p:gsub("(.)/+$", "%1")
@@ -426,9 +387,7 @@ function t.main(paths, options)
     local counts = { passed = 0, failed = 0 }
     for _, file in ipairs(files) do
         run_file(file, counts, options and options.verbose)
-        if sys.interrupted() then
-            break
-        end
+        if sys.interrupted() then break end
     end
     os.execute("rm -rf '" .. state .. "'")
     print(string.format("%d passed, %d failed", counts.passed, counts.failed))

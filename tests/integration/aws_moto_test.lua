@@ -454,13 +454,11 @@ local function with_proxy()
         aws.reset_quota()
     end)
     local function plan(faults)
-        local r = assert(
-            curl.request {
-                method = "POST",
-                url = proxy .. "/__faults",
-                body = json.encode { faults = json.array(faults) },
-            }
-        )
+        local r = assert(curl.request {
+            method = "POST",
+            url = proxy .. "/__faults",
+            body = json.encode { faults = json.array(faults) },
+        })
         assert(r.status == 200)
     end
     local function applied()
@@ -529,16 +527,18 @@ t.case("timeouts: a per-call timeout, reads retried after one, the quota charged
     -- service, which is exactly why a mutating call is not repeated after a timeout.
     plan { "stall" }
     aws.reset_quota()
-    local err = t.raises(function()
-        ecs.update_service {
-            region = "eu-west-1",
-            endpoint = proxy,
-            timeout = 0.6,
-            cluster = n.cluster,
-            service = n.service,
-            desiredCount = 2,
-        }
-    end)
+    local err = t.raises(
+        function()
+            ecs.update_service {
+                region = "eu-west-1",
+                endpoint = proxy,
+                timeout = 0.6,
+                cluster = n.cluster,
+                service = n.service,
+                desiredCount = 2,
+            }
+        end
+    )
     t.eq({ err.code, err.timeout, err.attempts }, { "RequestTimeout", true, 1 })
     t.eq(aws.quota.available, 500, "no retry, nothing charged")
 end)

@@ -8,9 +8,7 @@ local json = require "atlas.json"
 
 local source = debug.getinfo(1, "S").source:match("^@(.*)$")
 local root = source:match("^(.*)tests/integration/pg_test%.lua$") or "./"
-if root == "" then
-    root = "./"
-end
+if root == "" then root = "./" end
 local pg = dofile(root .. "tests/support/pg.lua")
 
 local clusters = pg.start(t, { "eu", "us", "ap" })
@@ -31,9 +29,7 @@ local function setup_args(extra)
     return args
 end
 
-local function connect(cluster)
-    return sql.connect(cluster.conninfo)
-end
+local function connect(cluster) return sql.connect(cluster.conninfo) end
 
 -- The replication state a second run must leave exactly as it was.
 local function catalog_state()
@@ -46,23 +42,29 @@ local function catalog_state()
     }
 end
 
-local function count_rows(cluster, tbl)
-    return tonumber(pg.psql(cluster, "SELECT count(*) FROM " .. tbl))
-end
+local function count_rows(cluster, tbl) return tonumber(pg.psql(cluster, "SELECT count(*) FROM " .. tbl)) end
 
 t.case("db_publication_setup creates the publication and subscriptions, rows replicate", function()
     -- Rows present before the subscription arrive by the initial copy...
-    pg.psql(eu, [[INSERT INTO organization VALUES (1, 'Acme'), (2, 'Globex');
+    pg.psql(
+        eu,
+        [[INSERT INTO organization VALUES (1, 'Acme'), (2, 'Globex');
 INSERT INTO referential VALUES ('fr', 'France'), ('jp', 'Japan');
-INSERT INTO system_config VALUES ('maintenance', 'off');]])
+INSERT INTO system_config VALUES ('maintenance', 'off');]]
+    )
     local r = t.run(setup_args())
     t.eq(r.code, 0, "exit code; output:\n" .. r.stdout .. r.stderr)
     t.match(r.stdout, "created publication atlas_publication")
     t.match(r.stdout, "created subscription atlas_subscription_from_eu")
     t.match(r.stdout, "enabled and streaming")
-    t.eq(pg.psql(eu, "SELECT tablename FROM pg_publication_tables WHERE pubname = 'atlas_publication' ORDER BY 1"),
-        "app_user\norganization\nreferential\nsystem_config\nuser_preferences")
-    t.eq(pg.psql(eu, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'atlas_subscription_from_eu_%'"), "2")
+    t.eq(
+        pg.psql(eu, "SELECT tablename FROM pg_publication_tables WHERE pubname = 'atlas_publication' ORDER BY 1"),
+        "app_user\norganization\nreferential\nsystem_config\nuser_preferences"
+    )
+    t.eq(
+        pg.psql(eu, "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'atlas_subscription_from_eu_%'"),
+        "2"
+    )
 
     -- ...and rows written afterwards by streaming, within a bound.
     local db <close> = connect(eu)
@@ -72,10 +74,14 @@ INSERT INTO system_config VALUES ('maintenance', 'off');]])
         tx:query("INSERT INTO user_preferences VALUES ($1, $2)", 10, { theme = "dark" })
     end)
     for _, secondary in ipairs { us, ap } do
-        local arrived = pg.wait_for(function()
-            return count_rows(secondary, "organization") == 3 and count_rows(secondary, "app_user") == 1
-                and count_rows(secondary, "user_preferences") == 1
-        end, 10)
+        local arrived = pg.wait_for(
+            function()
+                return count_rows(secondary, "organization") == 3
+                    and count_rows(secondary, "app_user") == 1
+                    and count_rows(secondary, "user_preferences") == 1
+            end,
+            10
+        )
         t.ok(arrived, "rows reached port " .. secondary.port .. " within 10 s")
         t.eq(count_rows(secondary, "referential"), 2)
         t.eq(pg.psql(secondary, "SELECT preferences->>'theme' FROM user_preferences WHERE user_id = 10"), "dark")
@@ -101,9 +107,16 @@ t.case("--dry-run prints the exact SQL and runs none of it", function()
     args[#args + 1] = "subscription=sub_dry"
     r = t.run(args)
     t.eq(r.code, 0, r.stdout .. r.stderr)
-    t.match(r.stdout, 'CREATE PUBLICATION "pub_dry" FOR TABLE "organization", "app_user", "user_preferences", "referential", "system_config"', nil)
-    local expected = string.format([[CREATE SUBSCRIPTION "sub_dry" CONNECTION 'host=127.0.0.1 port=%d dbname=atlas user=atlas_admin' PUBLICATION "pub_dry" WITH (copy_data = true, create_slot = true, slot_name = 'sub_dry_127_0_0_1_%d')]],
-        eu.port, us.port)
+    t.match(
+        r.stdout,
+        'CREATE PUBLICATION "pub_dry" FOR TABLE "organization", "app_user", "user_preferences", "referential", "system_config"',
+        nil
+    )
+    local expected = string.format(
+        [[CREATE SUBSCRIPTION "sub_dry" CONNECTION 'host=127.0.0.1 port=%d dbname=atlas user=atlas_admin' PUBLICATION "pub_dry" WITH (copy_data = true, create_slot = true, slot_name = 'sub_dry_127_0_0_1_%d')]],
+        eu.port,
+        us.port
+    )
     t.ok(r.stdout:find(expected, 1, true), "dry run shows:\n" .. expected .. "\nin:\n" .. r.stdout)
     t.eq(pg.psql(eu, "SELECT count(*) FROM pg_publication WHERE pubname = 'pub_dry'"), "0")
     t.eq(pg.psql(us, "SELECT count(*) FROM pg_subscription WHERE subname = 'sub_dry'"), "0")
@@ -127,13 +140,21 @@ t.case("diag_replication_lag: healthy, then an inactive slot with psql's lag fig
     pg.psql(ap, "ALTER SUBSCRIPTION atlas_subscription_from_eu DISABLE")
     t.defer(function() pg.psql(ap, "ALTER SUBSCRIPTION atlas_subscription_from_eu ENABLE") end)
     local ap_slot = "atlas_subscription_from_eu_127_0_0_1_" .. ap.port
-    t.ok(pg.wait_for(function()
-        return pg.psql(eu, "SELECT active FROM pg_replication_slots WHERE slot_name = '" .. ap_slot .. "'") == "f"
-    end, 10), "ap slot inactive")
+    t.ok(
+        pg.wait_for(
+            function()
+                return pg.psql(eu, "SELECT active FROM pg_replication_slots WHERE slot_name = '" .. ap_slot .. "'")
+                    == "f"
+            end,
+            10
+        ),
+        "ap slot inactive"
+    )
     pg.psql(eu, "INSERT INTO organization SELECT g, 'org ' || g FROM generate_series(100, 2099) g")
 
     local lag_query = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = '"
-        .. ap_slot .. "'"
+        .. ap_slot
+        .. "'"
     local before = tonumber(pg.psql(eu, lag_query))
     r = t.run(args)
     local after = tonumber(pg.psql(eu, lag_query))
@@ -142,8 +163,10 @@ t.case("diag_replication_lag: healthy, then an inactive slot with psql's lag fig
     t.ok(figures[ap_slot], "diag lists the ap slot:\n" .. r.stdout)
     t.eq(figures[ap_slot].active, false)
     t.ok(before > 50000, "2000 rows of WAL behind, psql says " .. before)
-    t.ok(figures[ap_slot].lag_bytes >= before and figures[ap_slot].lag_bytes <= after,
-        string.format("diag lag_bytes %d within psql's %d..%d", figures[ap_slot].lag_bytes, before, after))
+    t.ok(
+        figures[ap_slot].lag_bytes >= before and figures[ap_slot].lag_bytes <= after,
+        string.format("diag lag_bytes %d within psql's %d..%d", figures[ap_slot].lag_bytes, before, after)
+    )
     t.match(r.stdout, "CRITICAL slot " .. ap_slot .. " is inactive")
     t.match(r.stdout, "subscription atlas_subscription_from_eu is disabled")
 end)
@@ -158,9 +181,20 @@ t.case("diag_connection_pool counts what pg_stat_activity shows", function()
     t.match(r.stdout, "total=" .. expected .. " max_connections=50 reserved=3")
     t.match(r.stdout, "pid " .. pid .. " %(atlas_admin, atlas%-run, 127%.0%.0%.1/32%) idle in transaction")
     t.match(r.stdout, "headroom=" .. (47 - tonumber(expected)) .. " of 47 usable connections")
-    local from_us = tonumber(pg.psql(eu, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'atlas-run' AND backend_type = 'client backend'"))
+    local from_us = tonumber(
+        pg.psql(
+            eu,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'atlas-run' AND backend_type = 'client backend'"
+        )
+    )
     -- Ours (idle in transaction) plus the playbook's own, active while it looked.
-    t.match(r.stdout, string.format("%d from atlas%%-run as atlas_admin at 127%%.0%%.0%%.1 %%(active 1, idle 0, idle in transaction 1%%)", from_us + 1))
+    t.match(
+        r.stdout,
+        string.format(
+            "%d from atlas%%-run as atlas_admin at 127%%.0%%.0%%.1 %%(active 1, idle 0, idle in transaction 1%%)",
+            from_us + 1
+        )
+    )
     r = t.run { DIAG_POOL, "target=" .. eu.conninfo, "critical_headroom_percent=99" }
     t.eq(r.code, 5, "critical below the headroom threshold:\n" .. r.stdout)
 end)
@@ -169,8 +203,10 @@ end)
 
 t.case("a wrong password fails with 28P01 and shows the password nowhere", function()
     local password = "Wr0ng-Passw0rd-71"
-    local events, ok, err = t.capture(sql.connect, { host = "127.0.0.1", port = eu.port, dbname = "atlas",
-        user = "atlas_pw", password = password })
+    local events, ok, err = t.capture(
+        sql.connect,
+        { host = "127.0.0.1", port = eu.port, dbname = "atlas", user = "atlas_pw", password = password }
+    )
     t.eq(ok, false)
     t.eq(err.kind, "sql")
     t.eq(err.sqlstate, "28P01")
@@ -185,25 +221,37 @@ t.case("a wrong password fails with 28P01 and shows the password nowhere", funct
     t.no_match(tostring(err), password)
     t.no_match(json.encode(events), password)
     -- The right one works.
-    local good <close> = sql.connect { host = "127.0.0.1", port = eu.port, dbname = "atlas", user = "atlas_pw",
-        password = "pw-Secret-42" }
+    local good <close> = sql.connect {
+        host = "127.0.0.1",
+        port = eu.port,
+        dbname = "atlas",
+        user = "atlas_pw",
+        password = "pw-Secret-42",
+    }
     t.eq(good:query("SELECT current_user AS u")[1].u, "atlas_pw")
 end)
 
 t.case("an unreachable host respects connect_timeout", function()
     -- A server that accepts TCP and never answers: libpq waits for the
     -- startup reply until the timeout.
-    local port = t.server { "python3", "-c", [[
+    local port = t.server {
+        "python3",
+        "-c",
+        [[
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64)
 held = []
 while True:
     held.append(s.accept()[0])
-]], "PORT" }
+]],
+        "PORT",
+    }
     local started = sys.monotime()
-    local ok, err = pcall(sql.connect, { host = "127.0.0.1", port = port, dbname = "atlas", user = "atlas_admin",
-        connect_timeout = 1 })
+    local ok, err = pcall(
+        sql.connect,
+        { host = "127.0.0.1", port = port, dbname = "atlas", user = "atlas_admin", connect_timeout = 1 }
+    )
     local elapsed = sys.monotime() - started
     t.eq(ok, false)
     t.eq(err.sqlstate, "08001")
@@ -236,16 +284,30 @@ t.case("a statement over its timeout is cancelled on the server", function()
     t.ok(sys.monotime() - started < 3, "returned promptly")
     t.eq(err.sqlstate, "57014")
     t.eq(err.timeout, true)
-    t.eq(pg.psql(eu, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)' AND state = 'active'"), "0")
+    t.eq(
+        pg.psql(eu, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)' AND state = 'active'"),
+        "0"
+    )
     t.eq(db:query("SELECT 3 AS three")[1].three, 3)
 end)
 
 t.case("Ctrl-C cancels the running query with PQcancel", function()
     local marker = "ctrl_c_" .. sys.getpid()
     local base = os.tmpname()
-    local pid = assert(sys.spawn({ t.binary(), "-e", string.format(
-        [[local db = require("atlas.sql").connect(%q); db:query("SELECT pg_sleep(30), '%s'::text")]], eu.conninfo, marker) },
-        { stdout = base .. ".out", stderr = base .. ".err", stdin = "/dev/null" }))
+    local pid = assert(
+        sys.spawn(
+            {
+                t.binary(),
+                "-e",
+                string.format(
+                    [[local db = require("atlas.sql").connect(%q); db:query("SELECT pg_sleep(30), '%s'::text")]],
+                    eu.conninfo,
+                    marker
+                ),
+            },
+            { stdout = base .. ".out", stderr = base .. ".err", stdin = "/dev/null" }
+        )
+    )
     t.defer(function()
         sys.kill(pid, "KILL")
         sys.wait(pid, true)
@@ -253,7 +315,9 @@ t.case("Ctrl-C cancels the running query with PQcancel", function()
         os.remove(base .. ".out")
         os.remove(base .. ".err")
     end)
-    local running_query = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%" .. marker .. "%' AND pid <> pg_backend_pid()"
+    local running_query = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%"
+        .. marker
+        .. "%' AND pid <> pg_backend_pid()"
     t.ok(pg.wait_for(function() return pg.psql(eu, running_query) == "1" end, 10), "query running")
     local started = sys.monotime()
     sys.kill(pid, "INT")
@@ -276,7 +340,9 @@ t.case("a parameter that is not a valid conninfo", function()
     t.no_match(tostring(err), "Secret%-Conn%-1")
     err = t.raises(function() sql.connect("host=127.0.0.1 port") end)
     t.eq(err.code, "conninfo")
-    err = t.raises(function() sql.connect(string.format("postgresql://u:Secret-Uri-2@127.0.0.1:%d/atlas?nope=1", eu.port)) end)
+    err = t.raises(
+        function() sql.connect(string.format("postgresql://u:Secret-Uri-2@127.0.0.1:%d/atlas?nope=1", eu.port)) end
+    )
     t.eq(err.code, "conninfo")
     t.no_match(tostring(err), "Secret%-Uri%-2")
     -- As a playbook parameter: a usage error before anything runs.
@@ -346,16 +412,24 @@ t.case("close is idempotent, <close> closes, a closed connection raises", functi
     db:close()
     db:close()
     t.raises(function() db:query("SELECT 1") end, "closed")
-    t.ok(pg.wait_for(function()
-        return pg.psql(eu, "SELECT count(*) FROM pg_stat_activity WHERE pid = " .. pid) == "0"
-    end, 5), "backend gone")
+    t.ok(
+        pg.wait_for(
+            function() return pg.psql(eu, "SELECT count(*) FROM pg_stat_activity WHERE pid = " .. pid) == "0" end,
+            5
+        ),
+        "backend gone"
+    )
     do
         local scoped <close> = connect(eu)
         pid = scoped:info().backend_pid
     end
-    t.ok(pg.wait_for(function()
-        return pg.psql(eu, "SELECT count(*) FROM pg_stat_activity WHERE pid = " .. pid) == "0"
-    end, 5), "<close> closed it")
+    t.ok(
+        pg.wait_for(
+            function() return pg.psql(eu, "SELECT count(*) FROM pg_stat_activity WHERE pid = " .. pid) == "0" end,
+            5
+        ),
+        "<close> closed it"
+    )
 end)
 
 t.case("application_name, sslmode default and query events", function()
@@ -364,9 +438,7 @@ t.case("application_name, sslmode default and query events", function()
     local events = t.capture(function() db:query("SELECT $1::int AS x", 5) end)
     local call
     for _, e in ipairs(events) do
-        if e.type == "call" then
-            call = e
-        end
+        if e.type == "call" then call = e end
     end
     t.eq(call.module, "sql")
     t.eq(call.op, "query")
@@ -375,13 +447,26 @@ t.case("application_name, sslmode default and query events", function()
     t.ok(type(call.duration_ms) == "number")
     -- A host name that is not loopback gets sslmode=require: hostaddr sends
     -- it to the test server, which has no SSL, so libpq refuses.
-    local err = t.raises(function()
-        sql.connect { host = "db.example.com", hostaddr = "127.0.0.1", port = eu.port, dbname = "atlas",
-            user = "atlas_admin" }
-    end)
+    local err = t.raises(
+        function()
+            sql.connect {
+                host = "db.example.com",
+                hostaddr = "127.0.0.1",
+                port = eu.port,
+                dbname = "atlas",
+                user = "atlas_admin",
+            }
+        end
+    )
     t.match(err.message, "SSL was required")
-    local plain <close> = sql.connect { host = "db.example.com", hostaddr = "127.0.0.1", port = eu.port,
-        dbname = "atlas", user = "atlas_admin", sslmode = "disable" }
+    local plain <close> = sql.connect {
+        host = "db.example.com",
+        hostaddr = "127.0.0.1",
+        port = eu.port,
+        dbname = "atlas",
+        user = "atlas_admin",
+        sslmode = "disable",
+    }
     t.eq(plain:info().ssl, false)
 end)
 
@@ -400,7 +485,8 @@ t.case("flyway history and replication helpers read the primary", function()
     local stats = replication.replication_stats(db)
     t.ok(#stats >= 1, "walsenders listed")
     t.eq(replication.flyway_history(connect(us)) ~= nil, true)
-    local missing <close> = sql.connect(string.format("host=127.0.0.1 port=%d dbname=postgres user=atlas_admin", eu.port))
+    local missing <close> =
+        sql.connect(string.format("host=127.0.0.1 port=%d dbname=postgres user=atlas_admin", eu.port))
     t.eq(replication.flyway_history(missing), nil)
 end)
 
@@ -408,8 +494,12 @@ t.case("password_secret reads the password from Secrets Manager (moto) and shows
     -- atlas.aws pointed at a fresh moto_server, as tests/support/moto_world.lua does.
     local wire = require "atlas.aws.wire"
     local credentials = require "atlas.aws.credentials"
-    local env = { AWS_ENDPOINT_URL = t.moto(), AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing",
-        AWS_EC2_METADATA_DISABLED = "true" }
+    local env = {
+        AWS_ENDPOINT_URL = t.moto(),
+        AWS_ACCESS_KEY_ID = "testing",
+        AWS_SECRET_ACCESS_KEY = "testing",
+        AWS_EC2_METADATA_DISABLED = "true",
+    }
     local saved_wire, saved_credentials = wire.getenv, credentials.getenv
     wire.getenv = function(k) return env[k] end
     credentials.getenv = function(k) return env[k] end
@@ -418,11 +508,20 @@ t.case("password_secret reads the password from Secrets Manager (moto) and shows
         wire.getenv, credentials.getenv = saved_wire, saved_credentials
         credentials.reset()
     end)
-    require("atlas.aws").call { service = "secretsmanager", action = "CreateSecret", region = "eu-west-1",
-        params = { Name = "atlas-db-master-password", SecretString = "pw-Secret-42" } }
+    require("atlas.aws").call {
+        service = "secretsmanager",
+        action = "CreateSecret",
+        region = "eu-west-1",
+        params = { Name = "atlas-db-master-password", SecretString = "pw-Secret-42" },
+    }
 
-    local spec = { host = "127.0.0.1", port = eu.port, dbname = "atlas", user = "atlas_pw",
-        password_secret = "atlas-db-master-password" }
+    local spec = {
+        host = "127.0.0.1",
+        port = eu.port,
+        dbname = "atlas",
+        user = "atlas_pw",
+        password_secret = "atlas-db-master-password",
+    }
     local events, ok, db = t.capture(sql.connect, spec)
     t.ok(ok, tostring(db))
     t.eq(db:query("SELECT current_user AS u")[1].u, "atlas_pw")

@@ -17,9 +17,7 @@ end
 local function mutating_calls(world)
     local n = 0
     for _, c in ipairs(world.calls) do
-        if c.module == "aws" and runtime.is_mutating(c.service, c.action) then
-            n = n + 1
-        end
+        if c.module == "aws" and runtime.is_mutating(c.service, c.action) then n = n + 1 end
     end
     return n
 end
@@ -77,8 +75,11 @@ t.case("failing over the default backup region moves the default record too", fu
     world:set_service("us-east-1", { running = 0 })
     world:set_endpoint("us-east-1", { status = 503 })
     local before = by_identifier(world:snapshot().api_records)
-    local result = t.run_playbook(PLAYBOOK, { failed_region = "us-east-1", backup_region = "eu-west-1" },
-        { world = world })
+    local result = t.run_playbook(
+        PLAYBOOK,
+        { failed_region = "us-east-1", backup_region = "eu-west-1" },
+        { world = world }
+    )
     t.eq(result.status, "ok", tostring(result.error))
     local after = by_identifier(world:snapshot().api_records)
     t.eq(after["us-east-1"].value, "eu-west-1.atlas-crm.com")
@@ -97,7 +98,10 @@ t.case("a backup that never stabilises times out with a clear error", function()
     t.eq(result.step, "wait for backup region to be stable")
     t.eq(result.error.kind, "timeout")
     t.match(tostring(result.error), 'step "wait for backup region to be stable"')
-    t.match(tostring(result.error), "ecs DescribeServices %(us%-east%-1%): timeout: gave up waiting for ECS services stable in us%-east%-1 %(atlas%-crm%-production%-service%-us%-east%-1%) after 600 s")
+    t.match(
+        tostring(result.error),
+        "ecs DescribeServices %(us%-east%-1%): timeout: gave up waiting for ECS services stable in us%-east%-1 %(atlas%-crm%-production%-service%-us%-east%-1%) after 600 s"
+    )
     t.match(tostring(result.error), "last: us%-east%-1: %d+/10 running")
     t.ok(world:now() - started >= 600, "waited the full timeout in virtual time")
 end)
@@ -145,8 +149,10 @@ t.case("a second run changes nothing in DNS and says so", function()
 end)
 
 t.case("failed and backup regions must differ", function()
-    t.raises(function() t.run_playbook(PLAYBOOK, { backup_region = "eu-west-1" }) end,
-        "failed_region and backup_region must differ")
+    t.raises(
+        function() t.run_playbook(PLAYBOOK, { backup_region = "eu-west-1" }) end,
+        "failed_region and backup_region must differ"
+    )
 end)
 
 t.case("a database failure (service up, health failing) is flagged as such", function()
@@ -154,9 +160,7 @@ t.case("a database failure (service up, health failing) is flagged as such", fun
     t.eq(result.status, "ok", tostring(result.error))
     local flagged = false
     for _, e in ipairs(events) do
-        if e.type == "log" and e.level == "warn" and e.message:find("may be a database failure") then
-            flagged = true
-        end
+        if e.type == "log" and e.level == "warn" and e.message:find("may be a database failure") then flagged = true end
     end
     t.ok(flagged, "the run warns that this looks like a database failure")
 end)

@@ -38,7 +38,8 @@ t.case("DescribeServices has the boto3 shape: arrays, numbers, the service's con
     t.match(s.events[1].message, "has reached a steady state")
     t.eq(s.deploymentConfiguration.minimumHealthyPercent, 100)
     t.eq(s.tags, nil)
-    local tagged = w:aws_invoke("ecs", "DescribeServices", U, { cluster = CLUSTER, services = { SERVICE }, include = { "TAGS" } })
+    local tagged =
+        w:aws_invoke("ecs", "DescribeServices", U, { cluster = CLUSTER, services = { SERVICE }, include = { "TAGS" } })
     t.eq(tagged.services[1].tags[1], { key = "Environment", value = "production" })
 end)
 
@@ -46,16 +47,27 @@ t.case("DescribeServices reports an unknown service as a MISSING failure, an unk
     local w = World.new {}
     local r = w:aws_invoke("ecs", "DescribeServices", U, { cluster = CLUSTER, services = { SERVICE, "ghost" } })
     t.eq(#r.services, 1)
-    t.eq(r.failures, { { arn = "arn:aws:ecs:us-east-1:123456789012:service/" .. CLUSTER .. "/ghost", reason = "MISSING" } })
+    t.eq(
+        r.failures,
+        { { arn = "arn:aws:ecs:us-east-1:123456789012:service/" .. CLUSTER .. "/ghost", reason = "MISSING" } }
+    )
     -- ARNs are accepted where names are.
-    r = w:aws_invoke("ecs", "DescribeServices", U, { cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/" .. CLUSTER,
-                                                      services = { r.services[1].serviceArn } })
+    r = w:aws_invoke(
+        "ecs",
+        "DescribeServices",
+        U,
+        { cluster = "arn:aws:ecs:us-east-1:123456789012:cluster/" .. CLUSTER, services = { r.services[1].serviceArn } }
+    )
     t.eq(r.services[1].serviceName, SERVICE)
-    t.raises(function() w:aws_invoke("ecs", "DescribeServices", U, { cluster = "nope", services = { SERVICE } }) end,
-        "ClusterNotFoundException: Cluster not found.")
+    t.raises(
+        function() w:aws_invoke("ecs", "DescribeServices", U, { cluster = "nope", services = { SERVICE } }) end,
+        "ClusterNotFoundException: Cluster not found."
+    )
     -- Each region only knows its own cluster.
-    t.raises(function() w:aws_invoke("ecs", "DescribeServices", E, { cluster = CLUSTER, services = { SERVICE } }) end,
-        "ClusterNotFoundException")
+    t.raises(
+        function() w:aws_invoke("ecs", "DescribeServices", E, { cluster = CLUSTER, services = { SERVICE } }) end,
+        "ClusterNotFoundException"
+    )
 end)
 
 t.case("UpdateService errors: unknown service, negative count, unknown task definition", function()
@@ -98,7 +110,10 @@ t.case("a new deployment replaces tasks one by one and collapses to one PRIMARY 
     t.eq(s.deployments[1].status, "PRIMARY")
     t.eq(s.deployments[1].rolloutState, "IN_PROGRESS")
     t.eq(s.deployments[2].status, "ACTIVE")
-    t.eq(s.deployments[1].taskDefinition, "arn:aws:ecs:us-east-1:123456789012:task-definition/atlas-crm-production-us-east-1:13")
+    t.eq(
+        s.deployments[1].taskDefinition,
+        "arn:aws:ecs:us-east-1:123456789012:task-definition/atlas-crm-production-us-east-1:13"
+    )
     w:advance(30)
     local d = describe(w)
     t.eq({ d.deployments[1].runningCount, d.deployments[2].runningCount }, { 1, 1 })
@@ -155,26 +170,38 @@ t.case("task definitions: families with revisions 1..14, container app, paging",
     t.eq(#page1.taskDefinitionArns, 10)
     t.match(page1.taskDefinitionArns[1], "us%-east%-1:14$")
     t.ok(page1.nextToken)
-    local page2 = w:aws_invoke("ecs", "ListTaskDefinitions", U, { sort = "DESC", maxResults = 10, nextToken = page1.nextToken })
+    local page2 =
+        w:aws_invoke("ecs", "ListTaskDefinitions", U, { sort = "DESC", maxResults = 10, nextToken = page1.nextToken })
     t.eq(#page2.taskDefinitionArns, 4)
     t.match(page2.taskDefinitionArns[4], "us%-east%-1:1$")
-    local td = w:aws_invoke("ecs", "DescribeTaskDefinition", U, { taskDefinition = "atlas-crm-production-us-east-1" }).taskDefinition
+    local td =
+        w:aws_invoke("ecs", "DescribeTaskDefinition", U, { taskDefinition = "atlas-crm-production-us-east-1" }).taskDefinition
     t.eq({ td.family, td.revision, td.containerDefinitions[1].name }, { "atlas-crm-production-us-east-1", 14, "app" })
     t.eq(td.containerDefinitions[1].logConfiguration.options["awslogs-group"], "/ecs/atlas-crm-production-us-east-1")
-    td = w:aws_invoke("ecs", "DescribeTaskDefinition", U, { taskDefinition = "atlas-crm-production-us-east-1:3" }).taskDefinition
+    td =
+        w:aws_invoke("ecs", "DescribeTaskDefinition", U, { taskDefinition = "atlas-crm-production-us-east-1:3" }).taskDefinition
     t.eq(td.revision, 3)
-    t.raises(function() w:aws_invoke("ecs", "DescribeTaskDefinition", U, { taskDefinition = "nope:1" }) end, "ClientException")
+    t.raises(
+        function() w:aws_invoke("ecs", "DescribeTaskDefinition", U, { taskDefinition = "nope:1" }) end,
+        "ClientException"
+    )
 end)
 
 t.case("DescribeClusters and ListServices", function()
     local w = World.new {}
-    local r = w:aws_invoke("ecs", "DescribeClusters", E, { clusters = { "atlas-crm-production-cluster-eu-west-1", "ghost" } })
+    local r =
+        w:aws_invoke("ecs", "DescribeClusters", E, { clusters = { "atlas-crm-production-cluster-eu-west-1", "ghost" } })
     t.eq(r.clusters[1].clusterName, "atlas-crm-production-cluster-eu-west-1")
     t.eq(r.clusters[1].runningTasksCount, 2)
     t.eq(r.clusters[1].activeServicesCount, 1)
     t.eq(r.failures[1].reason, "MISSING")
     local l = w:aws_invoke("ecs", "ListServices", E, { cluster = "atlas-crm-production-cluster-eu-west-1" })
-    t.eq(l.serviceArns, { "arn:aws:ecs:eu-west-1:123456789012:service/atlas-crm-production-cluster-eu-west-1/atlas-crm-production-service-eu-west-1" })
+    t.eq(
+        l.serviceArns,
+        {
+            "arn:aws:ecs:eu-west-1:123456789012:service/atlas-crm-production-cluster-eu-west-1/atlas-crm-production-service-eu-west-1",
+        }
+    )
 end)
 
 t.case("the autoscaling target holds the 2..10 bounds and moves the desired count into new bounds", function()
@@ -184,8 +211,12 @@ t.case("the autoscaling target holds the 2..10 bounds and moves the desired coun
     t.eq({ r.ScalableTargets[1].MinCapacity, r.ScalableTargets[1].MaxCapacity }, { 2, 10 })
     t.eq(r.ScalableTargets[1].ResourceId, "service/" .. CLUSTER .. "/" .. SERVICE)
     w:aws_invoke("application-autoscaling", "RegisterScalableTarget", U, {
-        ServiceNamespace = "ecs", ResourceId = "service/" .. CLUSTER .. "/" .. SERVICE,
-        ScalableDimension = "ecs:service:DesiredCount", MinCapacity = 6, MaxCapacity = 20 })
+        ServiceNamespace = "ecs",
+        ResourceId = "service/" .. CLUSTER .. "/" .. SERVICE,
+        ScalableDimension = "ecs:service:DesiredCount",
+        MinCapacity = 6,
+        MaxCapacity = 20,
+    })
     t.eq(describe(w).desiredCount, 6)
 end)
 
@@ -205,9 +236,9 @@ t.case("the ECS waiter times out on a stalled service", function()
     w:stall_service(U)
     local ecs = require "atlas.ecs"
     ecs.update_service { region = U, cluster = CLUSTER, service = SERVICE, desiredCount = 10 }
-    local err = t.raises(function()
-        ecs.wait_stable { region = U, cluster = CLUSTER, services = { SERVICE }, timeout = 300 }
-    end)
+    local err = t.raises(
+        function() ecs.wait_stable { region = U, cluster = CLUSTER, services = { SERVICE }, timeout = 300 } end
+    )
     t.eq(err.kind, "timeout")
     t.eq(describe(w).runningCount, 2)
 end)

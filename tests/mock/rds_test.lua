@@ -11,17 +11,17 @@ local function db(w, id, region)
     return w:aws_invoke("rds", "DescribeDBInstances", region or E, { DBInstanceIdentifier = id }).DBInstances[1]
 end
 
-local function call(w, action, params, region)
-    return w:aws_invoke("rds", action, region or E, params)
-end
+local function call(w, action, params, region) return w:aws_invoke("rds", action, region or E, params) end
 
 t.case("eu-west-1 holds the primary, its read replica and the two snapshots", function()
     local w = World.new {}
     local list = call(w, "DescribeDBInstances", {}).DBInstances
     t.eq(#list, 2)
     local p = db(w, PRIMARY)
-    t.eq({ p.DBName, p.MasterUsername, p.EngineVersion:match("^15"), p.Endpoint.Port, p.MultiAZ },
-        { "atlas", "atlas_admin", "15", 5432, true })
+    t.eq(
+        { p.DBName, p.MasterUsername, p.EngineVersion:match("^15"), p.Endpoint.Port, p.MultiAZ },
+        { "atlas", "atlas_admin", "15", 5432, true }
+    )
     t.eq(p.ReadReplicaDBInstanceIdentifiers, { REPLICA })
     t.match(p.Endpoint.Address, "^atlas%-production%-db%-eu%-west%-1%..+%.eu%-west%-1%.rds%.amazonaws%.com$")
     t.match(p.InstanceCreateTime, "^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$")
@@ -29,12 +29,17 @@ t.case("eu-west-1 holds the primary, its read replica and the two snapshots", fu
     t.eq(r.ReadReplicaSourceDBInstanceIdentifier, PRIMARY)
     t.eq(r.StatusInfos[1].Status, "replicating")
     local snaps = call(w, "DescribeDBSnapshots", {}).DBSnapshots
-    t.eq({ snaps[1].DBSnapshotIdentifier, snaps[2].DBSnapshotIdentifier },
-        { "atlas-production-snapshot-latest", "atlas-production-snapshot-before-migration" })
+    t.eq(
+        { snaps[1].DBSnapshotIdentifier, snaps[2].DBSnapshotIdentifier },
+        { "atlas-production-snapshot-latest", "atlas-production-snapshot-before-migration" }
+    )
     t.eq(snaps[1].Status, "available")
     t.eq(snaps[1].DBInstanceIdentifier, PRIMARY)
     t.eq(#call(w, "DescribeDBSnapshots", {}, "us-east-1").DBSnapshots, 0)
-    t.eq(#call(w, "DescribeDBInstances", { Filters = { { Name = "db-instance-id", Values = { REPLICA } } } }).DBInstances, 1)
+    t.eq(
+        #call(w, "DescribeDBInstances", { Filters = { { Name = "db-instance-id", Values = { REPLICA } } } }).DBInstances,
+        1
+    )
 end)
 
 t.case("unknown instances and snapshots raise the RDS not-found codes", function()
@@ -56,9 +61,14 @@ t.case("a reboot with failover: rebooting, then available with the zones swapped
     w:advance(30)
     local after = db(w, PRIMARY)
     t.eq(after.DBInstanceStatus, "available")
-    t.eq({ after.AvailabilityZone, after.SecondaryAvailabilityZone }, { before.SecondaryAvailabilityZone, before.AvailabilityZone })
-    t.raises(function() call(w, "RebootDBInstance", { DBInstanceIdentifier = REPLICA, ForceFailover = true }) end,
-        "InvalidParameterCombination")
+    t.eq(
+        { after.AvailabilityZone, after.SecondaryAvailabilityZone },
+        { before.SecondaryAvailabilityZone, before.AvailabilityZone }
+    )
+    t.raises(
+        function() call(w, "RebootDBInstance", { DBInstanceIdentifier = REPLICA, ForceFailover = true }) end,
+        "InvalidParameterCombination"
+    )
 end)
 
 t.case("promoting the replica: modifying, then a standalone available instance", function()
@@ -79,43 +89,82 @@ end)
 
 t.case("a snapshot is creating, then available; a duplicate name is refused", function()
     local w = World.new {}
-    local s = call(w, "CreateDBSnapshot", { DBInstanceIdentifier = PRIMARY, DBSnapshotIdentifier = "drill-1" }).DBSnapshot
+    local s =
+        call(w, "CreateDBSnapshot", { DBInstanceIdentifier = PRIMARY, DBSnapshotIdentifier = "drill-1" }).DBSnapshot
     t.eq({ s.Status, s.PercentProgress, s.SnapshotType }, { "creating", 0, "manual" })
-    t.raises(function() call(w, "CreateDBSnapshot", { DBInstanceIdentifier = PRIMARY, DBSnapshotIdentifier = "drill-1" }) end,
-        "DBSnapshotAlreadyExists")
+    t.raises(
+        function() call(w, "CreateDBSnapshot", { DBInstanceIdentifier = PRIMARY, DBSnapshotIdentifier = "drill-1" }) end,
+        "DBSnapshotAlreadyExists"
+    )
     w:advance(239)
     t.eq(call(w, "DescribeDBSnapshots", { DBSnapshotIdentifier = "drill-1" }).DBSnapshots[1].Status, "creating")
     w:advance(1)
     local found = call(w, "DescribeDBSnapshots", { DBSnapshotIdentifier = "drill-1" }).DBSnapshots[1]
     t.eq({ found.Status, found.PercentProgress }, { "available", 100 })
-    t.eq(call(w, "DescribeDBSnapshots", { DBInstanceIdentifier = PRIMARY }).DBSnapshots[1].DBSnapshotIdentifier, "drill-1")
+    t.eq(
+        call(w, "DescribeDBSnapshots", { DBInstanceIdentifier = PRIMARY }).DBSnapshots[1].DBSnapshotIdentifier,
+        "drill-1"
+    )
 end)
 
 t.case("restoring from a snapshot creates a new instance that becomes available", function()
     local w = World.new {}
-    local r = call(w, "RestoreDBInstanceFromDBSnapshot", { DBInstanceIdentifier = "atlas-restore-test",
-        DBSnapshotIdentifier = "atlas-production-snapshot-before-migration" }).DBInstance
+    local r = call(
+        w,
+        "RestoreDBInstanceFromDBSnapshot",
+        {
+            DBInstanceIdentifier = "atlas-restore-test",
+            DBSnapshotIdentifier = "atlas-production-snapshot-before-migration",
+        }
+    ).DBInstance
     t.eq(r.DBInstanceStatus, "creating")
     t.eq(r.DBInstanceClass, "db.r6g.xlarge")
-    t.raises(function() call(w, "RestoreDBInstanceFromDBSnapshot", { DBInstanceIdentifier = PRIMARY,
-        DBSnapshotIdentifier = "atlas-production-snapshot-latest" }) end, "DBInstanceAlreadyExists")
-    t.raises(function() call(w, "RestoreDBInstanceFromDBSnapshot", { DBInstanceIdentifier = "x",
-        DBSnapshotIdentifier = "ghost" }) end, "DBSnapshotNotFound")
+    t.raises(
+        function()
+            call(
+                w,
+                "RestoreDBInstanceFromDBSnapshot",
+                { DBInstanceIdentifier = PRIMARY, DBSnapshotIdentifier = "atlas-production-snapshot-latest" }
+            )
+        end,
+        "DBInstanceAlreadyExists"
+    )
+    t.raises(
+        function()
+            call(w, "RestoreDBInstanceFromDBSnapshot", {
+                DBInstanceIdentifier = "x",
+                DBSnapshotIdentifier = "ghost",
+            })
+        end,
+        "DBSnapshotNotFound"
+    )
     w:advance(600)
     t.eq(db(w, "atlas-restore-test").DBInstanceStatus, "available")
 end)
 
 t.case("ModifyDBInstance: pending without ApplyImmediately, applied after modifying with it", function()
     local w = World.new {}
-    local r = call(w, "ModifyDBInstance", { DBInstanceIdentifier = PRIMARY, DBInstanceClass = "db.r6g.2xlarge" }).DBInstance
+    local r =
+        call(w, "ModifyDBInstance", { DBInstanceIdentifier = PRIMARY, DBInstanceClass = "db.r6g.2xlarge" }).DBInstance
     t.eq(r.DBInstanceStatus, "available")
     t.eq(r.PendingModifiedValues, { DBInstanceClass = "db.r6g.2xlarge" })
-    r = call(w, "ModifyDBInstance", { DBInstanceIdentifier = "atlas-production-db-us-east-1", DBInstanceClass = "db.r6g.2xlarge",
-        ApplyImmediately = true }, "us-east-1").DBInstance
+    r = call(
+        w,
+        "ModifyDBInstance",
+        {
+            DBInstanceIdentifier = "atlas-production-db-us-east-1",
+            DBInstanceClass = "db.r6g.2xlarge",
+            ApplyImmediately = true,
+        },
+        "us-east-1"
+    ).DBInstance
     t.eq(r.DBInstanceStatus, "modifying")
     w:advance(60)
     local after = db(w, "atlas-production-db-us-east-1", "us-east-1")
-    t.eq({ after.DBInstanceStatus, after.DBInstanceClass, after.PendingModifiedValues }, { "available", "db.r6g.2xlarge", {} })
+    t.eq(
+        { after.DBInstanceStatus, after.DBInstanceClass, after.PendingModifiedValues },
+        { "available", "db.r6g.2xlarge", {} }
+    )
 end)
 
 t.case("renaming the promoted replica to the primary's name gives the application its database back", function()
@@ -125,19 +174,46 @@ t.case("renaming the promoted replica to the primary's name gives the applicatio
     call(w, "PromoteReadReplica", { DBInstanceIdentifier = REPLICA })
     w:advance(120)
     -- The failed instance cannot be renamed; it is deleted (protection first).
-    t.raises(function()
-        call(w, "ModifyDBInstance", { DBInstanceIdentifier = PRIMARY, NewDBInstanceIdentifier = PRIMARY .. "-failed", ApplyImmediately = true })
-    end, "InvalidDBInstanceState")
-    t.raises(function() call(w, "DeleteDBInstance", { DBInstanceIdentifier = PRIMARY, SkipFinalSnapshot = true }) end,
-        "protected")
+    t.raises(
+        function()
+            call(
+                w,
+                "ModifyDBInstance",
+                {
+                    DBInstanceIdentifier = PRIMARY,
+                    NewDBInstanceIdentifier = PRIMARY .. "-failed",
+                    ApplyImmediately = true,
+                }
+            )
+        end,
+        "InvalidDBInstanceState"
+    )
+    t.raises(
+        function() call(w, "DeleteDBInstance", { DBInstanceIdentifier = PRIMARY, SkipFinalSnapshot = true }) end,
+        "protected"
+    )
     call(w, "ModifyDBInstance", { DBInstanceIdentifier = PRIMARY, DeletionProtection = false, ApplyImmediately = true })
-    t.eq(call(w, "DeleteDBInstance", { DBInstanceIdentifier = PRIMARY, SkipFinalSnapshot = true }).DBInstance.DBInstanceStatus, "deleting")
-    t.raises(function()
-        call(w, "ModifyDBInstance", { DBInstanceIdentifier = REPLICA, NewDBInstanceIdentifier = PRIMARY, ApplyImmediately = true })
-    end, "DBInstanceAlreadyExists")
+    t.eq(
+        call(w, "DeleteDBInstance", { DBInstanceIdentifier = PRIMARY, SkipFinalSnapshot = true }).DBInstance.DBInstanceStatus,
+        "deleting"
+    )
+    t.raises(
+        function()
+            call(
+                w,
+                "ModifyDBInstance",
+                { DBInstanceIdentifier = REPLICA, NewDBInstanceIdentifier = PRIMARY, ApplyImmediately = true }
+            )
+        end,
+        "DBInstanceAlreadyExists"
+    )
     w:advance(180)
     t.raises(function() db(w, PRIMARY) end, "DBInstanceNotFound")
-    local r = call(w, "ModifyDBInstance", { DBInstanceIdentifier = REPLICA, NewDBInstanceIdentifier = PRIMARY, ApplyImmediately = true }).DBInstance
+    local r = call(
+        w,
+        "ModifyDBInstance",
+        { DBInstanceIdentifier = REPLICA, NewDBInstanceIdentifier = PRIMARY, ApplyImmediately = true }
+    ).DBInstance
     t.eq(r.DBInstanceStatus, "renaming")
     t.eq(r.DBInstanceIdentifier, PRIMARY)
     w:advance(60)

@@ -14,8 +14,10 @@ t.case("the master password appears nowhere in any output", function()
     local dir = t.tmpdir()
     for _, format in ipairs({ "text", "json" }) do
         local report = dir .. "/report-" .. format .. ".md"
-        local r = t.run({ "--mock", "--dry-run", "--log-format", format, "--report", report,
-            "tests/fixtures/playbooks/leaky.lua" }, { env = { ATLAS_STATE_DIR = dir } })
+        local r = t.run(
+            { "--mock", "--dry-run", "--log-format", format, "--report", report, "tests/fixtures/playbooks/leaky.lua" },
+            { env = { ATLAS_STATE_DIR = dir } }
+        )
         t.eq(r.code, 1, r.stderr)
         local everything = r.stdout .. r.stderr .. (t.read_file(report) or "")
         t.no_match(everything, secret, format .. " output")

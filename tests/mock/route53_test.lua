@@ -17,9 +17,7 @@ end
 local function api_records(w)
     local out = {}
     for _, r in ipairs(all_records(w)) do
-        if r.Name == "api.atlas-crm.com." then
-            out[r.SetIdentifier] = r
-        end
+        if r.Name == "api.atlas-crm.com." then out[r.SetIdentifier] = r end
     end
     return out
 end
@@ -34,7 +32,9 @@ end
 
 local function change(w, changes)
     return w:aws_invoke("route53", "ChangeResourceRecordSets", G, {
-        HostedZoneId = zone_id(w), ChangeBatch = { Comment = "test", Changes = changes } })
+        HostedZoneId = zone_id(w),
+        ChangeBatch = { Comment = "test", Changes = changes },
+    })
 end
 
 t.case("the public zone atlas-crm.com is found by name", function()
@@ -61,8 +61,13 @@ t.case("api.atlas-crm.com has the geolocation records of the reference environme
     local records = api_records(w)
     local function expect(id, location, region)
         t.eq(records[id], {
-            Name = "api.atlas-crm.com.", Type = "CNAME", SetIdentifier = id, GeoLocation = location, TTL = 60,
-            ResourceRecords = { { Value = region .. ".atlas-crm.com" } }, HealthCheckId = hc[region],
+            Name = "api.atlas-crm.com.",
+            Type = "CNAME",
+            SetIdentifier = id,
+            GeoLocation = location,
+            TTL = 60,
+            ResourceRecords = { { Value = region .. ".atlas-crm.com" } },
+            HealthCheckId = hc[region],
         }, id)
     end
     expect("eu-west-1", { ContinentCode = "EU" }, "eu-west-1")
@@ -76,8 +81,10 @@ t.case("each regional name is a CNAME (TTL 60) to its load balancer", function()
     for _, r in ipairs(all_records(w)) do
         local region = r.Name:match("^([a-z0-9-]+)%.atlas%-crm%.com%.$")
         if region and region ~= "api" then
-            t.eq({ r.Type, r.TTL, r.ResourceRecords[1].Value },
-                { "CNAME", 60, "atlas-crm-production-alb-" .. region .. "." .. region .. ".elb.amazonaws.com" })
+            t.eq(
+                { r.Type, r.TTL, r.ResourceRecords[1].Value },
+                { "CNAME", 60, "atlas-crm-production-alb-" .. region .. "." .. region .. ".elb.amazonaws.com" }
+            )
         end
     end
 end)
@@ -95,28 +102,54 @@ t.case("ListResourceRecordSets pages with NextRecordName/Type/Identifier and a s
         for _, rec in ipairs(r.ResourceRecordSets) do
             seen[#seen + 1] = rec
         end
-        params = { HostedZoneId = id, MaxItems = "2", StartRecordName = r.NextRecordName,
-                   StartRecordType = r.NextRecordType, StartRecordIdentifier = r.NextRecordIdentifier }
+        params = {
+            HostedZoneId = id,
+            MaxItems = "2",
+            StartRecordName = r.NextRecordName,
+            StartRecordType = r.NextRecordType,
+            StartRecordIdentifier = r.NextRecordIdentifier,
+        }
     until not r.IsTruncated
     t.eq(seen, everything)
     -- Reversed-label order (com.atlas-crm.<label>): the apex NS and SOA first,
     -- then "ap-southeast-1" before "api" ('-' sorts before 'i').
     local names = {}
-    for i, r in ipairs(everything) do names[i] = r.Name .. " " .. r.Type .. " " .. (r.SetIdentifier or "") end
+    for i, r in ipairs(everything) do
+        names[i] = r.Name .. " " .. r.Type .. " " .. (r.SetIdentifier or "")
+    end
     t.eq(names, {
-        "atlas-crm.com. NS ", "atlas-crm.com. SOA ", "ap-southeast-1.atlas-crm.com. CNAME ",
-        "api.atlas-crm.com. CNAME ap-southeast-1", "api.atlas-crm.com. CNAME default",
-        "api.atlas-crm.com. CNAME eu-west-1", "api.atlas-crm.com. CNAME us-east-1",
-        "eu-west-1.atlas-crm.com. CNAME ", "us-east-1.atlas-crm.com. CNAME ",
+        "atlas-crm.com. NS ",
+        "atlas-crm.com. SOA ",
+        "ap-southeast-1.atlas-crm.com. CNAME ",
+        "api.atlas-crm.com. CNAME ap-southeast-1",
+        "api.atlas-crm.com. CNAME default",
+        "api.atlas-crm.com. CNAME eu-west-1",
+        "api.atlas-crm.com. CNAME us-east-1",
+        "eu-west-1.atlas-crm.com. CNAME ",
+        "us-east-1.atlas-crm.com. CNAME ",
     })
-    t.raises(function() w:aws_invoke("route53", "ListResourceRecordSets", G, { HostedZoneId = id, StartRecordType = "A" }) end,
-        "InvalidInput")
+    t.raises(
+        function() w:aws_invoke("route53", "ListResourceRecordSets", G, { HostedZoneId = id, StartRecordType = "A" }) end,
+        "InvalidInput"
+    )
 end)
 
 t.case("a change is PENDING, then INSYNC about 60 s later", function()
     local w = World.new {}
-    local info = change(w, { { Action = "UPSERT", ResourceRecordSet = {
-        Name = "status.atlas-crm.com", Type = "CNAME", TTL = 300, ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } } } } }).ChangeInfo
+    local info = change(
+        w,
+        {
+            {
+                Action = "UPSERT",
+                ResourceRecordSet = {
+                    Name = "status.atlas-crm.com",
+                    Type = "CNAME",
+                    TTL = 300,
+                    ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } },
+                },
+            },
+        }
+    ).ChangeInfo
     t.eq(info.Status, "PENDING")
     t.match(info.Id, "^/change/C")
     t.eq(info.SubmittedAt, "2025-11-18T09:30:00.000Z")
@@ -138,8 +171,22 @@ t.case("the route53 waiter of atlas.route53 sees INSYNC in virtual time", functi
     local w = t.world()
     local route53 = require "atlas.route53"
     local zone = route53.find_zone { name = "atlas-crm.com" }
-    local info = route53.change_resource_record_sets { HostedZoneId = zone.Id, ChangeBatch = { Changes = { {
-        Action = "CREATE", ResourceRecordSet = { Name = "x.atlas-crm.com", Type = "A", TTL = 60, ResourceRecords = { { Value = "192.0.2.1" } } } } } } }.ChangeInfo
+    local info = route53.change_resource_record_sets {
+        HostedZoneId = zone.Id,
+        ChangeBatch = {
+            Changes = {
+                {
+                    Action = "CREATE",
+                    ResourceRecordSet = {
+                        Name = "x.atlas-crm.com",
+                        Type = "A",
+                        TTL = 60,
+                        ResourceRecords = { { Value = "192.0.2.1" } },
+                    },
+                },
+            },
+        },
+    }.ChangeInfo
     local started = w:now()
     t.eq(route53.wait_changed { Id = info.Id, delay = 10 }.Status, "INSYNC")
     t.ok(w:now() - started >= 60 and w:now() - started <= 70)
@@ -150,10 +197,32 @@ t.case("CREATE of an existing record and DELETE of an absent one are InvalidChan
     local records = api_records(w)
     local err = t.raises(function() change(w, { { Action = "CREATE", ResourceRecordSet = records["eu-west-1"] } }) end)
     t.eq({ err.code, err.status }, { "InvalidChangeBatch", 400 })
-    t.eq(err.message, "[Tried to create resource record set [name='api.atlas-crm.com.', type='CNAME', set-identifier='eu-west-1'] but it already exists]")
-    err = t.raises(function() change(w, { { Action = "DELETE", ResourceRecordSet = {
-        Name = "nothing.atlas-crm.com", Type = "A", TTL = 60, ResourceRecords = { { Value = "192.0.2.1" } } } } }) end)
-    t.eq(err.message, "[Tried to delete resource record set [name='nothing.atlas-crm.com.', type='A'] but it was not found]")
+    t.eq(
+        err.message,
+        "[Tried to create resource record set [name='api.atlas-crm.com.', type='CNAME', set-identifier='eu-west-1'] but it already exists]"
+    )
+    err = t.raises(
+        function()
+            change(
+                w,
+                {
+                    {
+                        Action = "DELETE",
+                        ResourceRecordSet = {
+                            Name = "nothing.atlas-crm.com",
+                            Type = "A",
+                            TTL = 60,
+                            ResourceRecords = { { Value = "192.0.2.1" } },
+                        },
+                    },
+                }
+            )
+        end
+    )
+    t.eq(
+        err.message,
+        "[Tried to delete resource record set [name='nothing.atlas-crm.com.', type='A'] but it was not found]"
+    )
     local wrong = records["eu-west-1"]
     wrong.TTL = 300
     err = t.raises(function() change(w, { { Action = "DELETE", ResourceRecordSet = wrong } }) end, "InvalidChangeBatch")
@@ -164,12 +233,15 @@ t.case("a failed batch changes nothing; a DELETE + CREATE batch is applied whole
     local w = World.new {}
     local before = all_records(w)
     local records = api_records(w)
-    t.raises(function()
-        change(w, {
-            { Action = "DELETE", ResourceRecordSet = records["eu-west-1"] },
-            { Action = "CREATE", ResourceRecordSet = records["us-east-1"] },
-        })
-    end, "already exists")
+    t.raises(
+        function()
+            change(w, {
+                { Action = "DELETE", ResourceRecordSet = records["eu-west-1"] },
+                { Action = "CREATE", ResourceRecordSet = records["us-east-1"] },
+            })
+        end,
+        "already exists"
+    )
     t.eq(all_records(w), before)
     local current = api_records(w)["eu-west-1"]
     local moved = api_records(w)["eu-west-1"]
@@ -185,31 +257,111 @@ end)
 t.case("conflicting record sets are refused: a second EU location, a CNAME beside an A, mixed routing", function()
     local w = World.new {}
     local hc = health_check_ids(w)
-    t.raises(function()
-        change(w, { { Action = "CREATE", ResourceRecordSet = {
-            Name = "api.atlas-crm.com", Type = "CNAME", SetIdentifier = "eu-west-1-failover", GeoLocation = { ContinentCode = "EU" },
-            TTL = 60, ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } }, HealthCheckId = hc["us-east-1"] } } })
-    end, "same GeoLocation")
-    t.raises(function()
-        change(w, { { Action = "CREATE", ResourceRecordSet = {
-            Name = "us-east-1.atlas-crm.com", Type = "A", TTL = 60, ResourceRecords = { { Value = "192.0.2.1" } } } } })
-    end, "conflicts with other records")
-    t.raises(function()
-        change(w, { { Action = "CREATE", ResourceRecordSet = {
-            Name = "api.atlas-crm.com", Type = "CNAME", TTL = 60, ResourceRecords = { { Value = "x.atlas-crm.com" } } } } })
-    end, "routing policy")
-    t.raises(function()
-        change(w, { { Action = "UPSERT", ResourceRecordSet = {
-            Name = "www.example.org", Type = "A", TTL = 60, ResourceRecords = { { Value = "192.0.2.1" } } } } })
-    end, "not permitted in zone")
-    t.raises(function()
-        change(w, { { Action = "UPSERT", ResourceRecordSet = { Name = "y.atlas-crm.com", Type = "A" } } })
-    end, "InvalidInput")
-    t.raises(function()
-        change(w, { { Action = "UPSERT", ResourceRecordSet = {
-            Name = "api.atlas-crm.com", Type = "CNAME", SetIdentifier = "eu-west-1", GeoLocation = { ContinentCode = "EU" },
-            TTL = 60, ResourceRecords = { { Value = "eu-west-1.atlas-crm.com" } }, HealthCheckId = "no-such-check" } } })
-    end, "NoSuchHealthCheck")
+    t.raises(
+        function()
+            change(
+                w,
+                {
+                    {
+                        Action = "CREATE",
+                        ResourceRecordSet = {
+                            Name = "api.atlas-crm.com",
+                            Type = "CNAME",
+                            SetIdentifier = "eu-west-1-failover",
+                            GeoLocation = { ContinentCode = "EU" },
+                            TTL = 60,
+                            ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } },
+                            HealthCheckId = hc["us-east-1"],
+                        },
+                    },
+                }
+            )
+        end,
+        "same GeoLocation"
+    )
+    t.raises(
+        function()
+            change(
+                w,
+                {
+                    {
+                        Action = "CREATE",
+                        ResourceRecordSet = {
+                            Name = "us-east-1.atlas-crm.com",
+                            Type = "A",
+                            TTL = 60,
+                            ResourceRecords = { { Value = "192.0.2.1" } },
+                        },
+                    },
+                }
+            )
+        end,
+        "conflicts with other records"
+    )
+    t.raises(
+        function()
+            change(
+                w,
+                {
+                    {
+                        Action = "CREATE",
+                        ResourceRecordSet = {
+                            Name = "api.atlas-crm.com",
+                            Type = "CNAME",
+                            TTL = 60,
+                            ResourceRecords = { { Value = "x.atlas-crm.com" } },
+                        },
+                    },
+                }
+            )
+        end,
+        "routing policy"
+    )
+    t.raises(
+        function()
+            change(
+                w,
+                {
+                    {
+                        Action = "UPSERT",
+                        ResourceRecordSet = {
+                            Name = "www.example.org",
+                            Type = "A",
+                            TTL = 60,
+                            ResourceRecords = { { Value = "192.0.2.1" } },
+                        },
+                    },
+                }
+            )
+        end,
+        "not permitted in zone"
+    )
+    t.raises(
+        function() change(w, { { Action = "UPSERT", ResourceRecordSet = { Name = "y.atlas-crm.com", Type = "A" } } }) end,
+        "InvalidInput"
+    )
+    t.raises(
+        function()
+            change(
+                w,
+                {
+                    {
+                        Action = "UPSERT",
+                        ResourceRecordSet = {
+                            Name = "api.atlas-crm.com",
+                            Type = "CNAME",
+                            SetIdentifier = "eu-west-1",
+                            GeoLocation = { ContinentCode = "EU" },
+                            TTL = 60,
+                            ResourceRecords = { { Value = "eu-west-1.atlas-crm.com" } },
+                            HealthCheckId = "no-such-check",
+                        },
+                    },
+                }
+            )
+        end,
+        "NoSuchHealthCheck"
+    )
     t.raises(function() change(w, { { Action = "REPLACE", ResourceRecordSet = {} } }) end, "InvalidInput")
 end)
 
@@ -236,12 +388,17 @@ t.case("health checks: HTTPS on R.atlas-crm.com /actuator/health, interval 30, t
     t.eq(list.Marker, "")
     for _, hc in ipairs(list.HealthChecks) do
         local c = hc.HealthCheckConfig
-        t.eq({ c.Type, c.ResourcePath, c.RequestInterval, c.FailureThreshold, c.Port },
-            { "HTTPS", "/actuator/health", 30, 3, 443 })
+        t.eq(
+            { c.Type, c.ResourcePath, c.RequestInterval, c.FailureThreshold, c.Port },
+            { "HTTPS", "/actuator/health", 30, 3, 443 }
+        )
         t.match(c.FullyQualifiedDomainName, "^[a-z0-9-]+%.atlas%-crm%.com$")
         t.eq(w:aws_invoke("route53", "GetHealthCheck", G, { HealthCheckId = hc.Id }).HealthCheck.Id, hc.Id)
     end
-    t.raises(function() w:aws_invoke("route53", "GetHealthCheck", G, { HealthCheckId = "nope" }) end, "NoSuchHealthCheck")
+    t.raises(
+        function() w:aws_invoke("route53", "GetHealthCheck", G, { HealthCheckId = "nope" }) end,
+        "NoSuchHealthCheck"
+    )
 end)
 
 t.case("health check observations follow the endpoint; the aggregate flips after 90 s", function()

@@ -58,8 +58,15 @@ t.case("eu-west-1-outage: service 0/2 and stuck, endpoint 503, health check fail
         t.eq(describe(w, region).runningCount, 2)
         t.eq(health_check_healthy(w, region), true)
     end
-    t.eq(#w:aws_invoke("logs", "FilterLogEvents", E, { logGroupName = "/ecs/atlas-crm-production-eu-west-1",
-        filterPattern = "ERROR" }).events, 5)
+    t.eq(
+        #w:aws_invoke(
+            "logs",
+            "FilterLogEvents",
+            E,
+            { logGroupName = "/ecs/atlas-crm-production-eu-west-1", filterPattern = "ERROR" }
+        ).events,
+        5
+    )
     -- EU clients already resolve to the default record.
     t.eq(require("atlas.mock.route53").resolve_region(w, "api.atlas-crm.com", "EU"), U)
 end)
@@ -78,9 +85,17 @@ t.case("eu-west-1-db-failure: the primary failed, the replica is available, the 
     t.eq(r.status, 503)
     t.match(r.body, '"db":{"status":"DOWN"}')
     t.eq(health_check_healthy(w, E), false)
-    t.raises(function()
-        w:aws_invoke("rds", "RebootDBInstance", E, { DBInstanceIdentifier = "atlas-production-db-eu-west-1", ForceFailover = true })
-    end, "InvalidDBInstanceState")
+    t.raises(
+        function()
+            w:aws_invoke(
+                "rds",
+                "RebootDBInstance",
+                E,
+                { DBInstanceIdentifier = "atlas-production-db-eu-west-1", ForceFailover = true }
+            )
+        end,
+        "InvalidDBInstanceState"
+    )
     t.eq(health(w, U), 200)
 end)
 
@@ -88,8 +103,14 @@ t.case("replication-lag: the subscribers lag 45 s and the lag alarms fire", func
     local w = World.new { scenario = "replication-lag" }
     for _, region in ipairs { U, A } do
         local r = w:aws_invoke("cloudwatch", "GetMetricStatistics", region, {
-            Namespace = "AtlasCRM/Production", MetricName = "ReplicationLag", Dimensions = { { Name = "Region", Value = region } },
-            StartTime = w:now() - 300, EndTime = w:now(), Period = 60, Statistics = { "Maximum" } })
+            Namespace = "AtlasCRM/Production",
+            MetricName = "ReplicationLag",
+            Dimensions = { { Name = "Region", Value = region } },
+            StartTime = w:now() - 300,
+            EndTime = w:now(),
+            Period = 60,
+            Statistics = { "Maximum" },
+        })
         t.eq(r.Datapoints[1].Maximum, 45.0)
         t.eq(alarm(w, region, "atlas-production-replication-lag-" .. region), "ALARM")
         t.eq(w:replication_lag_of(region), 45)
@@ -104,9 +125,13 @@ t.case("throttling: the first two calls of each ECS and Route53 operation are th
     end
     t.eq(describe(w, U).runningCount, 2)
     t.eq(describe(w, E).runningCount, 2)
-    t.raises(function() w:aws_invoke("ecs", "ListServices", U, { cluster = "atlas-crm-production-cluster-us-east-1" }) end,
-        "ThrottlingException")
-    local err = t.raises(function() w:aws_invoke("route53", "ListHostedZonesByName", U, { DNSName = "atlas-crm.com" }) end)
+    t.raises(
+        function() w:aws_invoke("ecs", "ListServices", U, { cluster = "atlas-crm-production-cluster-us-east-1" }) end,
+        "ThrottlingException"
+    )
+    local err = t.raises(
+        function() w:aws_invoke("route53", "ListHostedZonesByName", U, { DNSName = "atlas-crm.com" }) end
+    )
     t.eq({ err.code, err.status, err.retryable }, { "Throttling", 400, true })
     -- Other services are not throttled.
     t.eq(w:aws_invoke("rds", "DescribeDBInstances", U, {}).DBInstances[1].DBInstanceStatus, "available")
@@ -115,8 +140,11 @@ end)
 t.case("throttling: atlas.aws retries through it, in virtual time", function()
     local w = t.world("throttling")
     local ecs = require "atlas.ecs"
-    local r = ecs.describe_services { region = U, cluster = "atlas-crm-production-cluster-us-east-1",
-                                      services = { "atlas-crm-production-service-us-east-1" } }
+    local r = ecs.describe_services {
+        region = U,
+        cluster = "atlas-crm-production-cluster-us-east-1",
+        services = { "atlas-crm-production-service-us-east-1" },
+    }
     t.eq(r.services[1].runningCount, 2)
     local calls = w:calls_to("ecs", "DescribeServices")
     t.eq(#calls, 3)
@@ -126,7 +154,9 @@ end)
 t.case("a user scenario file in the documented format works like a shipped one", function()
     local dir = t.tmpdir()
     local path = dir .. "/ap-slow.lua"
-    t.write_file(path, [[
+    t.write_file(
+        path,
+        [[
 return {
     description = "ap-southeast-1 slow to scale",
     apply = function(world)
@@ -135,17 +165,37 @@ return {
         world:inject { service = "ecs", action = "UpdateService", region = "ap-southeast-1", code = "ServerException", times = 1 }
     end,
 }
-]])
+]]
+    )
     local w = World.new { scenario = path }
     t.eq(w.scenario.description, "ap-southeast-1 slow to scale")
     t.eq(alarm(w, A, "atlas-production-cross-region-latency-ap-southeast-1"), "ALARM")
-    local err = t.raises(function()
-        w:aws_invoke("ecs", "UpdateService", A, { cluster = "atlas-crm-production-cluster-ap-southeast-1",
-            service = "atlas-crm-production-service-ap-southeast-1", desiredCount = 4 })
-    end, "ServerException")
+    local err = t.raises(
+        function()
+            w:aws_invoke(
+                "ecs",
+                "UpdateService",
+                A,
+                {
+                    cluster = "atlas-crm-production-cluster-ap-southeast-1",
+                    service = "atlas-crm-production-service-ap-southeast-1",
+                    desiredCount = 4,
+                }
+            )
+        end,
+        "ServerException"
+    )
     t.eq(err.status, 500)
-    w:aws_invoke("ecs", "UpdateService", A, { cluster = "atlas-crm-production-cluster-ap-southeast-1",
-        service = "atlas-crm-production-service-ap-southeast-1", desiredCount = 4 })
+    w:aws_invoke(
+        "ecs",
+        "UpdateService",
+        A,
+        {
+            cluster = "atlas-crm-production-cluster-ap-southeast-1",
+            service = "atlas-crm-production-service-ap-southeast-1",
+            desiredCount = 4,
+        }
+    )
     w:advance(600)
     t.eq(describe(w, A).runningCount, 2)
 end)

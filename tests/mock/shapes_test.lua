@@ -8,22 +8,21 @@ local t = require "atlas.test"
 local World = require "atlas.mock.world"
 
 local SHAPE_MODULE = {
-    route53 = "atlas.aws.shapes.route53", rds = "atlas.aws.shapes.rds", cloudwatch = "atlas.aws.shapes.cloudwatch",
-    sts = "atlas.aws.shapes.sts", lambda = "atlas.aws.shapes.lambda",
+    route53 = "atlas.aws.shapes.route53",
+    rds = "atlas.aws.shapes.rds",
+    cloudwatch = "atlas.aws.shapes.cloudwatch",
+    sts = "atlas.aws.shapes.sts",
+    lambda = "atlas.aws.shapes.lambda",
 }
 
 local INTEGER = { integer = true, long = true }
 local NUMBER = { double = true, float = true, integer = true, long = true }
 
 local function is_array(v)
-    if type(v) ~= "table" then
-        return false
-    end
+    if type(v) ~= "table" then return false end
     local n = 0
     for k in pairs(v) do
-        if math.type(k) ~= "integer" or k < 1 then
-            return false
-        end
+        if math.type(k) ~= "integer" or k < 1 then return false end
         n = n + 1
     end
     return n == #v
@@ -36,9 +35,7 @@ local function check(model, shape_name, value, path, problems)
         problems[#problems + 1] = path .. ": shape " .. tostring(shape_name) .. " unknown"
         return
     end
-    local function bad(what)
-        problems[#problems + 1] = string.format("%s: %s (%s)", path, what, t.show(value))
-    end
+    local function bad(what) problems[#problems + 1] = string.format("%s: %s (%s)", path, what, t.show(value)) end
     if type(shape) == "string" then
         if INTEGER[shape] then
             if math.type(value) ~= "integer" then bad("expected an integer") end
@@ -63,16 +60,12 @@ local function check(model, shape_name, value, path, problems)
             end
         end
     elseif shape.t == "list" then
-        if not is_array(value) then
-            return bad("expected an array")
-        end
+        if not is_array(value) then return bad("expected an array") end
         for i, v in ipairs(value) do
             check(model, shape.m, v, path .. "[" .. i .. "]", problems)
         end
     elseif shape.t == "map" then
-        if type(value) ~= "table" then
-            return bad("expected a map")
-        end
+        if type(value) ~= "table" then return bad("expected a map") end
         for k, v in pairs(value) do
             check(model, shape.v, v, path .. "[" .. tostring(k) .. "]", problems)
         end
@@ -98,7 +91,13 @@ t.case("the checker itself rejects a wrong shape", function()
     check(model, "GetChangeResponse", { ChangeInfo = { Id = 1, Status = "INSYNC", Bogus = true } }, "x", problems)
     t.eq(#problems, 2)
     problems = {}
-    check(model, "ListHealthChecksResponse", { HealthChecks = { first = {} }, Marker = "", IsTruncated = false, MaxItems = "1" }, "x", problems)
+    check(
+        model,
+        "ListHealthChecksResponse",
+        { HealthChecks = { first = {} }, Marker = "", IsTruncated = false, MaxItems = "1" },
+        "x",
+        problems
+    )
     t.eq(#problems, 1)
 end)
 
@@ -113,8 +112,25 @@ t.case("Route53 responses conform", function()
     call("ListHostedZones", {})
     call("GetHostedZone", { Id = zone.Id })
     call("ListResourceRecordSets", { HostedZoneId = zone.Id, MaxItems = "3" })
-    local change = call("ChangeResourceRecordSets", { HostedZoneId = zone.Id, ChangeBatch = { Changes = { {
-        Action = "UPSERT", ResourceRecordSet = { Name = "t.atlas-crm.com", Type = "A", TTL = 60, ResourceRecords = { { Value = "192.0.2.1" } } } } } } })
+    local change = call(
+        "ChangeResourceRecordSets",
+        {
+            HostedZoneId = zone.Id,
+            ChangeBatch = {
+                Changes = {
+                    {
+                        Action = "UPSERT",
+                        ResourceRecordSet = {
+                            Name = "t.atlas-crm.com",
+                            Type = "A",
+                            TTL = 60,
+                            ResourceRecords = { { Value = "192.0.2.1" } },
+                        },
+                    },
+                },
+            },
+        }
+    )
     call("GetChange", { Id = change.ChangeInfo.Id })
     local hc = call("ListHealthChecks", {}).HealthChecks[1]
     call("GetHealthCheck", { HealthCheckId = hc.Id })
@@ -134,10 +150,22 @@ t.case("RDS responses conform", function()
     w:advance(200)
     call("CreateDBSnapshot", { DBInstanceIdentifier = "atlas-production-db-eu-west-1", DBSnapshotIdentifier = "s1" })
     call("DescribeDBSnapshots", {})
-    call("RestoreDBInstanceFromDBSnapshot", { DBInstanceIdentifier = "r1", DBSnapshotIdentifier = "atlas-production-snapshot-latest" })
-    call("ModifyDBInstance", { DBInstanceIdentifier = "atlas-production-db-eu-west-1", DBInstanceClass = "db.r6g.2xlarge" })
-    call("ModifyDBInstance", { DBInstanceIdentifier = "atlas-production-db-eu-west-1-replica", DeletionProtection = false })
-    call("DeleteDBInstance", { DBInstanceIdentifier = "atlas-production-db-eu-west-1-replica", SkipFinalSnapshot = true })
+    call(
+        "RestoreDBInstanceFromDBSnapshot",
+        { DBInstanceIdentifier = "r1", DBSnapshotIdentifier = "atlas-production-snapshot-latest" }
+    )
+    call(
+        "ModifyDBInstance",
+        { DBInstanceIdentifier = "atlas-production-db-eu-west-1", DBInstanceClass = "db.r6g.2xlarge" }
+    )
+    call(
+        "ModifyDBInstance",
+        { DBInstanceIdentifier = "atlas-production-db-eu-west-1-replica", DeletionProtection = false }
+    )
+    call(
+        "DeleteDBInstance",
+        { DBInstanceIdentifier = "atlas-production-db-eu-west-1-replica", SkipFinalSnapshot = true }
+    )
     w:advance(600)
     call("DescribeDBInstances", {})
 end)
@@ -149,10 +177,26 @@ t.case("CloudWatch, STS and Lambda responses conform", function()
         conforms(service, action, r)
         return r
     end
-    call("cloudwatch", "GetMetricStatistics", "eu-west-1", { Namespace = "AtlasCRM/Production", MetricName = "CrossRegionLatency",
-        Dimensions = { { Name = "Region", Value = "eu-west-1" } }, StartTime = w:now() - 600, EndTime = w:now(), Period = 60,
-        Statistics = { "Average", "Sum", "SampleCount", "Minimum", "Maximum" } })
-    call("cloudwatch", "PutMetricData", "eu-west-1", { Namespace = "X", MetricData = { { MetricName = "m", Value = 1 } } })
+    call(
+        "cloudwatch",
+        "GetMetricStatistics",
+        "eu-west-1",
+        {
+            Namespace = "AtlasCRM/Production",
+            MetricName = "CrossRegionLatency",
+            Dimensions = { { Name = "Region", Value = "eu-west-1" } },
+            StartTime = w:now() - 600,
+            EndTime = w:now(),
+            Period = 60,
+            Statistics = { "Average", "Sum", "SampleCount", "Minimum", "Maximum" },
+        }
+    )
+    call(
+        "cloudwatch",
+        "PutMetricData",
+        "eu-west-1",
+        { Namespace = "X", MetricData = { { MetricName = "m", Value = 1 } } }
+    )
     call("cloudwatch", "DescribeAlarms", "us-east-1", { AlarmTypes = { "MetricAlarm", "CompositeAlarm" } })
     call("cloudwatch", "DescribeAlarms", "eu-west-1", {})
     call("sts", "GetCallerIdentity", "eu-west-1", {})

@@ -10,9 +10,7 @@ local DIAG_POOL = "playbooks/diag_connection_pool.lua"
 local function messages(events)
     local out = {}
     for _, e in ipairs(events) do
-        if e.type == "log" then
-            out[#out + 1] = e.message
-        end
+        if e.type == "log" then out[#out + 1] = e.message end
     end
     return table.concat(out, "\n")
 end
@@ -20,9 +18,7 @@ end
 local function sql_calls(world, pattern)
     local out = {}
     for _, call in ipairs(world.calls) do
-        if call.module == "sql" and call.sql and (not pattern or call.sql:find(pattern)) then
-            out[#out + 1] = call
-        end
+        if call.module == "sql" and call.sql and (not pattern or call.sql:find(pattern)) then out[#out + 1] = call end
     end
     return out
 end
@@ -30,9 +26,7 @@ end
 local function dry_run_lines(events)
     local out = {}
     for _, e in ipairs(events) do
-        if e.type == "call" and e.outcome == "dry-run" then
-            out[#out + 1] = e.params
-        end
+        if e.type == "call" and e.outcome == "dry-run" then out[#out + 1] = e.params end
     end
     return out
 end
@@ -47,12 +41,12 @@ t.case("healthy world: setup finds everything in place and changes nothing", fun
     t.eq(#describe, 3)
     local hosts = {}
     for _, call in ipairs(result.world.calls) do
-        if call.module == "sql" and call.op == "connect" then
-            hosts[call.host] = true
-        end
+        if call.module == "sql" and call.op == "connect" then hosts[call.host] = true end
     end
-    t.ok(hosts[require("atlas.mock.rds").endpoint_address("atlas-production-db-eu-west-1", "eu-west-1")],
-        "connected to the eu-west-1 endpoint")
+    t.ok(
+        hosts[require("atlas.mock.rds").endpoint_address("atlas-production-db-eu-west-1", "eu-west-1")],
+        "connected to the eu-west-1 endpoint"
+    )
 end)
 
 t.case("empty databases: setup creates publication, subscriptions and slots, then a rerun changes nothing", function()
@@ -62,8 +56,10 @@ t.case("empty databases: setup creates publication, subscriptions and slots, the
     local result, events = t.run_playbook(SETUP, {}, { world = world })
     t.eq(result.status, "ok", tostring(result.error))
     local primary = world.db.regions["eu-west-1"]
-    t.eq(primary.publications.atlas_publication.tables,
-        { "organization", "app_user", "user_preferences", "referential", "system_config" })
+    t.eq(
+        primary.publications.atlas_publication.tables,
+        { "organization", "app_user", "user_preferences", "referential", "system_config" }
+    )
     t.ok(primary.slots.atlas_subscription_from_eu_us_east_1, "slot for us-east-1")
     t.ok(primary.slots.atlas_subscription_from_eu_ap_southeast_1, "slot for ap-southeast-1")
     for _, region in ipairs { "us-east-1", "ap-southeast-1" } do
@@ -75,7 +71,10 @@ t.case("empty databases: setup creates publication, subscriptions and slots, the
     t.ok(world:now() - started >= require("atlas.mock.db").INITIAL_COPY_SECONDS, "waited for the copy")
     local creates = sql_calls(world, "^CREATE SUBSCRIPTION")
     t.eq(#creates, 2)
-    t.match(creates[1].sql, "WITH %(copy_data = true, create_slot = true, slot_name = 'atlas_subscription_from_eu_us_east_1'%)")
+    t.match(
+        creates[1].sql,
+        "WITH %(copy_data = true, create_slot = true, slot_name = 'atlas_subscription_from_eu_us_east_1'%)"
+    )
     t.match(messages(events), "changed: publication, subscription us%-east%-1, subscription ap%-southeast%-1")
     -- The password is in the statement sent, never in an event.
     t.ok(creates[1].sql:find(world.master_password, 1, true), "CONNECTION carries the password")
@@ -87,7 +86,10 @@ t.case("empty databases: setup creates publication, subscriptions and slots, the
     t.match(messages(events), "no change")
     for i = before + 1, #world.calls do
         local call = world.calls[i]
-        t.ok(not (call.sql and (call.sql:find("^CREATE") or call.sql:find("^ALTER"))), "no DDL on rerun: " .. tostring(call.sql))
+        t.ok(
+            not (call.sql and (call.sql:find("^CREATE") or call.sql:find("^ALTER"))),
+            "no DDL on rerun: " .. tostring(call.sql)
+        )
     end
 end)
 
@@ -98,8 +100,14 @@ t.case("dry run prints the statements, changes nothing, hides the password", fun
     t.eq(result.status, "ok", tostring(result.error))
     local lines = dry_run_lines(events)
     t.eq(#lines, 3)
-    t.eq(lines[1], 'CREATE PUBLICATION "atlas_publication" FOR TABLE "organization", "app_user", "user_preferences", "referential", "system_config"')
-    t.match(lines[2], "^CREATE SUBSCRIPTION \"atlas_subscription_from_eu\" CONNECTION 'host=atlas%-production%-db%-eu%-west%-1%.")
+    t.eq(
+        lines[1],
+        'CREATE PUBLICATION "atlas_publication" FOR TABLE "organization", "app_user", "user_preferences", "referential", "system_config"'
+    )
+    t.match(
+        lines[2],
+        '^CREATE SUBSCRIPTION "atlas_subscription_from_eu" CONNECTION \'host=atlas%-production%-db%-eu%-west%-1%.'
+    )
     t.match(lines[2], "password=%[REDACTED%] sslmode=require'")
     t.no_match(json.encode(events), world.master_password)
     t.eq(next(world.db.regions["eu-west-1"].publications), nil)
@@ -141,7 +149,10 @@ t.case("diag_replication_lag: a dropped slot and a disabled subscription are cri
     local result, events = t.run_playbook(DIAG_LAG, {}, { world = world })
     t.eq(result.exit, 5)
     local text = messages(events)
-    t.match(text, "us%-east%-1: slot atlas_subscription_from_eu_us_east_1 of subscription atlas_subscription_from_eu was dropped on the primary")
+    t.match(
+        text,
+        "us%-east%-1: slot atlas_subscription_from_eu_us_east_1 of subscription atlas_subscription_from_eu was dropped on the primary"
+    )
     t.match(text, "ap%-southeast%-1: subscription atlas_subscription_from_eu is disabled")
     t.match(text, "CRITICAL slot atlas_subscription_from_eu_ap_southeast_1 is inactive")
 end)
@@ -159,8 +170,10 @@ t.case("diag_connection_pool: idle-in-transaction sessions and exhausted headroo
     t.match(messages(events), "eu%-west%-1: total=20 max_connections=3604 reserved=3")
 
     local world = t.world("healthy")
-    world.db:add_sessions("eu-west-1", { state = "idle in transaction", count = 40, seconds = 600,
-        application_name = "atlas-crm-batch" })
+    world.db:add_sessions(
+        "eu-west-1",
+        { state = "idle in transaction", count = 40, seconds = 600, application_name = "atlas-crm-batch" }
+    )
     world.db:add_sessions("eu-west-1", { state = "active", count = 3500, seconds = 2 })
     result, events = t.run_playbook(DIAG_POOL, {}, { world = world })
     t.eq(result.exit, 5)
@@ -168,8 +181,14 @@ t.case("diag_connection_pool: idle-in-transaction sessions and exhausted headroo
     t.match(text, "eu%-west%-1: 3503 active")
     t.match(text, "eu%-west%-1: 40 idle in transaction")
     t.match(text, "idle in transaction for 600 s")
-    t.match(text, "eu%-west%-1: 3500 from atlas%-crm as atlas_admin at 10%.0%.2%.15 %(active 3500, idle 0, idle in transaction 0%)")
-    t.match(text, "eu%-west%-1: 40 from atlas%-crm%-batch as atlas_admin at 10%.0%.2%.15 %(active 0, idle 0, idle in transaction 40%)")
+    t.match(
+        text,
+        "eu%-west%-1: 3500 from atlas%-crm as atlas_admin at 10%.0%.2%.15 %(active 3500, idle 0, idle in transaction 0%)"
+    )
+    t.match(
+        text,
+        "eu%-west%-1: 40 from atlas%-crm%-batch as atlas_admin at 10%.0%.2%.15 %(active 0, idle 0, idle in transaction 40%)"
+    )
     t.match(tostring(result.error), "only 41 connections left")
     -- Another region's database is not affected.
     result = t.run_playbook(DIAG_POOL, { region = "us-east-1" }, { world = world })
@@ -180,15 +199,15 @@ t.case("mock sql: wrong password, unknown host, unknown statement, call record",
     local world = t.world("healthy")
     local sql = require "atlas.sql"
     local host = require("atlas.mock.rds").endpoint_address("atlas-production-db-us-east-1", "us-east-1")
-    local err = t.raises(function()
-        sql.connect { host = host, dbname = "atlas", user = "atlas_admin", password = "not-the-Password-1" }
-    end)
+    local err = t.raises(
+        function() sql.connect { host = host, dbname = "atlas", user = "atlas_admin", password = "not-the-Password-1" } end
+    )
     t.eq(err.sqlstate, "28P01")
     t.no_match(tostring(err), "not%-the%-Password%-1")
     err = t.raises(function() sql.connect { host = "nowhere.example.com", user = "atlas_admin" } end)
     t.eq(err.sqlstate, "08001")
-    local db <close> = sql.connect { host = host, dbname = "atlas", user = "atlas_admin",
-        password = world.master_password }
+    local db <close> =
+        sql.connect { host = host, dbname = "atlas", user = "atlas_admin", password = world.master_password }
     err = t.raises(function() db:query("SELECT * FROM app_user WHERE id = $1", 7) end)
     t.eq(err.sqlstate, "0A000")
     local last = world.calls[#world.calls]
@@ -208,7 +227,10 @@ t.case("setup fails at once, with the way out, when a subscription's slot is gon
     local result = t.run_playbook(SETUP, {}, { world = world })
     t.eq(result.status, "failed")
     t.eq(result.step, "verify replication")
-    t.match(tostring(result.error), "ap%-southeast%-1: the slot atlas_subscription_from_eu_ap_southeast_1 of subscription atlas_subscription_from_eu is gone from the primary")
+    t.match(
+        tostring(result.error),
+        "ap%-southeast%-1: the slot atlas_subscription_from_eu_ap_southeast_1 of subscription atlas_subscription_from_eu is gone from the primary"
+    )
     t.ok(world:now() - started < 5, "did not wait for what cannot recover")
 end)
 

@@ -45,9 +45,16 @@ t.case("every region of the reference environment is there", function()
     local w = World.new {}
     for _, region in ipairs { E, U, A } do
         local svc = describe(w, region)
-        t.eq({ svc.serviceName, svc.desiredCount, svc.runningCount, #svc.deployments, svc.deployments[1].status },
-            { "atlas-crm-production-service-" .. region, 2, 2, 1, "PRIMARY" })
-        local db = w:aws_invoke("rds", "DescribeDBInstances", region, { DBInstanceIdentifier = "atlas-production-db-" .. region })
+        t.eq(
+            { svc.serviceName, svc.desiredCount, svc.runningCount, #svc.deployments, svc.deployments[1].status },
+            { "atlas-crm-production-service-" .. region, 2, 2, 1, "PRIMARY" }
+        )
+        local db = w:aws_invoke(
+            "rds",
+            "DescribeDBInstances",
+            region,
+            { DBInstanceIdentifier = "atlas-production-db-" .. region }
+        )
         t.eq(db.DBInstances[1].DBInstanceStatus, "available")
         t.eq(db.DBInstances[1].Engine, "postgres")
         t.eq(db.DBInstances[1].DBInstanceClass, "db.r6g.xlarge")
@@ -60,9 +67,10 @@ t.case("every call is recorded in order with its virtual time, failed ones too",
     local w = World.new {}
     describe(w, E)
     w:advance(5)
-    t.raises(function()
-        w:aws_invoke("ecs", "UpdateService", U, { cluster = "nope", service = "x", desiredCount = 3 })
-    end, "ClusterNotFoundException")
+    t.raises(
+        function() w:aws_invoke("ecs", "UpdateService", U, { cluster = "nope", service = "x", desiredCount = 3 }) end,
+        "ClusterNotFoundException"
+    )
     w:http_request { url = "https://us-east-1.atlas-crm.com/actuator/health" }
     t.eq(#w.calls, 3)
     t.eq(w.calls[1].module, "aws")
@@ -83,7 +91,8 @@ end)
 
 t.case("recorded params are a copy: later changes by the caller do not rewrite history", function()
     local w = World.new {}
-    local params = { cluster = "atlas-crm-production-cluster-us-east-1", services = { "atlas-crm-production-service-us-east-1" } }
+    local params =
+        { cluster = "atlas-crm-production-cluster-us-east-1", services = { "atlas-crm-production-service-us-east-1" } }
     w:aws_invoke("ecs", "DescribeServices", U, params)
     params.services[1] = "changed"
     t.eq(w.calls[1].params.services[1], "atlas-crm-production-service-us-east-1")
@@ -91,12 +100,14 @@ end)
 
 t.case("errors are atlas error objects with the real AWS code and the call's context", function()
     local w = World.new {}
-    local err = t.raises(function()
-        w:aws_invoke("rds", "DescribeDBInstances", E, { DBInstanceIdentifier = "atlas-nope" })
-    end)
+    local err = t.raises(
+        function() w:aws_invoke("rds", "DescribeDBInstances", E, { DBInstanceIdentifier = "atlas-nope" }) end
+    )
     t.ok(errors.is(err, "aws"))
-    t.eq({ err.code, err.status, err.service, err.action, err.region, err.retryable },
-        { "DBInstanceNotFound", 404, "rds", "DescribeDBInstances", E, false })
+    t.eq(
+        { err.code, err.status, err.service, err.action, err.region, err.retryable },
+        { "DBInstanceNotFound", 404, "rds", "DescribeDBInstances", E, false }
+    )
     t.eq(tostring(err), "rds DescribeDBInstances (eu-west-1): DBInstanceNotFound: DBInstance atlas-nope not found.")
 end)
 
@@ -156,7 +167,15 @@ t.case("faults can count per action, start after n calls, and carry status, mess
     t.raises(function() w:aws_invoke("route53", "ListHealthChecks", U, {}) end, "Throttling")
     w:aws_invoke("route53", "ListHostedZones", U, {})
     w:aws_invoke("route53", "ListHealthChecks", U, {})
-    w:inject { service = "sts", code = "AccessDenied", status = 403, message = "nope", retryable = false, after = 1, times = 1 }
+    w:inject {
+        service = "sts",
+        code = "AccessDenied",
+        status = 403,
+        message = "nope",
+        retryable = false,
+        after = 1,
+        times = 1,
+    }
     w:aws_invoke("sts", "GetCallerIdentity", U, {})
     local err = t.raises(function() w:aws_invoke("sts", "GetCallerIdentity", U, {}) end, "AccessDenied")
     t.eq({ err.status, err.message, err.retryable }, { 403, "nope", false })
@@ -215,8 +234,14 @@ t.case("proc_run answers 0 with empty output unless a rule scripts it", function
     local w = World.new {}
     t.eq(w:proc_run { "true" }, { code = 0, stdout = "", stderr = "" })
     w:on_proc("^dig ", { stdout = "us-east-1.atlas-crm.com.\n" })
-    w:on_proc(function(argv) return argv[1] == "psql" end, function(argv) return { code = 2, stderr = "no " .. argv[2] } end)
-    t.eq(w:proc_run { "dig", "+short", "api.atlas-crm.com" }, { code = 0, stdout = "us-east-1.atlas-crm.com.\n", stderr = "" })
+    w:on_proc(
+        function(argv) return argv[1] == "psql" end,
+        function(argv) return { code = 2, stderr = "no " .. argv[2] } end
+    )
+    t.eq(
+        w:proc_run { "dig", "+short", "api.atlas-crm.com" },
+        { code = 0, stdout = "us-east-1.atlas-crm.com.\n", stderr = "" }
+    )
     t.eq(w:proc_run { "psql", "atlas" }, { code = 2, stdout = "", stderr = "no atlas" })
     t.eq(w.calls[2].module, "proc")
     t.eq(w.calls[2].argv, { "dig", "+short", "api.atlas-crm.com" })
@@ -227,11 +252,15 @@ t.case("a scenario can be a name, a file, a table or a function", function()
     t.eq(World.new { scenario = "healthy" }.scenario.description:match("healthy") ~= nil, true)
     local w = World.new { scenario = function(world) world:set_service(A, { desired = 5 }) end }
     t.eq(describe(w, A).desiredCount, 5)
-    w = World.new { scenario = { description = "t", apply = function(world) world:set_service(A, { desired = 3 }) end } }
+    w =
+        World.new { scenario = { description = "t", apply = function(world) world:set_service(A, { desired = 3 }) end } }
     t.eq(describe(w, A).desiredCount, 3)
     local dir = t.tmpdir()
     local path = dir .. "/mine.lua"
-    t.write_file(path, 'return { description = "mine", apply = function(w) w:set_service("us-east-1", { running = 1 }) end }')
+    t.write_file(
+        path,
+        'return { description = "mine", apply = function(w) w:set_service("us-east-1", { running = 1 }) end }'
+    )
     w = World.new { scenario = path }
     t.eq(w.scenario.description, "mine")
     t.eq(describe(w, U).runningCount, 1)
@@ -248,11 +277,22 @@ t.case("snapshot reads the state that matters, and it compares", function()
     local s = a:snapshot()
     t.eq(s.ecs[U], { desired = 2, running = 2, deployments = 1, status = "ACTIVE" })
     t.eq(#s.api_records, 4)
-    t.eq(s.api_records[2], { set_identifier = "default", type = "CNAME", location = "*", value = "us-east-1.atlas-crm.com",
-                             ttl = 60, health_check = "us-east-1.atlas-crm.com" })
+    t.eq(
+        s.api_records[2],
+        {
+            set_identifier = "default",
+            type = "CNAME",
+            location = "*",
+            value = "us-east-1.atlas-crm.com",
+            ttl = 60,
+            health_check = "us-east-1.atlas-crm.com",
+        }
+    )
     t.eq(s.rds["atlas-production-db-eu-west-1"], { region = E, status = "available", role = "primary" })
-    t.eq(s.rds["atlas-production-db-eu-west-1-replica"],
-        { region = E, status = "available", role = "replica", source = "atlas-production-db-eu-west-1" })
+    t.eq(
+        s.rds["atlas-production-db-eu-west-1-replica"],
+        { region = E, status = "available", role = "replica", source = "atlas-production-db-eu-west-1" }
+    )
     -- Reading the snapshot is not a call of the playbook.
     t.eq(#a.calls, 0)
     b:set_service(U, { desired = 4 })
@@ -268,7 +308,12 @@ t.case("the mock aws backend answers for the current world: response or nil and 
     t.defer(function() runtime.use_world(previous) end)
     local r = backend.invoke { service = "sts", action = "GetCallerIdentity", region = U, params = {} }
     t.eq(r.Account, "123456789012")
-    local none, err = backend.invoke { service = "ecs", action = "DescribeServices", region = U, params = { cluster = "x", services = { "y" } } }
+    local none, err = backend.invoke {
+        service = "ecs",
+        action = "DescribeServices",
+        region = U,
+        params = { cluster = "x", services = { "y" } },
+    }
     t.eq(none, nil)
     t.eq(err.code, "ClusterNotFoundException")
     w:inject { service = "sts", code = "ThrottlingException", times = 1 }

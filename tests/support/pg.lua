@@ -11,15 +11,11 @@ local pg = {}
 -- The repository root, from this file's own path.
 local here = debug.getinfo(1, "S").source:match("^@(.*)$") or "tests/support/pg.lua"
 pg.root = here:match("^(.*)tests/support/pg%.lua$") or "./"
-if pg.root == "" then
-    pg.root = "./"
-end
+if pg.root == "" then pg.root = "./" end
 pg.script = pg.root .. "tests/support/pgcluster.sh"
 pg.schema = pg.root .. "tests/support/atlas_schema.sql"
 
-local function shell_quote(s)
-    return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 pg.shell_quote = shell_quote
 
 local serial = 0
@@ -43,9 +39,7 @@ function pg.start(t, names)
     serial = serial + 1
     local dir = string.format("/tmp/atlas-pg-%d-%d", sys.getpid(), serial)
     -- Registered first: a start that fails half-way is cleaned up too.
-    t.defer(function()
-        os.execute(pg.script .. " stop " .. shell_quote(dir) .. " >/dev/null 2>&1")
-    end)
+    t.defer(function() os.execute(pg.script .. " stop " .. shell_quote(dir) .. " >/dev/null 2>&1") end)
     local clusters, specs, used = { dir = dir }, {}, {}
     for _, name in ipairs(names) do
         local port
@@ -53,22 +47,22 @@ function pg.start(t, names)
             port = assert(sys.free_port())
         until not used[port]
         used[port] = true
-        clusters[name] = { name = name, port = port,
-            conninfo = string.format("host=127.0.0.1 port=%d dbname=atlas user=atlas_admin", port) }
+        clusters[name] = {
+            name = name,
+            port = port,
+            conninfo = string.format("host=127.0.0.1 port=%d dbname=atlas user=atlas_admin", port),
+        }
         specs[#specs + 1] = name .. ":" .. port
     end
     local log = os.tmpname()
-    local ok = os.execute(pg.script .. " start " .. shell_quote(dir) .. " " .. table.concat(specs, " ") ..
-        " >" .. log .. " 2>&1")
+    local ok = os.execute(
+        pg.script .. " start " .. shell_quote(dir) .. " " .. table.concat(specs, " ") .. " >" .. log .. " 2>&1"
+    )
     local f = io.open(log)
     local output = f and f:read("a") or ""
-    if f then
-        f:close()
-    end
+    if f then f:close() end
     os.remove(log)
-    if not ok then
-        error("could not start PostgreSQL clusters: " .. output, 2)
-    end
+    if not ok then error("could not start PostgreSQL clusters: " .. output, 2) end
     return clusters
 end
 
@@ -78,15 +72,18 @@ function pg.psql(cluster, sql)
     local f = assert(io.open(file, "w"))
     f:write(sql)
     f:close()
-    local pipe = io.popen(string.format("psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p %d -U atlas_admin -d atlas -f %s 2>&1; echo \"rc=$?\"",
-        cluster.port, file))
+    local pipe = io.popen(
+        string.format(
+            'psql -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p %d -U atlas_admin -d atlas -f %s 2>&1; echo "rc=$?"',
+            cluster.port,
+            file
+        )
+    )
     local out = pipe:read("a")
     pipe:close()
     os.remove(file)
     local body, rc = out:match("^(.-)\n?rc=(%d+)%s*$")
-    if rc ~= "0" then
-        error("psql failed: " .. tostring(body), 2)
-    end
+    if rc ~= "0" then error("psql failed: " .. tostring(body), 2) end
     return (body:gsub("%s+$", ""))
 end
 
@@ -103,9 +100,7 @@ function pg.wait_for(fn, seconds)
     local deadline = sys.monotime() + seconds
     repeat
         local v = fn()
-        if v then
-            return v
-        end
+        if v then return v end
         sys.sleep(0.05)
     until sys.monotime() > deadline
     return nil

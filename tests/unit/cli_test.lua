@@ -12,7 +12,14 @@ end
 t.case("--help answers the usual questions and exits 0", function()
     local r = run({ "--help" })
     t.eq(r.code, 0)
-    for _, needle in ipairs({ "--dry%-run", "--scenario", "Exit codes", "atlas%-run list", "--resume", "AWS_ENDPOINT_URL" }) do
+    for _, needle in ipairs({
+        "--dry%-run",
+        "--scenario",
+        "Exit codes",
+        "atlas%-run list",
+        "--resume",
+        "AWS_ENDPOINT_URL",
+    }) do
         t.match(r.stdout, needle)
     end
 end)
@@ -136,11 +143,15 @@ end)
 
 t.case("dry-run prints a mutating process call instead of running it", function()
     os.remove("/tmp/atlas-dry-run-must-not-exist")
-    local r = run({ "--dry-run", "-e", [[
+    local r = run({
+        "--dry-run",
+        "-e",
+        [[
         local proc = require "atlas.proc"
         local res = proc.run({"touch", "/tmp/atlas-dry-run-must-not-exist"})
         print("dry", res.dry_run)
-    ]] })
+    ]],
+    })
     t.eq(r.code, 0, r.stderr)
     t.match(r.stdout, "dry%-run: would call proc touch")
     t.match(r.stdout, "dry\ttrue")
@@ -160,7 +171,9 @@ end)
 
 t.case("check finds undefined globals inside steps, with their lines", function()
     local dir = t.tmpdir()
-    t.write_file(dir .. "/typo.lua", [[
+    t.write_file(
+        dir .. "/typo.lua",
+        [[
 local atlas = require "atlas"
 return atlas.playbook {
   name = "typo", description = "d",
@@ -169,7 +182,8 @@ return atlas.playbook {
       counter = 1
   end } },
 }
-]])
+]]
+    )
     local r = run({ "check", dir .. "/typo.lua", FIX .. "typed.lua" })
     t.eq(r.code, 2)
     t.match(r.stdout, "typo%.lua:5: undefined global 'prnt'")

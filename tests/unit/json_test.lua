@@ -4,15 +4,15 @@ local atlas = require "atlas"
 
 t.case("round trips arrays, objects, null and numbers", function()
     local cases = {
-        { '[1,2,3]', { 1, 2, 3 } },
+        { "[1,2,3]", { 1, 2, 3 } },
         { '{"a":1,"b":"x"}', { a = 1, b = "x" } },
-        { '[]', {} },
-        { '{}', {} },
-        { 'null', json.null },
-        { '[1,null,3]', { 1, json.null, 3 } },
+        { "[]", {} },
+        { "{}", {} },
+        { "null", json.null },
+        { "[1,null,3]", { 1, json.null, 3 } },
         { '{"n":1.5}', { n = 1.5 } },
         { '"\\u00e9"', "é", '"é"' },
-        { '9007199254740993', 9007199254740993 },
+        { "9007199254740993", 9007199254740993 },
     }
     for _, case in ipairs(cases) do
         local decoded = json.decode(case[1])
@@ -38,9 +38,10 @@ t.case("empty tables encode the same way every time, and either kind can be forc
     t.ok(not json.is_array(json.decode("{}")))
 end)
 
-t.case("keys are sorted, so output is stable", function()
-    t.eq(json.encode({ zeta = 1, alpha = 2, mid = 3 }), '{"alpha":2,"mid":3,"zeta":1}')
-end)
+t.case(
+    "keys are sorted, so output is stable",
+    function() t.eq(json.encode({ zeta = 1, alpha = 2, mid = 3 }), '{"alpha":2,"mid":3,"zeta":1}') end
+)
 
 t.case("integers and floats keep their kind", function()
     t.eq(math.type(json.decode("3")), "integer")
@@ -52,8 +53,8 @@ t.case("malformed input gives an error with its position", function()
     local cases = {
         { '{"a": [1, 2,', "line 1 column 12" },
         { '{"a" 1}', "line 1 column 6" },
-        { '[1, 2]\n]', "line 2" },
-        { '', "line 1" },
+        { "[1, 2]\n]", "line 2" },
+        { "", "line 1" },
         { '{"a":tru}', "line 1" },
         { '"\\ud800"', "line 1" },
         { string.rep("[", 100000), "line 1" },
@@ -64,7 +65,9 @@ t.case("malformed input gives an error with its position", function()
 end)
 
 t.case("values JSON cannot hold are refused with a reason", function()
-    t.raises(function() json.encode(function() end) end, "cannot encode a value of type function")
+    t.raises(function()
+        json.encode(function() end)
+    end, "cannot encode a value of type function")
     t.raises(function() json.encode(0 / 0) end, "not a JSON number")
     t.raises(function() json.encode({ [true] = 1 }) end, "key of type boolean")
     t.raises(function() json.encode("\255") end, "invalid UTF%-8")
@@ -88,6 +91,4 @@ t.case("random bytes never crash the decoder", function()
     t.ok(true)
 end)
 
-t.case("indent option pretty-prints", function()
-    t.eq(json.encode({ a = 1 }, { indent = 2 }), '{\n  "a": 1\n}')
-end)
+t.case("indent option pretty-prints", function() t.eq(json.encode({ a = 1 }, { indent = 2 }), '{\n  "a": 1\n}') end)

@@ -12,21 +12,28 @@ local specs = params.check_specs("p", {
 
 t.case("converts each type from its command-line text", function()
     local values = params.parse(specs, { count = "7", force = "yes", hosts = "a, b,,c", name = "x", ratio = "0.25" })
-    t.eq(values, { failed_region = "eu-west-1", count = 7, force = true, hosts = { "a", "b", "c" }, name = "x",
-        ratio = 0.25 })
+    t.eq(
+        values,
+        { failed_region = "eu-west-1", count = 7, force = true, hosts = { "a", "b", "c" }, name = "x", ratio = 0.25 }
+    )
 end)
 
 t.case("rejects bad values naming the parameter and what it accepts", function()
     local cases = {
-        { { name = "x", failed_region = "mars-west-9" },
-            'parameter failed_region: "mars%-west%-9" is not one of eu%-west%-1, us%-east%-1, ap%-southeast%-1' },
+        {
+            { name = "x", failed_region = "mars-west-9" },
+            'parameter failed_region: "mars%-west%-9" is not one of eu%-west%-1, us%-east%-1, ap%-southeast%-1',
+        },
         { { name = "x", count = "ten" }, 'parameter count: "ten" is not an integer from 1 to 50' },
         { { name = "x", count = "99" }, "parameter count: 99 is not an integer from 1 to 50" },
         { { name = "x", count = "2.5" }, "is not an integer" },
         { { name = "x", force = "maybe" }, 'parameter force: "maybe" is not true or false' },
         { { name = "x", ratio = "nan" }, "is not a number" },
         { {}, "parameter name is required" },
-        { { name = "x", colour = "red" }, 'unknown parameter "colour" %(this playbook takes: count, failed_region, force, hosts, name, ratio%)' },
+        {
+            { name = "x", colour = "red" },
+            'unknown parameter "colour" %(this playbook takes: count, failed_region, force, hosts, name, ratio%)',
+        },
     }
     for _, case in ipairs(cases) do
         local err = t.raises(function() params.parse(specs, case[1]) end, case[2])
@@ -36,8 +43,14 @@ end)
 
 t.case("bad declarations are refused when the playbook loads", function()
     t.raises(function() params.check_specs("p", { x = { type = "colour" } }) end, "unknown type 'colour'")
-    t.raises(function() params.check_specs("p", { x = { type = "integer", default = "abc" } }) end, "the default of parameter x")
-    t.raises(function() params.check_specs("p", { x = { type = "string", defualt = "typo" } }) end, "unknown field 'defualt'")
+    t.raises(
+        function() params.check_specs("p", { x = { type = "integer", default = "abc" } }) end,
+        "the default of parameter x"
+    )
+    t.raises(
+        function() params.check_specs("p", { x = { type = "string", defualt = "typo" } }) end,
+        "unknown field 'defualt'"
+    )
 end)
 
 t.case("cross-parameter validation runs after conversion", function()

@@ -6,9 +6,7 @@ local sys = require "atlas.sys"
 t.case("atlas-run check passes on every playbook in playbooks/", function()
     local args = { "check" }
     for _, name in ipairs(sys.readdir("playbooks")) do
-        if name:match("%.lua$") then
-            args[#args + 1] = "playbooks/" .. name
-        end
+        if name:match("%.lua$") then args[#args + 1] = "playbooks/" .. name end
     end
     t.ok(#args >= 3, "playbooks found")
     local r = t.run(args)
@@ -24,8 +22,10 @@ t.case("make install puts a working binary and its modules under the prefix", fu
     local prefix = t.tmpdir()
     local r = t.spawn({ "cmake", "--install", build, "--prefix", prefix })
     t.eq(r.code, 0, r.stderr)
-    r = t.spawn({ prefix .. "/bin/atlas-run", "-e", "print(require('atlas.curl') ~= nil, require('atlas.pq') ~= nil)" },
-        { env = { ATLAS_LUA_PATH = false } })
+    r = t.spawn(
+        { prefix .. "/bin/atlas-run", "-e", "print(require('atlas.curl') ~= nil, require('atlas.pq') ~= nil)" },
+        { env = { ATLAS_LUA_PATH = false } }
+    )
     t.eq(r.code, 0, r.stderr)
     t.eq(r.stdout, "true\ttrue\n")
     t.ok(sys.stat(prefix .. "/share/atlas-run/playbooks/dr_region_outage.lua"), "playbooks installed")

@@ -8,14 +8,19 @@ local sys = require "atlas.sys"
 -- A port that accepts TCP (the kernel completes the handshake) and never
 -- answers, so libpq waits for the server's first reply.
 local function silent_port()
-    return t.server { "python3", "-c", [[
+    return t.server {
+        "python3",
+        "-c",
+        [[
 import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64)
 held = []
 while True:
     held.append(s.accept()[0])
-]], "PORT" }
+]],
+        "PORT",
+    }
 end
 
 t.case("quote_ident and quote_literal need no connection", function()
@@ -26,8 +31,10 @@ end)
 
 t.case("conninfo_parse returns only what the string sets", function()
     t.eq(pq.conninfo_parse("host=h port=5 password='p w'"), { host = "h", port = "5", password = "p w" })
-    t.eq(pq.conninfo_parse("postgresql://u@h:7/db?sslmode=require"),
-        { user = "u", host = "h", port = "7", dbname = "db", sslmode = "require" })
+    t.eq(
+        pq.conninfo_parse("postgresql://u@h:7/db?sslmode=require"),
+        { user = "u", host = "h", port = "7", dbname = "db", sslmode = "require" }
+    )
     local parsed, err = pq.conninfo_parse("host=h nope=1")
     t.eq(parsed, nil)
     t.eq(err, 'invalid connection option "nope"')
@@ -65,9 +72,19 @@ end)
 t.case("connect: Ctrl-C abandons a connect in progress", function()
     local port = silent_port()
     local base = os.tmpname()
-    local pid = assert(sys.spawn({ t.binary(), "-e", string.format(
-        [[require("atlas.sql").connect{host="127.0.0.1", port=%d, user="x", sslmode="disable", connect_timeout=60}]],
-        port) }, { stdout = base .. ".out", stderr = base .. ".err", stdin = "/dev/null" }))
+    local pid = assert(
+        sys.spawn(
+            {
+                t.binary(),
+                "-e",
+                string.format(
+                    [[require("atlas.sql").connect{host="127.0.0.1", port=%d, user="x", sslmode="disable", connect_timeout=60}]],
+                    port
+                ),
+            },
+            { stdout = base .. ".out", stderr = base .. ".err", stdin = "/dev/null" }
+        )
+    )
     t.defer(function()
         sys.kill(pid, "KILL")
         sys.wait(pid, true)

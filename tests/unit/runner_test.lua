@@ -72,8 +72,10 @@ end)
 t.case("Ctrl-C stops cleanly, says where, exits 3, and the run can resume", function()
     local state = t.tmpdir()
     local base = state .. "/out"
-    local pid = sys.spawn({ t.binary(), "--yes", FIX .. "steps.lua", "mode=sleep" },
-        { stdout = base, stderr = base .. ".err", stdin = "/dev/null", env = { ATLAS_STATE_DIR = state } })
+    local pid = sys.spawn(
+        { t.binary(), "--yes", FIX .. "steps.lua", "mode=sleep" },
+        { stdout = base, stderr = base .. ".err", stdin = "/dev/null", env = { ATLAS_STATE_DIR = state } }
+    )
     -- Wait until step two is sleeping, then interrupt.
     local deadline = sys.monotime() + 10
     repeat

@@ -16,9 +16,7 @@ end
 
 local function exists(path)
     local f = io.open(path, "rb")
-    if f then
-        f:close()
-    end
+    if f then f:close() end
     return f ~= nil
 end
 
@@ -26,9 +24,7 @@ local function case_names()
     local names = {}
     local p = assert(io.popen("ls -1 '" .. suite .. "'"))
     for name in p:lines() do
-        if exists(suite .. "/" .. name .. "/request.txt") then
-            names[#names + 1] = name
-        end
+        if exists(suite .. "/" .. name .. "/request.txt") then names[#names + 1] = name end
     end
     p:close()
     return names
@@ -38,9 +34,7 @@ end
 local function parse_timestamp(s)
     local y, mo, d, h, mi, sec = s:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)Z$")
     y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
-    if mo <= 2 then
-        y = y - 1
-    end
+    if mo <= 2 then y = y - 1 end
     local era = y // 400
     local yoe = y - era * 400
     local doy = (153 * (mo + (mo > 2 and -3 or 9)) + 2) // 5 + d - 1
@@ -77,22 +71,19 @@ local function parse_request(text)
         end
     end
     for name, values in pairs(headers) do
-        if #values == 1 then
-            headers[name] = values[1]
-        end
+        if #values == 1 then headers[name] = values[1] end
     end
-    return {method = method, url = "https://" .. host .. path, headers = headers, body = body}
+    return { method = method, url = "https://" .. host .. path, headers = headers, body = body }
 end
 
-local function authorization_of(signed_request)
-    return signed_request:match("\nAuthorization:([^\n]*)")
-end
+local function authorization_of(signed_request) return signed_request:match("\nAuthorization:([^\n]*)") end
 
 local names = case_names()
 
-t.case("the suite is present and complete", function()
-    t.ok(#names >= 38, "expected the 38 cases of the suite, found " .. #names)
-end)
+t.case(
+    "the suite is present and complete",
+    function() t.ok(#names >= 38, "expected the 38 cases of the suite, found " .. #names) end
+)
 
 for _, name in ipairs(names) do
     t.case("suite: " .. name, function()
@@ -120,20 +111,26 @@ for _, name in ipairs(names) do
         t.eq(debug.canonical_request, read(dir .. "header-canonical-request.txt"), "canonical request")
         t.eq(debug.string_to_sign, read(dir .. "header-string-to-sign.txt"), "string to sign")
         t.eq(debug.signature, read(dir .. "header-signature.txt"), "signature")
-        t.eq(added.Authorization, authorization_of(read(dir .. "header-signed-request.txt")),
-             "Authorization header")
+        t.eq(added.Authorization, authorization_of(read(dir .. "header-signed-request.txt")), "Authorization header")
         t.eq(added["X-Amz-Date"], "20150830T123600Z", "X-Amz-Date")
         t.eq(added["X-Amz-Security-Token"], token, "X-Amz-Security-Token")
     end)
 end
 
 -- Beyond the suite: what the AWS layer sends in practice.
-local creds = {access_key_id = "AKIDEXAMPLE", secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
+local creds = { access_key_id = "AKIDEXAMPLE", secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" }
 local T = parse_timestamp("2015-08-30T12:36:00Z")
 
 local function sign(over)
-    local req = {method = "POST", url = "https://ecs.us-east-1.amazonaws.com/", region = "us-east-1",
-                 service = "ecs", time = T, credentials = creds, body = "{}"}
+    local req = {
+        method = "POST",
+        url = "https://ecs.us-east-1.amazonaws.com/",
+        region = "us-east-1",
+        service = "ecs",
+        time = T,
+        credentials = creds,
+        body = "{}",
+    }
     for k, v in pairs(over or {}) do
         req[k] = v
     end
@@ -150,98 +147,119 @@ local function canonical_lines(over)
 end
 
 t.case("path segments are encoded a second time (non-S3)", function()
-    local lines = canonical_lines {url = "https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions/my%3Afn/invocations"}
+    local lines =
+        canonical_lines { url = "https://lambda.eu-west-1.amazonaws.com/2015-03-31/functions/my%3Afn/invocations" }
     t.eq(lines[2], "/2015-03-31/functions/my%253Afn/invocations")
 end)
 
 t.case("path normalisation beyond the suite", function()
     local cases = {
-        {"/a/b/..", "/a/"}, {"/a/./b/", "/a/b/"}, {"//a//b/.", "/a/b/"}, {"/a/b/../../..", "/"},
-        {"/a/..b/.c", "/a/..b/.c"}, {"", "/"}, {"/%7E~", "/%257E~"}, {"/a b+c", "/a%20b%2Bc"},
+        { "/a/b/..", "/a/" },
+        { "/a/./b/", "/a/b/" },
+        { "//a//b/.", "/a/b/" },
+        { "/a/b/../../..", "/" },
+        { "/a/..b/.c", "/a/..b/.c" },
+        { "", "/" },
+        { "/%7E~", "/%257E~" },
+        { "/a b+c", "/a%20b%2Bc" },
     }
     for _, c in ipairs(cases) do
-        local lines = canonical_lines {url = "https://ecs.us-east-1.amazonaws.com" .. c[1]}
+        local lines = canonical_lines { url = "https://ecs.us-east-1.amazonaws.com" .. c[1] }
         t.eq(lines[2], c[2], c[1])
     end
 end)
 
 t.case("query: sorted, decoded then strictly re-encoded, bare keys get '='", function()
-    local lines = canonical_lines {url = "https://x.amazonaws.com/?b=2&a=%7e1&a=0&flag&c=a%2Fb+c"}
+    local lines = canonical_lines { url = "https://x.amazonaws.com/?b=2&a=%7e1&a=0&flag&c=a%2Fb+c" }
     t.eq(lines[3], "a=0&a=~1&b=2&c=a%2Fb%2Bc&flag=")
 end)
 
 t.case("host keeps a non-default port and drops a default one", function()
-    local lines = canonical_lines {url = "http://127.0.0.1:5000/"}
+    local lines = canonical_lines { url = "http://127.0.0.1:5000/" }
     t.eq(lines[4], "host:127.0.0.1:5000")
-    lines = canonical_lines {url = "https://ecs.us-east-1.amazonaws.com:443/"}
+    lines = canonical_lines { url = "https://ecs.us-east-1.amazonaws.com:443/" }
     t.eq(lines[4], "host:ecs.us-east-1.amazonaws.com")
 end)
 
 t.case("a supplied Host header wins over the url's host and is not duplicated", function()
-    local _, d = sign {headers = {Host = "example.com"}}
+    local _, d = sign { headers = { Host = "example.com" } }
     t.eq(d.signed_headers, "host;x-amz-date")
     t.match(d.canonical_request, "\nhost:example.com\n")
 end)
 
 t.case("caller's x-amz-date and authorization are replaced, not signed twice", function()
-    local _, d = sign {headers = {["X-Amz-Date"] = "19990101T000000Z", Authorization = "x",
-                                  ["X-Amz-Target"] = "AmazonEC2ContainerServiceV20141113.DescribeServices"}}
+    local _, d = sign {
+        headers = {
+            ["X-Amz-Date"] = "19990101T000000Z",
+            Authorization = "x",
+            ["X-Amz-Target"] = "AmazonEC2ContainerServiceV20141113.DescribeServices",
+        },
+    }
     t.eq(d.signed_headers, "host;x-amz-date;x-amz-target")
     t.ok(not d.canonical_request:find("1999"), "stale date signed")
 end)
 
 t.case("x-amz-content-sha256: a caller's value is signed as given; sign_body computes it", function()
-    local _, d = sign {headers = {["X-Amz-Content-Sha256"] = "UNSIGNED-PAYLOAD"}}
+    local _, d = sign { headers = { ["X-Amz-Content-Sha256"] = "UNSIGNED-PAYLOAD" } }
     t.eq(d.signed_headers, "host;x-amz-content-sha256;x-amz-date")
     t.match(d.canonical_request, "\nx%-amz%-content%-sha256:UNSIGNED%-PAYLOAD\n")
     local added
-    added, d = sign {headers = {["X-Amz-Content-Sha256"] = "UNSIGNED-PAYLOAD"}, sign_body = true}
+    added, d = sign { headers = { ["X-Amz-Content-Sha256"] = "UNSIGNED-PAYLOAD" }, sign_body = true }
     t.eq(added["X-Amz-Content-Sha256"], sigv4.sha256_hex("{}"))
     t.match(d.canonical_request, "\nx%-amz%-content%-sha256:" .. sigv4.sha256_hex("{}") .. "\n")
 end)
 
 t.case("payload hash is the body's", function()
-    local lines = canonical_lines {body = "Action=GetCallerIdentity&Version=2011-06-15"}
+    local lines = canonical_lines { body = "Action=GetCallerIdentity&Version=2011-06-15" }
     t.eq(lines[#lines], sigv4.sha256_hex("Action=GetCallerIdentity&Version=2011-06-15"))
 end)
 
 t.case("session token: atlas.null or false mean none", function()
-    local added = sign {credentials = {access_key_id = "A", secret_access_key = "S", session_token = json.null}}
+    local added = sign { credentials = { access_key_id = "A", secret_access_key = "S", session_token = json.null } }
     t.eq(added["X-Amz-Security-Token"], nil)
-    added = sign {credentials = {access_key_id = "A", secret_access_key = "S", session_token = "tok"}}
+    added = sign { credentials = { access_key_id = "A", secret_access_key = "S", session_token = "tok" } }
     t.eq(added["X-Amz-Security-Token"], "tok")
 end)
 
 t.case("the signing key cache never mixes regions, services or secrets", function()
-    local a = select(2, sign {region = "eu-west-1"}).signature
-    local b = select(2, sign {region = "us-east-1"}).signature
-    local c = select(2, sign {region = "eu-west-1", credentials = {access_key_id = "AKIDEXAMPLE", secret_access_key = "other"}})
-        .signature
-    local a2 = select(2, sign {region = "eu-west-1"}).signature
+    local a = select(2, sign { region = "eu-west-1" }).signature
+    local b = select(2, sign { region = "us-east-1" }).signature
+    local c = select(
+        2,
+        sign { region = "eu-west-1", credentials = { access_key_id = "AKIDEXAMPLE", secret_access_key = "other" } }
+    ).signature
+    local a2 = select(2, sign { region = "eu-west-1" }).signature
     t.ok(a ~= b and a ~= c and b ~= c, "signatures must differ")
     t.eq(a2, a)
 end)
 
 t.case("time defaults to now", function()
-    local added = sign {time = false}
+    local added = sign { time = false }
     t.match(added["X-Amz-Date"], "^%d%d%d%d%d%d%d%dT%d%d%d%d%d%dZ$")
     t.ok(added["X-Amz-Date"] ~= "20150830T123600Z")
 end)
 
 t.case("digests: sha256_hex, hmac_sha256, hex (RFC 4231 case 2)", function()
     t.eq(sigv4.sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-    t.eq(sigv4.hex(sigv4.hmac_sha256("Jefe", "what do ya want for nothing?")),
-         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    t.eq(
+        sigv4.hex(sigv4.hmac_sha256("Jefe", "what do ya want for nothing?")),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    )
     -- a key longer than the block is hashed first (RFC 4231 case 6)
-    t.eq(sigv4.hex(sigv4.hmac_sha256(string.rep("\xaa", 131), "Test Using Larger Than Block-Size Key - Hash Key First")),
-         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+    t.eq(
+        sigv4.hex(sigv4.hmac_sha256(string.rep("\xaa", 131), "Test Using Larger Than Block-Size Key - Hash Key First")),
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+    )
     t.eq(sigv4.hex("\0\255a"), "00ff61")
 end)
 
 t.case("misuse raises", function()
-    t.raises(function() sigv4.sign {url = "https://x/", region = "r", service = "s", credentials = creds} end, "method")
-    t.raises(function() sign {url = "not a url"} end, "absolute")
-    t.raises(function() sign {credentials = {access_key_id = "A"}} end, "secret_access_key")
+    t.raises(
+        function() sigv4.sign { url = "https://x/", region = "r", service = "s", credentials = creds } end,
+        "method"
+    )
+    t.raises(function() sign { url = "not a url" } end, "absolute")
+    t.raises(function() sign { credentials = { access_key_id = "A" } } end, "secret_access_key")
 end)
 
 t.case("random urls and headers never crash the signer", function()
@@ -258,9 +276,14 @@ t.case("random urls and headers never crash the signer", function()
     local signed = 0
     for _ = 1, 3000 do
         local ok, added = pcall(sigv4.sign, {
-            method = "GET", url = "https://h" .. junk(math.random(0, 30)), body = junk(5),
-            headers = {[junk(4) .. "x"] = junk(math.random(0, 10)), Multi = {junk(3), junk(3)}},
-            region = "r", service = "s", time = T, credentials = creds,
+            method = "GET",
+            url = "https://h" .. junk(math.random(0, 30)),
+            body = junk(5),
+            headers = { [junk(4) .. "x"] = junk(math.random(0, 10)), Multi = { junk(3), junk(3) } },
+            region = "r",
+            service = "s",
+            time = T,
+            credentials = creds,
         })
         if ok then
             signed = signed + 1

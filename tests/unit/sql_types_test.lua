@@ -7,9 +7,7 @@ local json = require "atlas.json"
 
 local source = debug.getinfo(1, "S").source:match("^@(.*)$")
 local root = source:match("^(.*)tests/unit/sql_types_test%.lua$") or "./"
-if root == "" then
-    root = "./"
-end
+if root == "" then root = "./" end
 local pg = dofile(root .. "tests/support/pg.lua")
 
 local null = json.null
@@ -152,9 +150,17 @@ end
 t.case("subscription_connection quotes the password twice and registers it as a secret", function()
     local log = require "atlas.log"
     local password = [[p'w\ s3cret]]
-    local literal, conninfo = sql.subscription_connection { host = "atlas-db.example.com", port = 5432,
-        dbname = "atlas", user = "atlas_admin", password = password }
-    t.eq(conninfo, [[host=atlas-db.example.com port=5432 dbname=atlas user=atlas_admin password='p\'w\\ s3cret' sslmode=require]])
+    local literal, conninfo = sql.subscription_connection {
+        host = "atlas-db.example.com",
+        port = 5432,
+        dbname = "atlas",
+        user = "atlas_admin",
+        password = password,
+    }
+    t.eq(
+        conninfo,
+        [[host=atlas-db.example.com port=5432 dbname=atlas user=atlas_admin password='p\'w\\ s3cret' sslmode=require]]
+    )
     -- The server reads the literal back as the conninfo, and libpq parses the
     -- conninfo back to the password.
     t.eq(db:query("SELECT " .. literal .. "::text AS v")[1].v, conninfo)
@@ -183,9 +189,7 @@ local MUTATING = {
 }
 
 for _, case in ipairs(MUTATING) do
-    t.case("is_mutating: " .. case[1]:gsub("\n", " "), function()
-        t.eq(sql.is_mutating(case[1]), case[2])
-    end)
+    t.case("is_mutating: " .. case[1]:gsub("\n", " "), function() t.eq(sql.is_mutating(case[1]), case[2]) end)
 end
 
 t.case("a large result converts every row and leaves the collector running", function()
@@ -199,9 +203,7 @@ end)
 
 t.case("an error after rows have streamed in discards them, restarts the collector, keeps the connection", function()
     -- Rows arrive and are converted one by one; row 2500 divides by zero.
-    local err = t.raises(function()
-        db:query("SELECT g, 1 / (2500 - g) AS x FROM generate_series(1, 3000) g")
-    end)
+    local err = t.raises(function() db:query("SELECT g, 1 / (2500 - g) AS x FROM generate_series(1, 3000) g") end)
     t.eq(err.sqlstate, "22012")
     t.eq(collectgarbage("isrunning"), true)
     t.eq(db:query("SELECT 42 AS answer")[1].answer, 42)
@@ -221,14 +223,20 @@ t.case("a wide row (more columns than the small fast path) converts every column
 end)
 
 local LOOPBACK = {
-    { nil, true }, { "", true }, { "localhost", true }, { "127.0.0.1", true }, { "127.1.2.3", true },
-    { "::1", true }, { "/var/run/postgresql", true }, { "127.0.0.1,localhost", true },
-    { "db.example.com", false }, { "10.0.0.5", false }, { "127.0.0.1,db.example.com", false },
+    { nil, true },
+    { "", true },
+    { "localhost", true },
+    { "127.0.0.1", true },
+    { "127.1.2.3", true },
+    { "::1", true },
+    { "/var/run/postgresql", true },
+    { "127.0.0.1,localhost", true },
+    { "db.example.com", false },
+    { "10.0.0.5", false },
+    { "127.0.0.1,db.example.com", false },
     { "atlas-production-db-eu-west-1.cxyz.eu-west-1.rds.amazonaws.com", false },
 }
 
 for _, case in ipairs(LOOPBACK) do
-    t.case("is_loopback " .. tostring(case[1]), function()
-        t.eq(sql.is_loopback(case[1]), case[2])
-    end)
+    t.case("is_loopback " .. tostring(case[1]), function() t.eq(sql.is_loopback(case[1]), case[2]) end)
 end

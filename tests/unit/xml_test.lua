@@ -18,46 +18,69 @@ local shapes = {
   </DescribeDBInstancesResult>
   <ResponseMetadata><RequestId>abc-123</RequestId></ResponseMetadata>
 </DescribeDBInstancesResponse>]],
-        tree = {tag = "DescribeDBInstancesResponse", attr = {},
-            {tag = "DescribeDBInstancesResult", attr = {},
-                {tag = "DBInstances", attr = {},
-                    {tag = "DBInstance", attr = {},
-                        {tag = "DBInstanceIdentifier", attr = {}, text = "atlas-production-db-eu-west-1"},
-                        {tag = "MultiAZ", attr = {}, text = "true"}}}},
-            {tag = "ResponseMetadata", attr = {}, {tag = "RequestId", attr = {}, text = "abc-123"}}},
+        tree = {
+            tag = "DescribeDBInstancesResponse",
+            attr = {},
+            {
+                tag = "DescribeDBInstancesResult",
+                attr = {},
+                {
+                    tag = "DBInstances",
+                    attr = {},
+                    {
+                        tag = "DBInstance",
+                        attr = {},
+                        { tag = "DBInstanceIdentifier", attr = {}, text = "atlas-production-db-eu-west-1" },
+                        { tag = "MultiAZ", attr = {}, text = "true" },
+                    },
+                },
+            },
+            { tag = "ResponseMetadata", attr = {}, { tag = "RequestId", attr = {}, text = "abc-123" } },
+        },
     },
     {
         name = "prefixed namespaces and prefixed attributes lose their prefix",
         input = [[<r:ChangeInfo xmlns:r="https://route53.amazonaws.com/doc/2013-04-01/" xmlns:x="urn:x" x:kind="a" plain="b"><r:Id>/change/C1</r:Id><r:Status>PENDING</r:Status></r:ChangeInfo>]],
-        tree = {tag = "ChangeInfo", attr = {kind = "a", plain = "b"},
-            {tag = "Id", attr = {}, text = "/change/C1"},
-            {tag = "Status", attr = {}, text = "PENDING"}},
+        tree = {
+            tag = "ChangeInfo",
+            attr = { kind = "a", plain = "b" },
+            { tag = "Id", attr = {}, text = "/change/C1" },
+            { tag = "Status", attr = {}, text = "PENDING" },
+        },
     },
     {
         name = "empty and whitespace-only elements have no text; empty list has no children",
         input = "<A><Marker/><Next></Next><List>\n   \n</List></A>",
-        tree = {tag = "A", attr = {}, {tag = "Marker", attr = {}}, {tag = "Next", attr = {}},
-            {tag = "List", attr = {}}},
+        tree = {
+            tag = "A",
+            attr = {},
+            { tag = "Marker", attr = {} },
+            { tag = "Next", attr = {} },
+            { tag = "List", attr = {} },
+        },
     },
     {
         name = "entities, CDATA and character references decode; leaf spaces kept",
         input = "<V> a &amp; b &lt;c&gt; <![CDATA[<raw>]]> &#x263A; </V>",
-        tree = {tag = "V", attr = {}, text = " a & b <c> <raw> \u{263A} "},
+        tree = { tag = "V", attr = {}, text = " a & b <c> <raw> \u{263A} " },
     },
     {
         name = "mixed content: text concatenated around children, then trimmed",
         input = "<Message>\n  Service <b>x</b> not found\n</Message>",
-        tree = {tag = "Message", attr = {}, text = "Service  not found", {tag = "b", attr = {}, text = "x"}},
+        tree = { tag = "Message", attr = {}, text = "Service  not found", { tag = "b", attr = {}, text = "x" } },
     },
     {
         name = "repeated members keep document order",
         input = "<ResourceRecords><ResourceRecord><Value>1</Value></ResourceRecord>"
             .. "<ResourceRecord><Value>2</Value></ResourceRecord>"
             .. "<ResourceRecord><Value>3</Value></ResourceRecord></ResourceRecords>",
-        tree = {tag = "ResourceRecords", attr = {},
-            {tag = "ResourceRecord", attr = {}, {tag = "Value", attr = {}, text = "1"}},
-            {tag = "ResourceRecord", attr = {}, {tag = "Value", attr = {}, text = "2"}},
-            {tag = "ResourceRecord", attr = {}, {tag = "Value", attr = {}, text = "3"}}},
+        tree = {
+            tag = "ResourceRecords",
+            attr = {},
+            { tag = "ResourceRecord", attr = {}, { tag = "Value", attr = {}, text = "1" } },
+            { tag = "ResourceRecord", attr = {}, { tag = "Value", attr = {}, text = "2" } },
+            { tag = "ResourceRecord", attr = {}, { tag = "Value", attr = {}, text = "3" } },
+        },
     },
 }
 
@@ -71,15 +94,15 @@ end
 
 -- Malformed input: nil plus "line L column C: message" pointing at the fault.
 local malformed = {
-    {input = "", err = "^line 1 column 1: no element found$"},
-    {input = "<a>\n  <b></a>", err = "^line 2 column 8: mismatched tag$"},
-    {input = "<a>text", err = "^line 1 column 8: no element found$"},
-    {input = "<a/><b/>", err = "^line 1 column 5: junk after document element$"},
-    {input = "<a x='1' x='2'/>", err = "^line 1 column 10: duplicate attribute$"},
-    {input = "<a>&nope;</a>", err = "^line 1 column 4: undefined entity$"},
-    {input = "<a>\xff\xfe</a>", err = "^line 1 column 4: not well%-formed"},
-    {input = "<!DOCTYPE a [<!ENTITY e 'x'>]><a>&e;</a>", err = "^line 1 column %d+: DOCTYPE is not allowed$"},
-    {input = "not xml at all", err = "^line 1 column 1: syntax error$"},
+    { input = "", err = "^line 1 column 1: no element found$" },
+    { input = "<a>\n  <b></a>", err = "^line 2 column 8: mismatched tag$" },
+    { input = "<a>text", err = "^line 1 column 8: no element found$" },
+    { input = "<a/><b/>", err = "^line 1 column 5: junk after document element$" },
+    { input = "<a x='1' x='2'/>", err = "^line 1 column 10: duplicate attribute$" },
+    { input = "<a>&nope;</a>", err = "^line 1 column 4: undefined entity$" },
+    { input = "<a>\xff\xfe</a>", err = "^line 1 column 4: not well%-formed" },
+    { input = "<!DOCTYPE a [<!ENTITY e 'x'>]><a>&e;</a>", err = "^line 1 column %d+: DOCTYPE is not allowed$" },
+    { input = "not xml at all", err = "^line 1 column 1: syntax error$" },
 }
 
 for _, c in ipairs(malformed) do
@@ -96,8 +119,10 @@ t.case("depth bomb is refused with a position, and the limit is exactly 200", fu
     t.match(err, "^line 1 column %d+: elements nested too deeply")
     local ok = xml.parse(string.rep("<a>", 200) .. string.rep("</a>", 200))
     t.ok(ok, "200 levels must parse")
-    t.eq(select(2, xml.parse(string.rep("<a>", 201) .. string.rep("</a>", 201))),
-         "line 1 column 601: elements nested too deeply (limit 200)")
+    t.eq(
+        select(2, xml.parse(string.rep("<a>", 201) .. string.rep("</a>", 201))),
+        "line 1 column 601: elements nested too deeply (limit 200)"
+    )
 end)
 
 t.case("elements without attributes share one read-only empty attr table", function()
@@ -106,7 +131,7 @@ t.case("elements without attributes share one read-only empty attr table", funct
     t.ok(rawequal(tree.attr, tree[1].attr), "shared")
     t.raises(function() tree.attr.x = 1 end, "read%-only")
     tree[2].attr.extra = "ok" -- an element's own attr table stays writable
-    t.eq(tree[2].attr, {k = "v", extra = "ok"})
+    t.eq(tree[2].attr, { k = "v", extra = "ok" })
 end)
 
 t.case("large text survives whole, and the next document parses normally", function()
@@ -118,7 +143,7 @@ end)
 t.case("the parser is reusable after errors", function()
     for _ = 1, 3 do
         t.eq(select(2, xml.parse("<a><b></a>")), "line 1 column 9: mismatched tag")
-        t.eq(xml.parse("<ok>1</ok>"), {tag = "ok", attr = {}, text = "1"})
+        t.eq(xml.parse("<ok>1</ok>"), { tag = "ok", attr = {}, text = "1" })
     end
 end)
 
@@ -143,7 +168,7 @@ end]]
     local escaped = xml.escape(raw)
     t.eq(escaped, "a &amp; b &lt; c &gt; d &quot;q&quot; &apos;a&apos; tab&#9;line&#10;end")
     t.eq(xml.parse("<v>" .. escaped .. "</v>").text, raw)
-    t.eq(xml.parse("<v a=\"" .. escaped .. "\"/>").attr.a, raw)
+    t.eq(xml.parse('<v a="' .. escaped .. '"/>').attr.a, raw)
     t.eq(xml.escape("plain"), "plain")
     t.raises(function() xml.escape("bell\7") end, "not allowed")
 end)

@@ -175,11 +175,7 @@ end
 
 -- application/x-www-form-urlencoded as botocore sends it (Python's urlencode): a space is "+".
 local function form_escape(s)
-    return (
-        tostring(s)
-            :gsub("[^%w%-%._~ ]", function(c) return string.format("%%%02X", c:byte()) end)
-            :gsub(" ", "+")
-    )
+    return (tostring(s):gsub("[^%w%-%._~ ]", function(c) return string.format("%%%02X", c:byte()) end):gsub(" ", "+"))
 end
 
 local function form_encode(pairs_list)

@@ -8,9 +8,7 @@ local errors = require "atlas.errors"
 
 local M = {}
 
-local function host_of(url)
-    return url:match("^%a+://([^/:]+)") or url
-end
+local function host_of(url) return url:match("^%a+://([^/:]+)") or url end
 
 -- http.request{method="GET", url=, headers=, body=, timeout=10}
 --   -> {status=, headers=, body=}
@@ -21,12 +19,16 @@ function M.request(req)
     local started = runtime.now()
     local ok, result = pcall(runtime.backend("http").request, req)
     local outcome = ok and tostring(result.status) or "error"
-    log.event { type = "call", module = "http", op = req.method, region = host_of(req.url),
-        duration_ms = math.floor((runtime.now() - started) * 1000), outcome = outcome,
-        error = (not ok) and errors.message(result) or nil }
-    if not ok then
-        error(result, 0)
-    end
+    log.event {
+        type = "call",
+        module = "http",
+        op = req.method,
+        region = host_of(req.url),
+        duration_ms = math.floor((runtime.now() - started) * 1000),
+        outcome = outcome,
+        error = (not ok) and errors.message(result) or nil,
+    }
+    if not ok then error(result, 0) end
     return result
 end
 
@@ -44,9 +46,7 @@ end
 function M.check(url, options)
     local ok, response = pcall(M.get, url, options)
     if not ok then
-        if errors.is(response, "interrupted") then
-            error(response, 0)
-        end
+        if errors.is(response, "interrupted") then error(response, 0) end
         return false, errors.message(response)
     end
     return response.status >= 200 and response.status < 300, response.status

@@ -1,8 +1,6 @@
 -- The mock http backend: the mock world answers for its endpoints.
 local M = {}
 
-function M.request(req)
-    return require("atlas.runtime").world:http_request(req)
-end
+function M.request(req) return require("atlas.runtime").world:http_request(req) end
 
 return M

@@ -8,9 +8,7 @@ local M = {}
 
 local function current_world()
     local world = require("atlas.runtime").world
-    if not world then
-        error("atlas.mock.aws: no mock world is current (runtime.use_world or --mock)", 2)
-    end
+    if not world then error("atlas.mock.aws: no mock world is current (runtime.use_world or --mock)", 2) end
     return world
 end
 
@@ -18,12 +16,8 @@ end
 function M.invoke(req)
     local world = current_world()
     local ok, result = pcall(world.aws_invoke, world, req.service, req.action, req.region, req.params)
-    if ok then
-        return result
-    end
-    if errors.is(result) then
-        return nil, result
-    end
+    if ok then return result end
+    if errors.is(result) then return nil, result end
     -- A bug in the mock world itself: let it surface with its message.
     error(result, 0)
 end

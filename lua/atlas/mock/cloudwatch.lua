@@ -31,9 +31,7 @@ local function dims_key(dimensions)
     return table.concat(parts, ",")
 end
 
-local function metric_key(namespace, name, dimensions)
-    return namespace .. "|" .. name .. "|" .. dims_key(dimensions)
-end
+local function metric_key(namespace, name, dimensions) return namespace .. "|" .. name .. "|" .. dims_key(dimensions) end
 
 local function dims_table(dimensions)
     local out = {}
@@ -59,32 +57,24 @@ local generators = {}
 
 generators[NAMESPACE .. "|CrossRegionLatency"] = function(w, region, d, t)
     local base = LATENCY_BASE[d.Region]
-    if not base or d.Region ~= region then
-        return nil
-    end
+    if not base or d.Region ~= region then return nil end
     return base + wiggle(t, 10), "Milliseconds"
 end
 
 generators[NAMESPACE .. "|ReplicationLag"] = function(w, region, d, t)
-    if d.Region ~= region or region == "eu-west-1" or not LATENCY_BASE[region] then
-        return nil
-    end
+    if d.Region ~= region or region == "eu-west-1" or not LATENCY_BASE[region] then return nil end
     return w:replication_lag_of(region), "Seconds"
 end
 
 generators["AWS/RDS|CPUUtilization"] = function(w, region, d, t)
     local inst = require("atlas.mock.rds").instance(w, region, d.DBInstanceIdentifier or "")
-    if not inst or inst.v.DBInstanceStatus == "failed" then
-        return nil
-    end
+    if not inst or inst.v.DBInstanceStatus == "failed" then return nil end
     return 34 + wiggle(t, 8), "Percent"
 end
 
 generators["AWS/RDS|ReplicaLag"] = function(w, region, d, t)
     local inst = require("atlas.mock.rds").instance(w, region, d.DBInstanceIdentifier or "")
-    if not inst or not inst.v.ReadReplicaSourceDBInstanceIdentifier then
-        return nil
-    end
+    if not inst or not inst.v.ReadReplicaSourceDBInstanceIdentifier then return nil end
     return 0.2 + math.abs(wiggle(t, 0.2)), "Seconds"
 end
 
@@ -94,41 +84,29 @@ local function ecs_service_dims(region, d)
 end
 
 generators["AWS/ECS|CPUUtilization"] = function(w, region, d, t)
-    if not ecs_service_dims(region, d) or require("atlas.mock.ecs").running_count(w, region) == 0 then
-        return nil
-    end
+    if not ecs_service_dims(region, d) or require("atlas.mock.ecs").running_count(w, region) == 0 then return nil end
     return 41 + wiggle(t, 12), "Percent"
 end
 
 generators["ECS/ContainerInsights|RunningTaskCount"] = function(w, region, d, t)
-    if not ecs_service_dims(region, d) then
-        return nil
-    end
+    if not ecs_service_dims(region, d) then return nil end
     return require("atlas.mock.ecs").running_count(w, region), "Count"
 end
 
 generators["AWS/ApplicationELB|RequestCount"] = function(w, region, d, t)
-    if d.LoadBalancer ~= alb_dimension(region) then
-        return nil
-    end
+    if d.LoadBalancer ~= alb_dimension(region) then return nil end
     return 6000 + wiggle(t, 600), "Count"
 end
 
 generators["AWS/ApplicationELB|HTTPCode_ELB_5XX_Count"] = function(w, region, d, t)
-    if d.LoadBalancer ~= alb_dimension(region) then
-        return nil
-    end
+    if d.LoadBalancer ~= alb_dimension(region) then return nil end
     return w.endpoints[region].up and 2 or 5900, "Count"
 end
 
 generators["AWS/Route53|HealthCheckStatus"] = function(w, region, d, t)
-    if region ~= "us-east-1" then
-        return nil
-    end
+    if region ~= "us-east-1" then return nil end
     local healthy = require("atlas.mock.route53").health_check_healthy(w, d.HealthCheckId or "")
-    if healthy == nil then
-        return nil
-    end
+    if healthy == nil then return nil end
     return healthy and 1 or 0, "None"
 end
 
@@ -136,15 +114,11 @@ end
 function M.current_value(w, region, namespace, name, dimensions)
     local override = (w.metric_overrides or {})[metric_key(namespace, name, dimensions)]
     if override ~= nil then
-        if type(override) == "function" then
-            return override(w.t, w)
-        end
+        if type(override) == "function" then return override(w.t, w) end
         return override
     end
     local generator = generators[namespace .. "|" .. name]
-    if generator then
-        return (generator(w, region, dims_table(dimensions), w.t))
-    end
+    if generator then return (generator(w, region, dims_table(dimensions), w.t)) end
 end
 
 function M.set_generator(w, namespace, name, dimensions, value)
@@ -168,44 +142,106 @@ local function alarm_definitions(w, region)
     if region == "us-east-1" then
         -- Route53 publishes health-check metrics in us-east-1 only.
         for _, r in ipairs(util.REGIONS) do
-            add{ name = "atlas-production-health-check-" .. r, severity = "critical",
-                 description = "Route53 health check of " .. r .. ".atlas-crm.com is failing",
-                 namespace = "AWS/Route53", metric = "HealthCheckStatus", statistic = "Minimum",
-                 dimensions = { { Name = "HealthCheckId", Value = require("atlas.mock.route53").health_check_of_region(w, r) } },
-                 period = 30, evaluation = 3, threshold = 1, comparison = "LessThanThreshold", unit = nil }
+            add {
+                name = "atlas-production-health-check-" .. r,
+                severity = "critical",
+                description = "Route53 health check of " .. r .. ".atlas-crm.com is failing",
+                namespace = "AWS/Route53",
+                metric = "HealthCheckStatus",
+                statistic = "Minimum",
+                dimensions = {
+                    { Name = "HealthCheckId", Value = require("atlas.mock.route53").health_check_of_region(w, r) },
+                },
+                period = 30,
+                evaluation = 3,
+                threshold = 1,
+                comparison = "LessThanThreshold",
+                unit = nil,
+            }
         end
     end
-    add{ name = "atlas-production-alb-5xx-" .. region, severity = "critical",
-         description = "ALB 5xx responses above 5 % of requests in " .. region,
-         namespace = "AWS/ApplicationELB", metric = "HTTPCode_ELB_5XX_Count", statistic = "Sum",
-         dimensions = { { Name = "LoadBalancer", Value = alb_dimension(region) } },
-         period = 60, evaluation = 2, threshold = 300, comparison = "GreaterThanThreshold" }
-    add{ name = "atlas-production-ecs-unhealthy-" .. region, severity = "critical",
-         description = "No running task in " .. n.service,
-         namespace = "ECS/ContainerInsights", metric = "RunningTaskCount", statistic = "Minimum",
-         dimensions = { { Name = "ClusterName", Value = n.cluster }, { Name = "ServiceName", Value = n.service } },
-         period = 60, evaluation = 2, threshold = 1, comparison = "LessThanThreshold" }
-    add{ name = "atlas-production-ecs-max-tasks-" .. region, severity = "warning",
-         description = n.service .. " is at its maximum task count",
-         namespace = "ECS/ContainerInsights", metric = "RunningTaskCount", statistic = "Maximum",
-         dimensions = { { Name = "ClusterName", Value = n.cluster }, { Name = "ServiceName", Value = n.service } },
-         period = 60, evaluation = 5, threshold = 10, comparison = "GreaterThanOrEqualToThreshold" }
-    add{ name = "atlas-production-cross-region-latency-" .. region, severity = "warning",
-         description = "Cross-region latency from " .. region .. " above 200 ms",
-         namespace = NAMESPACE, metric = "CrossRegionLatency", statistic = "Average",
-         dimensions = { { Name = "Region", Value = region } },
-         period = 60, evaluation = 5, threshold = 200, comparison = "GreaterThanThreshold", unit = "Milliseconds" }
-    add{ name = "atlas-production-db-cpu-" .. region, severity = "warning",
-         description = "Database CPU above 80 % on atlas-production-db-" .. region,
-         namespace = "AWS/RDS", metric = "CPUUtilization", statistic = "Average",
-         dimensions = { { Name = "DBInstanceIdentifier", Value = "atlas-production-db-" .. region } },
-         period = 300, evaluation = 3, threshold = 80, comparison = "GreaterThanThreshold", unit = "Percent" }
+    add {
+        name = "atlas-production-alb-5xx-" .. region,
+        severity = "critical",
+        description = "ALB 5xx responses above 5 % of requests in " .. region,
+        namespace = "AWS/ApplicationELB",
+        metric = "HTTPCode_ELB_5XX_Count",
+        statistic = "Sum",
+        dimensions = { { Name = "LoadBalancer", Value = alb_dimension(region) } },
+        period = 60,
+        evaluation = 2,
+        threshold = 300,
+        comparison = "GreaterThanThreshold",
+    }
+    add {
+        name = "atlas-production-ecs-unhealthy-" .. region,
+        severity = "critical",
+        description = "No running task in " .. n.service,
+        namespace = "ECS/ContainerInsights",
+        metric = "RunningTaskCount",
+        statistic = "Minimum",
+        dimensions = { { Name = "ClusterName", Value = n.cluster }, { Name = "ServiceName", Value = n.service } },
+        period = 60,
+        evaluation = 2,
+        threshold = 1,
+        comparison = "LessThanThreshold",
+    }
+    add {
+        name = "atlas-production-ecs-max-tasks-" .. region,
+        severity = "warning",
+        description = n.service .. " is at its maximum task count",
+        namespace = "ECS/ContainerInsights",
+        metric = "RunningTaskCount",
+        statistic = "Maximum",
+        dimensions = { { Name = "ClusterName", Value = n.cluster }, { Name = "ServiceName", Value = n.service } },
+        period = 60,
+        evaluation = 5,
+        threshold = 10,
+        comparison = "GreaterThanOrEqualToThreshold",
+    }
+    add {
+        name = "atlas-production-cross-region-latency-" .. region,
+        severity = "warning",
+        description = "Cross-region latency from " .. region .. " above 200 ms",
+        namespace = NAMESPACE,
+        metric = "CrossRegionLatency",
+        statistic = "Average",
+        dimensions = { { Name = "Region", Value = region } },
+        period = 60,
+        evaluation = 5,
+        threshold = 200,
+        comparison = "GreaterThanThreshold",
+        unit = "Milliseconds",
+    }
+    add {
+        name = "atlas-production-db-cpu-" .. region,
+        severity = "warning",
+        description = "Database CPU above 80 % on atlas-production-db-" .. region,
+        namespace = "AWS/RDS",
+        metric = "CPUUtilization",
+        statistic = "Average",
+        dimensions = { { Name = "DBInstanceIdentifier", Value = "atlas-production-db-" .. region } },
+        period = 300,
+        evaluation = 3,
+        threshold = 80,
+        comparison = "GreaterThanThreshold",
+        unit = "Percent",
+    }
     if region ~= "eu-west-1" then
-        add{ name = "atlas-production-replication-lag-" .. region, severity = "critical",
-             description = "Logical replication lag from eu-west-1 to " .. region .. " above 10 s",
-             namespace = NAMESPACE, metric = "ReplicationLag", statistic = "Maximum",
-             dimensions = { { Name = "Region", Value = region } },
-             period = 60, evaluation = 2, threshold = 10, comparison = "GreaterThanThreshold", unit = "Seconds" }
+        add {
+            name = "atlas-production-replication-lag-" .. region,
+            severity = "critical",
+            description = "Logical replication lag from eu-west-1 to " .. region .. " above 10 s",
+            namespace = NAMESPACE,
+            metric = "ReplicationLag",
+            statistic = "Maximum",
+            dimensions = { { Name = "Region", Value = region } },
+            period = 60,
+            evaluation = 2,
+            threshold = 10,
+            comparison = "GreaterThanThreshold",
+            unit = "Seconds",
+        }
     end
     return defs
 end
@@ -220,14 +256,27 @@ local COMPARE = {
 local function evaluate(w, def)
     local value = M.current_value(w, def.region, def.namespace, def.metric, def.dimensions)
     if value == nil then
-        return "INSUFFICIENT_DATA", "Insufficient Data: no datapoints were received for " .. def.evaluation .. " periods."
+        return "INSUFFICIENT_DATA",
+            "Insufficient Data: no datapoints were received for " .. def.evaluation .. " periods."
     end
     if COMPARE[def.comparison](value, def.threshold) then
-        return "ALARM", string.format("Threshold Crossed: %d datapoints [%s] were %s the threshold (%s).",
-            def.evaluation, tostring(value), def.comparison:find("Greater") and "greater than" or "less than", tostring(def.threshold))
+        return "ALARM",
+            string.format(
+                "Threshold Crossed: %d datapoints [%s] were %s the threshold (%s).",
+                def.evaluation,
+                tostring(value),
+                def.comparison:find("Greater") and "greater than" or "less than",
+                tostring(def.threshold)
+            )
     end
-    return "OK", string.format("Threshold Crossed: %d datapoints [%s] were not %s the threshold (%s).",
-        def.evaluation, tostring(value), def.comparison:find("Greater") and "greater than" or "less than", tostring(def.threshold))
+    return "OK",
+        string.format(
+            "Threshold Crossed: %d datapoints [%s] were not %s the threshold (%s).",
+            def.evaluation,
+            tostring(value),
+            def.comparison:find("Greater") and "greater than" or "less than",
+            tostring(def.threshold)
+        )
 end
 
 local function alarm_view(w, def)
@@ -245,8 +294,8 @@ local function alarm_view(w, def)
         AlarmDescription = def.description,
         AlarmConfigurationUpdatedTimestamp = configured,
         ActionsEnabled = true,
-        OKActions = util.list{ topic(def.region, def.severity) },
-        AlarmActions = util.list{ topic(def.region, def.severity) },
+        OKActions = util.list { topic(def.region, def.severity) },
+        AlarmActions = util.list { topic(def.region, def.severity) },
         InsufficientDataActions = util.list(),
         StateValue = value,
         StateReason = reason,
@@ -288,11 +337,16 @@ local function aggregate(values, statistics, unit)
         max = math.max(max, v)
     end
     for _, stat in ipairs(statistics) do
-        if stat == "SampleCount" then point.SampleCount = #values + 0.0
-        elseif stat == "Average" then point.Average = sum / #values
-        elseif stat == "Sum" then point.Sum = sum + 0.0
-        elseif stat == "Minimum" then point.Minimum = min + 0.0
-        elseif stat == "Maximum" then point.Maximum = max + 0.0
+        if stat == "SampleCount" then
+            point.SampleCount = #values + 0.0
+        elseif stat == "Average" then
+            point.Average = sum / #values
+        elseif stat == "Sum" then
+            point.Sum = sum + 0.0
+        elseif stat == "Minimum" then
+            point.Minimum = min + 0.0
+        elseif stat == "Maximum" then
+            point.Maximum = max + 0.0
         end
     end
     return point
@@ -304,9 +358,7 @@ function H.GetMetricStatistics(w, region, p, ctx)
     local start = util.parse_time(ctx:need(p, "StartTime"))
     local finish = util.parse_time(ctx:need(p, "EndTime"))
     local period = tonumber(ctx:need(p, "Period"))
-    if not start or not finish then
-        ctx:fail("InvalidParameterValue", "StartTime and EndTime must be timestamps.")
-    end
+    if not start or not finish then ctx:fail("InvalidParameterValue", "StartTime and EndTime must be timestamps.") end
     if not period or period < 1 or (period >= 60 and period % 60 ~= 0) then
         ctx:fail("InvalidParameterValue", "The parameter Period must be a multiple of 60.")
     end
@@ -324,9 +376,14 @@ function H.GetMetricStatistics(w, region, p, ctx)
     end
     local count = math.ceil((finish - start) / period)
     if count > MAX_DATAPOINTS then
-        ctx:fail("InvalidParameterCombination", string.format(
-            "You have requested up to %d datapoints, which exceeds the limit of %d. You may reduce the datapoints requested by increasing Period, or decreasing the time range.",
-            count, MAX_DATAPOINTS))
+        ctx:fail(
+            "InvalidParameterCombination",
+            string.format(
+                "You have requested up to %d datapoints, which exceeds the limit of %d. You may reduce the datapoints requested by increasing Period, or decreasing the time range.",
+                count,
+                MAX_DATAPOINTS
+            )
+        )
     end
     local key = metric_key(namespace, name, p.Dimensions)
     local stored = state(w, region).data[key]
@@ -385,11 +442,12 @@ function H.PutMetricData(w, region, p, ctx)
         local at = util.parse_time(datum.Timestamp) or w.t
         s.data[key] = s.data[key] or {}
         local values = datum.Values or (datum.Value ~= nil and { datum.Value }) or {}
-        if datum.StatisticValues then
-            values = { datum.StatisticValues.Sum / datum.StatisticValues.SampleCount }
-        end
+        if datum.StatisticValues then values = { datum.StatisticValues.Sum / datum.StatisticValues.SampleCount } end
         if #values == 0 then
-            ctx:fail("InvalidParameterCombination", "At least one of the parameters Value, Values or StatisticValues must be specified.")
+            ctx:fail(
+                "InvalidParameterCombination",
+                "At least one of the parameters Value, Values or StatisticValues must be specified."
+            )
         end
         for i, v in ipairs(values) do
             local repeats = datum.Counts and datum.Counts[i] or 1
@@ -411,13 +469,13 @@ function H.DescribeAlarms(w, region, p, ctx)
     end
     local alarms = {}
     for _, def in ipairs(alarm_definitions(w, region)) do
-        if (not names or names[def.name])
-            and (not p.AlarmNamePrefix or def.name:sub(1, #p.AlarmNamePrefix) == p.AlarmNamePrefix) then
+        if
+            (not names or names[def.name])
+            and (not p.AlarmNamePrefix or def.name:sub(1, #p.AlarmNamePrefix) == p.AlarmNamePrefix)
+        then
             local alarm = alarm_view(w, def)
             local action_ok = not p.ActionPrefix or alarm.AlarmActions[1]:sub(1, #p.ActionPrefix) == p.ActionPrefix
-            if action_ok and (not p.StateValue or alarm.StateValue == p.StateValue) then
-                alarms[#alarms + 1] = alarm
-            end
+            if action_ok and (not p.StateValue or alarm.StateValue == p.StateValue) then alarms[#alarms + 1] = alarm end
         end
     end
     local types = p.AlarmTypes and util.as_list(p.AlarmTypes) or { "MetricAlarm" }
@@ -427,9 +485,7 @@ function H.DescribeAlarms(w, region, p, ctx)
     end
     local page, token = util.page(want.MetricAlarm and alarms or {}, p.NextToken, p.MaxRecords, 50)
     local response = { MetricAlarms = page, NextToken = token }
-    if want.CompositeAlarm then
-        response.CompositeAlarms = util.list()
-    end
+    if want.CompositeAlarm then response.CompositeAlarms = util.list() end
     return response
 end
 

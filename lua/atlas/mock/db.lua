@@ -46,24 +46,48 @@ M.HEALTHY_LAG = 0.4
 -- Virtual seconds the initial table copy of a new subscription takes.
 M.INITIAL_COPY_SECONDS = 6
 
-local function slot_name_for(region)
-    return M.SUBSCRIPTION .. "_" .. region:gsub("-", "_")
-end
+local function slot_name_for(region) return M.SUBSCRIPTION .. "_" .. region:gsub("-", "_") end
 M.slot_name_for = slot_name_for
 
 local function flyway_rows(world)
-    local function at(days_ago)
-        return os.date("!%Y-%m-%d %H:%M:%S", world.start_time - days_ago * 86400)
-    end
+    local function at(days_ago) return os.date("!%Y-%m-%d %H:%M:%S", world.start_time - days_ago * 86400) end
     return {
-        { installed_rank = 1, version = "1", description = "init", type = "SQL", script = "V1__init.sql",
-          checksum = 1234567, installed_by = "atlas_admin", installed_on = at(400), execution_time = 812, success = true },
-        { installed_rank = 2, version = "2", description = "user preferences", type = "SQL",
-          script = "V2__user_preferences.sql", checksum = -98765, installed_by = "atlas_admin", installed_on = at(120),
-          execution_time = 95, success = true },
-        { installed_rank = 3, version = "3", description = "system config", type = "SQL",
-          script = "V3__system_config.sql", checksum = 55501, installed_by = "atlas_admin", installed_on = at(7),
-          execution_time = 40, success = true },
+        {
+            installed_rank = 1,
+            version = "1",
+            description = "init",
+            type = "SQL",
+            script = "V1__init.sql",
+            checksum = 1234567,
+            installed_by = "atlas_admin",
+            installed_on = at(400),
+            execution_time = 812,
+            success = true,
+        },
+        {
+            installed_rank = 2,
+            version = "2",
+            description = "user preferences",
+            type = "SQL",
+            script = "V2__user_preferences.sql",
+            checksum = -98765,
+            installed_by = "atlas_admin",
+            installed_on = at(120),
+            execution_time = 95,
+            success = true,
+        },
+        {
+            installed_rank = 3,
+            version = "3",
+            description = "system config",
+            type = "SQL",
+            script = "V3__system_config.sql",
+            checksum = 55501,
+            installed_by = "atlas_admin",
+            installed_on = at(7),
+            execution_time = 40,
+            success = true,
+        },
     }
 end
 
@@ -72,10 +96,14 @@ local function healthy_sessions(world, region)
     local sessions = {}
     for i = 1, 20 do
         sessions[i] = {
-            pid = 10000 + i, usename = "atlas_admin", application_name = "atlas-crm",
+            pid = 10000 + i,
+            usename = "atlas_admin",
+            application_name = "atlas-crm",
             client_addr = string.format("10.%d.1.%d", #region, 10 + i),
-            state = i <= 3 and "active" or "idle", state_seconds = i <= 3 and 0.05 or 12,
-            xact_seconds = i <= 3 and 0.05 or nil, query = i <= 3 and "SELECT ... FROM app_user" or "COMMIT",
+            state = i <= 3 and "active" or "idle",
+            state_seconds = i <= 3 and 0.05 or 12,
+            xact_seconds = i <= 3 and 0.05 or nil,
+            query = i <= 3 and "SELECT ... FROM app_user" or "COMMIT",
         }
     end
     return sessions
@@ -120,17 +148,20 @@ function M.new(world)
         local slot = slot_name_for(region)
         primary.slots[slot] = { plugin = "pgoutput", active = true, subscriber = region, wal_status = "reserved" }
         db.regions[region].subscriptions[M.SUBSCRIPTION] = {
-            enabled = true, slot_name = slot, publications = { M.PUBLICATION }, primary = M.PRIMARY,
-            worker = true, tables_total = #M.TABLES, tables_ready = #M.TABLES,
+            enabled = true,
+            slot_name = slot,
+            publications = { M.PUBLICATION },
+            primary = M.PRIMARY,
+            worker = true,
+            tables_total = #M.TABLES,
+            tables_ready = #M.TABLES,
         }
         db.regions[region].lag_seconds = M.HEALTHY_LAG
     end
     return db
 end
 
-function DB:now()
-    return self.world:now()
-end
+function DB:now() return self.world:now() end
 
 function DB:next_pid(region)
     local r = self.regions[region]
@@ -181,13 +212,9 @@ end
 -- Whether a connection to the region's database succeeds now.
 function DB:reachable(region)
     local r = self.regions[region]
-    if not r then
-        return false
-    end
+    if not r then return false end
     local instance, rds = self:instance(region)
-    if not r.reachable and (r.unreachable_instance == nil or r.unreachable_instance == instance) then
-        return false
-    end
+    if not r.reachable and (r.unreachable_instance == nil or r.unreachable_instance == instance) then return false end
     if rds and rds.application_db_reachable and self.world.rds then
         return rds.application_db_reachable(self.world, region)
     end
@@ -210,9 +237,7 @@ function DB:drop_slot(name)
     primary.slots[name] = nil
     if slot and slot.subscriber then
         for _, sub in pairs(self.regions[slot.subscriber].subscriptions) do
-            if sub.slot_name == name then
-                sub.worker = false
-            end
+            if sub.slot_name == name then sub.worker = false end
         end
     end
 end
@@ -223,9 +248,12 @@ function DB:add_sessions(region, spec)
     for _ = 1, spec.count or 1 do
         local in_tx = spec.state and spec.state:find("in transaction", 1, true)
         r.sessions[#r.sessions + 1] = {
-            pid = self:next_pid(region), usename = spec.usename or "atlas_admin",
-            application_name = spec.application_name or "atlas-crm", client_addr = spec.client_addr or "10.0.2.15",
-            state = spec.state or "idle", state_seconds = spec.seconds or 1,
+            pid = self:next_pid(region),
+            usename = spec.usename or "atlas_admin",
+            application_name = spec.application_name or "atlas-crm",
+            client_addr = spec.client_addr or "10.0.2.15",
+            state = spec.state or "idle",
+            state_seconds = spec.seconds or 1,
             xact_seconds = (in_tx or spec.state == "active") and (spec.xact_seconds or spec.seconds or 1) or nil,
             query = spec.query or "SELECT 1",
         }
@@ -234,17 +262,13 @@ end
 
 -- db:region_of(host) -> the region whose instance answers at host, or nil
 function DB:region_of(host)
-    if type(host) ~= "string" then
-        return nil
-    end
+    if type(host) ~= "string" then return nil end
     host = host:lower()
     local ok, rds = pcall(require, "atlas.mock.rds")
     for _, region in ipairs(util.REGIONS) do
         if ok and self.world.rds and rds.instance then
             local inst = rds.instance(self.world, region, "atlas-production-db-" .. region)
-            if inst and inst.v.Endpoint and inst.v.Endpoint.Address:lower() == host then
-                return region
-            end
+            if inst and inst.v.Endpoint and inst.v.Endpoint.Address:lower() == host then return region end
         end
     end
     -- Any other name that names the instance (a CNAME, a test's short name).

@@ -26,9 +26,7 @@ local function names(region)
 end
 M.names = names
 
-local function arn(region, resource)
-    return string.format("arn:aws:ecs:%s:%s:%s", region, util.ACCOUNT, resource)
-end
+local function arn(region, resource) return string.format("arn:aws:ecs:%s:%s:%s", region, util.ACCOUNT, resource) end
 
 local function state(w, region)
     w.ecs = w.ecs or {}
@@ -55,48 +53,61 @@ local function task_definition(w, region, family, revision)
         networkMode = "awsvpc",
         cpu = "1024",
         memory = "2048",
-        requiresCompatibilities = util.list{ "FARGATE" },
-        compatibilities = util.list{ "EC2", "FARGATE" },
+        requiresCompatibilities = util.list { "FARGATE" },
+        compatibilities = util.list { "EC2", "FARGATE" },
         volumes = util.list(),
         placementConstraints = util.list(),
-        requiresAttributes = util.list{
+        requiresAttributes = util.list {
             { name = "com.amazonaws.ecs.capability.logging-driver.awslogs" },
             { name = "ecs.capability.execution-role-awslogs" },
             { name = "ecs.capability.task-eni" },
         },
         registeredAt = registered,
         registeredBy = string.format("arn:aws:iam::%s:role/atlas-deploy", util.ACCOUNT),
-        containerDefinitions = util.list{ {
-            name = "app",
-            image = string.format("%s.dkr.ecr.%s.amazonaws.com/atlas-crm:1.%d.0", util.ACCOUNT, region, revision),
-            cpu = 1024,
-            memory = 2048,
-            essential = true,
-            portMappings = util.list{ { containerPort = 8080, hostPort = 8080, protocol = "tcp" } },
-            environment = util.list{
-                { name = "AWS_REGION", value = region },
-                { name = "SPRING_PROFILES_ACTIVE", value = "production" },
-                { name = "DB_HOST", value = require("atlas.mock.rds").endpoint_address("atlas-production-db-" .. region, region) },
-            },
-            secrets = util.list{ {
-                name = "DB_PASSWORD",
-                valueFrom = string.format("arn:aws:secretsmanager:eu-west-1:%s:secret:atlas-db-master-password", util.ACCOUNT),
-            } },
-            mountPoints = util.list(),
-            volumesFrom = util.list(),
-            logConfiguration = {
-                logDriver = "awslogs",
-                options = {
-                    ["awslogs-group"] = n.log_group,
-                    ["awslogs-region"] = region,
-                    ["awslogs-stream-prefix"] = "ecs",
+        containerDefinitions = util.list {
+            {
+                name = "app",
+                image = string.format("%s.dkr.ecr.%s.amazonaws.com/atlas-crm:1.%d.0", util.ACCOUNT, region, revision),
+                cpu = 1024,
+                memory = 2048,
+                essential = true,
+                portMappings = util.list { { containerPort = 8080, hostPort = 8080, protocol = "tcp" } },
+                environment = util.list {
+                    { name = "AWS_REGION", value = region },
+                    { name = "SPRING_PROFILES_ACTIVE", value = "production" },
+                    {
+                        name = "DB_HOST",
+                        value = require("atlas.mock.rds").endpoint_address("atlas-production-db-" .. region, region),
+                    },
+                },
+                secrets = util.list {
+                    {
+                        name = "DB_PASSWORD",
+                        valueFrom = string.format(
+                            "arn:aws:secretsmanager:eu-west-1:%s:secret:atlas-db-master-password",
+                            util.ACCOUNT
+                        ),
+                    },
+                },
+                mountPoints = util.list(),
+                volumesFrom = util.list(),
+                logConfiguration = {
+                    logDriver = "awslogs",
+                    options = {
+                        ["awslogs-group"] = n.log_group,
+                        ["awslogs-region"] = region,
+                        ["awslogs-stream-prefix"] = "ecs",
+                    },
+                },
+                healthCheck = {
+                    command = util.list { "CMD-SHELL", "curl -f http://localhost:8080/actuator/health || exit 1" },
+                    interval = 30,
+                    timeout = 5,
+                    retries = 3,
+                    startPeriod = 60,
                 },
             },
-            healthCheck = {
-                command = util.list{ "CMD-SHELL", "curl -f http://localhost:8080/actuator/health || exit 1" },
-                interval = 30, timeout = 5, retries = 3, startPeriod = 60,
-            },
-        } },
+        },
     }
 end
 
@@ -106,9 +117,15 @@ local function new_deployment(w, svc, task_def, desired, running)
     local id = "ecs-svc/" .. string.format("%019d", (w.seq * 982451653 + #svc.region * 7) % 9223372036854775807)
     w.seq = w.seq + 1
     return {
-        id = id, status = "PRIMARY", taskDefinition = task_def, desiredCount = desired,
-        runningCount = running, pendingCount = math.max(0, desired - running), failedTasks = 0,
-        createdAt = w.t, updatedAt = w.t,
+        id = id,
+        status = "PRIMARY",
+        taskDefinition = task_def,
+        desiredCount = desired,
+        runningCount = running,
+        pendingCount = math.max(0, desired - running),
+        failedTasks = 0,
+        createdAt = w.t,
+        updatedAt = w.t,
         rolloutState = running >= desired and "COMPLETED" or "IN_PROGRESS",
     }
 end
@@ -119,9 +136,7 @@ local REPEAT_SECONDS = 300
 local function service_event(w, svc, message)
     local events = svc.events
     local last = events[#events]
-    if last and last.message == message and w.t - last.createdAt < REPEAT_SECONDS then
-        return
-    end
+    if last and last.message == message and w.t - last.createdAt < REPEAT_SECONDS then return end
     w.seq = w.seq + 1
     events[#events + 1] = { id = util.uuid(w.seq), createdAt = w.t, message = message }
     if #events > 2 * EVENTS_KEPT then
@@ -152,9 +167,7 @@ local schedule
 -- One step of the scheduler for one service.
 local function step(w, svc)
     svc.timer = nil
-    if svc.status ~= "ACTIVE" then
-        return
-    end
+    if svc.status ~= "ACTIVE" then return end
     local primary = svc.deployments[1]
     local name = "(service " .. svc.serviceName .. ")"
     if primary.runningCount < svc.desiredCount and svc.stalled then
@@ -167,7 +180,15 @@ local function step(w, svc)
         local task = util.hex_digits(w.seq * 31 + 7, 32)
         w.seq = w.seq + 1
         service_event(w, svc, string.format("%s has started 1 tasks: (task %s).", name, task))
-        app_log(w, svc, string.format("INFO  [main] c.a.crm.AtlasCrmApplication : Started AtlasCrmApplication in 14.%d seconds (task %s)", w.seq % 10, task:sub(1, 8)))
+        app_log(
+            w,
+            svc,
+            string.format(
+                "INFO  [main] c.a.crm.AtlasCrmApplication : Started AtlasCrmApplication in 14.%d seconds (task %s)",
+                w.seq % 10,
+                task:sub(1, 8)
+            )
+        )
         -- Minimum healthy 100 %: an old task stops only once its
         -- replacement runs.
         local old = svc.deployments[2]
@@ -188,9 +209,7 @@ local function step(w, svc)
     end
     for i = #svc.deployments, 2, -1 do
         local old = svc.deployments[i]
-        if old.runningCount == 0 then
-            table.remove(svc.deployments, i)
-        end
+        if old.runningCount == 0 then table.remove(svc.deployments, i) end
     end
     refresh_counts(svc)
     if converged(svc) then
@@ -207,9 +226,7 @@ end
 
 function schedule(w, svc)
     if not svc.timer and svc.status == "ACTIVE" then
-        svc.timer = w:after(TASK_START_SECONDS, function(world)
-            step(world, svc)
-        end)
+        svc.timer = w:after(TASK_START_SECONDS, function(world) step(world, svc) end)
     end
 end
 
@@ -256,9 +273,7 @@ function M.build(w)
             family.revisions[revision] = {
                 taskDefinitionArn = arn(region, string.format("task-definition/%s:%d", n.family, revision)),
                 status = "ACTIVE",
-                build = function()
-                    return task_definition(w, region, n.family, revision)
-                end,
+                build = function() return task_definition(w, region, n.family, revision) end,
             }
         end
         s.task_defs[n.family] = family
@@ -274,24 +289,18 @@ end
 
 -- Lookups -------------------------------------------------------------------
 
-local function last_segment(name_or_arn)
-    return (tostring(name_or_arn):match("([^/]+)$"))
-end
+local function last_segment(name_or_arn) return (tostring(name_or_arn):match("([^/]+)$")) end
 
 local function find_cluster(w, region, ctx, name_or_arn)
     local name = last_segment(name_or_arn or "default")
     local cluster = state(w, region).clusters[name]
-    if not cluster then
-        ctx:fail("ClusterNotFoundException", "Cluster not found.")
-    end
+    if not cluster then ctx:fail("ClusterNotFoundException", "Cluster not found.") end
     return cluster
 end
 
 local function find_service(w, region, ctx, cluster, name_or_arn)
     local svc = cluster.services[last_segment(name_or_arn)]
-    if not svc then
-        ctx:fail("ServiceNotFoundException", "Service not found.")
-    end
+    if not svc then ctx:fail("ServiceNotFoundException", "Service not found.") end
     return svc
 end
 
@@ -302,14 +311,10 @@ local function find_task_definition(w, region, ref)
     local family, revision = body:match("^(.+):(%d+)$")
     family = family or body
     local fam = state(w, region).task_defs[family]
-    if not fam then
-        return nil
-    end
+    if not fam then return nil end
     local n = revision and tonumber(revision) or #fam.revisions
     local light = fam.revisions[n]
-    if not light then
-        return nil
-    end
+    if not light then return nil end
     if not fam.full[n] then
         fam.full[n] = light.build()
         fam.full[n].status = light.status
@@ -319,9 +324,7 @@ end
 
 function M.service(w, region)
     local s = w.ecs and w.ecs[region]
-    if not s then
-        return nil
-    end
+    if not s then return nil end
     local n = names(region)
     local cluster = s.clusters[n.cluster]
     return cluster and cluster.services[n.service]
@@ -329,9 +332,7 @@ end
 
 function M.running_count(w, region)
     local svc = M.service(w, region)
-    if not svc or svc.status ~= "ACTIVE" then
-        return 0
-    end
+    if not svc or svc.status ~= "ACTIVE" then return 0 end
     local total = 0
     for _, d in ipairs(svc.deployments) do
         total = total + d.runningCount
@@ -347,8 +348,11 @@ local function network_configuration(region)
     if not nc then
         nc = {
             awsvpcConfiguration = {
-                subnets = util.list{ "subnet-0a" .. util.hex_digits(#region * 3, 15), "subnet-0b" .. util.hex_digits(#region * 5, 15) },
-                securityGroups = util.list{ "sg-0" .. util.hex_digits(#region * 11, 16) },
+                subnets = util.list {
+                    "subnet-0a" .. util.hex_digits(#region * 3, 15),
+                    "subnet-0b" .. util.hex_digits(#region * 5, 15),
+                },
+                securityGroups = util.list { "sg-0" .. util.hex_digits(#region * 11, 16) },
                 assignPublicIp = "DISABLED",
             },
         }
@@ -359,12 +363,21 @@ end
 
 local function deployment_view(region, d)
     return {
-        id = d.id, status = d.status, taskDefinition = d.taskDefinition,
-        desiredCount = d.desiredCount, pendingCount = d.pendingCount, runningCount = d.runningCount,
-        failedTasks = d.failedTasks, createdAt = d.createdAt, updatedAt = d.updatedAt,
-        launchType = "FARGATE", platformVersion = "1.4.0", platformFamily = "Linux",
+        id = d.id,
+        status = d.status,
+        taskDefinition = d.taskDefinition,
+        desiredCount = d.desiredCount,
+        pendingCount = d.pendingCount,
+        runningCount = d.runningCount,
+        failedTasks = d.failedTasks,
+        createdAt = d.createdAt,
+        updatedAt = d.updatedAt,
+        launchType = "FARGATE",
+        platformVersion = "1.4.0",
+        platformFamily = "Linux",
         networkConfiguration = network_configuration(region),
-        rolloutState = d.rolloutState, rolloutStateReason = d.rolloutStateReason,
+        rolloutState = d.rolloutState,
+        rolloutStateReason = d.rolloutStateReason,
     }
 end
 
@@ -386,12 +399,18 @@ local function service_view(svc)
         serviceArn = svc.serviceArn,
         serviceName = svc.serviceName,
         clusterArn = svc.clusterArn,
-        loadBalancers = util.list{ {
-            targetGroupArn = string.format("arn:aws:elasticloadbalancing:%s:%s:targetgroup/atlas-crm-production-tg/%s",
-                svc.region, util.ACCOUNT, util.hex_digits(#svc.region, 16)),
-            containerName = "app",
-            containerPort = 8080,
-        } },
+        loadBalancers = util.list {
+            {
+                targetGroupArn = string.format(
+                    "arn:aws:elasticloadbalancing:%s:%s:targetgroup/atlas-crm-production-tg/%s",
+                    svc.region,
+                    util.ACCOUNT,
+                    util.hex_digits(#svc.region, 16)
+                ),
+                containerName = "app",
+                containerPort = 8080,
+            },
+        },
         serviceRegistries = util.list(),
         status = svc.status,
         desiredCount = svc.desiredCount,
@@ -408,7 +427,10 @@ local function service_view(svc)
             strategy = "ROLLING",
         },
         deployments = deployments,
-        roleArn = string.format("arn:aws:iam::%s:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS", util.ACCOUNT),
+        roleArn = string.format(
+            "arn:aws:iam::%s:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",
+            util.ACCOUNT
+        ),
         events = events,
         createdAt = svc.createdAt,
         placementConstraints = util.list(),
@@ -446,8 +468,8 @@ local function cluster_view(w, region, cluster)
         activeServicesCount = active,
         statistics = util.list(),
         tags = util.list(),
-        settings = util.list{ { name = "containerInsights", value = "enabled" } },
-        capacityProviders = util.list{ "FARGATE", "FARGATE_SPOT" },
+        settings = util.list { { name = "containerInsights", value = "enabled" } },
+        capacityProviders = util.list { "FARGATE", "FARGATE_SPOT" },
         defaultCapacityProviderStrategy = util.list(),
     }
 end
@@ -461,9 +483,7 @@ function H.DescribeServices(w, region, p, ctx)
     local cluster = find_cluster(w, region, ctx, p.cluster)
     local services, failures = util.list(), util.list()
     local list = util.as_list(ctx:need(p, "services"))
-    if #list > 10 then
-        ctx:fail("InvalidParameterException", "services can have at most 10 items.")
-    end
+    if #list > 10 then ctx:fail("InvalidParameterException", "services can have at most 10 items.") end
     local with_tags = false
     for _, include in ipairs(util.as_list(p.include)) do
         with_tags = with_tags or include == "TAGS"
@@ -473,7 +493,10 @@ function H.DescribeServices(w, region, p, ctx)
         if svc then
             local view = service_view(svc)
             if with_tags then
-                view.tags = util.list{ { key = "Environment", value = "production" }, { key = "Application", value = "atlas-crm" } }
+                view.tags = util.list {
+                    { key = "Environment", value = "production" },
+                    { key = "Application", value = "atlas-crm" },
+                }
             end
             services[#services + 1] = view
         else
@@ -488,9 +511,7 @@ end
 function H.UpdateService(w, region, p, ctx)
     local cluster = find_cluster(w, region, ctx, p.cluster)
     local svc = find_service(w, region, ctx, cluster, ctx:need(p, "service"))
-    if svc.status ~= "ACTIVE" then
-        ctx:fail("ServiceNotActiveException", "Service was not ACTIVE.")
-    end
+    if svc.status ~= "ACTIVE" then ctx:fail("ServiceNotActiveException", "Service was not ACTIVE.") end
     local desired = p.desiredCount
     if desired ~= nil then
         if math.type(desired) ~= "integer" and not (type(desired) == "number" and desired == math.floor(desired)) then
@@ -504,12 +525,8 @@ function H.UpdateService(w, region, p, ctx)
     local new_td
     if p.taskDefinition ~= nil then
         local td = find_task_definition(w, region, p.taskDefinition)
-        if not td then
-            ctx:fail("ClientException", "TaskDefinition not found.")
-        end
-        if td.taskDefinitionArn ~= svc.deployments[1].taskDefinition then
-            new_td = td.taskDefinitionArn
-        end
+        if not td then ctx:fail("ClientException", "TaskDefinition not found.") end
+        if td.taskDefinitionArn ~= svc.deployments[1].taskDefinition then new_td = td.taskDefinitionArn end
     end
     if new_td or p.forceNewDeployment then
         local primary = svc.deployments[1]
@@ -561,9 +578,7 @@ function H.ListServices(w, region, p, ctx)
     local arns = {}
     for _, name in ipairs(util.sorted_keys(cluster.services)) do
         local svc = cluster.services[name]
-        if svc.status == "ACTIVE" then
-            arns[#arns + 1] = svc.serviceArn
-        end
+        if svc.status == "ACTIVE" then arns[#arns + 1] = svc.serviceArn end
     end
     local page, token = util.page(arns, p.nextToken, p.maxResults, 10)
     return { serviceArns = page, nextToken = token }
@@ -575,9 +590,7 @@ function H.ListTaskDefinitions(w, region, p, ctx)
     for _, family in ipairs(util.sorted_keys(state(w, region).task_defs)) do
         if p.familyPrefix == nil or family:sub(1, #p.familyPrefix) == p.familyPrefix then
             for _, td in ipairs(state(w, region).task_defs[family].revisions) do
-                if td.status == status then
-                    arns[#arns + 1] = td.taskDefinitionArn
-                end
+                if td.status == status then arns[#arns + 1] = td.taskDefinitionArn end
             end
         end
     end
@@ -596,13 +609,14 @@ end
 
 function H.DescribeTaskDefinition(w, region, p, ctx)
     local td = find_task_definition(w, region, ctx:need(p, "taskDefinition"))
-    if not td then
-        ctx:fail("ClientException", "Unable to describe task definition.")
-    end
+    if not td then ctx:fail("ClientException", "Unable to describe task definition.") end
     local response = { taskDefinition = util.copy(td) }
     for _, include in ipairs(util.as_list(p.include)) do
         if include == "TAGS" then
-            response.tags = util.list{ { key = "Environment", value = "production" }, { key = "Application", value = "atlas-crm" } }
+            response.tags = util.list {
+                { key = "Environment", value = "production" },
+                { key = "Application", value = "atlas-crm" },
+            }
         end
     end
     return response
@@ -613,9 +627,7 @@ end
 local A = {}
 M.autoscaling_handlers = A
 
-local function resource_id(svc)
-    return "service/" .. svc.clusterArn:match("cluster/(.+)$") .. "/" .. svc.serviceName
-end
+local function resource_id(svc) return "service/" .. svc.clusterArn:match("cluster/(.+)$") .. "/" .. svc.serviceName end
 
 local function scalable_target_view(svc)
     return {
@@ -624,10 +636,22 @@ local function scalable_target_view(svc)
         ScalableDimension = "ecs:service:DesiredCount",
         MinCapacity = svc.min_capacity,
         MaxCapacity = svc.max_capacity,
-        RoleARN = string.format("arn:aws:iam::%s:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService", util.ACCOUNT),
+        RoleARN = string.format(
+            "arn:aws:iam::%s:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService",
+            util.ACCOUNT
+        ),
         CreationTime = svc.scalable_target_created,
-        SuspendedState = { DynamicScalingInSuspended = false, DynamicScalingOutSuspended = false, ScheduledScalingSuspended = false },
-        ScalableTargetARN = string.format("arn:aws:application-autoscaling:%s:%s:scalable-target/0e%s", svc.region, util.ACCOUNT, util.hex_digits(#svc.region * 13, 30)),
+        SuspendedState = {
+            DynamicScalingInSuspended = false,
+            DynamicScalingOutSuspended = false,
+            ScheduledScalingSuspended = false,
+        },
+        ScalableTargetARN = string.format(
+            "arn:aws:application-autoscaling:%s:%s:scalable-target/0e%s",
+            svc.region,
+            util.ACCOUNT,
+            util.hex_digits(#svc.region * 13, 30)
+        ),
     }
 end
 
@@ -643,9 +667,7 @@ local function services_in(w, region)
 end
 
 function A.DescribeScalableTargets(w, region, p, ctx)
-    if ctx:need(p, "ServiceNamespace") ~= "ecs" then
-        return { ScalableTargets = util.list() }
-    end
+    if ctx:need(p, "ServiceNamespace") ~= "ecs" then return { ScalableTargets = util.list() } end
     local wanted
     if p.ResourceIds then
         wanted = {}
@@ -655,9 +677,7 @@ function A.DescribeScalableTargets(w, region, p, ctx)
     end
     local targets = {}
     for _, svc in ipairs(services_in(w, region)) do
-        if not wanted or wanted[resource_id(svc)] then
-            targets[#targets + 1] = scalable_target_view(svc)
-        end
+        if not wanted or wanted[resource_id(svc)] then targets[#targets + 1] = scalable_target_view(svc) end
     end
     local page, token = util.page(targets, p.NextToken, p.MaxResults, 50)
     return { ScalableTargets = page, NextToken = token }
@@ -691,12 +711,8 @@ end
 
 function M.set_service(w, region, fields)
     local svc = assert(M.service(w, region), "no ECS service in " .. tostring(region))
-    if fields.status then
-        svc.status = fields.status
-    end
-    if fields.desired then
-        svc.desiredCount = fields.desired
-    end
+    if fields.status then svc.status = fields.status end
+    if fields.desired then svc.desiredCount = fields.desired end
     if fields.running then
         -- Forcing the running count collapses the service to one deployment.
         for i = #svc.deployments, 2, -1 do
@@ -705,9 +721,7 @@ function M.set_service(w, region, fields)
         svc.deployments[1].runningCount = fields.running
     end
     refresh_counts(svc)
-    if fields.pending then
-        svc.deployments[1].pendingCount = fields.pending
-    end
+    if fields.pending then svc.deployments[1].pendingCount = fields.pending end
     if converged(svc) then
         svc.deployments[1].rolloutState = "COMPLETED"
         unschedule(svc)
@@ -720,17 +734,13 @@ end
 function M.stall_service(w, region, stalled)
     local svc = assert(M.service(w, region), "no ECS service in " .. tostring(region))
     svc.stalled = stalled
-    if not converged(svc) then
-        schedule(w, svc)
-    end
+    if not converged(svc) then schedule(w, svc) end
 end
 
 function M.add_service_event(w, region, message, at)
     local svc = assert(M.service(w, region))
     service_event(w, svc, message)
-    if at then
-        svc.events[#svc.events].createdAt = at
-    end
+    if at then svc.events[#svc.events].createdAt = at end
 end
 
 return M

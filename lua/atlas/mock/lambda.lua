@@ -18,9 +18,7 @@ local function state(w, region)
 end
 
 local function json_string(s)
-    return '"' .. tostring(s):gsub('[%c"\\]', function(c)
-        return string.format("\\u%04x", c:byte())
-    end) .. '"'
+    return '"' .. tostring(s):gsub('[%c"\\]', function(c) return string.format("\\u%04x", c:byte()) end) .. '"'
 end
 
 local function orchestrator(payload, w)
@@ -31,8 +29,12 @@ local function orchestrator(payload, w)
         local list = ok and healthy or unhealthy
         list[#list + 1] = json_string(region)
     end
-    return string.format('{"statusCode":200,"body":{"healthy_regions":[%s],"unhealthy_regions":[%s],"action":"%s"}}',
-        table.concat(healthy, ","), table.concat(unhealthy, ","), #unhealthy > 0 and "failover_required" or "none")
+    return string.format(
+        '{"statusCode":200,"body":{"healthy_regions":[%s],"unhealthy_regions":[%s],"action":"%s"}}',
+        table.concat(healthy, ","),
+        table.concat(unhealthy, ","),
+        #unhealthy > 0 and "failover_required" or "none"
+    )
 end
 
 function M.build(w)
@@ -60,8 +62,11 @@ local function find_function(w, region, ctx, ref)
     local name = ref:match("function:([^:]+)") or ref:match("^([^:]+)")
     local fn = state(w, region)[name]
     if not fn then
-        ctx:fail("ResourceNotFoundException", string.format("Function not found: arn:aws:lambda:%s:%s:function:%s",
-            region, util.ACCOUNT, name), 404)
+        ctx:fail(
+            "ResourceNotFoundException",
+            string.format("Function not found: arn:aws:lambda:%s:%s:function:%s", region, util.ACCOUNT, name),
+            404
+        )
     end
     return fn
 end
@@ -72,9 +77,7 @@ M.handlers = H
 function H.Invoke(w, region, p, ctx)
     local fn = find_function(w, region, ctx, p.FunctionName)
     local kind = p.InvocationType or "RequestResponse"
-    if kind == "DryRun" then
-        return { StatusCode = 204, Payload = "" }
-    end
+    if kind == "DryRun" then return { StatusCode = 204, Payload = "" } end
     local payload = p.Payload
     if payload == nil then
         payload = "{}"
@@ -94,12 +97,15 @@ function H.Invoke(w, region, p, ctx)
     else
         local message = type(result) == "table" and tostring(result.message or result) or tostring(result)
         response.FunctionError = "Unhandled"
-        response.Payload = kind == "Event" and "" or
-            string.format('{"errorMessage":%s,"errorType":"Error","stackTrace":[]}', json_string(message))
+        response.Payload = kind == "Event" and ""
+            or string.format('{"errorMessage":%s,"errorType":"Error","stackTrace":[]}', json_string(message))
         lines[#lines + 1] = "ERROR Invoke Error " .. message
     end
     lines[#lines + 1] = "END RequestId: " .. request_id
-    lines[#lines + 1] = string.format("REPORT RequestId: %s\tDuration: 412.37 ms\tBilled Duration: 413 ms\tMemory Size: 256 MB\tMax Memory Used: 88 MB", request_id)
+    lines[#lines + 1] = string.format(
+        "REPORT RequestId: %s\tDuration: 412.37 ms\tBilled Duration: 413 ms\tMemory Size: 256 MB\tMax Memory Used: 88 MB",
+        request_id
+    )
     for _, line in ipairs(lines) do
         logs.append(w, region, fn.log_group, line)
     end

@@ -25,16 +25,19 @@ end
 function M.create_group(w, region, name, retention, created)
     local s = state(w, region)
     if not s.groups[name] then
-        s.groups[name] = { name = name, events = {}, retention = retention or 30,
-                           created = created or (w.start_time - 400 * 86400), streams = {} }
+        s.groups[name] = {
+            name = name,
+            events = {},
+            retention = retention or 30,
+            created = created or (w.start_time - 400 * 86400),
+            streams = {},
+        }
     end
     return s.groups[name]
 end
 
 local function stream_name(region, group)
-    if group:match("^/aws/lambda/") then
-        return "2025/11/18/[$LATEST]" .. util.hex_digits(#group * 53, 32)
-    end
+    if group:match("^/aws/lambda/") then return "2025/11/18/[$LATEST]" .. util.hex_digits(#group * 53, 32) end
     return "ecs/app/" .. util.hex_digits(#region * 59 + #group, 32)
 end
 
@@ -42,9 +45,7 @@ end
 -- now (milliseconds, as Logs counts).
 function M.append(w, region, group, message, stream, at)
     local g = state(w, region).groups[group]
-    if not g then
-        return
-    end
+    if not g then return end
     w.seq = w.seq + 1
     local t = at or w.t
     g.events[#g.events + 1] = {
@@ -62,9 +63,18 @@ function M.build(w)
         M.create_group(w, region, group, 30)
         -- A quiet morning: a few minutes of ordinary application logs.
         for i = 10, 1, -1 do
-            M.append(w, region, group, string.format(
-                "INFO  [http-nio-8080-exec-%d] c.a.crm.web.RequestLogger : GET /api/v1/organizations 200 %dms", i, 20 + i * 3),
-                nil, w.start_time - i * 60)
+            M.append(
+                w,
+                region,
+                group,
+                string.format(
+                    "INFO  [http-nio-8080-exec-%d] c.a.crm.web.RequestLogger : GET /api/v1/organizations 200 %dms",
+                    i,
+                    20 + i * 3
+                ),
+                nil,
+                w.start_time - i * 60
+            )
         end
     end
     M.create_group(w, "eu-west-1", "/aws/lambda/atlas-production-failover-orchestrator", 14)
@@ -74,18 +84,12 @@ end
 
 local function parse_pattern(pattern)
     local required, optional, excluded = {}, {}, {}
-    if pattern == nil or pattern == "" then
-        return { required = required, optional = optional, excluded = excluded }
-    end
-    if pattern:match("^%s*[{%[]") then
-        return nil
-    end
+    if pattern == nil or pattern == "" then return { required = required, optional = optional, excluded = excluded } end
+    if pattern:match("^%s*[{%[]") then return nil end
     local rest = pattern
     while true do
         rest = rest:gsub("^%s+", "")
-        if rest == "" then
-            break
-        end
+        if rest == "" then break end
         local prefix = rest:match("^[?%-]") or ""
         rest = rest:sub(#prefix + 1)
         local term
@@ -104,20 +108,14 @@ end
 
 local function matches(filter, message)
     for _, term in ipairs(filter.required) do
-        if not message:find(term, 1, true) then
-            return false
-        end
+        if not message:find(term, 1, true) then return false end
     end
     for _, term in ipairs(filter.excluded) do
-        if message:find(term, 1, true) then
-            return false
-        end
+        if message:find(term, 1, true) then return false end
     end
     if #filter.optional > 0 then
         for _, term in ipairs(filter.optional) do
-            if message:find(term, 1, true) then
-                return true
-            end
+            if message:find(term, 1, true) then return true end
         end
         return false
     end
@@ -131,13 +129,9 @@ M.handlers = H
 
 local function find_group(w, region, ctx, p)
     local name = p.logGroupName or p.logGroupIdentifier
-    if name then
-        name = name:match("^arn:aws:logs:[^:]+:[^:]+:log%-group:(.-):?%*?$") or name
-    end
+    if name then name = name:match("^arn:aws:logs:[^:]+:[^:]+:log%-group:(.-):?%*?$") or name end
     local g = state(w, region).groups[ctx:need({ logGroupName = name }, "logGroupName")]
-    if not g then
-        ctx:fail("ResourceNotFoundException", "The specified log group does not exist.")
-    end
+    if not g then ctx:fail("ResourceNotFoundException", "The specified log group does not exist.") end
     return g
 end
 
@@ -145,7 +139,10 @@ function H.FilterLogEvents(w, region, p, ctx)
     local g = find_group(w, region, ctx, p)
     local filter = parse_pattern(p.filterPattern)
     if not filter then
-        ctx:fail("InvalidParameterException", "The mock world supports plain term filter patterns only: " .. tostring(p.filterPattern))
+        ctx:fail(
+            "InvalidParameterException",
+            "The mock world supports plain term filter patterns only: " .. tostring(p.filterPattern)
+        )
     end
     local streams
     if p.logStreamNames then
@@ -159,20 +156,18 @@ function H.FilterLogEvents(w, region, p, ctx)
     local found = {}
     local searched = {}
     for _, e in ipairs(g.events) do
-        if (not streams or streams[e.logStreamName])
+        if
+            (not streams or streams[e.logStreamName])
             and (not p.logStreamNamePrefix or e.logStreamName:sub(1, #p.logStreamNamePrefix) == p.logStreamNamePrefix)
             and (not start_ms or e.timestamp >= start_ms)
-            and (not end_ms or e.timestamp <= end_ms) then
+            and (not end_ms or e.timestamp <= end_ms)
+        then
             searched[e.logStreamName] = true
-            if matches(filter, e.message) then
-                found[#found + 1] = util.copy(e)
-            end
+            if matches(filter, e.message) then found[#found + 1] = util.copy(e) end
         end
     end
     table.sort(found, function(a, b)
-        if a.timestamp ~= b.timestamp then
-            return a.timestamp < b.timestamp
-        end
+        if a.timestamp ~= b.timestamp then return a.timestamp < b.timestamp end
         return a.eventId < b.eventId
     end)
     local page, token = util.page(found, p.nextToken, p.limit, 10000)
@@ -188,8 +183,10 @@ function H.DescribeLogGroups(w, region, p, ctx)
     local s = state(w, region)
     local prefix = p.logGroupNamePrefix
     for _, name in ipairs(util.sorted_keys(s.groups)) do
-        if (not prefix or name:sub(1, #prefix) == prefix)
-            and (not p.logGroupNamePattern or name:find(p.logGroupNamePattern, 1, true)) then
+        if
+            (not prefix or name:sub(1, #prefix) == prefix)
+            and (not p.logGroupNamePattern or name:find(p.logGroupNamePattern, 1, true))
+        then
             local g = s.groups[name]
             local bytes = 0
             for _, e in ipairs(g.events) do
@@ -217,8 +214,13 @@ function H.DescribeLogStreams(w, region, p, ctx)
     for _, e in ipairs(g.events) do
         local s = streams[e.logStreamName]
         if not s then
-            s = { logStreamName = e.logStreamName, creationTime = e.timestamp, firstEventTimestamp = e.timestamp,
-                  arn = group_arn(region, g.name) .. ":log-stream:" .. e.logStreamName, storedBytes = 0 }
+            s = {
+                logStreamName = e.logStreamName,
+                creationTime = e.timestamp,
+                firstEventTimestamp = e.timestamp,
+                arn = group_arn(region, g.name) .. ":log-stream:" .. e.logStreamName,
+                storedBytes = 0,
+            }
             streams[e.logStreamName] = s
         end
         s.lastEventTimestamp = e.timestamp
@@ -231,9 +233,7 @@ function H.DescribeLogStreams(w, region, p, ctx)
         end
     end
     if p.orderBy == "LastEventTime" then
-        table.sort(list, function(a, b)
-            return a.lastEventTimestamp < b.lastEventTimestamp
-        end)
+        table.sort(list, function(a, b) return a.lastEventTimestamp < b.lastEventTimestamp end)
     end
     if p.descending then
         local reversed = {}

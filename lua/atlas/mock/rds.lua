@@ -19,14 +19,18 @@ local RESTORE_SECONDS = 600
 local DELETE_SECONDS = 180
 -- Statuses in which an instance does not accept connections.
 local UNREACHABLE = {
-    failed = true, stopped = true, stopping = true, deleting = true, creating = true,
-    ["inaccessible-encryption-credentials"] = true, ["incompatible-restore"] = true,
-    ["storage-full"] = true, restoring = true,
+    failed = true,
+    stopped = true,
+    stopping = true,
+    deleting = true,
+    creating = true,
+    ["inaccessible-encryption-credentials"] = true,
+    ["incompatible-restore"] = true,
+    ["storage-full"] = true,
+    restoring = true,
 }
 
-function M.primary_id(region)
-    return "atlas-production-db-" .. region
-end
+function M.primary_id(region) return "atlas-production-db-" .. region end
 M.REPLICA_ID = "atlas-production-db-eu-west-1-replica"
 M.SNAPSHOTS = { "atlas-production-snapshot-latest", "atlas-production-snapshot-before-migration" }
 
@@ -44,9 +48,7 @@ local function state(w, region)
     return s
 end
 
-local function arn(region, kind, id)
-    return string.format("arn:aws:rds:%s:%s:%s:%s", region, util.ACCOUNT, kind, id)
-end
+local function arn(region, kind, id) return string.format("arn:aws:rds:%s:%s:%s:%s", region, util.ACCOUNT, kind, id) end
 
 local function instance(w, region, id, fields)
     local v = {
@@ -62,17 +64,29 @@ local function instance(w, region, id, fields)
         PreferredBackupWindow = "02:00-03:00",
         BackupRetentionPeriod = 7,
         DBSecurityGroups = util.list(),
-        VpcSecurityGroups = util.list{ { VpcSecurityGroupId = "sg-0" .. util.hex_digits(#region * 19, 16), Status = "active" } },
-        DBParameterGroups = util.list{ { DBParameterGroupName = "atlas-production-postgres15", ParameterApplyStatus = "in-sync" } },
+        VpcSecurityGroups = util.list {
+            { VpcSecurityGroupId = "sg-0" .. util.hex_digits(#region * 19, 16), Status = "active" },
+        },
+        DBParameterGroups = util.list {
+            { DBParameterGroupName = "atlas-production-postgres15", ParameterApplyStatus = "in-sync" },
+        },
         AvailabilityZone = region .. "a",
         DBSubnetGroup = {
             DBSubnetGroupName = "atlas-production-db-subnets",
             DBSubnetGroupDescription = "Atlas CRM production database subnets",
             VpcId = "vpc-0" .. util.hex_digits(#region * 23, 16),
             SubnetGroupStatus = "Complete",
-            Subnets = util.list{
-                { SubnetIdentifier = "subnet-0d" .. util.hex_digits(#region * 29, 15), SubnetAvailabilityZone = { Name = region .. "a" }, SubnetStatus = "Active" },
-                { SubnetIdentifier = "subnet-0e" .. util.hex_digits(#region * 31, 15), SubnetAvailabilityZone = { Name = region .. "b" }, SubnetStatus = "Active" },
+            Subnets = util.list {
+                {
+                    SubnetIdentifier = "subnet-0d" .. util.hex_digits(#region * 29, 15),
+                    SubnetAvailabilityZone = { Name = region .. "a" },
+                    SubnetStatus = "Active",
+                },
+                {
+                    SubnetIdentifier = "subnet-0e" .. util.hex_digits(#region * 31, 15),
+                    SubnetAvailabilityZone = { Name = region .. "b" },
+                    SubnetStatus = "Active",
+                },
             },
         },
         PreferredMaintenanceWindow = "sun:04:00-sun:05:00",
@@ -83,7 +97,7 @@ local function instance(w, region, id, fields)
         AutoMinorVersionUpgrade = true,
         ReadReplicaDBInstanceIdentifiers = util.list(),
         LicenseModel = "postgresql-license",
-        OptionGroupMemberships = util.list{ { OptionGroupName = "default:postgres-15", Status = "in-sync" } },
+        OptionGroupMemberships = util.list { { OptionGroupName = "default:postgres-15", Status = "in-sync" } },
         SecondaryAvailabilityZone = region .. "b",
         PubliclyAccessible = false,
         StorageType = "gp3",
@@ -99,7 +113,10 @@ local function instance(w, region, id, fields)
         IAMDatabaseAuthenticationEnabled = false,
         PerformanceInsightsEnabled = true,
         DeletionProtection = true,
-        TagList = util.list{ { Key = "Environment", Value = "production" }, { Key = "Application", Value = "atlas-crm" } },
+        TagList = util.list {
+            { Key = "Environment", Value = "production" },
+            { Key = "Application", Value = "atlas-crm" },
+        },
         CustomerOwnedIpEnabled = false,
         BackupTarget = "region",
         NetworkType = "IPV4",
@@ -169,12 +186,12 @@ function M.build(w)
         AvailabilityZone = "eu-west-1c",
         BackupRetentionPeriod = 0,
         ReadReplicaSourceDBInstanceIdentifier = M.primary_id("eu-west-1"),
-        StatusInfos = util.list{ { StatusType = "read replication", Normal = true, Status = "replicating" } },
+        StatusInfos = util.list { { StatusType = "read replication", Normal = true, Status = "replicating" } },
         DeletionProtection = false,
         InstanceCreateTime = util.iso(w.start_time - 200 * 86400),
     })
     add_instance(w, "eu-west-1", replica)
-    primary.v.ReadReplicaDBInstanceIdentifiers = util.list{ M.REPLICA_ID }
+    primary.v.ReadReplicaDBInstanceIdentifiers = util.list { M.REPLICA_ID }
     local snaps = state(w, "eu-west-1").snapshots
     snaps[M.SNAPSHOTS[1]] = snapshot(w, "eu-west-1", M.SNAPSHOTS[1], primary, w.start_time - 6 * 3600)
     snaps[M.SNAPSHOTS[2]] = snapshot(w, "eu-west-1", M.SNAPSHOTS[2], primary, w.start_time - 16 * 86400)
@@ -184,30 +201,31 @@ end
 
 local function find_instance(w, region, ctx, id)
     local inst = state(w, region).instances[ctx:need({ DBInstanceIdentifier = id }, "DBInstanceIdentifier")]
-    if not inst then
-        ctx:fail("DBInstanceNotFound", "DBInstance " .. tostring(id) .. " not found.", 404)
-    end
+    if not inst then ctx:fail("DBInstanceNotFound", "DBInstance " .. tostring(id) .. " not found.", 404) end
     return inst
 end
 
 local function find_snapshot(w, region, ctx, id)
     local snap = state(w, region).snapshots[id]
-    if not snap then
-        ctx:fail("DBSnapshotNotFound", "DBSnapshot " .. tostring(id) .. " not found.", 404)
-    end
+    if not snap then ctx:fail("DBSnapshotNotFound", "DBSnapshot " .. tostring(id) .. " not found.", 404) end
     return snap
 end
 
 local function require_available(ctx, inst, doing)
     if inst.v.DBInstanceStatus ~= "available" then
-        ctx:fail("InvalidDBInstanceState", string.format("%s: DB instance %s is not in the available state (it is %s).",
-            doing, inst.v.DBInstanceIdentifier, inst.v.DBInstanceStatus))
+        ctx:fail(
+            "InvalidDBInstanceState",
+            string.format(
+                "%s: DB instance %s is not in the available state (it is %s).",
+                doing,
+                inst.v.DBInstanceIdentifier,
+                inst.v.DBInstanceStatus
+            )
+        )
     end
 end
 
-function M.instance(w, region, id)
-    return state(w, region).instances[id]
-end
+function M.instance(w, region, id) return state(w, region).instances[id] end
 
 -- Whether the application of `region` can reach its database: the instance
 -- answering at atlas-production-db-<region>.
@@ -238,12 +256,8 @@ local function transition(w, inst, status, seconds, final)
     inst.v.DBInstanceStatus = status
     inst.busy = w:after(seconds, function()
         inst.busy = nil
-        if inst.v.DBInstanceStatus == status then
-            inst.v.DBInstanceStatus = "available"
-        end
-        if final then
-            final(inst)
-        end
+        if inst.v.DBInstanceStatus == status then inst.v.DBInstanceStatus = "available" end
+        if final then final(inst) end
     end)
 end
 
@@ -261,9 +275,7 @@ local function rename(w, region, inst, new_id)
             other.v.ReadReplicaSourceDBInstanceIdentifier = new_id
         end
         for i, rid in ipairs(other.v.ReadReplicaDBInstanceIdentifiers or {}) do
-            if rid == old_id then
-                other.v.ReadReplicaDBInstanceIdentifiers[i] = new_id
-            end
+            if rid == old_id then other.v.ReadReplicaDBInstanceIdentifiers[i] = new_id end
         end
     end
 end
@@ -293,15 +305,20 @@ function H.DescribeDBInstances(w, region, p, ctx)
         local ids = filter_values(p.Filters, "db-instance-id")
         local engines = filter_values(p.Filters, "engine")
         for _, inst in ipairs(sorted_instances(w, region)) do
-            if (not ids or ids[inst.v.DBInstanceIdentifier] or ids[inst.v.DBInstanceArn])
-                and (not engines or engines[inst.v.Engine]) then
+            if
+                (not ids or ids[inst.v.DBInstanceIdentifier] or ids[inst.v.DBInstanceArn])
+                and (not engines or engines[inst.v.Engine])
+            then
                 list[#list + 1] = view(inst)
             end
         end
     end
     local max = p.MaxRecords and tonumber(p.MaxRecords) or 100
     if max < 20 or max > 100 then
-        ctx:fail("InvalidParameterValue", "Invalid value " .. tostring(max) .. " for MaxRecords. Must be between 20 and 100")
+        ctx:fail(
+            "InvalidParameterValue",
+            "Invalid value " .. tostring(max) .. " for MaxRecords. Must be between 20 and 100"
+        )
     end
     local page, marker = util.page(list, p.Marker, max, 100)
     return { DBInstances = page, Marker = marker }
@@ -341,9 +358,7 @@ function H.PromoteReadReplica(w, region, p, ctx)
         if source then
             local kept = util.list()
             for _, rid in ipairs(source.v.ReadReplicaDBInstanceIdentifiers) do
-                if rid ~= i.v.DBInstanceIdentifier then
-                    kept[#kept + 1] = rid
-                end
+                if rid ~= i.v.DBInstanceIdentifier then kept[#kept + 1] = rid end
             end
             source.v.ReadReplicaDBInstanceIdentifiers = kept
         end
@@ -355,14 +370,23 @@ function H.CreateDBSnapshot(w, region, p, ctx)
     local id = ctx:need(p, "DBSnapshotIdentifier")
     local inst = find_instance(w, region, ctx, p.DBInstanceIdentifier)
     if state(w, region).snapshots[id] then
-        ctx:fail("DBSnapshotAlreadyExists", "Cannot create the snapshot because a snapshot with the identifier " .. id .. " already exists.")
+        ctx:fail(
+            "DBSnapshotAlreadyExists",
+            "Cannot create the snapshot because a snapshot with the identifier " .. id .. " already exists."
+        )
     end
     if inst.v.DBInstanceStatus ~= "available" and inst.v.DBInstanceStatus ~= "backing-up" then
-        ctx:fail("InvalidDBInstanceState", "Cannot create a snapshot because the database instance " ..
-            inst.v.DBInstanceIdentifier .. " is not currently in the available state.")
+        ctx:fail(
+            "InvalidDBInstanceState",
+            "Cannot create a snapshot because the database instance "
+                .. inst.v.DBInstanceIdentifier
+                .. " is not currently in the available state."
+        )
     end
     local snap = snapshot(w, region, id, inst, w.t, {
-        Status = "creating", PercentProgress = 0, TagList = util.list(util.copy(p.Tags or {})),
+        Status = "creating",
+        PercentProgress = 0,
+        TagList = util.list(util.copy(p.Tags or {})),
     })
     state(w, region).snapshots[id] = snap
     w:after(SNAPSHOT_SECONDS, function()
@@ -379,13 +403,13 @@ function H.DescribeDBSnapshots(w, region, p, ctx)
     else
         local s = state(w, region)
         local ids = util.sorted_keys(s.snapshots)
-        table.sort(ids, function(a, b)
-            return s.snapshots[a].created > s.snapshots[b].created
-        end)
+        table.sort(ids, function(a, b) return s.snapshots[a].created > s.snapshots[b].created end)
         for _, id in ipairs(ids) do
             local snap = s.snapshots[id]
-            if (p.DBInstanceIdentifier == nil or snap.v.DBInstanceIdentifier == p.DBInstanceIdentifier)
-                and (p.SnapshotType == nil or snap.v.SnapshotType == p.SnapshotType) then
+            if
+                (p.DBInstanceIdentifier == nil or snap.v.DBInstanceIdentifier == p.DBInstanceIdentifier)
+                and (p.SnapshotType == nil or snap.v.SnapshotType == p.SnapshotType)
+            then
                 list[#list + 1] = util.copy(snap.v)
             end
         end
@@ -397,9 +421,7 @@ end
 function H.RestoreDBInstanceFromDBSnapshot(w, region, p, ctx)
     local id = ctx:need(p, "DBInstanceIdentifier")
     local snap = find_snapshot(w, region, ctx, ctx:need(p, "DBSnapshotIdentifier"))
-    if state(w, region).instances[id] then
-        ctx:fail("DBInstanceAlreadyExists", "DB instance already exists")
-    end
+    if state(w, region).instances[id] then ctx:fail("DBInstanceAlreadyExists", "DB instance already exists") end
     if snap.v.Status ~= "available" then
         ctx:fail("InvalidDBSnapshotState", "Snapshot " .. snap.v.DBSnapshotIdentifier .. " is not available.")
     end
@@ -412,18 +434,22 @@ function H.RestoreDBInstanceFromDBSnapshot(w, region, p, ctx)
         DeletionProtection = p.DeletionProtection == true,
         TagList = util.list(util.copy(p.Tags or {})),
     })
-    if not inst.v.MultiAZ then
-        inst.v.SecondaryAvailabilityZone = nil
-    end
+    if not inst.v.MultiAZ then inst.v.SecondaryAvailabilityZone = nil end
     inst.v.LatestRestorableTime = nil
     add_instance(w, region, inst)
-    transition(w, inst, "creating", RESTORE_SECONDS, function(i)
-        i.v.LatestRestorableTime = util.iso(w.t)
-    end)
+    transition(w, inst, "creating", RESTORE_SECONDS, function(i) i.v.LatestRestorableTime = util.iso(w.t) end)
     return { DBInstance = view(inst) }
 end
 
-local MODIFIABLE = { "DBInstanceClass", "MultiAZ", "BackupRetentionPeriod", "AllocatedStorage", "EngineVersion", "StorageType", "Iops" }
+local MODIFIABLE = {
+    "DBInstanceClass",
+    "MultiAZ",
+    "BackupRetentionPeriod",
+    "AllocatedStorage",
+    "EngineVersion",
+    "StorageType",
+    "Iops",
+}
 
 function H.ModifyDBInstance(w, region, p, ctx)
     local inst = find_instance(w, region, ctx, p.DBInstanceIdentifier)
@@ -433,15 +459,17 @@ function H.ModifyDBInstance(w, region, p, ctx)
     end
     local changes = {}
     for _, key in ipairs(MODIFIABLE) do
-        if p[key] ~= nil and p[key] ~= inst.v[key] then
-            changes[key] = p[key]
-        end
+        if p[key] ~= nil and p[key] ~= inst.v[key] then changes[key] = p[key] end
     end
     -- Settings that apply at once whatever ApplyImmediately says.
-    for _, key in ipairs({ "DeletionProtection", "AutoMinorVersionUpgrade", "CopyTagsToSnapshot", "PreferredBackupWindow", "PreferredMaintenanceWindow" }) do
-        if p[key] ~= nil then
-            inst.v[key] = p[key]
-        end
+    for _, key in ipairs({
+        "DeletionProtection",
+        "AutoMinorVersionUpgrade",
+        "CopyTagsToSnapshot",
+        "PreferredBackupWindow",
+        "PreferredMaintenanceWindow",
+    }) do
+        if p[key] ~= nil then inst.v[key] = p[key] end
     end
     local immediately = p.ApplyImmediately == true
     if not immediately then
@@ -453,9 +481,7 @@ function H.ModifyDBInstance(w, region, p, ctx)
         end
         return { DBInstance = view(inst) }
     end
-    if next(changes) or p.NewDBInstanceIdentifier then
-        require_available(ctx, inst, "Modify")
-    end
+    if next(changes) or p.NewDBInstanceIdentifier then require_available(ctx, inst, "Modify") end
     if p.NewDBInstanceIdentifier then
         rename(w, region, inst, p.NewDBInstanceIdentifier)
         transition(w, inst, "renaming", MODIFY_SECONDS)
@@ -492,17 +518,28 @@ function H.DeleteDBInstance(w, region, p, ctx)
     local inst = find_instance(w, region, ctx, p.DBInstanceIdentifier)
     local id = inst.v.DBInstanceIdentifier
     if inst.v.DeletionProtection then
-        ctx:fail("InvalidParameterCombination", "Cannot delete protected DB Instance, please disable deletion protection and try again.")
+        ctx:fail(
+            "InvalidParameterCombination",
+            "Cannot delete protected DB Instance, please disable deletion protection and try again."
+        )
     end
     if inst.v.DBInstanceStatus == "deleting" then
         ctx:fail("InvalidDBInstanceState", "Instance " .. id .. " is already being deleted.")
     end
     local skip = p.SkipFinalSnapshot == true
     if not skip and not p.FinalDBSnapshotIdentifier then
-        ctx:fail("InvalidParameterCombination", "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.")
+        ctx:fail(
+            "InvalidParameterCombination",
+            "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified."
+        )
     end
     if not skip then
-        H.CreateDBSnapshot(w, region, { DBInstanceIdentifier = id, DBSnapshotIdentifier = p.FinalDBSnapshotIdentifier }, ctx)
+        H.CreateDBSnapshot(
+            w,
+            region,
+            { DBInstanceIdentifier = id, DBSnapshotIdentifier = p.FinalDBSnapshotIdentifier },
+            ctx
+        )
     end
     if inst.busy then
         inst.busy.cancelled = true
@@ -511,9 +548,7 @@ function H.DeleteDBInstance(w, region, p, ctx)
     inst.v.DBInstanceStatus = "deleting"
     w:after(DELETE_SECONDS, function()
         local s = state(w, region)
-        if s.instances[id] == inst then
-            s.instances[id] = nil
-        end
+        if s.instances[id] == inst then s.instances[id] = nil end
         -- Replicas of a deleted source stand alone (PostgreSQL semantics).
         for _, other in pairs(s.instances) do
             if other.v.ReadReplicaSourceDBInstanceIdentifier == id then
@@ -540,13 +575,11 @@ function M.set_instance(w, id, fields)
                     inst.busy = nil
                 end
             end
-            if fields.reachable ~= nil then
-                inst.reachable = fields.reachable
-            end
+            if fields.reachable ~= nil then inst.reachable = fields.reachable end
             if fields.replication then
                 for _, other in pairs(state(w, region).instances) do
                     if other.v.ReadReplicaSourceDBInstanceIdentifier == id then
-                        other.v.StatusInfos = util.list{ util.copy(fields.replication) }
+                        other.v.StatusInfos = util.list { util.copy(fields.replication) }
                     end
                 end
             end

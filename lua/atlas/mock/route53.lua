@@ -13,8 +13,14 @@ local INSYNC_SECONDS = 60
 local ZONE_ID = "Z04417222ATLASCRM7KQ"
 local ZONE = util.ZONE_NAME
 local CHECKER_REGIONS = {
-    "ap-northeast-1", "ap-southeast-1", "ap-southeast-2", "eu-west-1",
-    "sa-east-1", "us-east-1", "us-west-1", "us-west-2",
+    "ap-northeast-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "eu-west-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-west-1",
+    "us-west-2",
 }
 local CONTINENTS = { AF = true, AN = true, AS = true, EU = true, OC = true, NA = true, SA = true }
 M.GEO = { ["eu-west-1"] = "EU", ["us-east-1"] = "NA", ["ap-southeast-1"] = "AS" }
@@ -22,29 +28,21 @@ M.DEFAULT_REGION = "us-east-1"
 
 local function fqdn(name)
     name = tostring(name):lower()
-    if name:sub(-1) ~= "." then
-        name = name .. "."
-    end
+    if name:sub(-1) ~= "." then name = name .. "." end
     return name
 end
 M.fqdn = fqdn
 
-local function bare_id(id, prefix)
-    return (tostring(id):gsub("^/?" .. prefix .. "/", ""))
-end
+local function bare_id(id, prefix) return (tostring(id):gsub("^/?" .. prefix .. "/", "")) end
 
-function M.alb_dns(region)
-    return string.format("atlas-crm-production-alb-%s.%s.elb.amazonaws.com", region, region)
-end
+function M.alb_dns(region) return string.format("atlas-crm-production-alb-%s.%s.elb.amazonaws.com", region, region) end
 
-local function state(w)
-    return w.route53
-end
+local function state(w) return w.route53 end
 
 -- Records ---------------------------------------------------------------------
 
 local function cname(name, value, ttl)
-    return { Name = name, Type = "CNAME", TTL = ttl or 60, ResourceRecords = util.list{ { Value = value } } }
+    return { Name = name, Type = "CNAME", TTL = ttl or 60, ResourceRecords = util.list { { Value = value } } }
 end
 
 local function geo_record(region, identifier, location, health_check_id)
@@ -65,22 +63,16 @@ local function sort_key(name, rtype, identifier)
     return table.concat(labels, ".") .. "\0" .. (rtype or "") .. "\0" .. (identifier or "")
 end
 
-local function record_key(r)
-    return sort_key(fqdn(r.Name), r.Type, r.SetIdentifier)
-end
+local function record_key(r) return sort_key(fqdn(r.Name), r.Type, r.SetIdentifier) end
 
 local function sort_records(records)
-    table.sort(records, function(a, b)
-        return record_key(a) < record_key(b)
-    end)
+    table.sort(records, function(a, b) return record_key(a) < record_key(b) end)
 end
 
 local function health_check_for(w, region)
     for _, id in ipairs(state(w).health_check_order) do
         local hc = state(w).health_checks[id]
-        if hc.region == region then
-            return hc
-        end
+        if hc.region == region then return hc end
     end
 end
 
@@ -110,19 +102,33 @@ function M.build(w)
         s.health_check_order[#s.health_check_order + 1] = id
     end
     local records = {
-        { Name = ZONE, Type = "NS", TTL = 172800, ResourceRecords = util.list{
-            { Value = "ns-1372.awsdns-43.org." }, { Value = "ns-1840.awsdns-38.co.uk." },
-            { Value = "ns-231.awsdns-28.com." }, { Value = "ns-707.awsdns-24.net." } } },
-        { Name = ZONE, Type = "SOA", TTL = 900, ResourceRecords = util.list{
-            { Value = "ns-1372.awsdns-43.org. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400" } } },
+        {
+            Name = ZONE,
+            Type = "NS",
+            TTL = 172800,
+            ResourceRecords = util.list {
+                { Value = "ns-1372.awsdns-43.org." },
+                { Value = "ns-1840.awsdns-38.co.uk." },
+                { Value = "ns-231.awsdns-28.com." },
+                { Value = "ns-707.awsdns-24.net." },
+            },
+        },
+        {
+            Name = ZONE,
+            Type = "SOA",
+            TTL = 900,
+            ResourceRecords = util.list {
+                { Value = "ns-1372.awsdns-43.org. awsdns-hostmaster.amazon.com. 1 7200 900 1209600 86400" },
+            },
+        },
     }
     for _, region in ipairs(util.REGIONS) do
         records[#records + 1] = cname(region .. ".atlas-crm.com.", M.alb_dns(region), 60)
-        records[#records + 1] = geo_record(region, region, { ContinentCode = M.GEO[region] },
-            health_check_for(w, region).Id)
+        records[#records + 1] =
+            geo_record(region, region, { ContinentCode = M.GEO[region] }, health_check_for(w, region).Id)
     end
-    records[#records + 1] = geo_record(M.DEFAULT_REGION, "default", { CountryCode = "*" },
-        health_check_for(w, M.DEFAULT_REGION).Id)
+    records[#records + 1] =
+        geo_record(M.DEFAULT_REGION, "default", { CountryCode = "*" }, health_check_for(w, M.DEFAULT_REGION).Id)
     sort_records(records)
     s.zones[ZONE_ID] = {
         Id = "/hostedzone/" .. ZONE_ID,
@@ -136,20 +142,14 @@ end
 
 -- Health ------------------------------------------------------------------------
 
-local function endpoint_of(w, hc)
-    return w.endpoints[hc.region]
-end
+local function endpoint_of(w, hc) return w.endpoints[hc.region] end
 
 -- The aggregate status Route53 acts on: the endpoint's state once it has
 -- held for interval x threshold seconds, the previous state before that.
 function M.health_check_healthy(w, id)
     local hc = state(w).health_checks[id]
-    if not hc then
-        return nil
-    end
-    if hc.forced ~= nil then
-        return hc.forced
-    end
+    if not hc then return nil end
+    if hc.forced ~= nil then return hc.forced end
     local ep = endpoint_of(w, hc)
     local cfg = hc.HealthCheckConfig
     local settle = cfg.RequestInterval * cfg.FailureThreshold
@@ -159,9 +159,7 @@ function M.health_check_healthy(w, id)
     else
         healthy = not ep.up
     end
-    if cfg.Inverted then
-        healthy = not healthy
-    end
+    if cfg.Inverted then healthy = not healthy end
     return healthy
 end
 
@@ -172,9 +170,7 @@ end
 
 -- w.route53 health override for tests: forced=true|false|nil (nil follows
 -- the endpoint again).
-function M.force_health(w, region, healthy)
-    health_check_for(w, region).forced = healthy
-end
+function M.force_health(w, region, healthy) health_check_for(w, region).forced = healthy end
 
 local function observation_status(w, hc)
     local ep = endpoint_of(w, hc)
@@ -183,12 +179,8 @@ local function observation_status(w, hc)
     end
     local ip = string.format("52.%d.%d.%d", 16 + #hc.region, 100 + #hc.region * 3, 20)
     local healthy = ep.up
-    if hc.forced ~= nil then
-        healthy = hc.forced
-    end
-    if healthy then
-        return "Success: HTTP Status Code 200, OK. Resolved IP: " .. ip
-    end
+    if hc.forced ~= nil then healthy = hc.forced end
+    if healthy then return "Success: HTTP Status Code 200, OK. Resolved IP: " .. ip end
     return "Failure: HTTP Status Code 503, Service Unavailable. Resolved IP: " .. ip
 end
 
@@ -198,9 +190,7 @@ local function records_named(w, name)
     local out = {}
     for _, zone_id in ipairs(state(w).zone_order) do
         for _, r in ipairs(state(w).zones[zone_id].records) do
-            if r.Name == name then
-                out[#out + 1] = r
-            end
+            if r.Name == name then out[#out + 1] = r end
         end
     end
     return out
@@ -217,9 +207,7 @@ function M.resolve_region(w, name, continent)
     name = fqdn(name)
     for _ = 1, 8 do
         local region = name:match("^([a-z0-9-]+)%.atlas%-crm%.com%.$")
-        if region and w.endpoints[region] then
-            return region
-        end
+        if region and w.endpoints[region] then return region end
         local records = records_named(w, name)
         local chosen, default
         for _, r in ipairs(records) do
@@ -235,9 +223,7 @@ function M.resolve_region(w, name, continent)
             end
         end
         chosen = chosen or default
-        if not chosen then
-            return nil
-        end
+        if not chosen then return nil end
         name = fqdn(chosen.ResourceRecords[1].Value)
     end
 end
@@ -257,8 +243,11 @@ end
 
 local function zone_view(zone)
     return {
-        Id = zone.Id, Name = zone.Name, CallerReference = zone.CallerReference,
-        Config = util.copy(zone.Config), ResourceRecordSetCount = #zone.records,
+        Id = zone.Id,
+        Name = zone.Name,
+        CallerReference = zone.CallerReference,
+        Config = util.copy(zone.Config),
+        ResourceRecordSetCount = #zone.records,
     }
 end
 
@@ -267,9 +256,7 @@ local function sorted_zones(w)
     for _, id in ipairs(state(w).zone_order) do
         zones[#zones + 1] = state(w).zones[id]
     end
-    table.sort(zones, function(a, b)
-        return sort_key(a.Name) < sort_key(b.Name)
-    end)
+    table.sort(zones, function(a, b) return sort_key(a.Name) < sort_key(b.Name) end)
     return zones
 end
 
@@ -279,8 +266,13 @@ function H.ListHostedZones(w, region, p, ctx)
         zones[#zones + 1] = zone_view(zone)
     end
     local page, token = util.page(zones, p.Marker, p.MaxItems, 100)
-    return { HostedZones = page, Marker = p.Marker or "", IsTruncated = token ~= nil,
-             NextMarker = token, MaxItems = tostring(p.MaxItems or 100) }
+    return {
+        HostedZones = page,
+        Marker = p.Marker or "",
+        IsTruncated = token ~= nil,
+        NextMarker = token,
+        MaxItems = tostring(p.MaxItems or 100),
+    }
 end
 
 function H.ListHostedZonesByName(w, region, p, ctx)
@@ -297,9 +289,15 @@ function H.ListHostedZonesByName(w, region, p, ctx)
             end
         end
     end
-    return { HostedZones = zones, DNSName = p.DNSName, HostedZoneId = p.HostedZoneId,
-             IsTruncated = truncated, NextDNSName = next_name, NextHostedZoneId = next_id,
-             MaxItems = tostring(max) }
+    return {
+        HostedZones = zones,
+        DNSName = p.DNSName,
+        HostedZoneId = p.HostedZoneId,
+        IsTruncated = truncated,
+        NextDNSName = next_name,
+        NextHostedZoneId = next_id,
+        MaxItems = tostring(max),
+    }
 end
 
 function H.GetHostedZone(w, region, p, ctx)
@@ -323,7 +321,8 @@ function H.ListResourceRecordSets(w, region, p, ctx)
     if p.StartRecordIdentifier and not p.StartRecordType then
         ctx:fail("InvalidInput", "The input is not valid: StartRecordIdentifier requires StartRecordType")
     end
-    local start = p.StartRecordName and sort_key(fqdn(p.StartRecordName), p.StartRecordType, p.StartRecordIdentifier) or ""
+    local start = p.StartRecordName and sort_key(fqdn(p.StartRecordName), p.StartRecordType, p.StartRecordIdentifier)
+        or ""
     local max = tonumber(p.MaxItems) or 300
     local page = util.list()
     local response = { ResourceRecordSets = page, IsTruncated = false, MaxItems = tostring(max) }
@@ -347,30 +346,22 @@ end
 
 local function describe(r)
     local text = string.format("[name='%s', type='%s'", fqdn(r.Name), tostring(r.Type))
-    if r.SetIdentifier then
-        text = text .. string.format(", set-identifier='%s'", r.SetIdentifier)
-    end
+    if r.SetIdentifier then text = text .. string.format(", set-identifier='%s'", r.SetIdentifier) end
     return text .. "]"
 end
 
 local function normalize(r)
     r = util.copy(r)
     r.Name = fqdn(r.Name)
-    if r.TTL ~= nil then
-        r.TTL = math.tointeger(tonumber(r.TTL)) or r.TTL
-    end
-    if r.ResourceRecords then
-        r.ResourceRecords = util.list(r.ResourceRecords)
-    end
+    if r.TTL ~= nil then r.TTL = math.tointeger(tonumber(r.TTL)) or r.TTL end
+    if r.ResourceRecords then r.ResourceRecords = util.list(r.ResourceRecords) end
     return r
 end
 
 -- Two record sets are the same when every field AWS stores matches.
 local function same_values(a, b)
     local function canon(v)
-        if type(v) ~= "table" then
-            return tostring(v)
-        end
+        if type(v) ~= "table" then return tostring(v) end
         local parts = {}
         for _, k in ipairs(util.sorted_keys(v)) do
             parts[#parts + 1] = tostring(k) .. "=" .. canon(v[k])
@@ -391,14 +382,26 @@ end
 
 local function change_input_error(ctx, change, why)
     local r = change.ResourceRecordSet or {}
-    ctx:fail("InvalidInput", string.format("Invalid request: %s in Change with [Action=%s, Name=%s, Type=%s, SetIdentifier=%s]",
-        why, tostring(change.Action), tostring(r.Name), tostring(r.Type), tostring(r.SetIdentifier)))
+    ctx:fail(
+        "InvalidInput",
+        string.format(
+            "Invalid request: %s in Change with [Action=%s, Name=%s, Type=%s, SetIdentifier=%s]",
+            why,
+            tostring(change.Action),
+            tostring(r.Name),
+            tostring(r.Type),
+            tostring(r.SetIdentifier)
+        )
+    )
 end
 
 local function check_change_input(w, ctx, change)
     local r = change.ResourceRecordSet
     if change.Action ~= "CREATE" and change.Action ~= "DELETE" and change.Action ~= "UPSERT" then
-        ctx:fail("InvalidInput", "Invalid request: Action must be one of CREATE, DELETE, UPSERT; got " .. tostring(change.Action))
+        ctx:fail(
+            "InvalidInput",
+            "Invalid request: Action must be one of CREATE, DELETE, UPSERT; got " .. tostring(change.Action)
+        )
     end
     if type(r) ~= "table" or not r.Name or not r.Type then
         change_input_error(ctx, change, "Missing field 'Name' or 'Type'")
@@ -406,7 +409,12 @@ local function check_change_input(w, ctx, change)
     local has_alias = r.AliasTarget ~= nil
     local has_values = r.TTL ~= nil and r.ResourceRecords ~= nil and #r.ResourceRecords > 0
     if has_alias == has_values then
-        change_input_error(ctx, change, "Expected exactly one of [AliasTarget, all of [TTL, and ResourceRecords], or TrafficPolicyInstanceId], but found " .. (has_alias and "more than one" or "none"))
+        change_input_error(
+            ctx,
+            change,
+            "Expected exactly one of [AliasTarget, all of [TTL, and ResourceRecords], or TrafficPolicyInstanceId], but found "
+                .. (has_alias and "more than one" or "none")
+        )
     end
     local policy = routing_policy(r)
     if policy ~= "simple" and not r.SetIdentifier then
@@ -418,7 +426,11 @@ local function check_change_input(w, ctx, change)
     if r.GeoLocation then
         local g = r.GeoLocation
         if g.ContinentCode and not CONTINENTS[g.ContinentCode] then
-            change_input_error(ctx, change, "Value '" .. tostring(g.ContinentCode) .. "' at 'continentCode' failed to satisfy constraint")
+            change_input_error(
+                ctx,
+                change,
+                "Value '" .. tostring(g.ContinentCode) .. "' at 'continentCode' failed to satisfy constraint"
+            )
         end
         if g.ContinentCode and g.CountryCode then
             change_input_error(ctx, change, "GeoLocation may specify ContinentCode or CountryCode, not both")
@@ -428,7 +440,10 @@ local function check_change_input(w, ctx, change)
         end
     end
     if r.Type == "CNAME" and r.ResourceRecords and #r.ResourceRecords > 1 then
-        ctx:fail("InvalidChangeBatch", string.format("[RRSet of type CNAME with DNS name %s has more than one value]", fqdn(r.Name)))
+        ctx:fail(
+            "InvalidChangeBatch",
+            string.format("[RRSet of type CNAME with DNS name %s has more than one value]", fqdn(r.Name))
+        )
     end
     if r.HealthCheckId and not state(w).health_checks[r.HealthCheckId] then
         ctx:fail("NoSuchHealthCheck", "No health check exists with the specified ID " .. tostring(r.HealthCheckId), 404)
@@ -438,15 +453,15 @@ end
 local function find_record(records, r)
     local key = record_key(r)
     for i, existing in ipairs(records) do
-        if record_key(existing) == key then
-            return i, existing
-        end
+        if record_key(existing) == key then return i, existing end
     end
 end
 
 local function location_text(g)
     if g.CountryCode then
-        return "CountryCode=" .. g.CountryCode .. (g.SubdivisionCode and (", SubdivisionCode=" .. g.SubdivisionCode) or "")
+        return "CountryCode="
+            .. g.CountryCode
+            .. (g.SubdivisionCode and (", SubdivisionCode=" .. g.SubdivisionCode) or "")
     end
     return "ContinentCode=" .. tostring(g.ContinentCode)
 end
@@ -467,20 +482,35 @@ local function conflicts(zone_name, records, touched)
             type_count = type_count + 1
         end
         if by_type.CNAME and type_count > 1 then
-            problems[#problems + 1] = string.format("RRSet of type CNAME with DNS name %s is not permitted as it conflicts with other records with the same DNS name in zone %s", name, zone_name)
+            problems[#problems + 1] = string.format(
+                "RRSet of type CNAME with DNS name %s is not permitted as it conflicts with other records with the same DNS name in zone %s",
+                name,
+                zone_name
+            )
         end
         for rtype, sets in pairs(by_type) do
             local policy = routing_policy(sets[1])
             local locations = {}
             for _, r in ipairs(sets) do
                 if routing_policy(r) ~= policy or (policy == "simple" and #sets > 1) then
-                    problems[#problems + 1] = string.format("RRSet with DNS name %s, type %s cannot be created because another RRSet with the same name and type uses a different routing policy", name, rtype)
+                    problems[#problems + 1] = string.format(
+                        "RRSet with DNS name %s, type %s cannot be created because another RRSet with the same name and type uses a different routing policy",
+                        name,
+                        rtype
+                    )
                     break
                 end
                 if r.GeoLocation then
                     local where = location_text(r.GeoLocation)
                     if locations[where] then
-                        problems[#problems + 1] = string.format("RRSet with DNS name %s, type %s, SetIdentifier %s and GeoLocation [%s] conflicts with the RRSet with SetIdentifier %s, which has the same GeoLocation", name, rtype, r.SetIdentifier, where, locations[where])
+                        problems[#problems + 1] = string.format(
+                            "RRSet with DNS name %s, type %s, SetIdentifier %s and GeoLocation [%s] conflicts with the RRSet with SetIdentifier %s, which has the same GeoLocation",
+                            name,
+                            rtype,
+                            r.SetIdentifier,
+                            where,
+                            locations[where]
+                        )
                     end
                     locations[where] = r.SetIdentifier
                 end
@@ -506,21 +536,28 @@ function H.ChangeResourceRecordSets(w, region, p, ctx)
     for _, change in ipairs(changes) do
         local r = normalize(change.ResourceRecordSet)
         if r.Name ~= zone.Name and r.Name:sub(-#suffix) ~= suffix then
-            problems[#problems + 1] = string.format("RRSet with DNS name %s is not permitted in zone %s", r.Name, zone.Name)
+            problems[#problems + 1] =
+                string.format("RRSet with DNS name %s is not permitted in zone %s", r.Name, zone.Name)
         else
             touched[r.Name] = true
             local index, existing = find_record(records, r)
             if change.Action == "CREATE" then
                 if existing then
-                    problems[#problems + 1] = "Tried to create resource record set " .. describe(r) .. " but it already exists"
+                    problems[#problems + 1] = "Tried to create resource record set "
+                        .. describe(r)
+                        .. " but it already exists"
                 else
                     records[#records + 1] = r
                 end
             elseif change.Action == "DELETE" then
                 if not existing then
-                    problems[#problems + 1] = "Tried to delete resource record set " .. describe(r) .. " but it was not found"
+                    problems[#problems + 1] = "Tried to delete resource record set "
+                        .. describe(r)
+                        .. " but it was not found"
                 elseif not same_values(existing, r) then
-                    problems[#problems + 1] = "Tried to delete resource record set " .. describe(r) .. " but the values provided do not match the current values"
+                    problems[#problems + 1] = "Tried to delete resource record set "
+                        .. describe(r)
+                        .. " but the values provided do not match the current values"
                 else
                     table.remove(records, index)
                 end
@@ -536,27 +573,21 @@ function H.ChangeResourceRecordSets(w, region, p, ctx)
     for _, problem in ipairs(conflicts(zone.Name, records, touched)) do
         problems[#problems + 1] = problem
     end
-    if #problems > 0 then
-        ctx:fail("InvalidChangeBatch", "[" .. table.concat(problems, ", ") .. "]")
-    end
+    if #problems > 0 then ctx:fail("InvalidChangeBatch", "[" .. table.concat(problems, ", ") .. "]") end
     sort_records(records)
     zone.records = records
     local id = util.upper_id("C", w.seq * 131 + 7, 13)
     w.seq = w.seq + 1
     local change = { Id = "/change/" .. id, Status = "PENDING", SubmittedAt = util.iso(w.t), Comment = batch.Comment }
     state(w).changes[id] = change
-    w:after(INSYNC_SECONDS, function()
-        change.Status = "INSYNC"
-    end)
+    w:after(INSYNC_SECONDS, function() change.Status = "INSYNC" end)
     return { ChangeInfo = util.copy(change) }
 end
 
 function H.GetChange(w, region, p, ctx)
     local id = bare_id(ctx:need(p, "Id"), "change")
     local change = state(w).changes[id]
-    if not change then
-        ctx:fail("NoSuchChange", "A change with the specified change ID does not exist: " .. id, 404)
-    end
+    if not change then ctx:fail("NoSuchChange", "A change with the specified change ID does not exist: " .. id, 404) end
     return { ChangeInfo = util.copy(change) }
 end
 
@@ -564,8 +595,10 @@ end
 
 local function health_check_view(hc)
     return {
-        Id = hc.Id, CallerReference = hc.CallerReference,
-        HealthCheckConfig = util.copy(hc.HealthCheckConfig), HealthCheckVersion = hc.HealthCheckVersion,
+        Id = hc.Id,
+        CallerReference = hc.CallerReference,
+        HealthCheckConfig = util.copy(hc.HealthCheckConfig),
+        HealthCheckVersion = hc.HealthCheckVersion,
     }
 end
 
@@ -583,8 +616,13 @@ function H.ListHealthChecks(w, region, p, ctx)
         all[#all + 1] = health_check_view(state(w).health_checks[id])
     end
     local page, token = util.page(all, p.Marker, p.MaxItems, 100)
-    return { HealthChecks = page, Marker = p.Marker or "", IsTruncated = token ~= nil,
-             NextMarker = token, MaxItems = tostring(p.MaxItems or 100) }
+    return {
+        HealthChecks = page,
+        Marker = p.Marker or "",
+        IsTruncated = token ~= nil,
+        NextMarker = token,
+        MaxItems = tostring(p.MaxItems or 100),
+    }
 end
 
 function H.GetHealthCheck(w, region, p, ctx)

@@ -35,25 +35,27 @@ function H.GetSecretValue(w, region, p, ctx)
     local id = ctx:need(p, "SecretId")
     local secret
     for _, s in pairs(state(w, region)) do
-        if s.Name == id or s.ARN == id or s.ARN:sub(1, #id + 1) == id .. "-" then
-            secret = s
-        end
+        if s.Name == id or s.ARN == id or s.ARN:sub(1, #id + 1) == id .. "-" then secret = s end
     end
-    if not secret then
-        ctx:fail("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
-    end
+    if not secret then ctx:fail("ResourceNotFoundException", "Secrets Manager can't find the specified secret.") end
     if p.VersionId and p.VersionId ~= secret.VersionId then
-        ctx:fail("ResourceNotFoundException", "Secrets Manager can't find the specified secret value for VersionId: " .. p.VersionId)
+        ctx:fail(
+            "ResourceNotFoundException",
+            "Secrets Manager can't find the specified secret value for VersionId: " .. p.VersionId
+        )
     end
     if p.VersionStage and p.VersionStage ~= "AWSCURRENT" then
-        ctx:fail("ResourceNotFoundException", "Secrets Manager can't find the specified secret value for staging label: " .. p.VersionStage)
+        ctx:fail(
+            "ResourceNotFoundException",
+            "Secrets Manager can't find the specified secret value for staging label: " .. p.VersionStage
+        )
     end
     return {
         ARN = secret.ARN,
         Name = secret.Name,
         VersionId = secret.VersionId,
         SecretString = secret.value(),
-        VersionStages = util.list{ "AWSCURRENT" },
+        VersionStages = util.list { "AWSCURRENT" },
         CreatedDate = secret.CreatedDate,
     }
 end

@@ -18,34 +18,31 @@ local M = {}
 
 local function ecs_state(call, region)
     local n = require("atlas.mock.ecs").names(region)
-    local ok, response = pcall(call, "ecs", "DescribeServices", region, { cluster = n.cluster, services = { n.service } })
+    local ok, response =
+        pcall(call, "ecs", "DescribeServices", region, { cluster = n.cluster, services = { n.service } })
     local svc = ok and response.services and response.services[1]
-    if not svc then
-        return { missing = true }
-    end
-    return { desired = svc.desiredCount, running = svc.runningCount,
-             deployments = #(svc.deployments or {}), status = svc.status }
+    if not svc then return { missing = true } end
+    return {
+        desired = svc.desiredCount,
+        running = svc.runningCount,
+        deployments = #(svc.deployments or {}),
+        status = svc.status,
+    }
 end
 
 local function find_zone_id(call)
     local response = call("route53", "ListHostedZonesByName", "us-east-1", { DNSName = util.ZONE_NAME })
     for _, zone in ipairs(response.HostedZones or {}) do
-        if zone.Name == util.ZONE_NAME then
-            return zone.Id
-        end
+        if zone.Name == util.ZONE_NAME then return zone.Id end
     end
 end
 
 local function api_records(call)
     local zone_id = find_zone_id(call)
-    if not zone_id then
-        return {}
-    end
+    if not zone_id then return {} end
     local checked = {}
     local function health_check_domain(id)
-        if id == nil then
-            return nil
-        end
+        if id == nil then return nil end
         if checked[id] == nil then
             local ok, response = pcall(call, "route53", "GetHealthCheck", "us-east-1", { HealthCheckId = id })
             checked[id] = ok and response.HealthCheck.HealthCheckConfig.FullyQualifiedDomainName or ("missing:" .. id)
@@ -64,7 +61,9 @@ local function api_records(call)
                     set_identifier = r.SetIdentifier,
                     type = r.Type,
                     location = geo.ContinentCode or geo.CountryCode or geo.SubdivisionCode,
-                    value = r.ResourceRecords and r.ResourceRecords[1] and (r.ResourceRecords[1].Value:lower():gsub("%.$", "")),
+                    value = r.ResourceRecords and r.ResourceRecords[1] and (r.ResourceRecords[1].Value
+                        :lower()
+                        :gsub("%.$", "")),
                     ttl = r.TTL,
                     health_check = health_check_domain(r.HealthCheckId),
                 }
@@ -72,12 +71,14 @@ local function api_records(call)
                 past = true
             end
         end
-        params = { HostedZoneId = zone_id, StartRecordName = response.NextRecordName,
-                   StartRecordType = response.NextRecordType, StartRecordIdentifier = response.NextRecordIdentifier }
+        params = {
+            HostedZoneId = zone_id,
+            StartRecordName = response.NextRecordName,
+            StartRecordType = response.NextRecordType,
+            StartRecordIdentifier = response.NextRecordIdentifier,
+        }
     until past or not response.IsTruncated
-    table.sort(out, function(a, b)
-        return (a.set_identifier or "") < (b.set_identifier or "")
-    end)
+    table.sort(out, function(a, b) return (a.set_identifier or "") < (b.set_identifier or "") end)
     return out
 end
 
@@ -93,8 +94,12 @@ local function rds_state(call, out)
                 elseif db.ReadReplicaDBInstanceIdentifiers and #db.ReadReplicaDBInstanceIdentifiers > 0 then
                     role = "primary"
                 end
-                out[db.DBInstanceIdentifier] = { region = region, status = db.DBInstanceStatus, role = role,
-                                                 source = db.ReadReplicaSourceDBInstanceIdentifier }
+                out[db.DBInstanceIdentifier] = {
+                    region = region,
+                    status = db.DBInstanceStatus,
+                    role = role,
+                    source = db.ReadReplicaSourceDBInstanceIdentifier,
+                }
             end
             params = { Marker = response.Marker }
         until not response.Marker

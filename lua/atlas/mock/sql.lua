@@ -27,18 +27,20 @@ local function iso(t)
     return os.date("!%Y-%m-%dT%H:%M:%S", whole) .. string.format(".%06d+00:00", math.floor((t - whole) * 1e6))
 end
 
-local function lsn_text(n)
-    return string.format("%X/%X", n // 0x100000000, n % 0x100000000)
-end
+local function lsn_text(n) return string.format("%X/%X", n // 0x100000000, n % 0x100000000) end
 
 -- conninfo parsing ----------------------------------------------------------
 
 local KNOWN_KEYWORDS = {}
-for word in ([[host hostaddr port dbname user password passfile channel_binding connect_timeout
+for word in
+    ([[host hostaddr port dbname user password passfile channel_binding connect_timeout
     client_encoding options application_name fallback_application_name keepalives keepalives_idle
     keepalives_interval keepalives_count tcp_user_timeout replication gssencmode sslmode requiressl
     sslcompression sslcert sslkey sslpassword sslrootcert sslcrl sslcrldir sslsni requirepeer
-    ssl_min_protocol_version ssl_max_protocol_version krbsrvname gsslib service target_session_attrs]]):gmatch("%S+") do
+    ssl_min_protocol_version ssl_max_protocol_version krbsrvname gsslib service target_session_attrs]]):gmatch(
+        "%S+"
+    )
+do
     KNOWN_KEYWORDS[word] = true
 end
 
@@ -56,20 +58,14 @@ local function parse_uri(s)
     else
         local user, password = userinfo:match("^([^:]*):(.*)$")
         out.user = url_decode(user or userinfo)
-        if password then
-            out.password = url_decode(password)
-        end
+        if password then out.password = url_decode(password) end
     end
     local host, port = hostport:match("^(.-):(%d+)$")
     host = host or hostport
-    if host ~= "" then
-        out.host = url_decode(host)
-    end
+    if host ~= "" then out.host = url_decode(host) end
     out.port = port
     local dbname, query = path:match("^/?([^?]*)%??(.*)$")
-    if dbname and dbname ~= "" then
-        out.dbname = url_decode(dbname)
-    end
+    if dbname and dbname ~= "" then out.dbname = url_decode(dbname) end
     for pair in (query or ""):gmatch("[^&]+") do
         local k, v = pair:match("^([^=]+)=(.*)$")
         if not k or not KNOWN_KEYWORDS[k] then
@@ -83,23 +79,17 @@ end
 -- conninfo_parse(s) -> {keyword = value} | nil, message (libpq's rules:
 -- key=value pairs, values optionally in single quotes with \ escapes)
 function M.conninfo_parse(s)
-    if s:match("^postgres[q]?[l]?://") then
-        return parse_uri(s)
-    end
+    if s:match("^postgres[q]?[l]?://") then return parse_uri(s) end
     local out, i, n = {}, 1, #s
     while true do
         i = s:find("%S", i)
-        if not i then
-            return out
-        end
+        if not i then return out end
         local key, after = s:match("^([%w_]+)%s*=%s*()", i)
         if not key then
             local word = s:match("^%S+", i)
             return nil, string.format('missing "=" after "%s" in connection info string', word)
         end
-        if not KNOWN_KEYWORDS[key] then
-            return nil, string.format('invalid connection option "%s"', key)
-        end
+        if not KNOWN_KEYWORDS[key] then return nil, string.format('invalid connection option "%s"', key) end
         local value
         if s:sub(after, after) == "'" then
             local buf, j = {}, after + 1
@@ -124,9 +114,7 @@ function M.conninfo_parse(s)
             i = after + #value
         end
         out[key] = value
-        if i > n then
-            return out
-        end
+        if i > n then return out end
     end
 end
 
@@ -143,28 +131,22 @@ end
 -- SQL literal text ('...' or E'...') -> its value
 local function unquote_literal(text)
     local escaped, body = text:match("^([Ee]?)'(.*)'$")
-    if not body then
-        return nil
-    end
+    if not body then return nil end
     body = body:gsub("''", "'")
-    if escaped ~= "" then
-        body = body:gsub("\\(.)", "%1")
-    end
+    if escaped ~= "" then body = body:gsub("\\(.)", "%1") end
     return body
 end
 
 local function unquote_ident(text)
     local inner = text:match('^%s*"(.*)"%s*$')
-    if inner then
-        return (inner:gsub('""', '"'))
-    end
+    if inner then return (inner:gsub('""', '"')) end
     return text:match("^%s*(.-)%s*$"):lower()
 end
 
 local function ident_list(text)
     local out = {}
     for item in text:gmatch("[^,]+") do
-        local schema, name = item:match('^%s*(.-)%.(.-)%s*$')
+        local schema, name = item:match("^%s*(.-)%.(.-)%s*$")
         if schema and not item:match('^%s*"[^"]*%.[^"]*"%s*$') then
             local s, n = unquote_ident(schema), unquote_ident(name)
             out[#out + 1] = s == "public" and n or (s .. "." .. n)
@@ -185,11 +167,16 @@ local answers = {}
 
 function answers.publication(c, p)
     local pub = c.db.publications[p[1]]
-    if not pub then
-        return {}
-    end
-    return { { pubname = p[1], puballtables = pub.all_tables or false, pubinsert = true, pubupdate = true,
-        pubdelete = true } }
+    if not pub then return {} end
+    return {
+        {
+            pubname = p[1],
+            puballtables = pub.all_tables or false,
+            pubinsert = true,
+            pubupdate = true,
+            pubdelete = true,
+        },
+    }
 end
 
 function answers.publication_tables(c, p)
@@ -210,15 +197,17 @@ function answers.publication_tables(c, p)
 end
 
 local function subscription_row(c, name, sub)
-    return { subname = name, enabled = sub.enabled, slot_name = sub.slot_name or null,
-        publications = table.concat(sub.publications, ",") }
+    return {
+        subname = name,
+        enabled = sub.enabled,
+        slot_name = sub.slot_name or null,
+        publications = table.concat(sub.publications, ","),
+    }
 end
 
 function answers.subscription(c, p)
     local sub = c.db.subscriptions[p[1]]
-    if not sub then
-        return {}
-    end
+    if not sub then return {} end
     return { subscription_row(c, p[1], sub) }
 end
 
@@ -233,18 +222,12 @@ end
 
 -- Whether the subscriber's apply worker is connected to its slot now.
 local function streaming(c, slot)
-    if not slot.subscriber then
-        return false
-    end
+    if not slot.subscriber then return false end
     local db = c.world.db
     local subscriber = db.regions[slot.subscriber]
-    if not db:reachable(slot.subscriber) then
-        return false
-    end
+    if not db:reachable(slot.subscriber) then return false end
     for _, sub in pairs(subscriber.subscriptions) do
-        if sub.slot_name == slot.name and sub.enabled and sub.worker then
-            return true
-        end
+        if sub.slot_name == slot.name and sub.enabled and sub.worker then return true end
     end
     return false
 end
@@ -261,14 +244,19 @@ local function slot_rows(c)
         local lag_bytes = slot.subscriber and db:lag_bytes(slot.subscriber) or 0
         if not active then
             -- Nothing confirms WAL while no subscriber is connected.
-            lag_bytes = lag_bytes + math.floor((slot.inactive_since and (db:now() - slot.inactive_since) or 0) *
-                c.db.bytes_per_second)
+            lag_bytes = lag_bytes
+                + math.floor((slot.inactive_since and (db:now() - slot.inactive_since) or 0) * c.db.bytes_per_second)
         end
         local row = {
-            slot_name = name, plugin = slot.plugin or "pgoutput", slot_type = "logical", database = "atlas",
-            active = active, pid = active and (slot.pid or 30000 + #name) or null,
+            slot_name = name,
+            plugin = slot.plugin or "pgoutput",
+            slot_type = "logical",
+            database = "atlas",
+            active = active,
+            pid = active and (slot.pid or 30000 + #name) or null,
             wal_status = slot.wal_status or "reserved",
-            restart_lsn = lsn_text(current - lag_bytes - 4096), confirmed_flush_lsn = lsn_text(current - lag_bytes),
+            restart_lsn = lsn_text(current - lag_bytes - 4096),
+            confirmed_flush_lsn = lsn_text(current - lag_bytes),
             lag_bytes = lag_bytes,
             state = active and "streaming" or null,
             client_addr = active and string.format("10.%d.0.25/32", #slot.subscriber) or null,
@@ -288,25 +276,31 @@ end
 function M.subscription_for_slot(c, slot)
     local subscriber = c.world.db.regions[slot.subscriber]
     for name, sub in pairs(subscriber.subscriptions) do
-        if sub.slot_name == slot.name then
-            return name
-        end
+        if sub.slot_name == slot.name then return name end
     end
     return slot.name
 end
 
-function answers.slot_status(c)
-    return slot_rows(c)
-end
+function answers.slot_status(c) return slot_rows(c) end
 
 function answers.stat_replication(c)
     local rows = {}
     for _, slot in ipairs(slot_rows(c)) do
         if slot.active then
-            rows[#rows + 1] = { pid = slot.pid, usename = "atlas_admin", application_name = slot.application_name,
-                client_addr = slot.client_addr, state = "streaming", sync_state = "async",
-                sent_lsn = slot.sent_lsn, write_lsn = slot.replay_lsn, flush_lsn = slot.replay_lsn,
-                replay_lsn = slot.replay_lsn, lag_bytes = slot.lag_bytes, lag_seconds = slot.replay_lag_seconds }
+            rows[#rows + 1] = {
+                pid = slot.pid,
+                usename = "atlas_admin",
+                application_name = slot.application_name,
+                client_addr = slot.client_addr,
+                state = "streaming",
+                sync_state = "async",
+                sent_lsn = slot.sent_lsn,
+                write_lsn = slot.replay_lsn,
+                flush_lsn = slot.replay_lsn,
+                replay_lsn = slot.replay_lsn,
+                lag_bytes = slot.lag_bytes,
+                lag_seconds = slot.replay_lag_seconds,
+            }
         end
     end
     return rows
@@ -323,7 +317,9 @@ function answers.subscription_status(c)
         local lag = db:lag(c.region)
         local received = db:current_lsn(sub.primary or "eu-west-1") - db:lag_bytes(c.region)
         rows[#rows + 1] = {
-            subname = name, enabled = sub.enabled, slot_name = sub.slot_name or null,
+            subname = name,
+            enabled = sub.enabled,
+            slot_name = sub.slot_name or null,
             publications = table.concat(sub.publications, ","),
             pid = running and (sub.pid or 40000 + 10 * #c.region) or null,
             received_lsn = running and lsn_text(received) or null,
@@ -339,18 +335,23 @@ function answers.subscription_status(c)
 end
 
 local function session_row(s)
-    return { pid = s.pid, usename = s.usename or null, application_name = s.application_name or "",
-        client_addr = s.client_addr or null, state = s.state or null, backend_type = "client backend",
-        xact_seconds = s.xact_seconds or null, idle_seconds = s.state_seconds or 0,
-        query = s.query or "" }
+    return {
+        pid = s.pid,
+        usename = s.usename or null,
+        application_name = s.application_name or "",
+        client_addr = s.client_addr or null,
+        state = s.state or null,
+        backend_type = "client backend",
+        xact_seconds = s.xact_seconds or null,
+        idle_seconds = s.state_seconds or 0,
+        query = s.query or "",
+    }
 end
 
 function answers.long_transactions(c, p)
     local rows = {}
     for _, s in ipairs(c.db.sessions) do
-        if s.xact_seconds and s.xact_seconds > (tonumber(p[1]) or 0) then
-            rows[#rows + 1] = session_row(s)
-        end
+        if s.xact_seconds and s.xact_seconds > (tonumber(p[1]) or 0) then rows[#rows + 1] = session_row(s) end
     end
     table.sort(rows, function(a, b) return a.xact_seconds > b.xact_seconds end)
     return rows
@@ -378,9 +379,7 @@ function answers.connections_by_state(c)
         rows[#rows + 1] = { state = state, count = counts[state] }
     end
     table.sort(rows, function(a, b)
-        if a.count ~= b.count then
-            return a.count > b.count
-        end
+        if a.count ~= b.count then return a.count > b.count end
         return a.state < b.state
     end)
     return rows
@@ -393,8 +392,15 @@ function answers.connections_by_client(c)
         local key = table.concat({ s.application_name or "", s.usename or "", addr }, "\0")
         local g = groups[key]
         if not g then
-            g = { application_name = s.application_name or "", usename = s.usename or "", client_addr = addr,
-                total = 0, active = 0, idle = 0, idle_in_transaction = 0 }
+            g = {
+                application_name = s.application_name or "",
+                usename = s.usename or "",
+                client_addr = addr,
+                total = 0,
+                active = 0,
+                idle = 0,
+                idle_in_transaction = 0,
+            }
             groups[key] = g
             order[#order + 1] = g
         end
@@ -408,9 +414,7 @@ function answers.connections_by_client(c)
         end
     end
     table.sort(order, function(a, b)
-        if a.total ~= b.total then
-            return a.total > b.total
-        end
+        if a.total ~= b.total then return a.total > b.total end
         return a.application_name .. a.usename .. a.client_addr < b.application_name .. b.usename .. b.client_addr
     end)
     local rows = {}
@@ -420,23 +424,17 @@ function answers.connections_by_client(c)
     return rows
 end
 
-function answers.connection_limits(c)
-    return { { max_connections = c.db.max_connections, reserved = c.db.reserved } }
-end
+function answers.connection_limits(c) return { { max_connections = c.db.max_connections, reserved = c.db.reserved } } end
 
 function answers.flyway_history(c)
-    if not c.db.flyway then
-        return nil, sql_failure("42P01", 'relation "flyway_schema_history" does not exist')
-    end
+    if not c.db.flyway then return nil, sql_failure("42P01", 'relation "flyway_schema_history" does not exist') end
     local rows = {}
     for i, row in ipairs(c.db.flyway) do
         local copy = {}
         for k, v in pairs(row) do
             copy[k] = v
         end
-        if type(copy.installed_on) == "string" then
-            copy.installed_on = copy.installed_on:gsub(" ", "T")
-        end
+        if type(copy.installed_on) == "string" then copy.installed_on = copy.installed_on:gsub(" ", "T") end
         rows[i] = copy
     end
     return rows
@@ -446,43 +444,45 @@ end
 
 local ddl = {}
 
-ddl[#ddl + 1] = { "^CREATE PUBLICATION%s+(.-)%s+FOR TABLE%s+(.-)%s*;?%s*$", function(c, name, list)
-    name = unquote_ident(name)
-    if c.db.publications[name] then
-        return nil, sql_failure("42710", string.format('publication "%s" already exists', name))
-    end
-    local tables = ident_list(list)
-    for _, t in ipairs(tables) do
-        if not c.db.tables[t] then
-            return nil, sql_failure("42P01", string.format('relation "%s" does not exist', t))
+ddl[#ddl + 1] = {
+    "^CREATE PUBLICATION%s+(.-)%s+FOR TABLE%s+(.-)%s*;?%s*$",
+    function(c, name, list)
+        name = unquote_ident(name)
+        if c.db.publications[name] then
+            return nil, sql_failure("42710", string.format('publication "%s" already exists', name))
         end
-    end
-    c.db.publications[name] = { tables = tables, all_tables = false }
-    return {}, "CREATE PUBLICATION"
-end }
+        local tables = ident_list(list)
+        for _, t in ipairs(tables) do
+            if not c.db.tables[t] then
+                return nil, sql_failure("42P01", string.format('relation "%s" does not exist', t))
+            end
+        end
+        c.db.publications[name] = { tables = tables, all_tables = false }
+        return {}, "CREATE PUBLICATION"
+    end,
+}
 
-ddl[#ddl + 1] = { "^ALTER PUBLICATION%s+(.-)%s+ADD TABLE%s+(.-)%s*;?%s*$", function(c, name, list)
-    name = unquote_ident(name)
-    local pub = c.db.publications[name]
-    if not pub then
-        return nil, sql_failure("42704", string.format('publication "%s" does not exist', name))
-    end
-    for _, t in ipairs(ident_list(list)) do
-        if not c.db.tables[t] then
-            return nil, sql_failure("42P01", string.format('relation "%s" does not exist', t))
+ddl[#ddl + 1] = {
+    "^ALTER PUBLICATION%s+(.-)%s+ADD TABLE%s+(.-)%s*;?%s*$",
+    function(c, name, list)
+        name = unquote_ident(name)
+        local pub = c.db.publications[name]
+        if not pub then return nil, sql_failure("42704", string.format('publication "%s" does not exist', name)) end
+        for _, t in ipairs(ident_list(list)) do
+            if not c.db.tables[t] then
+                return nil, sql_failure("42P01", string.format('relation "%s" does not exist', t))
+            end
+            pub.tables[#pub.tables + 1] = t
         end
-        pub.tables[#pub.tables + 1] = t
-    end
-    return {}, "ALTER PUBLICATION"
-end }
+        return {}, "ALTER PUBLICATION"
+    end,
+}
 
 local function parse_with(text)
     local options = {}
     for item in (text or ""):gmatch("[^,]+") do
         local k, v = item:match("^%s*([%w_]+)%s*=%s*(.-)%s*$")
-        if k then
-            options[k:lower()] = unquote_literal(v) or v:lower()
-        end
+        if k then options[k:lower()] = unquote_literal(v) or v:lower() end
     end
     return options
 end
@@ -496,43 +496,64 @@ ddl[#ddl + 1] = {
         end
         local conninfo = unquote_literal(connection)
         local params, message = M.conninfo_parse(conninfo or "")
-        if not params then
-            return nil, sql_failure("42601", "invalid connection string syntax: " .. message)
-        end
+        if not params then return nil, sql_failure("42601", "invalid connection string syntax: " .. message) end
         local w, db = c.world, c.world.db
         local primary = db:region_of(params.host)
         if not primary then
-            return nil, sql_failure("08001", string.format(
-                'could not connect to the publisher: could not translate host name "%s" to address', tostring(params.host)))
+            return nil,
+                sql_failure(
+                    "08001",
+                    string.format(
+                        'could not connect to the publisher: could not translate host name "%s" to address',
+                        tostring(params.host)
+                    )
+                )
         end
         if not db:reachable(primary) then
             return nil, sql_failure("08001", "could not connect to the publisher: connection timed out")
         end
         if params.password ~= w.master_password then
-            return nil, sql_failure("08001", string.format(
-                'could not connect to the publisher: FATAL:  password authentication failed for user "%s"',
-                tostring(params.user)))
+            return nil,
+                sql_failure(
+                    "08001",
+                    string.format(
+                        'could not connect to the publisher: FATAL:  password authentication failed for user "%s"',
+                        tostring(params.user)
+                    )
+                )
         end
         local options = parse_with(with)
         local slot_name = options.slot_name or name
         local pubs = ident_list(publication)
         if options.create_slot ~= "false" then
             if db.regions[primary].slots[slot_name] then
-                return nil, sql_failure("42710", string.format(
-                    'could not create replication slot "%s": ERROR:  replication slot "%s" already exists',
-                    slot_name, slot_name))
+                return nil,
+                    sql_failure(
+                        "42710",
+                        string.format(
+                            'could not create replication slot "%s": ERROR:  replication slot "%s" already exists',
+                            slot_name,
+                            slot_name
+                        )
+                    )
             end
-            db.regions[primary].slots[slot_name] = { plugin = "pgoutput", active = true, subscriber = c.region,
-                wal_status = "reserved" }
+            db.regions[primary].slots[slot_name] =
+                { plugin = "pgoutput", active = true, subscriber = c.region, wal_status = "reserved" }
         end
         local total = 0
         for _, pub_name in ipairs(pubs) do
             local pub = db.regions[primary].publications[pub_name]
             total = total + (pub and #pub.tables or 0)
         end
-        local sub = { enabled = options.enabled ~= "false", slot_name = slot_name, publications = pubs,
-            primary = primary, worker = true, tables_total = total,
-            tables_ready = options.copy_data == "false" and total or 0 }
+        local sub = {
+            enabled = options.enabled ~= "false",
+            slot_name = slot_name,
+            publications = pubs,
+            primary = primary,
+            worker = true,
+            tables_total = total,
+            tables_ready = options.copy_data == "false" and total or 0,
+        }
         c.db.subscriptions[name] = sub
         db:set_lag(c.region, 0)
         if sub.tables_ready < total then
@@ -543,55 +564,47 @@ ddl[#ddl + 1] = {
     end,
 }
 
-ddl[#ddl + 1] = { "^ALTER SUBSCRIPTION%s+(.-)%s+(%a+)%s*;?%s*$", function(c, name, action)
-    name = unquote_ident(name)
-    local sub = c.db.subscriptions[name]
-    if not sub then
-        return nil, sql_failure("42704", string.format('subscription "%s" does not exist', name))
-    end
-    action = action:upper()
-    if action ~= "ENABLE" and action ~= "DISABLE" then
-        return nil, sql_failure("0A000", "the mock database only does ALTER SUBSCRIPTION ENABLE/DISABLE")
-    end
-    sub.enabled = action == "ENABLE"
-    return {}, "ALTER SUBSCRIPTION"
-end }
-
-local SIMPLE = {
-    ["BEGIN"] = "BEGIN", ["COMMIT"] = "COMMIT", ["ROLLBACK"] = "ROLLBACK", ["END"] = "COMMIT",
+ddl[#ddl + 1] = {
+    "^ALTER SUBSCRIPTION%s+(.-)%s+(%a+)%s*;?%s*$",
+    function(c, name, action)
+        name = unquote_ident(name)
+        local sub = c.db.subscriptions[name]
+        if not sub then return nil, sql_failure("42704", string.format('subscription "%s" does not exist', name)) end
+        action = action:upper()
+        if action ~= "ENABLE" and action ~= "DISABLE" then
+            return nil, sql_failure("0A000", "the mock database only does ALTER SUBSCRIPTION ENABLE/DISABLE")
+        end
+        sub.enabled = action == "ENABLE"
+        return {}, "ALTER SUBSCRIPTION"
+    end,
 }
 
-local function strip(statement)
-    return statement:gsub("^%s+", ""):gsub("[%s;]+$", "")
-end
+local SIMPLE = {
+    ["BEGIN"] = "BEGIN",
+    ["COMMIT"] = "COMMIT",
+    ["ROLLBACK"] = "ROLLBACK",
+    ["END"] = "COMMIT",
+}
+
+local function strip(statement) return statement:gsub("^%s+", ""):gsub("[%s;]+$", "") end
 
 -- Answers one statement: rows, command | nil, failure
 function M.answer(c, statement, params)
     local tag = statement:match("^%s*/%*%s*atlas:([%w_]+)%s*%*/")
     if tag then
         local answer = answers[tag]
-        if not answer then
-            return nil, sql_failure("0A000", "the mock database does not answer atlas:" .. tag)
-        end
+        if not answer then return nil, sql_failure("0A000", "the mock database does not answer atlas:" .. tag) end
         local rows, failure = answer(c, params)
-        if not rows then
-            return nil, failure
-        end
+        if not rows then return nil, failure end
         return rows, "SELECT " .. #rows
     end
     local text = strip(statement)
     local upper = text:upper()
-    if SIMPLE[upper] then
-        return {}, SIMPLE[upper]
-    end
-    if upper:match("^SELECT%s+1$") then
-        return { { ["?column?"] = 1 } }, "SELECT 1"
-    end
+    if SIMPLE[upper] then return {}, SIMPLE[upper] end
+    if upper:match("^SELECT%s+1$") then return { { ["?column?"] = 1 } }, "SELECT 1" end
     for _, entry in ipairs(ddl) do
         local captures = table.pack(text:match(entry[1]))
-        if captures[1] then
-            return entry[2](c, table.unpack(captures, 1, captures.n))
-        end
+        if captures[1] then return entry[2](c, table.unpack(captures, 1, captures.n)) end
     end
     return nil, sql_failure("0A000", "the mock database does not answer: " .. text:sub(1, 200))
 end
@@ -608,15 +621,17 @@ local function info(command, rows)
 end
 
 function Conn:_statement(statement, params)
-    if not self.region then
-        error("attempt to use a closed connection", 3)
-    end
+    if not self.region then error("attempt to use a closed connection", 3) end
     local w = self.world
-    w.calls[#w.calls + 1] = { module = "sql", host = self.host, region = self.region, sql = statement,
-        params = params, t = w:now() }
+    w.calls[#w.calls + 1] =
+        { module = "sql", host = self.host, region = self.region, sql = statement, params = params, t = w:now() }
     if not w.db:reachable(self.region) then
-        return nil, sql_failure("08006", "server closed the connection unexpectedly",
-            { host = self.host, dbname = self.dbname, connection_lost = true })
+        return nil,
+            sql_failure(
+                "08006",
+                "server closed the connection unexpectedly",
+                { host = self.host, dbname = self.dbname, connection_lost = true }
+            )
     end
     local rows, command = M.answer(self, statement, params or {})
     if not rows then
@@ -643,47 +658,41 @@ function Conn:exec(statement)
     for part in statement:gmatch("[^;]+") do
         if part:match("%S") then
             rows, result = self:_statement(part, {})
-            if not rows then
-                return nil, result
-            end
+            if not rows then return nil, result end
         end
     end
     return rows, result
 end
 
 function Conn:notices()
-    if #self._notices == 0 then
-        return nil
-    end
+    if #self._notices == 0 then return nil end
     local out = self._notices
     self._notices = {}
     return out
 end
 
-function Conn:has_notices()
-    return #self._notices > 0
-end
+function Conn:has_notices() return #self._notices > 0 end
 
 function Conn:info()
-    return { host = self.host, port = self.port, dbname = self.dbname, user = self.user, server_version = 150010,
-        backend_pid = self.pid, ssl = self.sslmode ~= "disable", ok = true }
+    return {
+        host = self.host,
+        port = self.port,
+        dbname = self.dbname,
+        user = self.user,
+        server_version = 150010,
+        backend_pid = self.pid,
+        ssl = self.sslmode ~= "disable",
+        ok = true,
+    }
 end
 
-function Conn:cancel()
-    return true
-end
+function Conn:cancel() return true end
 
-function Conn:quote_ident(s)
-    return require("atlas.pq").quote_ident(s)
-end
+function Conn:quote_ident(s) return require("atlas.pq").quote_ident(s) end
 
-function Conn:quote_literal(s)
-    return require("atlas.pq").quote_literal(s)
-end
+function Conn:quote_literal(s) return require("atlas.pq").quote_literal(s) end
 
-function Conn:close()
-    self.region = nil
-end
+function Conn:close() self.region = nil end
 
 Conn.__close = Conn.close
 
@@ -699,31 +708,53 @@ function M.connect(params)
     end
     local region = db:region_of(host)
     if not region then
-        return fail("08001", string.format('could not translate host name "%s" to address: Name or service not known',
-            host))
+        return fail(
+            "08001",
+            string.format('could not translate host name "%s" to address: Name or service not known', host)
+        )
     end
     if not db:reachable(region) then
-        return fail("08001", string.format('connection to server at "%s", port %s failed: Connection timed out',
-            host, params.port or "5432"))
+        return fail(
+            "08001",
+            string.format(
+                'connection to server at "%s", port %s failed: Connection timed out',
+                host,
+                params.port or "5432"
+            )
+        )
     end
     local user = params.user or "atlas_admin"
     if user ~= "atlas_admin" or params.password ~= w.master_password then
-        return fail("28P01", string.format(
-            'connection to server at "%s", port %s failed: FATAL:  password authentication failed for user "%s"',
-            host, params.port or "5432", user))
+        return fail(
+            "28P01",
+            string.format(
+                'connection to server at "%s", port %s failed: FATAL:  password authentication failed for user "%s"',
+                host,
+                params.port or "5432",
+                user
+            )
+        )
     end
-    local c = setmetatable({ world = w, db = db.regions[region], region = region, host = host,
-        port = params.port or "5432", dbname = params.dbname or user, user = user, sslmode = params.sslmode,
-        _notices = {}, pid = db:next_pid(region) }, Conn)
+    local c = setmetatable(
+        {
+            world = w,
+            db = db.regions[region],
+            region = region,
+            host = host,
+            port = params.port or "5432",
+            dbname = params.dbname or user,
+            user = user,
+            sslmode = params.sslmode,
+            _notices = {},
+            pid = db:next_pid(region),
+        },
+        Conn
+    )
     return c
 end
 
-function M.quote_ident(s)
-    return require("atlas.pq").quote_ident(s)
-end
+function M.quote_ident(s) return require("atlas.pq").quote_ident(s) end
 
-function M.quote_literal(s)
-    return require("atlas.pq").quote_literal(s)
-end
+function M.quote_literal(s) return require("atlas.pq").quote_literal(s) end
 
 return M

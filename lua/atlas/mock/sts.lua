@@ -5,31 +5,41 @@ local util = require "atlas.mock.util"
 local M = {}
 
 function M.build(w)
-    w.identity = w.identity or {
-        UserId = "AIDA" .. util.upper_id("", 61, 17),
-        Account = util.ACCOUNT,
-        Arn = string.format("arn:aws:iam::%s:user/atlas-sre", util.ACCOUNT),
-    }
+    w.identity = w.identity
+        or {
+            UserId = "AIDA" .. util.upper_id("", 61, 17),
+            Account = util.ACCOUNT,
+            Arn = string.format("arn:aws:iam::%s:user/atlas-sre", util.ACCOUNT),
+        }
 end
 
 local H = {}
 M.handlers = H
 
-function H.GetCallerIdentity(w, region, p, ctx)
-    return util.copy(w.identity)
-end
+function H.GetCallerIdentity(w, region, p, ctx) return util.copy(w.identity) end
 
 function H.AssumeRole(w, region, p, ctx)
     local role_arn = ctx:need(p, "RoleArn")
     local session = ctx:need(p, "RoleSessionName")
     local account, role = tostring(role_arn):match("^arn:aws:iam::(%d+):role/(.+)$")
     if not account or #account ~= 12 then
-        ctx:fail("ValidationError", "1 validation error detected: Value '" .. tostring(role_arn) ..
-            "' at 'roleArn' failed to satisfy constraint: Member must have length greater than or equal to 20")
+        ctx:fail(
+            "ValidationError",
+            "1 validation error detected: Value '"
+                .. tostring(role_arn)
+                .. "' at 'roleArn' failed to satisfy constraint: Member must have length greater than or equal to 20"
+        )
     end
     if account ~= util.ACCOUNT then
-        ctx:fail("AccessDenied", string.format("User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
-            w.identity.Arn, role_arn), 403)
+        ctx:fail(
+            "AccessDenied",
+            string.format(
+                "User: %s is not authorized to perform: sts:AssumeRole on resource: %s",
+                w.identity.Arn,
+                role_arn
+            ),
+            403
+        )
     end
     local duration = tonumber(p.DurationSeconds) or 3600
     if duration < 900 or duration > 43200 then

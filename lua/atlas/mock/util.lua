@@ -15,14 +15,27 @@ M.API_NAME = env.API_NAME .. "."
 -- Codes the SDKs treat as throttling or transient; an injected fault with one
 -- of them is marked retryable like the real answer would be.
 M.RETRYABLE_CODES = {
-    Throttling = true, ThrottlingException = true, ThrottledException = true,
-    RequestThrottledException = true, TooManyRequestsException = true,
-    ProvisionedThroughputExceededException = true, TransactionInProgressException = true,
-    RequestLimitExceeded = true, BandwidthLimitExceeded = true, LimitExceededException = true,
-    RequestThrottled = true, SlowDown = true, PriorRequestNotComplete = true,
-    EC2ThrottledException = true, RequestTimeout = true, RequestTimeoutException = true,
-    InternalError = true, InternalFailure = true, ServiceUnavailable = true,
-    ServerException = true, ServiceUnavailableException = true,
+    Throttling = true,
+    ThrottlingException = true,
+    ThrottledException = true,
+    RequestThrottledException = true,
+    TooManyRequestsException = true,
+    ProvisionedThroughputExceededException = true,
+    TransactionInProgressException = true,
+    RequestLimitExceeded = true,
+    BandwidthLimitExceeded = true,
+    LimitExceededException = true,
+    RequestThrottled = true,
+    SlowDown = true,
+    PriorRequestNotComplete = true,
+    EC2ThrottledException = true,
+    RequestTimeout = true,
+    RequestTimeoutException = true,
+    InternalError = true,
+    InternalFailure = true,
+    ServiceUnavailable = true,
+    ServerException = true,
+    ServiceUnavailableException = true,
 }
 
 local FAULT_TEXT = {
@@ -41,19 +54,13 @@ local FAULT_TEXT = {
     ExpiredTokenException = { 400, "The security token included in the request is expired" },
 }
 
-function M.fault_message(code)
-    return (FAULT_TEXT[code] or { 400, "Injected fault " .. code })[2]
-end
+function M.fault_message(code) return (FAULT_TEXT[code] or { 400, "Injected fault " .. code })[2] end
 
-function M.fault_status(code)
-    return (FAULT_TEXT[code] or { 400 })[1]
-end
+function M.fault_status(code) return (FAULT_TEXT[code] or { 400 })[1] end
 
 -- Deep copy of plain data (tables keep their metatables, e.g. json arrays).
 function M.copy(value)
-    if type(value) ~= "table" then
-        return value
-    end
+    if type(value) ~= "table" then return value end
     local out = {}
     for k, v in pairs(value) do
         out[k] = M.copy(v)
@@ -78,18 +85,14 @@ local function hex_digits(seed, n)
 end
 M.hex_digits = hex_digits
 
-function M.id(prefix, seq)
-    return prefix .. hex_digits(seq * 7919 + #prefix, 12)
-end
+function M.id(prefix, seq) return prefix .. hex_digits(seq * 7919 + #prefix, 12) end
 
 function M.uuid(seed)
     local h = hex_digits(seed * 104729 + 17, 32)
     return string.format("%s-%s-4%s-a%s-%s", h:sub(1, 8), h:sub(9, 12), h:sub(14, 16), h:sub(18, 20), h:sub(21, 32))
 end
 
-function M.request_id(seq)
-    return M.uuid(seq + 500000)
-end
+function M.request_id(seq) return M.uuid(seq + 500000) end
 
 -- Upper-case base-32-ish ids as Route53 uses (zone "Z...", change "C...").
 local UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -109,31 +112,21 @@ end
 -- Route53) send ISO 8601 strings. The AWS layer passes both through as-is.
 function M.iso(t, millis)
     local whole = math.floor(t)
-    if millis == false then
-        return os.date("!%Y-%m-%dT%H:%M:%SZ", whole)
-    end
+    if millis == false then return os.date("!%Y-%m-%dT%H:%M:%SZ", whole) end
     return os.date("!%Y-%m-%dT%H:%M:%S", whole) .. string.format(".%03dZ", math.floor((t - whole) * 1000 + 0.5) % 1000)
 end
 
 -- Parses an input timestamp: epoch seconds (number or numeric string) or
 -- ISO 8601 ("2025-11-18T09:30:00Z", fractional seconds and offsets allowed).
 function M.parse_time(value)
-    if type(value) == "number" then
-        return value
-    end
-    if type(value) ~= "string" then
-        return nil
-    end
+    if type(value) == "number" then return value end
+    if type(value) ~= "string" then return nil end
     local n = tonumber(value)
-    if n then
-        return n
-    end
+    if n then return n end
     local y, mo, d, h, mi, s, rest = value:match("^(%d+)-(%d+)-(%d+)[T ](%d+):(%d+):(%d+)(.*)$")
     if not y then
         y, mo, d = value:match("^(%d+)-(%d+)-(%d+)$")
-        if not y then
-            return nil
-        end
+        if not y then return nil end
         h, mi, s, rest = 0, 0, 0, ""
     end
     local days = M.days_from_civil(tonumber(y), tonumber(mo), tonumber(d))
@@ -154,9 +147,7 @@ end
 -- Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
 -- algorithm), so parsing never depends on the local time zone.
 function M.days_from_civil(y, m, d)
-    if m <= 2 then
-        y = y - 1
-    end
+    if m <= 2 then y = y - 1 end
     local era = (y >= 0 and y or y - 399) // 400
     local yoe = y - era * 400
     local mp = (m + 9) % 12
@@ -181,12 +172,21 @@ function Context:need(params, name)
         if self.service == "rds" or self.service == "sts" or self.service == "cloudwatch" then
             self:fail("MissingParameter", "The request must contain the parameter " .. name, 400)
         elseif self.service == "route53" then
-            self:fail("InvalidInput", "1 validation error detected: Value null at '" .. name ..
-                "' failed to satisfy constraint: Member must not be null", 400)
+            self:fail(
+                "InvalidInput",
+                "1 validation error detected: Value null at '"
+                    .. name
+                    .. "' failed to satisfy constraint: Member must not be null",
+                400
+            )
         else
-            self:fail(self.service == "ecs" and "InvalidParameterException" or "ValidationException",
-                "1 validation error detected: Value null at '" .. name ..
-                "' failed to satisfy constraint: Member must not be null", 400)
+            self:fail(
+                self.service == "ecs" and "InvalidParameterException" or "ValidationException",
+                "1 validation error detected: Value null at '"
+                    .. name
+                    .. "' failed to satisfy constraint: Member must not be null",
+                400
+            )
         end
     end
     return value
@@ -201,9 +201,7 @@ end
 local json_ok, json = pcall(require, "atlas.json")
 function M.list(t)
     t = t or {}
-    if json_ok and type(json) == "table" and json.array then
-        return json.array(t)
-    end
+    if json_ok and type(json) == "table" and json.array then return json.array(t) end
     return t
 end
 
@@ -211,30 +209,22 @@ end
 -- page(items, token, max, default_max) -> slice, next_token|nil
 function M.page(items, token, max, default_max)
     local start = 1
-    if token ~= nil and token ~= "" then
-        start = tonumber(tostring(token):match("^p(%d+)$")) or 1
-    end
+    if token ~= nil and token ~= "" then start = tonumber(tostring(token):match("^p(%d+)$")) or 1 end
     max = tonumber(max) or default_max
     local slice = M.list()
     for i = start, math.min(#items, start + max - 1) do
         slice[#slice + 1] = items[i]
     end
     local next_index = start + max
-    if next_index <= #items then
-        return slice, "p" .. next_index
-    end
+    if next_index <= #items then return slice, "p" .. next_index end
     return slice, nil
 end
 
 -- Lists from botocore inputs may arrive as a single string in hand-written
 -- params; accept both.
 function M.as_list(value)
-    if value == nil then
-        return {}
-    end
-    if type(value) ~= "table" then
-        return { value }
-    end
+    if value == nil then return {} end
+    if type(value) ~= "table" then return { value } end
     return value
 end
 

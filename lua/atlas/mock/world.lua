@@ -37,26 +37,26 @@ local SERVICE_ALIASES = { monitoring = "cloudwatch", ["autoscaling"] = "applicat
 -- The order in which the world is built: later builders refer to earlier ones
 -- (Route53 health checks name the ALBs, alarms name the health checks).
 local BUILD_ORDER = {
-    "atlas.mock.ecs", "atlas.mock.route53", "atlas.mock.rds", "atlas.mock.logs",
-    "atlas.mock.cloudwatch", "atlas.mock.secretsmanager", "atlas.mock.sts",
-    "atlas.mock.lambda", "atlas.mock.events",
+    "atlas.mock.ecs",
+    "atlas.mock.route53",
+    "atlas.mock.rds",
+    "atlas.mock.logs",
+    "atlas.mock.cloudwatch",
+    "atlas.mock.secretsmanager",
+    "atlas.mock.sts",
+    "atlas.mock.lambda",
+    "atlas.mock.events",
 }
 
 -- Error codes by protocol for an operation the world does not simulate.
 local QUERY_PROTOCOL = { rds = true, sts = true, cloudwatch = true }
 
-local function canonical_service(service)
-    return SERVICE_ALIASES[service] or service
-end
+local function canonical_service(service) return SERVICE_ALIASES[service] or service end
 World.canonical_service = canonical_service
 
 local function load_scenario(scenario)
-    if scenario == nil then
-        return nil
-    end
-    if type(scenario) == "function" then
-        return { description = "inline scenario", apply = scenario }
-    end
+    if scenario == nil then return nil end
+    if type(scenario) == "function" then return { description = "inline scenario", apply = scenario } end
     if type(scenario) == "table" then
         assert(type(scenario.apply) == "function", "scenario table needs an apply function")
         return scenario
@@ -66,24 +66,38 @@ local function load_scenario(scenario)
     if scenario:find("/", 1, true) or scenario:match("%.lua$") then
         local chunk, message = loadfile(scenario)
         if not chunk then
-            error(errors.new{ kind = "usage", code = "scenario", message = "scenario " .. message }, 0)
+            error(errors.new { kind = "usage", code = "scenario", message = "scenario " .. message }, 0)
         end
         loaded = chunk()
     else
         local ok, result = pcall(require, "atlas.scenarios." .. scenario)
         if not ok then
             if tostring(result):find("module 'atlas.scenarios." .. scenario .. "' not found", 1, true) then
-                error(errors.new{ kind = "usage", code = "scenario",
-                    message = "unknown scenario '" .. scenario .. "' (known: " ..
-                        table.concat(World.scenario_names(), ", ") .. ")" }, 0)
+                error(
+                    errors.new {
+                        kind = "usage",
+                        code = "scenario",
+                        message = "unknown scenario '" .. scenario .. "' (known: " .. table.concat(
+                            World.scenario_names(),
+                            ", "
+                        ) .. ")",
+                    },
+                    0
+                )
             end
             error(result, 0)
         end
         loaded = result
     end
     if type(loaded) ~= "table" or type(loaded.apply) ~= "function" then
-        error(errors.new{ kind = "usage", code = "scenario",
-            message = "scenario " .. scenario .. " must return {description=..., apply=function(world) end}" }, 0)
+        error(
+            errors.new {
+                kind = "usage",
+                code = "scenario",
+                message = "scenario " .. scenario .. " must return {description=..., apply=function(world) end}",
+            },
+            0
+        )
     end
     return loaded
 end
@@ -139,9 +153,7 @@ end
 
 -- Clock --------------------------------------------------------------------
 
-function World:now()
-    return self.t
-end
+function World:now() return self.t end
 
 -- w:at(t, fn): runs fn(world) when virtual time reaches t. Returns a handle
 -- whose `cancelled` field can be set to drop it.
@@ -159,9 +171,7 @@ function World:at(t, fn)
     return timer
 end
 
-function World:after(seconds, fn)
-    return self:at(self.t + seconds, fn)
-end
+function World:after(seconds, fn) return self:at(self.t + seconds, fn) end
 
 -- w:advance(seconds): runs the simulation up to now + seconds, firing each
 -- timer at its own virtual instant.
@@ -171,9 +181,7 @@ function World:advance(seconds)
     while self.timers[1] and self.timers[1].t <= target do
         local timer = table.remove(self.timers, 1)
         if not timer.cancelled then
-            if timer.t > self.t then
-                self.t = timer.t
-            end
+            if timer.t > self.t then self.t = timer.t end
             timer.fn(self)
             self:refresh()
         end
@@ -206,8 +214,13 @@ end
 
 function World:aws_error(service, action, region, code, message, status, extra)
     local fields = {
-        kind = "aws", code = code, message = message, status = status or 400,
-        service = service, action = action, region = region,
+        kind = "aws",
+        code = code,
+        message = message,
+        status = status or 400,
+        service = service,
+        action = action,
+        region = region,
         request_id = util.request_id(self.seq),
         retryable = util.RETRYABLE_CODES[code] or (status or 400) >= 500 or false,
     }
@@ -237,9 +250,7 @@ function World:inject(fault)
     return fault
 end
 
-function World:clear_faults()
-    self.faults = {}
-end
+function World:clear_faults() self.faults = {} end
 
 local function take_fault(self, service, action, region)
     for _, fault in ipairs(self.faults) do
@@ -262,13 +273,9 @@ end
 -- The handler table of a service, or nil.
 local function service_handlers(service)
     local name = SERVICE_MODULES[service]
-    if not name then
-        return nil
-    end
+    if not name then return nil end
     local module = require(name)
-    if service == "application-autoscaling" then
-        return module.autoscaling_handlers
-    end
+    if service == "application-autoscaling" then return module.autoscaling_handlers end
     return module.handlers
 end
 
@@ -294,19 +301,28 @@ end
 function World:aws_invoke(service, action, region, params)
     service = canonical_service(service)
     params = params or {}
-    local call = { module = "aws", service = service, action = action, region = region,
-                   params = util.copy(params), t = self.t }
+    local call = {
+        module = "aws",
+        service = service,
+        action = action,
+        region = region,
+        params = util.copy(params),
+        t = self.t,
+    }
     self.calls[#self.calls + 1] = call
     local fault = take_fault(self, service, action, region)
     if fault then
         local code = fault.code
-        local err = self:aws_error(service, action, region, code,
-            fault.message or util.fault_message(code), fault.status or util.fault_status(code),
-            { retryable = fault.retryable, sent = fault.sent, timeout = fault.timeout,
-              retry_after = fault.retry_after })
-        if err.retryable == nil then
-            err.retryable = util.RETRYABLE_CODES[code] or (err.status or 0) >= 500 or false
-        end
+        local err = self:aws_error(
+            service,
+            action,
+            region,
+            code,
+            fault.message or util.fault_message(code),
+            fault.status or util.fault_status(code),
+            { retryable = fault.retryable, sent = fault.sent, timeout = fault.timeout, retry_after = fault.retry_after }
+        )
+        if err.retryable == nil then err.retryable = util.RETRYABLE_CODES[code] or (err.status or 0) >= 500 or false end
         call.error = code
         call.fault = true
         error(err, 0)
@@ -347,9 +363,7 @@ function World:endpoint_up(region)
         return ep.status < 400
     end
     local ecs = require "atlas.mock.ecs"
-    if ecs.running_count(self, region) == 0 then
-        return false
-    end
+    if ecs.running_count(self, region) == 0 then return false end
     local rds = require "atlas.mock.rds"
     return rds.application_db_reachable(self, region)
 end
@@ -367,14 +381,10 @@ function World:set_endpoint(region, fields)
     end
     local changed_at = fields.changed_at
     for k, v in pairs(fields) do
-        if k ~= "changed_at" then
-            ep[k] = v
-        end
+        if k ~= "changed_at" then ep[k] = v end
     end
     self:refresh()
-    if changed_at then
-        ep.changed_at = changed_at
-    end
+    if changed_at then ep.changed_at = changed_at end
 end
 
 local JSON_HEADERS = { ["content-type"] = "application/vnd.spring-boot.actuator.v3+json" }
@@ -383,21 +393,28 @@ local function health_response(self, region)
     local ep = self.endpoints[region]
     if ep.status then
         local up = ep.status < 400
-        return { status = ep.status, body = ep.body or (up and '{"status":"UP"}' or '{"status":"DOWN"}'),
-                 headers = JSON_HEADERS }
+        return {
+            status = ep.status,
+            body = ep.body or (up and '{"status":"UP"}' or '{"status":"DOWN"}'),
+            headers = JSON_HEADERS,
+        }
     end
-    if ep.up then
-        return { status = 200, body = ep.body or '{"status":"UP"}', headers = JSON_HEADERS }
-    end
+    if ep.up then return { status = 200, body = ep.body or '{"status":"UP"}', headers = JSON_HEADERS } end
     local rds = require "atlas.mock.rds"
     local ecs = require "atlas.mock.ecs"
     if ep.mode == "auto" and ecs.running_count(self, region) > 0 and not rds.application_db_reachable(self, region) then
-        return { status = 503, body = ep.body or '{"status":"DOWN","components":{"db":{"status":"DOWN"}}}',
-                 headers = JSON_HEADERS }
+        return {
+            status = 503,
+            body = ep.body or '{"status":"DOWN","components":{"db":{"status":"DOWN"}}}',
+            headers = JSON_HEADERS,
+        }
     end
     -- The ALB answers itself when no target is healthy.
-    return { status = 503, body = ep.body or "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
-             headers = { ["content-type"] = "text/html", server = "awselb/2.0" } }
+    return {
+        status = 503,
+        body = ep.body or "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
+        headers = { ["content-type"] = "text/html", server = "awselb/2.0" },
+    }
 end
 
 -- w:http_request{method=, url=, headers=, body=} -> {status=, body=, headers=}
@@ -410,20 +427,25 @@ function World:http_request(request)
     local scheme, host, path = request.url:match("^(https?)://([^/:]+)[^/]*(.*)$")
     local function fail(code, message)
         call.error = code
-        error(errors.new{ kind = "http", code = code, message = message, method = method,
-                          url = request.url, retryable = code ~= "resolve" }, 0)
+        error(
+            errors.new {
+                kind = "http",
+                code = code,
+                message = message,
+                method = method,
+                url = request.url,
+                retryable = code ~= "resolve",
+            },
+            0
+        )
     end
-    if not scheme then
-        fail("url", "malformed url " .. request.url)
-    end
+    if not scheme then fail("url", "malformed url " .. request.url) end
     host = host:lower()
     local region = host:match("^([a-z0-9-]+)%.atlas%-crm%.com$")
     if host == "api.atlas-crm.com" then
         region = require("atlas.mock.route53").resolve_region(self, "api.atlas-crm.com", request.continent)
     end
-    if not region or not self.endpoints[region] then
-        fail("resolve", "Could not resolve host: " .. host)
-    end
+    if not region or not self.endpoints[region] then fail("resolve", "Could not resolve host: " .. host) end
     if self.endpoints[region].mode == "unreachable" then
         fail("connect", "Failed to connect to " .. host .. " port 443: Connection timed out")
     end
@@ -442,9 +464,7 @@ end
 -- w:on_proc(match, result): scripts proc_run. match is a Lua pattern tried
 -- against the argv joined by spaces, or a function(argv) -> bool; result is
 -- {code=, stdout=, stderr=} or a function(argv, world) returning one.
-function World:on_proc(match, result)
-    table.insert(self.proc_rules, 1, { match = match, result = result })
-end
+function World:on_proc(match, result) table.insert(self.proc_rules, 1, { match = match, result = result }) end
 
 function World:proc_run(argv)
     assert(type(argv) == "table", "proc_run takes an argv list")
@@ -460,9 +480,7 @@ function World:proc_run(argv)
         end
         if hit then
             local result = rule.result
-            if type(result) == "function" then
-                result = result(argv, self)
-            end
+            if type(result) == "function" then result = result(argv, self) end
             result = util.copy(result or {})
             result.code = result.code or 0
             result.stdout = result.stdout or ""
@@ -492,9 +510,7 @@ end
 -- w:force_health_check(region, healthy): pins the region's Route53 health
 -- check (checkers and aggregate) to healthy=true|false; nil follows the
 -- endpoint again.
-function World:force_health_check(region, healthy)
-    require("atlas.mock.route53").force_health(self, region, healthy)
-end
+function World:force_health_check(region, healthy) require("atlas.mock.route53").force_health(self, region, healthy) end
 
 -- w:set_db_instance(id, {status=, reachable=}) for RDS-level faults.
 function World:set_db_instance(id, fields)
@@ -507,17 +523,13 @@ end
 function World:set_replication_lag(region, seconds)
     self.replication_lag = self.replication_lag or {}
     self.replication_lag[region] = seconds
-    if self.db and type(self.db.set_lag) == "function" then
-        self.db:set_lag(region, seconds)
-    end
+    if self.db and type(self.db.set_lag) == "function" then self.db:set_lag(region, seconds) end
 end
 
 function World:replication_lag_of(region)
     if self.db and type(self.db.lag) == "function" then
         local ok, lag = pcall(self.db.lag, self.db, region)
-        if ok and type(lag) == "number" then
-            return lag
-        end
+        if ok and type(lag) == "number" then return lag end
     end
     return (self.replication_lag or {})[region] or 0.4
 end
@@ -528,9 +540,7 @@ function World:set_metric(namespace, name, dimensions, value)
 end
 
 -- w:set_lambda(name, function(payload, world) -> payload_string)
-function World:set_lambda(name, handler)
-    require("atlas.mock.lambda").set_handler(self, name, handler)
-end
+function World:set_lambda(name, handler) require("atlas.mock.lambda").set_handler(self, name, handler) end
 
 -- w:add_log(region, group, message, stream?)
 function World:add_log(region, group, message, stream)
@@ -559,9 +569,9 @@ end
 -- read moto the same way and compare.
 function World:snapshot()
     local snapshot = require "atlas.mock.snapshot"
-    return snapshot.read(function(service, action, region, params)
-        return self:aws_invoke_raw(service, action, region, params)
-    end)
+    return snapshot.read(
+        function(service, action, region, params) return self:aws_invoke_raw(service, action, region, params) end
+    )
 end
 
 return World

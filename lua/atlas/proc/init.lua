@@ -20,11 +20,19 @@ function M.run(argv, options)
     end
     local started = runtime.now()
     local result = runtime.backend("proc").run(argv, options)
-    log.event { type = "call", module = "proc", op = argv[1], duration_ms = math.floor((runtime.now() - started) * 1000),
-        outcome = result.code == 0 and "ok" or ("exit " .. result.code) }
+    log.event {
+        type = "call",
+        module = "proc",
+        op = argv[1],
+        duration_ms = math.floor((runtime.now() - started) * 1000),
+        outcome = result.code == 0 and "ok" or ("exit " .. result.code),
+    }
     if result.code ~= 0 and options.check ~= false then
-        errors.raise { kind = "proc", code = result.code,
-            message = string.format("%s exited with %d: %s", display, result.code, (result.stderr or ""):sub(1, 500)) }
+        errors.raise {
+            kind = "proc",
+            code = result.code,
+            message = string.format("%s exited with %d: %s", display, result.code, (result.stderr or ""):sub(1, 500)),
+        }
     end
     return result
 end

@@ -6,9 +6,7 @@ local M = {}
 
 local function slurp(path)
     local f = io.open(path, "rb")
-    if not f then
-        return ""
-    end
+    if not f then return "" end
     local data = f:read("a")
     f:close()
     os.remove(path)
@@ -19,9 +17,7 @@ function M.run(argv, options)
     local base = os.tmpname()
     local pid, err = sys.spawn(argv, { stdout = base .. ".out", stderr = base .. ".err", env = options.env })
     os.remove(base)
-    if not pid then
-        errors.raise { kind = "proc", code = "spawn", message = err }
-    end
+    if not pid then errors.raise { kind = "proc", code = "spawn", message = err } end
     local _, code = sys.wait(pid)
     if sys.interrupted() then
         sys.kill(-pid, "TERM")

@@ -13,15 +13,24 @@ return {
         world:set_db_instance(PRIMARY, {
             status = "failed",
             reachable = false,
-            replication = { StatusType = "read replication", Normal = false, Status = "error",
-                            Message = "Replication has stopped: the source DB instance is unreachable." },
+            replication = {
+                StatusType = "read replication",
+                Normal = false,
+                Status = "error",
+                Message = "Replication has stopped: the source DB instance is unreachable.",
+            },
         })
         world:set_endpoint("eu-west-1", { changed_at = began })
         local logs = require "atlas.mock.logs"
         for i = 0, 4 do
-            logs.append(world, "eu-west-1", "/ecs/atlas-crm-production-eu-west-1",
+            logs.append(
+                world,
+                "eu-west-1",
+                "/ecs/atlas-crm-production-eu-west-1",
                 "ERROR [HikariPool-1 housekeeper] com.zaxxer.hikari.pool.HikariPool : HikariPool-1 - Connection is not available, request timed out after 30000ms.",
-                nil, began + i * 30)
+                nil,
+                began + i * 30
+            )
         end
     end,
 }

@@ -11,14 +11,23 @@ return {
         world:set_service(REGION, { running = 0, desired = 2 })
         world:set_endpoint(REGION, { changed_at = began })
         local ecs = require "atlas.mock.ecs"
-        ecs.add_service_event(world, REGION,
-            "(service atlas-crm-production-service-eu-west-1) is unable to consistently start tasks successfully.", began + 60)
+        ecs.add_service_event(
+            world,
+            REGION,
+            "(service atlas-crm-production-service-eu-west-1) is unable to consistently start tasks successfully.",
+            began + 60
+        )
         local group = "/ecs/atlas-crm-production-" .. REGION
         local logs = require "atlas.mock.logs"
         for i = 0, 4 do
-            logs.append(world, REGION, group,
+            logs.append(
+                world,
+                REGION,
+                group,
                 "ERROR [main] o.s.boot.SpringApplication : Application run failed: java.net.ConnectException: Connection timed out",
-                nil, began + i * 30)
+                nil,
+                began + i * 30
+            )
         end
     end,
 }
