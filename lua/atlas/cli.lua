@@ -316,7 +316,7 @@ local function run_code(code)
     _G.atlas = require "atlas"
     local ok, failure = xpcall(chunk, function(e)
         if errors.is(e) then return e end
-        return debug.traceback(tostring(e), 2)
+        return debug.traceback(errors.message(e), 2)
     end)
     if not ok then
         report_error(failure)
@@ -364,7 +364,7 @@ end
 function M.main(argv)
     local ok, result = xpcall(dispatch, function(e)
         if errors.is(e) then return e end
-        return debug.traceback(tostring(e), 2)
+        return debug.traceback(errors.message(e), 2)
     end, argv)
     if ok then return result end
     report_error(result)

@@ -77,8 +77,16 @@ end
 -- errors.message(value) -> a one-line text for any error value
 function M.message(value)
     if type(value) == "table" then
-        local ok, text = pcall(tostring, value)
-        if ok then return text end
+        local mt = getmetatable(value)
+        if mt and mt.__tostring then
+            local ok, text = pcall(tostring, value)
+            if ok then return text end
+        end
+        -- A bare table raised by a playbook: its message, or its contents,
+        -- say more than "table: 0x55...".
+        if value.message ~= nil then return tostring(value.message) end
+        local ok, text = pcall(require("atlas.json").encode, value)
+        if ok then return "error object " .. text end
     end
     return tostring(value)
 end

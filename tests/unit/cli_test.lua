@@ -190,3 +190,9 @@ return atlas.playbook {
     t.match(r.stdout, "typo%.lua:6: assignment to global 'counter'")
     t.match(r.stdout, "typed%.lua: ok")
 end)
+
+t.case("a bare table raised by a playbook shows its contents, not an address", function()
+    local r = run({ "-e", "error({ code = 7, reason = 'disk full' })" })
+    t.eq(r.code, 1)
+    t.match(r.stderr, 'error object {"code":7,"reason":"disk full"}')
+end)
