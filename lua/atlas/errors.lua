@@ -43,6 +43,9 @@ function formatters.timeout(e)
     return "timeout: " .. (e.message or "")
 end
 
+-- fail() and critical() from a playbook: the author's words are the message.
+function formatters.playbook(e) return e.message or "failed" end
+
 function formatters.usage(e) return e.message or "bad usage" end
 
 mt.__tostring = function(e)
