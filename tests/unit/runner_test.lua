@@ -93,3 +93,27 @@ t.case("Ctrl-C stops cleanly, says where, exits 3, and the run can resume", func
     local record = json.decode(t.read_file(state .. "/runs/" .. run_id .. ".json"))
     t.eq(record.status, "interrupted")
 end)
+
+t.case("after a crash (SIGKILL) the lock is free and --resume continues the run", function()
+    local state = t.tmpdir()
+    local base = state .. "/out"
+    local pid = sys.spawn(
+        { t.binary(), "--yes", FIX .. "steps.lua", "mode=sleep" },
+        { stdout = base, stderr = base .. ".err", stdin = "/dev/null", env = { ATLAS_STATE_DIR = state } }
+    )
+    local deadline = sys.monotime() + 10
+    repeat
+        sys.sleep(0.02)
+    until (t.read_file(base) or ""):find("one ran") or sys.monotime() > deadline
+    sys.sleep(0.1)
+    sys.kill(pid, "KILL")
+    sys.wait(pid)
+    local run_id = t.read_file(state .. "/steps.last")
+    local record = json.decode(t.read_file(state .. "/runs/" .. run_id .. ".json"))
+    t.eq(record.status, "running", "the journal shows the run was cut off")
+    t.eq(record.steps[2].status, "running")
+    local r = t.run({ "--yes", "--resume", FIX .. "steps.lua", "mode=ok" }, { env = { ATLAS_STATE_DIR = state } })
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    t.match(r.stdout, "skip %[1/3%] one")
+    t.match(r.stdout, "ok   %[2/3%] two")
+end)
