@@ -733,6 +733,16 @@ function M.decode(svc, action, region, resp)
         if resp.body == "" then return {} end
         local ok, v = pcall(json.decode, resp.body)
         if not ok then return nil, bad_response(svc, action, tostring(v)) end
+        -- Every JSON-protocol output is a structure: anything else (a bare
+        -- array, a string) would surface later as a nil field deep in a helper.
+        if type(v) ~= "table" or json.is_array(v) then
+            return nil,
+                bad_response(
+                    svc,
+                    action,
+                    "expected a JSON object, got " .. (type(v) == "table" and "an array" or type(v))
+                )
+        end
         -- most documents have no null at all: skip the walk then
         if resp.body:find("null", 1, true) then strip_nulls(v) end
         return v
