@@ -213,13 +213,20 @@ end
 
 function text_handlers.progress(e)
     if LEVELS[config.level] > LEVELS.info then return end
+    -- A wait says how long it has waited and when it gives up: at 3 a.m. the
+    -- first question is whether to keep waiting.
+    local clock = ""
+    if e.elapsed and e.timeout then
+        local function mmss(seconds) return string.format("%d:%02d", seconds // 60, math.floor(seconds % 60)) end
+        clock = string.format("  (waited %s of %s)", mmss(e.elapsed), mmss(e.timeout))
+    end
     if config.tty then
-        config.out:write("\r\27[K     ", e.message)
+        config.out:write("\r\27[K     ", e.message, clock)
         config.out:flush()
         progress_shown = true
     elseif e.message ~= last_progress then
         -- Without a terminal a log file gets each distinct state once.
-        write("     " .. e.message)
+        write("     " .. e.message .. clock)
     end
     last_progress = e.message
 end

@@ -196,3 +196,9 @@ t.case("a bare table raised by a playbook shows its contents, not an address", f
     t.eq(r.code, 1)
     t.match(r.stderr, 'error object {"code":7,"reason":"disk full"}')
 end)
+
+t.case("a wait's progress says how long it has waited and when it gives up", function()
+    local r = run({ "--scenario", "eu-west-1-outage", "--yes", "playbooks/dr_region_outage.lua" })
+    t.eq(r.code, 0, r.stderr)
+    t.match(r.stdout, "us%-east%-1: 6/10 running, 1 deployment  %(waited 1:00 of 15:00%)")
+end)

@@ -385,7 +385,14 @@ function M.wait(opts)
         if err and not state then error(err, 0) end
         if not err and opts.progress then
             last_text = opts.progress(value)
-            if last_text then log.progress(last_text) end
+            if last_text then
+                log.event {
+                    type = "progress",
+                    message = last_text,
+                    elapsed = runtime.now() - (deadline - timeout),
+                    timeout = timeout,
+                }
+            end
         end
         if state == "success" then
             log.end_progress()
