@@ -37,6 +37,13 @@ Options:
   --version            print the version
   --help               this text
 
+Examples:
+  atlas-run --scenario eu-west-1-outage --yes dr_region_outage     rehearse the failover in the mock world
+  atlas-run --dry-run dr_region_outage failed_region=eu-west-1     see what a real failover would change
+  atlas-run --yes --report drill.md dr_region_outage force=true    a planned drill, with its report
+  atlas-run --resume dr_region_outage                              continue after a crash or Ctrl-C
+  atlas-run diag_health                                            all regions against the alert thresholds
+
 Exit codes:
   0 ok   1 the playbook failed   2 bad usage or bad input   3 refused or interrupted (a declined
   confirmation, Ctrl-C)   4 another run of this playbook holds the lock   5 a check found a critical

@@ -16,6 +16,7 @@ t.case("--help answers the usual questions and exits 0", function()
         "--dry%-run",
         "--scenario",
         "Exit codes",
+        "Examples:",
         "atlas%-run list",
         "--resume",
         "AWS_ENDPOINT_URL",
