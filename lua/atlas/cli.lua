@@ -18,6 +18,7 @@ Usage:
   atlas-run test [PATH...]                        run *_test.lua files (default tests/)
   atlas-run scenarios                             the mock-world scenarios that ship
   atlas-run -e CODE                               run a Lua chunk with `atlas` loaded
+  atlas-run --help PLAYBOOK                       a playbook's parameters and steps
 
 PLAYBOOK is a file, or the name of one in playbooks/ (dr_region_outage).
 Parameters are typed and declared by the playbook; `atlas-run list` shows them.
@@ -253,9 +254,29 @@ local function run_playbook(options, positional)
     return result.exit
 end
 
+local function print_params(pb)
+    local params_mod = require "atlas.params"
+    for _, spec in ipairs(pb.param_specs) do
+        local default = ""
+        if spec.default ~= nil then
+            local shown = type(spec.default) == "table" and table.concat(spec.default, ",") or tostring(spec.default)
+            default = " [default " .. shown .. "]"
+        end
+        print(
+            string.format(
+                "    %s=%s%s%s%s",
+                spec.name,
+                params_mod.describe_type(spec),
+                default,
+                spec.required and " (required)" or "",
+                spec.description and ("  " .. spec.description) or ""
+            )
+        )
+    end
+end
+
 local function list_playbooks(positional)
     local playbook = require "atlas.playbook"
-    local params_mod = require "atlas.params"
     local dir = positional[2] or "playbooks"
     local names, err = sys.readdir(dir)
     if not names then usage_error("cannot list %s", err) end
@@ -266,23 +287,7 @@ local function list_playbooks(positional)
             if ok then
                 print(string.format("%s  (%s/%s)", pb.name, dir, name))
                 print("    " .. pb.description)
-                for _, spec in ipairs(pb.param_specs) do
-                    local default = spec.default ~= nil
-                            and (" [default " .. tostring(
-                                type(spec.default) == "table" and table.concat(spec.default, ",") or spec.default
-                            ) .. "]")
-                        or ""
-                    print(
-                        string.format(
-                            "    %s=%s%s%s%s",
-                            spec.name,
-                            params_mod.describe_type(spec),
-                            default,
-                            spec.required and " (required)" or "",
-                            spec.description and ("  " .. spec.description) or ""
-                        )
-                    )
-                end
+                print_params(pb)
             else
                 print(string.format("%s: INVALID: %s", name, errors.message(pb)))
                 code = EXIT.usage
@@ -290,6 +295,33 @@ local function list_playbooks(positional)
         end
     end
     return code
+end
+
+-- `atlas-run --help PLAYBOOK`: what it does, what it takes, what it changes.
+local function describe_playbook(name)
+    local path = resolve_playbook(name)
+    local pb = require("atlas.playbook").load(path)
+    print(string.format("%s  (%s)", pb.name, path))
+    print("    " .. pb.description)
+    print("\nParameters (name=value):")
+    if #pb.param_specs == 0 then print("    none") end
+    print_params(pb)
+    print("\nSteps:")
+    for i, step in ipairs(pb.steps) do
+        local marks = {}
+        if step.mutates then marks[#marks + 1] = "changes the world" end
+        if step.confirm then marks[#marks + 1] = "asks: " .. step.confirm end
+        if step.undo then marks[#marks + 1] = "undoable" end
+        print(
+            string.format(
+                "    %d. %s%s",
+                i,
+                step.name,
+                #marks > 0 and ("  [" .. table.concat(marks, "; ") .. "]") or ""
+            )
+        )
+    end
+    return EXIT.ok
 end
 
 local function check_playbooks(positional)
@@ -335,7 +367,10 @@ end
 local function dispatch(argv)
     local options, positional = M.parse(argv)
     configure_output(options)
-    if options.help then
+    local commands = { list = true, check = true, test = true, scenarios = true }
+    if options.help and positional[1] and not commands[positional[1]] then
+        return describe_playbook(positional[1])
+    elseif options.help then
         io.stdout:write(string.format(M.HELP, sys.version))
         return EXIT.ok
     elseif options.version then

@@ -203,3 +203,13 @@ t.case("a wait's progress says how long it has waited and when it gives up", fun
     t.eq(r.code, 0, r.stderr)
     t.match(r.stdout, "us%-east%-1: 6/10 running, 1 deployment  %(waited 1:00 of 15:00%)")
 end)
+
+t.case("--help PLAYBOOK lists its parameters and which steps change the world", function()
+    local r = run({ "--help", "dr_region_outage" })
+    t.eq(r.code, 0, r.stderr)
+    t.match(r.stdout, "failed_region=one of eu%-west%-1, us%-east%-1, ap%-southeast%-1 %[default eu%-west%-1%]")
+    t.match(r.stdout, "1%. verify failed region is down\n")
+    t.match(r.stdout, "2%. scale up backup region  %[changes the world; asks: ")
+    r = run({ "--help", "no_such_playbook" })
+    t.eq(r.code, 2)
+end)
