@@ -44,6 +44,7 @@ local SHOW_AT_MOST = 20
 return atlas.playbook {
     name = "diag_connection_pool",
     description = "Connections by state, idle-in-transaction sessions and headroom against max_connections",
+    lock = false, -- read-only: any number may run at once
     params = {
         region = { type = "region", default = "eu-west-1", description = "whose RDS instance to inspect" },
         target = { type = "string", description = "conninfo or URI instead of the region's RDS instance" },

@@ -67,6 +67,7 @@ end
 return atlas.playbook {
     name = "diag_health",
     description = "All regions against the runbook's alert thresholds: ECS, health checks, endpoints, databases, latency",
+    lock = false, -- read-only: any number may run at once
     params = {
         regions = {
             type = "list",

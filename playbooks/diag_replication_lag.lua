@@ -37,6 +37,7 @@ local findings
 return atlas.playbook {
     name = "diag_replication_lag",
     description = "Replication slots, lag (bytes and seconds) and subscriptions; critical over the lag threshold",
+    lock = false, -- read-only: any number may run at once
     params = {
         primary = {
             type = "string",

@@ -17,10 +17,8 @@ local cluster, service = env.cluster, env.service
 
 -- Three independent signals; a single failing probe is not an outage.
 local function ecs_signal(region)
-    local ok, resp = pcall(
-        ecs.describe_services,
-        { region = region, cluster = cluster(region), services = { service(region) } }
-    )
+    local ok, resp =
+        pcall(ecs.describe_services, { region = region, cluster = cluster(region), services = { service(region) } })
     if not ok then
         if errors.is(resp, "interrupted") then error(resp, 0) end
         return false, "ECS API unreachable: " .. errors.message(resp)
@@ -64,6 +62,8 @@ end
 return atlas.playbook {
     name = "dr_region_outage",
     description = "Region complete outage: fail a region over to the backup region (runbook scenario 1)",
+    -- One lock for everything that changes the production services and DNS.
+    lock = "atlas-crm-production",
     params = {
         failed_region = { type = "region", default = "eu-west-1", description = "the region that is down" },
         backup_region = { type = "region", default = "us-east-1", description = "the region that takes its traffic" },

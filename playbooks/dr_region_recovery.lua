@@ -18,6 +18,8 @@ end
 return atlas.playbook {
     name = "dr_region_recovery",
     description = "Bring a failed-over region back: verify it, restore its DNS records, scale the backup down",
+    -- One lock for everything that changes the production services and DNS.
+    lock = "atlas-crm-production",
     params = {
         recovered_region = { type = "region", default = "eu-west-1", description = "the region that was failed over" },
         backup_region = { type = "region", default = "us-east-1", description = "the region that took its traffic" },

@@ -30,6 +30,8 @@ end
 return atlas.playbook {
     name = "rollback_application",
     description = "Roll a region's ECS service back to an earlier task-definition revision and verify it",
+    -- One lock for everything that changes the production services and DNS.
+    lock = "atlas-crm-production",
     params = {
         region = { type = "region", required = true, description = "the region to roll back" },
         to_revision = {

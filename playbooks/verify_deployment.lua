@@ -45,6 +45,7 @@ end
 return atlas.playbook {
     name = "verify_deployment",
     description = "Check the deployed environment against the reference layout (ECS, RDS, logs, DNS, health checks)",
+    lock = false, -- read-only: any number may run at once
     params = {
         regions = {
             type = "list",

@@ -221,11 +221,18 @@ local function run_playbook(options, positional)
     end
 
     local lock
-    if not runtime.dry_run then
+    if not runtime.dry_run and pb.lock then
         local holder
-        lock, holder = journal_mod.lock(pb.name)
+        lock, holder = journal_mod.lock(pb.lock)
         if not lock then
-            io.stderr:write(string.format("atlas-run: another run of %s holds the lock (%s)\n", pb.name, holder))
+            io.stderr:write(
+                string.format(
+                    "atlas-run: %s cannot start: another run holds the lock %q (%s)\n",
+                    pb.name,
+                    pb.lock,
+                    holder
+                )
+            )
             return EXIT.locked
         end
     end

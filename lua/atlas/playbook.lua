@@ -78,6 +78,14 @@ function M.declare(decl)
     if type(decl.steps) ~= "table" or #decl.steps == 0 then
         usage("playbook %s needs a non-empty list of steps", decl.name)
     end
+    -- lock: the run lock's name. Playbooks that act on the same resources
+    -- share one (a failover and its recovery must never run at once);
+    -- false for read-only playbooks, which any number may run.
+    if decl.lock == nil then
+        decl.lock = decl.name
+    elseif decl.lock ~= false and (type(decl.lock) ~= "string" or not decl.lock:match("^[%w_%-%.]+$")) then
+        usage("playbook %s: lock must be a name (letters, digits, _ - .) or false", decl.name)
+    end
     if decl.validate ~= nil and type(decl.validate) ~= "function" then
         usage("playbook %s: validate must be a function", decl.name)
     end

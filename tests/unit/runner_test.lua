@@ -40,7 +40,7 @@ t.case("a second run of the same playbook is refused while the first holds the l
     t.ok(held)
     local r = t.run({ "--yes", FIX .. "steps.lua" }, { env = { ATLAS_STATE_DIR = state } })
     t.eq(r.code, 4)
-    t.match(r.stderr, "holds the lock %(pid 1 on test%)")
+    t.match(r.stderr, 'another run holds the lock "steps" %(pid 1 on test%)')
     held:release()
     held:release() -- idempotent
     r = t.run({ "--yes", FIX .. "steps.lua" }, { env = { ATLAS_STATE_DIR = state } })
@@ -116,4 +116,37 @@ t.case("after a crash (SIGKILL) the lock is free and --resume continues the run"
     t.eq(r.code, 0, r.stdout .. r.stderr)
     t.match(r.stdout, "skip %[1/3%] one")
     t.match(r.stdout, "ok   %[2/3%] two")
+end)
+
+t.case("a failover and its recovery share one lock; read-only playbooks take none", function()
+    local state = t.tmpdir()
+    sys.mkdir(state .. "/mock", 448)
+    local held = sys.lock(state .. "/mock/atlas-crm-production.lock", "pid 2 on drill-host")
+    t.ok(held)
+    local env = { ATLAS_STATE_DIR = state }
+    local r = t.run({ "--mock", "--yes", "playbooks/dr_region_recovery.lua" }, { env = env })
+    t.eq(r.code, 4)
+    t.match(
+        r.stderr,
+        'dr_region_recovery cannot start: another run holds the lock "atlas%-crm%-production" %(pid 2 on drill%-host%)'
+    )
+    r = t.run({ "--mock", "--yes", "playbooks/rollback_application.lua", "region=us-east-1" }, { env = env })
+    t.eq(r.code, 4)
+    r = t.run({ "--mock", "playbooks/diag_health.lua" }, { env = env })
+    t.eq(r.code, 0, r.stderr)
+    held:release()
+end)
+
+t.case("a lock that is not a name is refused when the playbook loads", function()
+    local dir = t.tmpdir()
+    t.write_file(
+        dir .. "/bad.lua",
+        [[
+local atlas = require "atlas"
+return atlas.playbook { name = "bad", description = "d", lock = "a b/c", steps = { { name = "s", run = function() end } } }
+]]
+    )
+    local r = t.run({ "check", dir .. "/bad.lua" })
+    t.eq(r.code, 2)
+    t.match(r.stdout, "lock must be a name")
 end)
