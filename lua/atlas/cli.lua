@@ -47,7 +47,7 @@ Examples:
 
 Exit codes:
   0 ok   1 the playbook failed   2 bad usage or bad input   3 refused or interrupted (a declined
-  confirmation, Ctrl-C)   4 another run of this playbook holds the lock   5 a check found a critical
+  confirmation, Ctrl-C)   4 another run holds the run lock   5 a check found a critical
   condition   70 internal error in atlas-run
 
 Environment:
