@@ -212,7 +212,55 @@ local function undo_completed(pb, ctx, journal, upto)
     end
 end
 
--- playbook.run(pb, params, {resume=journal?, rollback=bool}) -> result
+-- Runs one step: confirmation, then step.run under xpcall. Returns nil on
+-- success, or the failure {status=, exit=, error=, traceback=}.
+local function execute_step(step, index, total, ctx, journal)
+    ctx.step = step.name
+    local started = runtime.now()
+    log.event { type = "step_start", step = step.name, index = index, total = total, mutates = step.mutates }
+    journal:step_started(index, step.name)
+    local ok, err, traceback = true, nil, nil
+    if step.confirm and not runtime.dry_run then
+        ok, err = pcall(runtime.confirm, step.confirm)
+    end
+    if ok then
+        ok, err, traceback = run_step(step, ctx)
+    end
+    log.end_progress()
+    local duration = runtime.now() - started
+    if ok then
+        journal:step_finished(index, "ok", duration)
+        log.event {
+            type = "step_end",
+            step = step.name,
+            index = index,
+            total = total,
+            status = "ok",
+            duration = duration,
+        }
+        return nil
+    end
+    local status, exit = classify(err)
+    if errors.is(err) then err.step = step.name end
+    local shown = status == "critical" and "failed" or status
+    journal:step_finished(index, shown, duration, errors.message(err))
+    -- A deliberate fail() or a declined confirmation needs no traceback;
+    -- anything else says where it happened.
+    local deliberate = errors.is(err, "playbook") or errors.is(err, "aborted")
+    log.event {
+        type = "step_end",
+        step = step.name,
+        index = index,
+        total = total,
+        status = shown,
+        duration = duration,
+        error = errors.message(err),
+        traceback = (not deliberate and traceback ~= "") and traceback or nil,
+    }
+    return { status = status, exit = exit, error = err, traceback = traceback }
+end
+
+-- playbook.run(pb, params, {journal=?, resumed=run_id?, rollback=bool}) -> result
 -- result = {status="ok"|"failed"|"critical"|"refused"|"interrupted", exit=, error=, step=, journal=}
 function M.run(pb, params, options)
     options = options or {}
@@ -245,50 +293,11 @@ function M.run(pb, params, options)
                 duration = 0,
             }
         else
-            ctx.step = step.name
-            local step_started = runtime.now()
-            log.event { type = "step_start", step = step.name, index = index, total = total, mutates = step.mutates }
-            journal:step_started(index, step.name)
-            local ok, err, traceback = true, nil, nil
-            if step.confirm and not runtime.dry_run then
-                ok, err = pcall(runtime.confirm, step.confirm)
-            end
-            if ok then
-                ok, err, traceback = run_step(step, ctx)
-            end
-            log.end_progress()
-            local duration = runtime.now() - step_started
-            if ok then
-                journal:step_finished(index, "ok", duration)
-                log.event {
-                    type = "step_end",
-                    step = step.name,
-                    index = index,
-                    total = total,
-                    status = "ok",
-                    duration = duration,
-                }
-            else
-                local status, exit = classify(err)
-                if errors.is(err) then err.step = step.name end
-                local shown = status == "critical" and "failed" or status
-                journal:step_finished(index, shown, duration, errors.message(err))
-                -- A deliberate fail() or a declined confirmation needs no
-                -- traceback; anything else says where it happened.
-                local deliberate = errors.is(err, "playbook") or errors.is(err, "aborted")
-                log.event {
-                    type = "step_end",
-                    step = step.name,
-                    index = index,
-                    total = total,
-                    status = shown,
-                    duration = duration,
-                    error = errors.message(err),
-                    traceback = (not deliberate and traceback ~= "") and traceback or nil,
-                }
-                result.status, result.exit, result.error, result.step = status, exit, err, step.name
-                result.traceback = traceback
-                if options.rollback and status ~= "refused" then undo_completed(pb, ctx, journal, index - 1) end
+            local failure = execute_step(step, index, total, ctx, journal)
+            if failure then
+                result.status, result.exit, result.error = failure.status, failure.exit, failure.error
+                result.step, result.traceback = step.name, failure.traceback
+                if options.rollback and failure.status ~= "refused" then undo_completed(pb, ctx, journal, index - 1) end
                 break
             end
         end
