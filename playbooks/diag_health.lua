@@ -75,11 +75,7 @@ return atlas.playbook {
             choices = env.REGIONS,
             description = "regions to check",
         },
-        health_url = {
-            type = "string",
-            default = env.HEALTH_URL_TEMPLATE,
-            description = "health endpoint template; {region} is replaced",
-        },
+        health_url = env.health_url_param(),
         latency_warn_ms = {
             type = "number",
             default = 200,

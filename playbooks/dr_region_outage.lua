@@ -79,23 +79,13 @@ return atlas.playbook {
             default = false,
             description = "fail over even though the region looks healthy (planned drills)",
         },
-        health_url = {
-            type = "string",
-            default = env.HEALTH_URL_TEMPLATE,
-            description = "health endpoint template; {region} is replaced",
-        },
-        stable_timeout = {
-            type = "integer",
-            default = 900,
-            min = 60,
-            description = "seconds to wait for the backup region to become stable",
-        },
+        health_url = env.health_url_param(),
+        stable_timeout = env.stable_timeout_param("the backup region"),
     },
     validate = function(p)
         if p.failed_region == p.backup_region then
             return "failed_region and backup_region must differ (both are " .. p.failed_region .. ")"
         end
-        if not p.health_url:find("{region}", 1, true) then return "parameter health_url: must contain {region}" end
     end,
     steps = {
         {

@@ -30,17 +30,8 @@ return atlas.playbook {
             max = 10,
             description = "the backup region's normal desired count",
         },
-        health_url = {
-            type = "string",
-            default = env.HEALTH_URL_TEMPLATE,
-            description = "health endpoint template; {region} is replaced",
-        },
-        stable_timeout = {
-            type = "integer",
-            default = 900,
-            min = 60,
-            description = "seconds to wait for each region to become stable",
-        },
+        health_url = env.health_url_param(),
+        stable_timeout = env.stable_timeout_param("each region"),
     },
     validate = function(p)
         if p.recovered_region == p.backup_region then return "recovered_region and backup_region must differ" end

@@ -39,17 +39,8 @@ return atlas.playbook {
             min = 1,
             description = "the revision to run (default: the one before the current)",
         },
-        stable_timeout = {
-            type = "integer",
-            default = 900,
-            min = 60,
-            description = "seconds to wait for the deployment",
-        },
-        health_url = {
-            type = "string",
-            default = env.HEALTH_URL_TEMPLATE,
-            description = "health endpoint template; {region} is replaced",
-        },
+        stable_timeout = env.stable_timeout_param("the deployment"),
+        health_url = env.health_url_param(),
     },
     steps = {
         {

@@ -40,4 +40,24 @@ function M.health_url(region) return "https://" .. M.regional_name(region) .. "/
 -- The default of the playbooks' health_url parameter.
 M.HEALTH_URL_TEMPLATE = "https://{region}." .. M.ZONE .. "/actuator/health"
 
+-- Parameter declarations several playbooks share. Each call returns a
+-- fresh table, since declaring a parameter records its name in it.
+function M.health_url_param()
+    return {
+        type = "string",
+        default = M.HEALTH_URL_TEMPLATE,
+        pattern = "{region}",
+        description = "health endpoint template; {region} is replaced",
+    }
+end
+
+function M.stable_timeout_param(what)
+    return {
+        type = "integer",
+        default = 900,
+        min = 60,
+        description = "seconds to wait for " .. what .. " to become stable",
+    }
+end
+
 return M

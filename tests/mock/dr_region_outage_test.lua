@@ -164,3 +164,10 @@ t.case("a database failure (service up, health failing) is flagged as such", fun
     end
     t.ok(flagged, "the run warns that this looks like a database failure")
 end)
+
+t.case("health_url must contain {region}", function()
+    t.raises(
+        function() t.run_playbook(PLAYBOOK, { health_url = "https://example.com/health" }) end,
+        'parameter health_url: "https://example.com/health" does not match {region}'
+    )
+end)
