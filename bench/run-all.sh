@@ -3,7 +3,7 @@
 # written up in docs/benchmarks.md; never use them as timed tests.
 set -eu
 cd "$(dirname "$0")/.."
-for script in bench/startup.py bench/aws_bench.sh bench/sql_bench.sh; do
+for script in bench/startup.py bench/aws_bench.sh bench/aws_keepalive.py bench/sql_bench.sh; do
     if [ -x "$script" ]; then
         echo "== $script"
         "$script"
