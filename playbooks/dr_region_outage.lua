@@ -16,12 +16,21 @@ local env = require "atlas.env"
 local cluster, service = env.cluster, env.service
 
 -- Three independent signals; a single failing probe is not an outage.
+-- A probe that fails because of our side (no credentials, access denied, a
+-- bad request) says nothing about the region: it is "unknown", never
+-- "DOWN", or a broken laptop profile would fail over a healthy region.
+local function region_side_failure(err)
+    if errors.is(err, "interrupted") then error(err, 0) end
+    if not errors.is(err, "aws") and not errors.is(err, "http") then return false end
+    return err.status == nil or err.status >= 500
+end
+
 local function ecs_signal(region)
     local ok, resp =
         pcall(ecs.describe_services, { region = region, cluster = cluster(region), services = { service(region) } })
     if not ok then
-        if errors.is(resp, "interrupted") then error(resp, 0) end
-        return false, "ECS API unreachable: " .. errors.message(resp)
+        if region_side_failure(resp) then return false, "ECS API unreachable: " .. errors.message(resp) end
+        return nil, "cannot ask ECS: " .. errors.message(resp)
     end
     local s = resp.services[1]
     if not s then return false, "service missing" end
@@ -43,7 +52,11 @@ local function health_check_signal(region)
         return nil, "cannot read the DNS records: " .. errors.message(served)
     end
     if not served then return nil, "no health check on the " .. region .. " record" end
-    local status = route53.get_health_check_status { HealthCheckId = served }
+    local read, status = pcall(route53.get_health_check_status, { HealthCheckId = served })
+    if not read then
+        if errors.is(status, "interrupted") then error(status, 0) end
+        return nil, "cannot read the health check: " .. errors.message(status)
+    end
     local failing, total = 0, 0
     for _, o in ipairs(status.HealthCheckObservations or {}) do
         total = total + 1
@@ -119,6 +132,16 @@ return atlas.playbook {
                         "%s's ECS service is healthy while its health checks fail: this may be a database "
                             .. "failure rather than a region outage (see the database failover procedure)",
                         region
+                    )
+                end
+                -- Two readable signals at least: one probe alone (our own DNS
+                -- resolver failing, say) is not enough to move a region.
+                if known < 2 and not ctx.params.force then
+                    ctx.fail(
+                        "cannot tell whether %s is down: only %d of 3 signals could be read (see above); "
+                            .. "fix access, or use force=true to fail over anyway",
+                        region,
+                        known
                     )
                 end
                 if down * 2 <= known then

@@ -171,3 +171,40 @@ t.case("health_url must contain {region}", function()
         'parameter health_url: "https://example.com/health" does not match {region}'
     )
 end)
+
+t.case("our own broken access is not an outage: unknown signals refuse the failover", function()
+    local world = t.world("healthy")
+    world:inject {
+        service = "ecs",
+        action = "DescribeServices",
+        region = "eu-west-1",
+        code = "UnrecognizedClientException",
+        status = 400,
+        message = "The security token included in the request is invalid.",
+    }
+    world:inject { service = "route53", code = "AccessDenied", status = 403, message = "not authorized" }
+    world:set_endpoint("eu-west-1", { mode = "unreachable" })
+    local result = t.run_playbook(PLAYBOOK, {}, { world = world })
+    t.eq(result.status, "failed")
+    t.match(tostring(result.error), "cannot tell whether eu%-west%-1 is down: only 1 of 3 signals could be read")
+    t.eq(#world:calls_to("ecs", "UpdateService"), 0)
+end)
+
+t.case("an ECS API that does not answer counts as a down signal", function()
+    local world = t.world("healthy")
+    world:inject {
+        service = "ecs",
+        action = "DescribeServices",
+        region = "eu-west-1",
+        code = "ServiceUnavailable",
+        status = 503,
+    }
+    world:set_endpoint("eu-west-1", { status = 503 })
+    local result, events = t.run_playbook(PLAYBOOK, {}, { world = world })
+    local saw = false
+    for _, e in ipairs(events) do
+        if e.type == "log" and e.message:find("eu%-west%-1 ECS service: DOWN %(ECS API unreachable") then saw = true end
+    end
+    t.ok(saw, "the unanswered ECS API is reported DOWN")
+    t.eq(result.status, "ok", tostring(result.error))
+end)
