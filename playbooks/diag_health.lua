@@ -144,17 +144,15 @@ return atlas.playbook {
         {
             name = "Route53 health checks",
             run = function(ctx)
-                local _, records = dns.records {}
-                local check_of = {}
-                for _, r in ipairs(records) do
-                    if r.SetIdentifier and r.HealthCheckId then check_of[r.SetIdentifier] = r.HealthCheckId end
-                end
-                local regions = {}
+                -- Each region's own check, found by what it checks: after a
+                -- failover the region's record carries the backup's check.
+                local check_of, regions = {}, {}
                 for _, region in ipairs(ctx.params.regions) do
+                    check_of[region] = dns.health_check_id(region)
                     if check_of[region] then
                         regions[#regions + 1] = region
                     else
-                        finding(ctx, "warning", region, "no health check on its api.atlas-crm.com record")
+                        finding(ctx, "warning", region, "no health check checks %s", dns.regional_name(region))
                     end
                 end
                 local answers = each_region(

@@ -19,10 +19,16 @@ local cluster, service = env.cluster, env.service
 -- A probe that fails because of our side (no credentials, access denied, a
 -- bad request) says nothing about the region: it is "unknown", never
 -- "DOWN", or a broken laptop profile would fail over a healthy region.
+-- Transport failures that point at the region: it did not answer in time,
+-- refused, or cut the connection. A name that does not resolve, a TLS
+-- failure or a refused plain-http URL points at our own network or setup.
+local REGION_SIDE_TRANSPORT = { connect = true, timeout = true, reset = true }
+
 local function region_side_failure(err)
     if errors.is(err, "interrupted") then error(err, 0) end
-    if not errors.is(err, "aws") and not errors.is(err, "http") then return false end
-    return err.status == nil or err.status >= 500
+    if not errors.is(err, "aws") then return false end
+    if err.status then return err.status >= 500 end
+    return REGION_SIDE_TRANSPORT[err.transport] == true
 end
 
 local function ecs_signal(region)
@@ -41,17 +47,12 @@ local function ecs_signal(region)
 end
 
 local function health_check_signal(region)
-    local ok, served = pcall(function()
-        local _, records = dns.records {}
-        for _, r in ipairs(records) do
-            if r.SetIdentifier == region then return r.HealthCheckId end
-        end
-    end)
+    local ok, served = pcall(dns.health_check_id, region)
     if not ok then
         if errors.is(served, "interrupted") then error(served, 0) end
-        return nil, "cannot read the DNS records: " .. errors.message(served)
+        return nil, "cannot list the health checks: " .. errors.message(served)
     end
-    if not served then return nil, "no health check on the " .. region .. " record" end
+    if not served then return nil, "no health check checks " .. dns.regional_name(region) end
     local read, status = pcall(route53.get_health_check_status, { HealthCheckId = served })
     if not read then
         if errors.is(status, "interrupted") then error(status, 0) end
@@ -134,26 +135,33 @@ return atlas.playbook {
                         region
                     )
                 end
-                -- Two readable signals at least: one probe alone (our own DNS
-                -- resolver failing, say) is not enough to move a region.
-                if known < 2 and not ctx.params.force then
+                if ctx.params.force then
+                    if down * 2 <= known then
+                        atlas.warn("%s looks healthy, failing over anyway: force=true", region)
+                    end
+                    return
+                end
+                -- Route53's checkers see the region from many places, so their
+                -- view decides; our own probes only corroborate it. A machine
+                -- whose network or credentials are broken must not move a region.
+                local check_healthy = signals[2][2]
+                if check_healthy == nil then
                     ctx.fail(
-                        "cannot tell whether %s is down: only %d of 3 signals could be read (see above); "
+                        "cannot tell whether %s is down: its Route53 health check could not be read (see above); "
                             .. "fix access, or use force=true to fail over anyway",
-                        region,
-                        known
+                        region
                     )
                 end
-                if down * 2 <= known then
-                    if not ctx.params.force then
-                        ctx.fail(
-                            "%s looks healthy (%d of %d signals down); not failing over. Use force=true for a planned drill",
-                            region,
-                            down,
-                            known
-                        )
-                    end
-                    atlas.warn("%s looks healthy, failing over anyway: force=true", region)
+                if down * 2 <= known or check_healthy then
+                    local ours = (signals[1][2] == false or signals[3][2] == false) and check_healthy
+                    ctx.fail(
+                        "%s looks healthy (%d of %d signals down%s); not failing over. Use force=true for a planned drill",
+                        region,
+                        down,
+                        known,
+                        ours and "; Route53's checkers see it up, so the failing probes may be this machine's network"
+                            or ""
+                    )
                 end
             end,
         },

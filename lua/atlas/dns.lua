@@ -226,6 +226,28 @@ function M.enable_region(args)
     return { restored = restore, change = change }
 end
 
+-- dns.health_check_id(region) -> the id of the Route53 health check that
+-- checks R.atlas-crm.com, or nil. Found by what it checks, not through the
+-- region's record: after a failover that record carries the backup's check.
+function M.health_check_id(region, zone)
+    local target = M.regional_name(region, zone)
+    local marker
+    repeat
+        local resp = require("atlas.aws").call {
+            service = "route53",
+            action = "ListHealthChecks",
+            region = "us-east-1",
+            params = { Marker = marker },
+        }
+        for _, hc in ipairs(resp.HealthChecks or {}) do
+            local config = hc.HealthCheckConfig or {}
+            if config.FullyQualifiedDomainName == target then return hc.Id end
+        end
+        marker = resp.IsTruncated and resp.NextMarker or nil
+    until not marker
+    return nil
+end
+
 -- dns.regions_served{zone=, name=} -> map SetIdentifier -> target region name
 -- ("eu-west-1.atlas-crm.com" -> "eu-west-1"), to verify a failover.
 function M.regions_served(args)

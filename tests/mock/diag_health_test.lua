@@ -74,3 +74,12 @@ t.case("an unknown region in the list is refused", function()
         'parameter regions: "mars%-west%-9" is not one of'
     )
 end)
+
+t.case("after a failover the failed region is still judged by its own health check", function()
+    local world = t.world("eu-west-1-outage")
+    t.eq(t.run_playbook("playbooks/dr_region_outage.lua", {}, { world = world }).status, "ok")
+    local result = t.run_playbook(PLAYBOOK, { regions = "eu-west-1" }, { world = world })
+    t.eq(result.status, "critical")
+    local critical = table.concat(findings(result, "critical"), "\n")
+    t.match(critical, "eu%-west%-1: health check failing")
+end)
