@@ -196,12 +196,9 @@ t.case("DescribeClusters and ListServices", function()
     t.eq(r.clusters[1].activeServicesCount, 1)
     t.eq(r.failures[1].reason, "MISSING")
     local l = w:aws_invoke("ecs", "ListServices", E, { cluster = "atlas-crm-production-cluster-eu-west-1" })
-    t.eq(
-        l.serviceArns,
-        {
-            "arn:aws:ecs:eu-west-1:123456789012:service/atlas-crm-production-cluster-eu-west-1/atlas-crm-production-service-eu-west-1",
-        }
-    )
+    t.eq(l.serviceArns, {
+        "arn:aws:ecs:eu-west-1:123456789012:service/atlas-crm-production-cluster-eu-west-1/atlas-crm-production-service-eu-west-1",
+    })
 end)
 
 t.case("the autoscaling target holds the 2..10 bounds and moves the desired count into new bounds", function()

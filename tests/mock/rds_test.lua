@@ -109,14 +109,10 @@ end)
 
 t.case("restoring from a snapshot creates a new instance that becomes available", function()
     local w = World.new {}
-    local r = call(
-        w,
-        "RestoreDBInstanceFromDBSnapshot",
-        {
-            DBInstanceIdentifier = "atlas-restore-test",
-            DBSnapshotIdentifier = "atlas-production-snapshot-before-migration",
-        }
-    ).DBInstance
+    local r = call(w, "RestoreDBInstanceFromDBSnapshot", {
+        DBInstanceIdentifier = "atlas-restore-test",
+        DBSnapshotIdentifier = "atlas-production-snapshot-before-migration",
+    }).DBInstance
     t.eq(r.DBInstanceStatus, "creating")
     t.eq(r.DBInstanceClass, "db.r6g.xlarge")
     t.raises(
@@ -148,16 +144,11 @@ t.case("ModifyDBInstance: pending without ApplyImmediately, applied after modify
         call(w, "ModifyDBInstance", { DBInstanceIdentifier = PRIMARY, DBInstanceClass = "db.r6g.2xlarge" }).DBInstance
     t.eq(r.DBInstanceStatus, "available")
     t.eq(r.PendingModifiedValues, { DBInstanceClass = "db.r6g.2xlarge" })
-    r = call(
-        w,
-        "ModifyDBInstance",
-        {
-            DBInstanceIdentifier = "atlas-production-db-us-east-1",
-            DBInstanceClass = "db.r6g.2xlarge",
-            ApplyImmediately = true,
-        },
-        "us-east-1"
-    ).DBInstance
+    r = call(w, "ModifyDBInstance", {
+        DBInstanceIdentifier = "atlas-production-db-us-east-1",
+        DBInstanceClass = "db.r6g.2xlarge",
+        ApplyImmediately = true,
+    }, "us-east-1").DBInstance
     t.eq(r.DBInstanceStatus, "modifying")
     w:advance(60)
     local after = db(w, "atlas-production-db-us-east-1", "us-east-1")
@@ -176,15 +167,11 @@ t.case("renaming the promoted replica to the primary's name gives the applicatio
     -- The failed instance cannot be renamed; it is deleted (protection first).
     t.raises(
         function()
-            call(
-                w,
-                "ModifyDBInstance",
-                {
-                    DBInstanceIdentifier = PRIMARY,
-                    NewDBInstanceIdentifier = PRIMARY .. "-failed",
-                    ApplyImmediately = true,
-                }
-            )
+            call(w, "ModifyDBInstance", {
+                DBInstanceIdentifier = PRIMARY,
+                NewDBInstanceIdentifier = PRIMARY .. "-failed",
+                ApplyImmediately = true,
+            })
         end,
         "InvalidDBInstanceState"
     )

@@ -136,20 +136,17 @@ end)
 
 t.case("a change is PENDING, then INSYNC about 60 s later", function()
     local w = World.new {}
-    local info = change(
-        w,
+    local info = change(w, {
         {
-            {
-                Action = "UPSERT",
-                ResourceRecordSet = {
-                    Name = "status.atlas-crm.com",
-                    Type = "CNAME",
-                    TTL = 300,
-                    ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } },
-                },
+            Action = "UPSERT",
+            ResourceRecordSet = {
+                Name = "status.atlas-crm.com",
+                Type = "CNAME",
+                TTL = 300,
+                ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } },
             },
-        }
-    ).ChangeInfo
+        },
+    }).ChangeInfo
     t.eq(info.Status, "PENDING")
     t.match(info.Id, "^/change/C")
     t.eq(info.SubmittedAt, "2025-11-18T09:30:00.000Z")
@@ -203,20 +200,17 @@ t.case("CREATE of an existing record and DELETE of an absent one are InvalidChan
     )
     err = t.raises(
         function()
-            change(
-                w,
+            change(w, {
                 {
-                    {
-                        Action = "DELETE",
-                        ResourceRecordSet = {
-                            Name = "nothing.atlas-crm.com",
-                            Type = "A",
-                            TTL = 60,
-                            ResourceRecords = { { Value = "192.0.2.1" } },
-                        },
+                    Action = "DELETE",
+                    ResourceRecordSet = {
+                        Name = "nothing.atlas-crm.com",
+                        Type = "A",
+                        TTL = 60,
+                        ResourceRecords = { { Value = "192.0.2.1" } },
                     },
-                }
-            )
+                },
+            })
         end
     )
     t.eq(
@@ -259,80 +253,68 @@ t.case("conflicting record sets are refused: a second EU location, a CNAME besid
     local hc = health_check_ids(w)
     t.raises(
         function()
-            change(
-                w,
+            change(w, {
                 {
-                    {
-                        Action = "CREATE",
-                        ResourceRecordSet = {
-                            Name = "api.atlas-crm.com",
-                            Type = "CNAME",
-                            SetIdentifier = "eu-west-1-failover",
-                            GeoLocation = { ContinentCode = "EU" },
-                            TTL = 60,
-                            ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } },
-                            HealthCheckId = hc["us-east-1"],
-                        },
+                    Action = "CREATE",
+                    ResourceRecordSet = {
+                        Name = "api.atlas-crm.com",
+                        Type = "CNAME",
+                        SetIdentifier = "eu-west-1-failover",
+                        GeoLocation = { ContinentCode = "EU" },
+                        TTL = 60,
+                        ResourceRecords = { { Value = "us-east-1.atlas-crm.com" } },
+                        HealthCheckId = hc["us-east-1"],
                     },
-                }
-            )
+                },
+            })
         end,
         "same GeoLocation"
     )
     t.raises(
         function()
-            change(
-                w,
+            change(w, {
                 {
-                    {
-                        Action = "CREATE",
-                        ResourceRecordSet = {
-                            Name = "us-east-1.atlas-crm.com",
-                            Type = "A",
-                            TTL = 60,
-                            ResourceRecords = { { Value = "192.0.2.1" } },
-                        },
+                    Action = "CREATE",
+                    ResourceRecordSet = {
+                        Name = "us-east-1.atlas-crm.com",
+                        Type = "A",
+                        TTL = 60,
+                        ResourceRecords = { { Value = "192.0.2.1" } },
                     },
-                }
-            )
+                },
+            })
         end,
         "conflicts with other records"
     )
     t.raises(
         function()
-            change(
-                w,
+            change(w, {
                 {
-                    {
-                        Action = "CREATE",
-                        ResourceRecordSet = {
-                            Name = "api.atlas-crm.com",
-                            Type = "CNAME",
-                            TTL = 60,
-                            ResourceRecords = { { Value = "x.atlas-crm.com" } },
-                        },
+                    Action = "CREATE",
+                    ResourceRecordSet = {
+                        Name = "api.atlas-crm.com",
+                        Type = "CNAME",
+                        TTL = 60,
+                        ResourceRecords = { { Value = "x.atlas-crm.com" } },
                     },
-                }
-            )
+                },
+            })
         end,
         "routing policy"
     )
     t.raises(
         function()
-            change(
-                w,
+            change(w, {
                 {
-                    {
-                        Action = "UPSERT",
-                        ResourceRecordSet = {
-                            Name = "www.example.org",
-                            Type = "A",
-                            TTL = 60,
-                            ResourceRecords = { { Value = "192.0.2.1" } },
-                        },
+                    Action = "UPSERT",
+                    ResourceRecordSet = {
+                        Name = "www.example.org",
+                        Type = "A",
+                        TTL = 60,
+                        ResourceRecords = { { Value = "192.0.2.1" } },
                     },
-                }
-            )
+                },
+            })
         end,
         "not permitted in zone"
     )
@@ -342,23 +324,20 @@ t.case("conflicting record sets are refused: a second EU location, a CNAME besid
     )
     t.raises(
         function()
-            change(
-                w,
+            change(w, {
                 {
-                    {
-                        Action = "UPSERT",
-                        ResourceRecordSet = {
-                            Name = "api.atlas-crm.com",
-                            Type = "CNAME",
-                            SetIdentifier = "eu-west-1",
-                            GeoLocation = { ContinentCode = "EU" },
-                            TTL = 60,
-                            ResourceRecords = { { Value = "eu-west-1.atlas-crm.com" } },
-                            HealthCheckId = "no-such-check",
-                        },
+                    Action = "UPSERT",
+                    ResourceRecordSet = {
+                        Name = "api.atlas-crm.com",
+                        Type = "CNAME",
+                        SetIdentifier = "eu-west-1",
+                        GeoLocation = { ContinentCode = "EU" },
+                        TTL = 60,
+                        ResourceRecords = { { Value = "eu-west-1.atlas-crm.com" } },
+                        HealthCheckId = "no-such-check",
                     },
-                }
-            )
+                },
+            })
         end,
         "NoSuchHealthCheck"
     )

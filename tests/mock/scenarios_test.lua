@@ -172,30 +172,20 @@ return {
     t.eq(alarm(w, A, "atlas-production-cross-region-latency-ap-southeast-1"), "ALARM")
     local err = t.raises(
         function()
-            w:aws_invoke(
-                "ecs",
-                "UpdateService",
-                A,
-                {
-                    cluster = "atlas-crm-production-cluster-ap-southeast-1",
-                    service = "atlas-crm-production-service-ap-southeast-1",
-                    desiredCount = 4,
-                }
-            )
+            w:aws_invoke("ecs", "UpdateService", A, {
+                cluster = "atlas-crm-production-cluster-ap-southeast-1",
+                service = "atlas-crm-production-service-ap-southeast-1",
+                desiredCount = 4,
+            })
         end,
         "ServerException"
     )
     t.eq(err.status, 500)
-    w:aws_invoke(
-        "ecs",
-        "UpdateService",
-        A,
-        {
-            cluster = "atlas-crm-production-cluster-ap-southeast-1",
-            service = "atlas-crm-production-service-ap-southeast-1",
-            desiredCount = 4,
-        }
-    )
+    w:aws_invoke("ecs", "UpdateService", A, {
+        cluster = "atlas-crm-production-cluster-ap-southeast-1",
+        service = "atlas-crm-production-service-ap-southeast-1",
+        desiredCount = 4,
+    })
     w:advance(600)
     t.eq(describe(w, A).runningCount, 2)
 end)

@@ -91,39 +91,29 @@ end)
 t.case("PutMetricData stores points that GetMetricStatistics aggregates", function()
     local w = World.new {}
     local dims = { { Name = "Region", Value = U } }
-    w:aws_invoke(
-        "cloudwatch",
-        "PutMetricData",
-        U,
-        {
-            Namespace = "AtlasCRM/Drills",
-            MetricData = {
-                { MetricName = "FailoverSeconds", Dimensions = dims, Value = 120, Unit = "Seconds" },
-                {
-                    MetricName = "FailoverSeconds",
-                    Dimensions = dims,
-                    Values = { 60, 90 },
-                    Counts = { 1, 2 },
-                    Unit = "Seconds",
-                },
+    w:aws_invoke("cloudwatch", "PutMetricData", U, {
+        Namespace = "AtlasCRM/Drills",
+        MetricData = {
+            { MetricName = "FailoverSeconds", Dimensions = dims, Value = 120, Unit = "Seconds" },
+            {
+                MetricName = "FailoverSeconds",
+                Dimensions = dims,
+                Values = { 60, 90 },
+                Counts = { 1, 2 },
+                Unit = "Seconds",
             },
-        }
-    )
+        },
+    })
     w:advance(60)
-    local r = w:aws_invoke(
-        "cloudwatch",
-        "GetMetricStatistics",
-        U,
-        {
-            Namespace = "AtlasCRM/Drills",
-            MetricName = "FailoverSeconds",
-            Dimensions = dims,
-            StartTime = w:now() - 300,
-            EndTime = w:now(),
-            Period = 300,
-            Statistics = { "Sum", "SampleCount", "Minimum", "Maximum", "Average" },
-        }
-    )
+    local r = w:aws_invoke("cloudwatch", "GetMetricStatistics", U, {
+        Namespace = "AtlasCRM/Drills",
+        MetricName = "FailoverSeconds",
+        Dimensions = dims,
+        StartTime = w:now() - 300,
+        EndTime = w:now(),
+        Period = 300,
+        Statistics = { "Sum", "SampleCount", "Minimum", "Maximum", "Average" },
+    })
     t.eq(#r.Datapoints, 1)
     local p = r.Datapoints[1]
     t.eq(
@@ -222,16 +212,11 @@ end)
 
 t.case("tasks that start write their startup line to the region's log group", function()
     local w = World.new {}
-    w:aws_invoke(
-        "ecs",
-        "UpdateService",
-        A,
-        {
-            cluster = "atlas-crm-production-cluster-ap-southeast-1",
-            service = "atlas-crm-production-service-ap-southeast-1",
-            desiredCount = 4,
-        }
-    )
+    w:aws_invoke("ecs", "UpdateService", A, {
+        cluster = "atlas-crm-production-cluster-ap-southeast-1",
+        service = "atlas-crm-production-service-ap-southeast-1",
+        desiredCount = 4,
+    })
     w:advance(60)
     local r = w:aws_invoke(
         "logs",
@@ -272,16 +257,11 @@ end)
 t.case("STS: the caller and assumed roles with expiring credentials", function()
     local w = World.new {}
     t.eq(w:aws_invoke("sts", "GetCallerIdentity", E, {}).Account, "123456789012")
-    local r = w:aws_invoke(
-        "sts",
-        "AssumeRole",
-        U,
-        {
-            RoleArn = "arn:aws:iam::123456789012:role/atlas-dr-operator",
-            RoleSessionName = "drill",
-            DurationSeconds = 900,
-        }
-    )
+    local r = w:aws_invoke("sts", "AssumeRole", U, {
+        RoleArn = "arn:aws:iam::123456789012:role/atlas-dr-operator",
+        RoleSessionName = "drill",
+        DurationSeconds = 900,
+    })
     t.match(r.Credentials.AccessKeyId, "^ASIA")
     t.eq(r.Credentials.Expiration, "2025-11-18T09:45:00Z")
     t.eq(r.AssumedRoleUser.Arn, "arn:aws:sts::123456789012:assumed-role/atlas-dr-operator/drill")

@@ -112,25 +112,22 @@ t.case("Route53 responses conform", function()
     call("ListHostedZones", {})
     call("GetHostedZone", { Id = zone.Id })
     call("ListResourceRecordSets", { HostedZoneId = zone.Id, MaxItems = "3" })
-    local change = call(
-        "ChangeResourceRecordSets",
-        {
-            HostedZoneId = zone.Id,
-            ChangeBatch = {
-                Changes = {
-                    {
-                        Action = "UPSERT",
-                        ResourceRecordSet = {
-                            Name = "t.atlas-crm.com",
-                            Type = "A",
-                            TTL = 60,
-                            ResourceRecords = { { Value = "192.0.2.1" } },
-                        },
+    local change = call("ChangeResourceRecordSets", {
+        HostedZoneId = zone.Id,
+        ChangeBatch = {
+            Changes = {
+                {
+                    Action = "UPSERT",
+                    ResourceRecordSet = {
+                        Name = "t.atlas-crm.com",
+                        Type = "A",
+                        TTL = 60,
+                        ResourceRecords = { { Value = "192.0.2.1" } },
                     },
                 },
             },
-        }
-    )
+        },
+    })
     call("GetChange", { Id = change.ChangeInfo.Id })
     local hc = call("ListHealthChecks", {}).HealthChecks[1]
     call("GetHealthCheck", { HealthCheckId = hc.Id })
@@ -177,20 +174,15 @@ t.case("CloudWatch, STS and Lambda responses conform", function()
         conforms(service, action, r)
         return r
     end
-    call(
-        "cloudwatch",
-        "GetMetricStatistics",
-        "eu-west-1",
-        {
-            Namespace = "AtlasCRM/Production",
-            MetricName = "CrossRegionLatency",
-            Dimensions = { { Name = "Region", Value = "eu-west-1" } },
-            StartTime = w:now() - 600,
-            EndTime = w:now(),
-            Period = 60,
-            Statistics = { "Average", "Sum", "SampleCount", "Minimum", "Maximum" },
-        }
-    )
+    call("cloudwatch", "GetMetricStatistics", "eu-west-1", {
+        Namespace = "AtlasCRM/Production",
+        MetricName = "CrossRegionLatency",
+        Dimensions = { { Name = "Region", Value = "eu-west-1" } },
+        StartTime = w:now() - 600,
+        EndTime = w:now(),
+        Period = 60,
+        Statistics = { "Average", "Sum", "SampleCount", "Minimum", "Maximum" },
+    })
     call(
         "cloudwatch",
         "PutMetricData",

@@ -277,17 +277,14 @@ t.case("snapshot reads the state that matters, and it compares", function()
     local s = a:snapshot()
     t.eq(s.ecs[U], { desired = 2, running = 2, deployments = 1, status = "ACTIVE" })
     t.eq(#s.api_records, 4)
-    t.eq(
-        s.api_records[2],
-        {
-            set_identifier = "default",
-            type = "CNAME",
-            location = "*",
-            value = "us-east-1.atlas-crm.com",
-            ttl = 60,
-            health_check = "us-east-1.atlas-crm.com",
-        }
-    )
+    t.eq(s.api_records[2], {
+        set_identifier = "default",
+        type = "CNAME",
+        location = "*",
+        value = "us-east-1.atlas-crm.com",
+        ttl = 60,
+        health_check = "us-east-1.atlas-crm.com",
+    })
     t.eq(s.rds["atlas-production-db-eu-west-1"], { region = E, status = "available", role = "primary" })
     t.eq(
         s.rds["atlas-production-db-eu-west-1-replica"],
