@@ -294,20 +294,15 @@ end)
 t.case("Ctrl-C cancels the running query with PQcancel", function()
     local marker = "ctrl_c_" .. sys.getpid()
     local base = os.tmpname()
-    local pid = assert(
-        sys.spawn(
-            {
-                t.binary(),
-                "-e",
-                string.format(
-                    [[local db = require("atlas.sql").connect(%q); db:query("SELECT pg_sleep(30), '%s'::text")]],
-                    eu.conninfo,
-                    marker
-                ),
-            },
-            { stdout = base .. ".out", stderr = base .. ".err", stdin = "/dev/null" }
-        )
-    )
+    local pid = assert(sys.spawn({
+        t.binary(),
+        "-e",
+        string.format(
+            [[local db = require("atlas.sql").connect(%q); db:query("SELECT pg_sleep(30), '%s'::text")]],
+            eu.conninfo,
+            marker
+        ),
+    }, { stdout = base .. ".out", stderr = base .. ".err", stdin = "/dev/null" }))
     t.defer(function()
         sys.kill(pid, "KILL")
         sys.wait(pid, true)

@@ -54,15 +54,11 @@ local function query(creds, service, body, region)
 end
 
 local function json(creds, service, target, body, region)
-    return signed(
-        creds,
-        service,
-        {
-            headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = target },
-            body = body or "{}",
-            region = region,
-        }
-    )
+    return signed(creds, service, {
+        headers = { ["Content-Type"] = "application/x-amz-json-1.1", ["X-Amz-Target"] = target },
+        body = body or "{}",
+        region = region,
+    })
 end
 
 local function find(node, tag)
@@ -104,18 +100,14 @@ t.case("the check is live: a wrong secret is refused", function()
 end)
 
 t.case("the check covers the body: a body changed after signing is refused", function()
-    local res = signed(
-        creds,
-        "ecs",
-        {
-            headers = {
-                ["Content-Type"] = "application/x-amz-json-1.1",
-                ["X-Amz-Target"] = "AmazonEC2ContainerServiceV20141113.ListClusters",
-            },
-            body = "{}",
-            tamper = function() return '{"maxResults": 5}' end,
-        }
-    )
+    local res = signed(creds, "ecs", {
+        headers = {
+            ["Content-Type"] = "application/x-amz-json-1.1",
+            ["X-Amz-Target"] = "AmazonEC2ContainerServiceV20141113.ListClusters",
+        },
+        body = "{}",
+        tamper = function() return '{"maxResults": 5}' end,
+    })
     t.eq({ res.status, error_code(res) }, { 403, "SignatureDoesNotMatch" })
 end)
 

@@ -72,19 +72,14 @@ end)
 t.case("connect: Ctrl-C abandons a connect in progress", function()
     local port = silent_port()
     local base = os.tmpname()
-    local pid = assert(
-        sys.spawn(
-            {
-                t.binary(),
-                "-e",
-                string.format(
-                    [[require("atlas.sql").connect{host="127.0.0.1", port=%d, user="x", sslmode="disable", connect_timeout=60}]],
-                    port
-                ),
-            },
-            { stdout = base .. ".out", stderr = base .. ".err", stdin = "/dev/null" }
-        )
-    )
+    local pid = assert(sys.spawn({
+        t.binary(),
+        "-e",
+        string.format(
+            [[require("atlas.sql").connect{host="127.0.0.1", port=%d, user="x", sslmode="disable", connect_timeout=60}]],
+            port
+        ),
+    }, { stdout = base .. ".out", stderr = base .. ".err", stdin = "/dev/null" }))
     t.defer(function()
         sys.kill(pid, "KILL")
         sys.wait(pid, true)

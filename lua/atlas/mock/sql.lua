@@ -735,21 +735,18 @@ function M.connect(params)
             )
         )
     end
-    local c = setmetatable(
-        {
-            world = w,
-            db = db.regions[region],
-            region = region,
-            host = host,
-            port = params.port or "5432",
-            dbname = params.dbname or user,
-            user = user,
-            sslmode = params.sslmode,
-            _notices = {},
-            pid = db:next_pid(region),
-        },
-        Conn
-    )
+    local c = setmetatable({
+        world = w,
+        db = db.regions[region],
+        region = region,
+        host = host,
+        port = params.port or "5432",
+        dbname = params.dbname or user,
+        user = user,
+        sslmode = params.sslmode,
+        _notices = {},
+        pid = db:next_pid(region),
+    }, Conn)
     return c
 end
 
