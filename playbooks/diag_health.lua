@@ -170,12 +170,7 @@ return atlas.playbook {
                     if errors.is(answer) then
                         finding(ctx, "critical", region, "health check status: %s", errors.message(answer))
                     else
-                        local failing, total = 0, 0
-                        for _, o in ipairs(answer.HealthCheckObservations or {}) do
-                            total = total + 1
-                            local status = o.StatusReport and o.StatusReport.Status or ""
-                            if not status:match("^Success") then failing = failing + 1 end
-                        end
+                        local failing, total = dns.failing_checkers(answer)
                         if total > 0 and failing * 2 >= total then
                             finding(ctx, "critical", region, "health check failing (%d/%d checkers)", failing, total)
                         else

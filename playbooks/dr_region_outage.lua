@@ -32,13 +32,11 @@ local function region_side_failure(err)
 end
 
 local function ecs_signal(region)
-    local ok, resp =
-        pcall(ecs.describe_services, { region = region, cluster = cluster(region), services = { service(region) } })
+    local ok, s = pcall(ecs.describe_service, { region = region, cluster = cluster(region), service = service(region) })
     if not ok then
-        if region_side_failure(resp) then return false, "ECS API unreachable: " .. errors.message(resp) end
-        return nil, "cannot ask ECS: " .. errors.message(resp)
+        if region_side_failure(s) then return false, "ECS API unreachable: " .. errors.message(s) end
+        return nil, "cannot ask ECS: " .. errors.message(s)
     end
-    local s = resp.services[1]
     if not s then return false, "service missing" end
     if s.status ~= "ACTIVE" or (s.runningCount or 0) == 0 then
         return false, string.format("%s, %d/%d running", s.status, s.runningCount or 0, s.desiredCount or 0)
@@ -58,12 +56,7 @@ local function health_check_signal(region)
         if errors.is(status, "interrupted") then error(status, 0) end
         return nil, "cannot read the health check: " .. errors.message(status)
     end
-    local failing, total = 0, 0
-    for _, o in ipairs(status.HealthCheckObservations or {}) do
-        total = total + 1
-        local report = o.StatusReport and o.StatusReport.Status or ""
-        if not report:match("^Success") then failing = failing + 1 end
-    end
+    local failing, total = dns.failing_checkers(status)
     if total == 0 then return nil, "health check has no observations" end
     return failing * 2 < total, string.format("%d/%d checkers report failure", failing, total)
 end
@@ -171,34 +164,19 @@ return atlas.playbook {
             confirm = "Scale the backup region's service up?",
             run = function(ctx)
                 local region = ctx.params.backup_region
-                local resp =
-                    ecs.describe_services { region = region, cluster = cluster(region), services = { service(region) } }
-                local current = resp.services[1]
-                if not current then ctx.fail("backup service %s not found in %s", service(region), region) end
-                -- Kept for undo; only the first attempt's value is the real "before".
-                ctx.state.backup_previous_count = ctx.state.backup_previous_count or current.desiredCount
-                if current.desiredCount == ctx.params.desired_count then
-                    atlas.log("%s already wants %d tasks", region, current.desiredCount)
-                    return
-                end
-                ecs.update_service {
+                local before = ecs.set_desired_count {
                     region = region,
                     cluster = cluster(region),
                     service = service(region),
                     desiredCount = ctx.params.desired_count,
                 }
-                atlas.log(
-                    "%s: desired count %d -> %d%s",
-                    region,
-                    current.desiredCount,
-                    ctx.params.desired_count,
-                    ctx.dry_run and " (dry run: not changed)" or ""
-                )
+                -- Kept for undo; only the first attempt's value is the real "before".
+                ctx.state.backup_previous_count = ctx.state.backup_previous_count or before
             end,
             undo = function(ctx)
                 local region = ctx.params.backup_region
                 if ctx.state.backup_previous_count then
-                    ecs.update_service {
+                    ecs.set_desired_count {
                         region = region,
                         cluster = cluster(region),
                         service = service(region),
@@ -257,9 +235,7 @@ return atlas.playbook {
                     if served[id] == failed then still[#still + 1] = id end
                 end
                 if #still > 0 then ctx.fail("records still resolve to %s: %s", failed, table.concat(still, ", ")) end
-                local resp =
-                    ecs.describe_services { region = backup, cluster = cluster(backup), services = { service(backup) } }
-                local s = resp.services[1]
+                local s = ecs.describe_service { region = backup, cluster = cluster(backup), service = service(backup) }
                 atlas.log("%s now runs %d/%d tasks; %s is out of DNS", backup, s.runningCount, s.desiredCount, failed)
             end,
         },

@@ -12,7 +12,7 @@ local env = require "atlas.env"
 local cluster, service = env.cluster, env.service
 
 local function describe(region)
-    return ecs.describe_services { region = region, cluster = cluster(region), services = { service(region) } }.services[1]
+    return ecs.describe_service { region = region, cluster = cluster(region), service = service(region) }
 end
 
 return atlas.playbook {
@@ -95,24 +95,12 @@ return atlas.playbook {
             confirm = "Return the backup region to its normal size?",
             run = function(ctx)
                 local region = ctx.params.backup_region
-                local s = describe(region)
-                if s.desiredCount == ctx.params.normal_count then
-                    atlas.log("%s already wants %d tasks", region, s.desiredCount)
-                    return
-                end
-                ecs.update_service {
+                ecs.set_desired_count {
                     region = region,
                     cluster = cluster(region),
                     service = service(region),
                     desiredCount = ctx.params.normal_count,
                 }
-                atlas.log(
-                    "%s: desired count %d -> %d%s",
-                    region,
-                    s.desiredCount,
-                    ctx.params.normal_count,
-                    ctx.dry_run and " (dry run: not changed)" or ""
-                )
             end,
         },
         {

@@ -13,9 +13,7 @@ local env = require "atlas.env"
 local function revision_of(arn) return tonumber(tostring(arn):match(":(%d+)$")) end
 
 local function current_service(region)
-    local resp =
-        ecs.describe_services { region = region, cluster = env.cluster(region), services = { env.service(region) } }
-    return resp.services[1]
+    return ecs.describe_service { region = region, cluster = env.cluster(region), service = env.service(region) }
 end
 
 local function switch_to(region, arn)

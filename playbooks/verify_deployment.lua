@@ -37,11 +37,6 @@ local function guarded(ctx, what, fn)
     end
 end
 
-local function value_of(record)
-    local values = record.ResourceRecords or {}
-    return values[1] and (values[1].Value:gsub("%.$", ""))
-end
-
 return atlas.playbook {
     name = "verify_deployment",
     description = "Check the deployed environment against the reference layout (ECS, RDS, logs, DNS, health checks)",
@@ -227,12 +222,12 @@ return atlas.playbook {
                     if check(ctx, r ~= nil, "%s: CNAME %s exists", region, env.regional_name(region)) then
                         check(
                             ctx,
-                            value_of(r) == env.alb_dns_name(region),
+                            dns.record_value(r) == env.alb_dns_name(region),
                             "%s: %s -> %s (is %s)",
                             region,
                             env.regional_name(region),
                             env.alb_dns_name(region),
-                            tostring(value_of(r))
+                            tostring(dns.record_value(r))
                         )
                         check(ctx, r.TTL == 60, "%s: TTL 60 (is %s)", region, tostring(r.TTL))
                     end
@@ -240,11 +235,11 @@ return atlas.playbook {
                     if check(ctx, g ~= nil, "%s: geo record of %s exists", region, env.API_NAME) then
                         check(
                             ctx,
-                            value_of(g) == env.regional_name(region),
+                            dns.record_value(g) == env.regional_name(region),
                             "%s: geo record -> %s (is %s)",
                             region,
                             env.regional_name(region),
-                            tostring(value_of(g))
+                            tostring(dns.record_value(g))
                         )
                         check(
                             ctx,
@@ -290,10 +285,10 @@ return atlas.playbook {
                 if check(ctx, default ~= nil, "the default (*) record of %s exists", env.API_NAME) then
                     check(
                         ctx,
-                        value_of(default) == env.regional_name(env.DEFAULT_BACKUP_REGION),
+                        dns.record_value(default) == env.regional_name(env.DEFAULT_BACKUP_REGION),
                         "default record -> %s (is %s)",
                         env.regional_name(env.DEFAULT_BACKUP_REGION),
-                        tostring(value_of(default))
+                        tostring(dns.record_value(default))
                     )
                 end
             end,

@@ -154,7 +154,7 @@ local function scenario_names()
 end
 
 local function check_scenario(name)
-    if name == nil or name:find("[/]") or name:match("%.lua$") then return end
+    if name == nil or require("atlas.runtime").scenario_is_path(name) then return end
     for _, known in ipairs(scenario_names()) do
         if known == name then return end
     end

@@ -61,17 +61,6 @@ local function copy(value)
     return setmetatable(out, getmetatable(value))
 end
 
--- The health check that guards a region's own record.
-local function health_check_of(records, region, zone)
-    local target = M.regional_name(region, zone)
-    for _, r in ipairs(records) do
-        if r.SetIdentifier == region and record_value(r) == target then return r.HealthCheckId end
-    end
-    for _, r in ipairs(records) do
-        if record_value(r) == target and r.HealthCheckId then return r.HealthCheckId end
-    end
-end
-
 -- Only the fields ChangeResourceRecordSets accepts for a record.
 local RECORD_FIELDS = {
     "Name",
@@ -121,11 +110,11 @@ local function apply(zone_id, records, comment, wait)
     return info
 end
 
--- dns.plan_disable{records=, failed=, backup=, zone=} -> changed records (new values), previous records
-function M.plan_disable(records, failed, backup, zone)
+-- dns.plan_disable(records, failed, backup, backup_check, zone) -> changed records (new values), previous records
+-- backup_check is the id of the health check that checks the backup region.
+function M.plan_disable(records, failed, backup, backup_check, zone)
     local failed_target = M.regional_name(failed, zone)
     local backup_target = M.regional_name(backup, zone)
-    local backup_check = health_check_of(records, backup, zone)
     local changed, previous = {}, {}
     for _, r in ipairs(records) do
         if record_value(r) == failed_target then
@@ -156,10 +145,11 @@ function M.disable_region(args)
     if #records == 0 then
         errors.raise { kind = "dns", code = "NoRecords", message = "no routing records for " .. name }
     end
-    if not health_check_of(records, args.backup, args.zone) then
+    local backup_check = M.health_check_id(args.backup, args.zone)
+    if not backup_check then
         log.warn("dns: no health check found for %s; its records will have none", args.backup)
     end
-    local changed, previous = M.plan_disable(records, args.failed, args.backup, args.zone)
+    local changed, previous = M.plan_disable(records, args.failed, args.backup, backup_check, args.zone)
     local result = { changed = changed, previous = previous, zone_id = zone_id }
     if #changed == 0 then
         log.info("dns: no record of %s points at %s; nothing to change", name, args.failed)
@@ -246,6 +236,18 @@ function M.health_check_id(region, zone)
         marker = resp.IsTruncated and resp.NextMarker or nil
     until not marker
     return nil
+end
+
+-- dns.failing_checkers(GetHealthCheckStatus response) -> failing, total
+-- How many of Route53's checkers report the endpoint failing.
+function M.failing_checkers(status)
+    local failing, total = 0, 0
+    for _, o in ipairs(status.HealthCheckObservations or {}) do
+        total = total + 1
+        local report = o.StatusReport and o.StatusReport.Status or ""
+        if not report:match("^Success") then failing = failing + 1 end
+    end
+    return failing, total
 end
 
 -- dns.regions_served{zone=, name=} -> map SetIdentifier -> target region name

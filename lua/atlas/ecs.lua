@@ -45,6 +45,54 @@ end
 -- update_service{region, cluster, service, desiredCount?, taskDefinition?, forceNewDeployment?} -> {service=}
 function M.update_service(args) return helper.call("ecs", "UpdateService", args) end
 
+-- describe_service{region, cluster, service} -> the service, or nil when ECS reports it missing
+function M.describe_service(args)
+    local copy = {}
+    for k, v in pairs(args) do
+        copy[k] = v
+    end
+    copy.service, copy.services = nil, { args.service }
+    return M.describe_services(copy).services[1]
+end
+
+-- set_desired_count{region, cluster, service, desiredCount} -> the count it wanted before
+-- Calls UpdateService only when the count differs, so a rerun or --resume
+-- changes nothing; says what it did in the run's timeline.
+function M.set_desired_count(args)
+    local current = M.describe_service(args)
+    if not current then
+        require("atlas.errors").raise {
+            kind = "aws",
+            code = "ServiceNotFoundException",
+            message = "service " .. tostring(args.service) .. " not found",
+            service = "ecs",
+            action = "DescribeServices",
+            region = args.region,
+        }
+    end
+    local log = require "atlas.log"
+    if current.desiredCount == args.desiredCount then
+        log.info("%s already wants %d tasks", args.region, current.desiredCount)
+        return current.desiredCount
+    end
+    M.update_service {
+        region = args.region,
+        profile = args.profile,
+        endpoint = args.endpoint,
+        cluster = args.cluster,
+        service = args.service,
+        desiredCount = args.desiredCount,
+    }
+    log.info(
+        "%s: desired count %d -> %d%s",
+        args.region,
+        current.desiredCount,
+        args.desiredCount,
+        require("atlas.runtime").dry_run and " (dry run: not changed)" or ""
+    )
+    return current.desiredCount
+end
+
 -- list_task_definitions{region, familyPrefix?, status?, sort?} -> list of ARNs (all pages)
 function M.list_task_definitions(args)
     return helper.paginate(

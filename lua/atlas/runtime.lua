@@ -54,8 +54,14 @@ function M.sleep(seconds)
     M.check_interrupted()
 end
 
+-- runtime.scenario_is_path(s) -> true when --scenario names a file (it has a
+-- "/" or ends in .lua) rather than a shipped scenario
+function M.scenario_is_path(scenario)
+    return type(scenario) == "string" and (scenario:find("/", 1, true) ~= nil or scenario:match("%.lua$") ~= nil)
+end
+
 local function load_scenario(scenario)
-    if type(scenario) ~= "string" or not scenario:find("[/%.]") or scenario:match("^[%w%-]+$") then return scenario end
+    if not M.scenario_is_path(scenario) then return scenario end
     -- A path: a user's own scenario file, same format as the shipped ones.
     local chunk, err = loadfile(scenario)
     if not chunk then errors.raise { kind = "usage", message = "cannot load scenario: " .. err } end
