@@ -1,8 +1,10 @@
 -- When the application's pool runs dry: who holds the database's
 -- connections (pg_stat_activity by state), which sessions sit idle inside a
 -- transaction, and how much headroom is left against max_connections.
--- Read-only. Exits 5 (critical) when the headroom is below the critical
--- threshold.
+-- Read-only unless terminate_idle=true: then, after confirmation, it ends the
+-- sessions idle (or idle in a transaction) for longer than idle_seconds, and
+-- never an active one. Exits 5 (critical) when the headroom is below the
+-- critical threshold.
 local atlas = require "atlas"
 local sql = require "atlas.sql"
 local replication = require "atlas.replication"
@@ -16,7 +18,8 @@ end
 local function target(ctx)
     if ctx.params.target and ctx.params.target ~= "" then
         local parsed = sql.parse_conninfo(ctx.params.target)
-        return ctx.params.target, (parsed.host or "localhost") .. ":" .. (parsed.port or "5432")
+        local label = (parsed.host or "localhost") .. ":" .. (parsed.port or "5432")
+        return ctx.params.target, label, label
     end
     local region = ctx.params.region
     local instances = require("atlas.rds").describe_db_instances {
@@ -35,7 +38,8 @@ local function target(ctx)
         password_secret = ctx.params.password_secret,
         secret_region = replication.PRIMARY_REGION,
     },
-        region
+        region,
+        string.format("%s (%s)", instance.DBInstanceIdentifier, region)
 end
 
 local report
@@ -44,7 +48,9 @@ local SHOW_AT_MOST = 20
 return atlas.playbook {
     name = "diag_connection_pool",
     description = "Connections by state, idle-in-transaction sessions and headroom against max_connections",
-    lock = false, -- read-only: any number may run at once
+    -- No run lock, even with terminate_idle: ending idle sessions twice at
+    -- once is harmless, and the read-only use must never wait for a lock.
+    lock = false,
     params = {
         region = { type = "region", default = "eu-west-1", description = "whose RDS instance to inspect" },
         target = { type = "string", description = "conninfo or URI instead of the region's RDS instance" },
@@ -52,6 +58,17 @@ return atlas.playbook {
             type = "number",
             default = 60,
             description = "report sessions idle in a transaction for longer",
+        },
+        terminate_idle = {
+            type = "boolean",
+            default = false,
+            description = "end sessions idle (or idle in a transaction) for longer than idle_seconds, after confirmation",
+        },
+        idle_seconds = {
+            type = "number",
+            default = 600,
+            min = 0,
+            description = "with terminate_idle: how long a session must have been idle to be ended",
         },
         warn_headroom_percent = { type = "number", default = 20, description = "headroom below this is a warning" },
         critical_headroom_percent = { type = "number", default = 5, description = "headroom below this is critical" },
@@ -66,9 +83,9 @@ return atlas.playbook {
         {
             name = "connections by state",
             run = function(ctx)
-                local spec, label = target(ctx)
+                local spec, label, instance = target(ctx)
                 local db <close> = sql.connect(spec)
-                report = { label = label, connections = replication.connections(db) }
+                report = { spec = spec, label = label, instance = instance, connections = replication.connections(db) }
                 report.clients = replication.connections_by_client(db)
                 report.idle = replication.idle_in_transaction(db, ctx.params.idle_in_transaction_seconds)
                 report.long = replication.long_transactions(db, ctx.params.idle_in_transaction_seconds)
@@ -135,6 +152,62 @@ return atlas.playbook {
                         text(row.state)
                     )
                 end
+            end,
+        },
+        {
+            name = "terminate idle sessions",
+            mutates = true,
+            -- Asked inside the step, naming the instance and how many
+            -- sessions: without terminate_idle there is nothing to confirm.
+            run = function(ctx)
+                if not ctx.params.terminate_idle then return end
+                local db <close> = sql.connect(report.spec)
+                local idle = replication.idle_sessions(db, ctx.params.idle_seconds)
+                if #idle == 0 then
+                    atlas.log("%s: no session idle for over %g s; nothing to end", report.label, ctx.params.idle_seconds)
+                    return
+                end
+                local pids = {}
+                for i, row in ipairs(idle) do
+                    pids[i] = row.pid
+                    if i <= SHOW_AT_MOST then
+                        atlas.log(
+                            "%s pid %d (%s, %s, %s) %s for %.0f s: %s",
+                            ctx.dry_run and "would end" or "to end:",
+                            row.pid,
+                            text(row.usename),
+                            text(row.application_name),
+                            text(row.client_addr),
+                            row.state,
+                            row.idle_seconds,
+                            text(row.query)
+                        )
+                    end
+                end
+                if #idle > SHOW_AT_MOST then atlas.log("... and %d more", #idle - SHOW_AT_MOST) end
+                if not ctx.dry_run then
+                    atlas.confirm(
+                        string.format(
+                            "End %d session%s idle for over %g s on %s?",
+                            #idle,
+                            #idle == 1 and "" or "s",
+                            ctx.params.idle_seconds,
+                            report.instance
+                        )
+                    )
+                end
+                local rows = replication.terminate_idle(db, pids, ctx.params.idle_seconds)
+                if ctx.dry_run then return end
+                local ended = 0
+                for _, row in ipairs(rows) do
+                    if row.terminated then ended = ended + 1 end
+                end
+                ctx.state.terminated = ended
+                if ended < #idle then
+                    atlas.log("%d of the listed sessions were no longer idle (or gone) and were left alone", #idle - ended)
+                end
+                atlas.log("%s: ended %d idle session%s", report.label, ended, ended == 1 and "" or "s")
+                if ended > 0 then report.connections = replication.connections(db) end
             end,
         },
         {

@@ -333,6 +333,49 @@ ORDER BY state_change]],
     )
 end
 
+-- The states a session may be ended in: it holds a connection and does no
+-- work. 'active' (and fastpath, disabled) sessions are never in this list.
+local IDLE_STATES = "'idle', 'idle in transaction', 'idle in transaction (aborted)'"
+
+-- idle_sessions(conn, min_seconds) -> client sessions idle, or idle in a
+-- transaction, for longer than min_seconds (oldest first), this one excluded:
+-- {pid, usename, application_name, client_addr, state, idle_seconds, query}
+function M.idle_sessions(conn, min_seconds)
+    return conn:query(
+        [[/* atlas:idle_sessions */ SELECT pid, usename, application_name,
+  client_addr::text AS client_addr, state,
+  extract(epoch FROM now() - state_change)::float8 AS idle_seconds,
+  left(query, 200) AS query
+FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+  AND state IN (]] .. IDLE_STATES .. [[)
+  AND now() - state_change > make_interval(secs => $1)
+ORDER BY state_change]],
+        min_seconds or 0
+    )
+end
+
+-- terminate_idle(conn, pids, min_seconds) -> rows {pid, state, terminated}
+-- Ends the given sessions with pg_terminate_backend, but only those that are
+-- still idle for longer than min_seconds when the statement runs: a session
+-- that turned active since it was listed is left alone.
+function M.terminate_idle(conn, pids, min_seconds)
+    local list = {}
+    for i, pid in ipairs(pids) do
+        list[i] = tostring(math.tointeger(pid) or error("terminate_idle: pid must be an integer", 2))
+    end
+    return conn:query {
+        sql = [[/* atlas:terminate_idle */ SELECT pid, state, pg_terminate_backend(pid) AS terminated
+FROM pg_stat_activity
+WHERE pid = ANY($1::int[]) AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+  AND state IN (]] .. IDLE_STATES .. [[)
+  AND now() - state_change > make_interval(secs => $2)
+ORDER BY pid]],
+        params = { "{" .. table.concat(list, ",") .. "}", min_seconds or 0 },
+        mutates = true,
+    }
+end
+
 -- flyway_history(conn) -> rows of flyway_schema_history by installed_rank,
 -- or nil when the table does not exist
 function M.flyway_history(conn)

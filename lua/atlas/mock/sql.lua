@@ -368,6 +368,40 @@ function answers.idle_in_transaction(c, p)
     return rows
 end
 
+local function idle_longer(s, seconds)
+    return s.state and (s.state == "idle" or s.state:find("^idle in transaction"))
+        and (s.state_seconds or 0) > (tonumber(seconds) or 0)
+end
+
+function answers.idle_sessions(c, p)
+    local rows = {}
+    for _, s in ipairs(c.db.sessions) do
+        if idle_longer(s, p[1]) then rows[#rows + 1] = session_row(s) end
+    end
+    table.sort(rows, function(a, b) return a.idle_seconds > b.idle_seconds end)
+    return rows
+end
+
+-- pg_terminate_backend on the listed pids that are still idle: the session
+-- leaves pg_stat_activity.
+function answers.terminate_idle(c, p)
+    local wanted = {}
+    for pid in tostring(p[1]):gmatch("%d+") do
+        wanted[tonumber(pid)] = true
+    end
+    local rows, kept = {}, {}
+    for _, s in ipairs(c.db.sessions) do
+        if wanted[s.pid] and idle_longer(s, p[2]) then
+            rows[#rows + 1] = { pid = s.pid, state = s.state, terminated = true }
+        else
+            kept[#kept + 1] = s
+        end
+    end
+    c.db.sessions = kept
+    table.sort(rows, function(a, b) return a.pid < b.pid end)
+    return rows
+end
+
 function answers.connections_by_state(c)
     local counts = {}
     for _, s in ipairs(c.db.sessions) do
