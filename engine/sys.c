@@ -338,7 +338,8 @@ lock_release(lua_State *L)
     return 0;
 }
 
-/* sys.lock(path, note) -> lock, or fail, what the holder wrote.
+/* sys.lock(path, note) -> lock, or fail, what the holder wrote, "held";
+ * or fail, message, errno when the file cannot be opened or locked.
  * flock dies with the process, so a crashed run never leaves a stale lock. */
 static int
 sys_lock(lua_State *L)
@@ -358,14 +359,15 @@ sys_lock(lua_State *L)
         char holder[512];
         ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
         close(fd);
-        luaL_pushfail(L);
-        if (saved == EWOULDBLOCK) {
-            holder[n > 0 ? n : 0] = '\0';
-            lua_pushstring(L, holder);
-        } else {
-            lua_pushfstring(L, "%s: %s", path, strerror(saved));
+        if (saved != EWOULDBLOCK) {
+            errno = saved;
+            return push_errno(L, path);
         }
-        return 2;
+        luaL_pushfail(L);
+        holder[n > 0 ? n : 0] = '\0';
+        lua_pushstring(L, holder);
+        lua_pushliteral(L, "held");
+        return 3;
     }
     lock->fd = fd;
     if (ftruncate(fd, 0) == 0 && note_len > 0 && pwrite(fd, note, note_len, 0) < 0) {

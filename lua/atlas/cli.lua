@@ -222,9 +222,12 @@ local function run_playbook(options, positional)
 
     local lock
     if not runtime.dry_run and pb.lock then
-        local holder
-        lock, holder = journal_mod.lock(pb.lock)
-        if not lock then
+        local holder, code
+        lock, holder, code = journal_mod.lock(pb.lock, { run_id = resumed and resumed.run_id })
+        if not lock and code ~= "LockHeld" then
+            io.stderr:write(string.format("atlas-run: %s cannot take the run lock %q: %s\n", pb.name, pb.lock, holder))
+            return EXIT.usage
+        elseif not lock then
             io.stderr:write(
                 string.format(
                     "atlas-run: %s cannot start: another run holds the lock %q (%s)\n",

@@ -5,12 +5,11 @@
 -- region plus a default, each pointing at a regional name R.atlas-crm.com.
 -- Disabling region F for backup B rewrites every record that points at F so
 -- that it points at B (with B's health check); every other record is left
--- alone. The records as they were are returned and saved in the state
--- directory, so enabling F again restores them to the letter: TTL, health
--- check, location and all.
+-- alone. The records as they were are returned and saved in the run's state
+-- store (atlas.state), so enabling F again, from any machine that shares the
+-- store, restores them to the letter: TTL, health check, location and all.
 local route53 = require "atlas.route53"
 local json = require "atlas.json"
-local sys = require "atlas.sys"
 local log = require "atlas.log"
 local errors = require "atlas.errors"
 local runtime = require "atlas.runtime"
@@ -88,10 +87,39 @@ local function change_record(record)
     return out
 end
 
-local function saved_path(name, region)
-    local dir = require("atlas.journal").state_dir() .. "/dns"
-    sys.mkdir(dir, 448)
-    return string.format("%s/%s.%s.json", dir, (name:gsub("%.$", "")), region)
+-- The saved records live in the run's state store (atlas.state), so that
+-- any machine that shares it can put a region back.
+local function saved_key(name, region) return string.format("dns/%s.%s.json", (name:gsub("%.$", "")), region) end
+
+-- dns.saved_records(name, region) -> records saved by disable_region, or nil
+-- and where they were looked for; raises a "dns" error when the store fails.
+function M.saved_records(name, region)
+    local store = require("atlas.state").open()
+    local key = saved_key(name or M.API_NAME, region)
+    local text, err, code = store:get(key)
+    if not text then
+        if code == "NotFound" then return nil, store:where(key) end
+        errors.raise { kind = "dns", code = "SavedUnreadable", message = "cannot read the saved records: " .. err }
+    end
+    return json.decode(text), store:where(key)
+end
+
+-- Keeps the first saving: a second failover of an already disabled region
+-- must not overwrite the way back with the records that point at the backup.
+local function save_records(name, region, records)
+    local store = require("atlas.state").open()
+    local key = saved_key(name, region)
+    local ok, err, code = store:put(key, json.encode(json.array(records), { indent = 2 }), { if_absent = true })
+    if not ok and code ~= "PreconditionFailed" then
+        errors.raise { kind = "dns", code = "SaveFailed", message = "cannot save the records to restore: " .. err }
+    end
+    return store:where(key)
+end
+
+local function forget_saved(name, region)
+    local store = require("atlas.state").open()
+    local ok, err = store:delete(saved_key(name, region))
+    if not ok then log.warn("dns: cannot remove the saved records of %s: %s", region, err) end
 end
 
 local function apply(zone_id, records, comment, wait)
@@ -160,20 +188,7 @@ function M.disable_region(args)
     end
     if not runtime.dry_run then
         -- Saved before the change: if the change half-happens, the way back is known.
-        result.saved = saved_path(name, args.failed)
-        local existing = io.open(result.saved, "r")
-        if existing then
-            existing:close()
-        else
-            local ok, err = sys.write_atomic(result.saved, json.encode(json.array(previous), { indent = 2 }))
-            if not ok then
-                errors.raise {
-                    kind = "dns",
-                    code = "SaveFailed",
-                    message = "cannot save the records to restore: " .. err,
-                }
-            end
-        end
+        result.saved = save_records(name, args.failed, previous)
     end
     result.change = apply(
         zone_id,
@@ -189,10 +204,10 @@ end
 function M.enable_region(args)
     local name = args.name or M.API_NAME
     local records = args.records
-    local path = saved_path(name, args.region)
     if not records then
-        local f = io.open(path, "r")
-        if not f then
+        local path
+        records, path = M.saved_records(name, args.region)
+        if not records then
             errors.raise {
                 kind = "dns",
                 code = "NothingSaved",
@@ -203,8 +218,6 @@ function M.enable_region(args)
                 ),
             }
         end
-        records = json.decode(f:read("a"))
-        f:close()
     end
     local zone_id = M.zone_id(args.zone)
     local restore = {}
@@ -212,7 +225,7 @@ function M.enable_region(args)
         restore[#restore + 1] = change_record(r)
     end
     local change = apply(zone_id, restore, "atlas-run: enable " .. args.region, args.wait)
-    if not runtime.dry_run then os.remove(path) end
+    if not runtime.dry_run then forget_saved(name, args.region) end
     return { restored = restore, change = change }
 end
 

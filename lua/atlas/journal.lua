@@ -1,35 +1,37 @@
 -- The run journal: after every step, what ran, how it ended and the
--- playbook's ctx.state, written atomically to the state directory. A run
--- that crashed or was interrupted can be resumed from it: completed steps
--- are skipped and ctx.state is restored.
---
--- State directory: $ATLAS_STATE_DIR, else $XDG_STATE_HOME/atlas-run, else
--- ~/.local/state/atlas-run. Mock-world runs keep theirs under mock/, so a
--- drill never resumes a real run or holds its lock.
+-- playbook's ctx.state, written to the run's state store (atlas.state: the
+-- state directory, or a team's shared store). A run that crashed or was
+-- interrupted can be resumed from it: completed steps are skipped and
+-- ctx.state is restored. Each write is conditional on the version read or
+-- written last, so two processes can never both append to one run.
 local sys = require "atlas.sys"
 local json = require "atlas.json"
 local runtime = require "atlas.runtime"
 local log = require "atlas.log"
+local errors = require "atlas.errors"
+local state = require "atlas.state"
 
 local M = {}
 M.__index = M
 
-function M.state_dir()
-    local base = os.getenv("ATLAS_STATE_DIR")
-    if not base or base == "" then
-        local xdg = os.getenv("XDG_STATE_HOME")
-        if xdg and xdg ~= "" then
-            base = xdg .. "/atlas-run"
-        else
-            base = (os.getenv("HOME") or "/tmp") .. "/.local/state/atlas-run"
-        end
-    end
-    if runtime.world then base = base .. "/mock" end
-    return base
-end
+-- journal.state_dir() -> this machine's state directory (atlas.state owns the rule)
+function M.state_dir() return state.local_dir() end
 
+local function run_key(run_id) return "runs/" .. run_id .. ".json" end
+local function last_key(name) return name .. ".last" end
+
+-- The version each record had when it was read, for the conditional write
+-- of the run that resumes it.
+local read_versions = setmetatable({}, { __mode = "k" })
+
+-- Unique per process too: tests run many playbooks in one process, often
+-- within one second.
+local issued = {}
 local function new_run_id(name)
-    return string.format("%s-%s-%d", name, os.date("!%Y%m%dT%H%M%SZ", math.floor(sys.time())), sys.getpid())
+    local id = string.format("%s-%s-%d", name, os.date("!%Y%m%dT%H%M%SZ", math.floor(sys.time())), sys.getpid())
+    issued[id] = (issued[id] or 0) + 1
+    if issued[id] > 1 then id = id .. "." .. issued[id] end
+    return id
 end
 
 -- journal.new(playbook, params) -> a journal that is written to disk unless
@@ -47,7 +49,7 @@ function M.new(pb, params)
         state = {},
         persist = not runtime.dry_run,
     }, M)
-    self.file = M.state_dir() .. "/runs/" .. self.run_id .. ".json"
+    self.file = state.open():where(run_key(self.run_id))
     return self
 end
 
@@ -71,13 +73,26 @@ function M:save()
         record.state = nil
         text = json.encode(log.redact_table(record), { indent = 2 })
     end
-    sys.mkdir(M.state_dir() .. "/runs", 448)
-    -- A real run's journal must survive a crash of the machine; a mock
-    -- world's need not, and fsync would be most of a mock test's time.
-    local durable = runtime.world == nil
-    local written, err = sys.write_atomic(self.file, text, 384, durable)
-    if not written then log.warn("journal: cannot write %s: %s", self.file, err) end
-    sys.write_atomic(M.state_dir() .. "/" .. self.playbook .. ".last", self.run_id, 384, durable)
+    local store = state.open()
+    -- The first write creates the run; each later one must find the version
+    -- this process wrote, or another process has written to the run.
+    local version, err, code =
+        store:put(run_key(self.run_id), text, { if_absent = self.version == nil, if_version = self.version })
+    if code == "PreconditionFailed" then
+        errors.raise {
+            kind = "state",
+            code = "JournalConflict",
+            message = string.format(
+                "the journal %s was written by another process since this run read it; stopping so that the two do not both continue the run",
+                self.file
+            ),
+        }
+    elseif not version then
+        log.warn("journal: cannot write %s: %s", self.file, err)
+    else
+        self.version = version
+    end
+    store:put(last_key(self.playbook), self.run_id)
 end
 
 function M:step_started(index, name)
@@ -96,18 +111,30 @@ function M:finish(status, duration)
     self:save()
 end
 
--- journal.last(name) -> the most recent journal record of that playbook, or nil
+-- journal.last(name) -> the most recent journal record of that playbook, or
+-- nil (none), or nil and why it cannot be read
 function M.last(name)
-    local f = io.open(M.state_dir() .. "/" .. name .. ".last", "r")
-    if not f then return nil end
-    local run_id = f:read("l")
-    f:close()
-    f = io.open(M.state_dir() .. "/runs/" .. run_id .. ".json", "r")
-    if not f then return nil end
-    local text = f:read("a")
-    f:close()
+    local store = state.open()
+    local run_id, err, code = store:get(last_key(name))
+    if not run_id then
+        if code == "NotFound" then return nil end
+        return nil, "cannot read the last run of " .. name .. ": " .. tostring(err)
+    end
+    run_id = run_id:match("^[^\n]*")
+    return M.load(run_id)
+end
+
+-- journal.load(run_id) -> the journal record of that run, or nil and why not
+function M.load(run_id)
+    local store = state.open()
+    local text, version_or_err, code = store:get(run_key(run_id))
+    if not text then
+        if code == "NotFound" then return nil, "no run " .. run_id .. " in " .. store:where() end
+        return nil, "cannot read journal " .. run_id .. ": " .. tostring(version_or_err)
+    end
     local ok, record = pcall(json.decode, text)
     if not ok then return nil, "journal " .. run_id .. " is unreadable: " .. record end
+    read_versions[record] = version_or_err
     return record
 end
 
@@ -115,7 +142,8 @@ end
 function M.resume(pb, record)
     local self = M.new(pb, record.params)
     self.run_id = record.run_id
-    self.file = M.state_dir() .. "/runs/" .. self.run_id .. ".json"
+    self.file = state.open():where(run_key(self.run_id))
+    self.version = read_versions[record]
     for i, step in ipairs(record.steps or {}) do
         if pb.steps[i] and pb.steps[i].name == step.name then self.steps[i] = step end
     end
@@ -123,15 +151,10 @@ function M.resume(pb, record)
     return self
 end
 
--- journal.lock(name) -> lock handle, or nil and who holds it.
+-- journal.lock(name, {run_id=}) -> lock handle, or nil, who holds it, "LockHeld",
+-- or nil, message, code when the store cannot take locks.
 -- One run of a playbook at a time: two operators failing over the same
 -- region at once is worse than either alone.
-function M.lock(name)
-    local dir = M.state_dir()
-    sys.mkdir(dir, 448)
-    local note =
-        string.format("pid %d on %s since %s", sys.getpid(), sys.hostname() or "?", os.date("!%Y-%m-%dT%H:%M:%SZ"))
-    return sys.lock(dir .. "/" .. name .. ".lock", note)
-end
+function M.lock(name, info) return state.open():lock(name, info) end
 
 return M

@@ -128,10 +128,10 @@ test_sys(lua_State *L)
     check_lua(L,
               "local sys = require 'atlas.sys'\n"
               "local a = assert(sys.lock(DIR .. '/l', 'first holder'))\n"
-              "local b, holder = sys.lock(DIR .. '/l', 'second')\n"
+              "local b, holder, code = sys.lock(DIR .. '/l', 'second')\n"
               "a:release(); a:release()\n"
               "local c = sys.lock(DIR .. '/l', 'third')\n"
-              "return b == nil and holder == 'first holder' and c ~= nil",
+              "return b == nil and holder == 'first holder' and code == 'held' and c ~= nil",
               "lock is exclusive, names its holder and releases idempotently");
     check_lua(L,
               "local sys = require 'atlas.sys'\n"
