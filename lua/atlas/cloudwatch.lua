@@ -23,4 +23,9 @@ function M.describe_alarms(args)
     )
 end
 
+-- list_metrics{Namespace?, MetricName?, Dimensions? = {{Name=, Value=?}}} -> list of Metrics (all pages)
+function M.list_metrics(args)
+    return helper.paginate("cloudwatch", "ListMetrics", args, { input = "NextToken", output = "NextToken", items = "Metrics" })
+end
+
 return M

@@ -25,6 +25,21 @@ M.PUBLICATION = "atlas_publication"
 M.SUBSCRIPTION = "atlas_subscription_from_eu"
 M.GLOBAL_TABLES = { "organization", "app_user", "user_preferences", "referential", "system_config" }
 M.FAILOVER_LAMBDA = "atlas-production-failover-orchestrator"
+M.FAILOVER_LAMBDA_LOG_GROUP = "/aws/lambda/atlas-production-failover-orchestrator"
+-- The automatic-failover chain: a Route53 health check, its alarm (in
+-- us-east-1, where Route53 publishes its metrics), the EventBridge rule that
+-- matches the alarm's state change, and the Lambda the rule targets.
+M.FAILOVER_REGION = "eu-west-1"
+M.HEALTH_ALARM_REGION = "us-east-1"
+M.FAILOVER_RULE = "atlas-production-failover-trigger"
+function M.health_alarm(region) return "atlas-production-health-" .. region end
+-- Application Auto Scaling's name for a region's service.
+function M.scalable_target(region) return "service/" .. M.cluster(region) .. "/" .. M.service(region) end
+-- Alert thresholds (reference-environment.md, "Alert thresholds").
+M.REPLICATION_LAG_CRITICAL_S = 10
+M.ALB_5XX_CRITICAL_PERCENT = 5
+M.LATENCY_WARNING_MS = 200
+M.DB_CPU_WARNING_PERCENT = 80
 M.METRIC_NAMESPACE = "AtlasCRM/Production"
 
 function M.cluster(region) return "atlas-crm-production-cluster-" .. region end
@@ -32,7 +47,8 @@ function M.service(region) return "atlas-crm-production-service-" .. region end
 function M.task_family(region) return "atlas-crm-production-" .. region end
 function M.log_group(region) return "/ecs/atlas-crm-production-" .. region end
 function M.db_instance(region) return "atlas-production-db-" .. region end
-function M.alb_dns_name(region) return "atlas-crm-production-alb-" .. region .. "." .. region .. ".elb.amazonaws.com" end
+function M.alb_name(region) return "atlas-crm-production-alb-" .. region end
+function M.alb_dns_name(region) return M.alb_name(region) .. "." .. region .. ".elb.amazonaws.com" end
 -- R.atlas-crm.com: the regional endpoint every geo record points at.
 function M.regional_name(region) return region .. "." .. M.ZONE end
 function M.health_url(region) return "https://" .. M.regional_name(region) .. "/actuator/health" end
@@ -48,6 +64,17 @@ function M.health_url_param()
         default = M.HEALTH_URL_TEMPLATE,
         pattern = "{region}",
         description = "health endpoint template; {region} is replaced",
+    }
+end
+
+-- The regions a diagnostic looks at: all three by default, never none.
+function M.regions_param(what)
+    return {
+        type = "list",
+        default = table.concat(M.REGIONS, ","),
+        choices = M.REGIONS,
+        min = 1,
+        description = what or "regions to check",
     }
 end
 

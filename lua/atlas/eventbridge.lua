@@ -6,4 +6,9 @@ local M = {}
 -- describe_rule{Name, EventBusName?} -> {Name, Arn, State, ScheduleExpression?, EventPattern?, ...}
 function M.describe_rule(args) return helper.call("events", "DescribeRule", args) end
 
+-- list_targets_by_rule{Rule, EventBusName?} -> list of Targets (all pages)
+function M.list_targets_by_rule(args)
+    return helper.paginate("events", "ListTargetsByRule", args, { input = "NextToken", output = "NextToken", items = "Targets" })
+end
+
 return M

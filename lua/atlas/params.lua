@@ -115,6 +115,17 @@ local function convert(spec, raw)
             return nil, string.format("parameter %s: %q does not match %s", spec.name, item, spec.pattern)
         end
     end
+    -- On a list, min and max count its items: "regions=" names no region at all.
+    if spec.type == "list" and ((spec.min and #value < spec.min) or (spec.max and #value > spec.max)) then
+        return nil,
+            string.format(
+                "parameter %s: %q has %d item(s); it needs %s",
+                spec.name,
+                tostring(type(raw) == "table" and table.concat(raw, ",") or raw),
+                #value,
+                spec.max and string.format("%d to %d", spec.min or 0, spec.max) or string.format("at least %d", spec.min)
+            )
+    end
     if type(value) == "number" and ((spec.min and value < spec.min) or (spec.max and value > spec.max)) then
         return nil, string.format("parameter %s: %s is not %s", spec.name, tostring(raw), describe_type(spec))
     end

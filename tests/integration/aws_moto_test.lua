@@ -379,9 +379,13 @@ t.case("lambda: invoke the failover orchestrator", function()
     t.eq({ err.code, err.status }, { "ResourceNotFoundException", 404 })
 end)
 
-t.case("eventbridge: describe the failover schedule", function()
-    local r = eventbridge.describe_rule { region = "eu-west-1", Name = "atlas-production-failover-schedule" }
-    t.eq({ r.ScheduleExpression, r.State }, { "rate(1 minute)", "ENABLED" })
+t.case("eventbridge: describe the failover trigger and list its target", function()
+    local r = eventbridge.describe_rule { region = "eu-west-1", Name = "atlas-production-failover-trigger" }
+    t.eq(r.State, "ENABLED")
+    t.eq(require("atlas.json").decode(r.EventPattern)["detail-type"], { "CloudWatch Alarm State Change" })
+    local targets = eventbridge.list_targets_by_rule { region = "eu-west-1", Rule = "atlas-production-failover-trigger" }
+    t.eq(#targets, 1)
+    t.match(targets[1].Arn, ":function:atlas%-production%-failover%-orchestrator$")
 end)
 
 t.case("json 1.0 (DynamoDB) and Application Auto Scaling through aws.call", function()

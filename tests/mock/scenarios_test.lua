@@ -48,7 +48,7 @@ t.case("eu-west-1-outage: service 0/2 and stuck, endpoint 503, health check fail
     t.eq({ s.runningCount, s.desiredCount }, { 0, 2 })
     t.eq(health(w, E), 503)
     t.eq(health_check_healthy(w, E), false)
-    t.eq(alarm(w, U, "atlas-production-health-check-eu-west-1"), "ALARM")
+    t.eq(alarm(w, U, "atlas-production-health-eu-west-1"), "ALARM")
     t.eq(alarm(w, E, "atlas-production-ecs-unhealthy-eu-west-1"), "ALARM")
     w:advance(3600)
     t.eq(describe(w, E).runningCount, 0)

@@ -144,24 +144,24 @@ t.case("the runbook's alarms are evaluated from the world", function()
         end
         return out
     end
-    t.eq(states(U, "atlas-production-health-check-"), {
-        ["atlas-production-health-check-eu-west-1"] = "OK",
-        ["atlas-production-health-check-us-east-1"] = "OK",
-        ["atlas-production-health-check-ap-southeast-1"] = "OK",
+    t.eq(states(U, "atlas-production-health-"), {
+        ["atlas-production-health-eu-west-1"] = "OK",
+        ["atlas-production-health-us-east-1"] = "OK",
+        ["atlas-production-health-ap-southeast-1"] = "OK",
     })
     t.eq(states(E, "atlas-production-ecs-unhealthy-"), { ["atlas-production-ecs-unhealthy-eu-west-1"] = "OK" })
     w:set_endpoint(E, { mode = "down" })
     w:advance(90)
     t.eq(
-        states(U, "atlas-production-health-check-eu-west-1"),
-        { ["atlas-production-health-check-eu-west-1"] = "ALARM" }
+        states(U, "atlas-production-health-eu-west-1"),
+        { ["atlas-production-health-eu-west-1"] = "ALARM" }
     )
     t.eq(states(E, "atlas-production-alb-5xx-"), { ["atlas-production-alb-5xx-eu-west-1"] = "ALARM" })
     local alarm = w:aws_invoke(
         "cloudwatch",
         "DescribeAlarms",
         U,
-        { AlarmNames = { "atlas-production-health-check-eu-west-1" } }
+        { AlarmNames = { "atlas-production-health-eu-west-1" } }
     ).MetricAlarms[1]
     t.eq(
         { alarm.Namespace, alarm.MetricName, alarm.ComparisonOperator, alarm.Threshold, alarm.EvaluationPeriods },
@@ -330,10 +330,22 @@ t.case("the failover Lambda answers with the regions' health and logs its run", 
     )
 end)
 
-t.case("EventBridge describes the rule that schedules the orchestrator", function()
+t.case("EventBridge describes the failover trigger and its target, the orchestrator", function()
     local w = World.new {}
-    local r = w:aws_invoke("events", "DescribeRule", E, { Name = "atlas-production-failover-schedule" })
-    t.eq({ r.State, r.ScheduleExpression, r.EventBusName }, { "ENABLED", "rate(1 minute)", "default" })
+    local r = w:aws_invoke("events", "DescribeRule", E, { Name = "atlas-production-failover-trigger" })
+    t.eq({ r.State, r.EventBusName, r.targets }, { "ENABLED", "default", nil })
+    local pattern = require("atlas.json").decode(r.EventPattern)
+    t.eq(pattern["detail-type"], { "CloudWatch Alarm State Change" })
+    t.eq(pattern.detail.state.value, { "ALARM" })
+    local targets = w:aws_invoke("events", "ListTargetsByRule", E, { Rule = "atlas-production-failover-trigger" })
+    t.eq(targets.Targets, {
+        {
+            Id = "failover-orchestrator",
+            Arn = "arn:aws:lambda:eu-west-1:123456789012:function:atlas-production-failover-orchestrator",
+        },
+    })
+    w:aws_invoke("events", "DisableRule", E, { Name = "atlas-production-failover-trigger" })
+    t.eq(w:aws_invoke("events", "DescribeRule", E, { Name = "atlas-production-failover-trigger" }).State, "DISABLED")
     local err = t.raises(
         function() w:aws_invoke("events", "DescribeRule", E, { Name = "nope" }) end,
         "ResourceNotFoundException"

@@ -124,7 +124,7 @@ end)
 
 t.case("the endpoint prefix 'monitoring' names CloudWatch too", function()
     local w = World.new {}
-    local r = w:aws_invoke("monitoring", "DescribeAlarms", U, { AlarmNamePrefix = "atlas-production-health-check-" })
+    local r = w:aws_invoke("monitoring", "DescribeAlarms", U, { AlarmNamePrefix = "atlas-production-health-" })
     t.eq(#r.MetricAlarms, 3)
     t.eq(w.calls[1].service, "cloudwatch")
     t.eq(#w:calls_to("monitoring", "DescribeAlarms"), 1)

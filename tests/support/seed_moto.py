@@ -19,6 +19,7 @@ REGIONS = ["eu-west-1", "us-east-1", "ap-southeast-1"]
 CONTINENT = {"eu-west-1": "EU", "us-east-1": "NA", "ap-southeast-1": "AS"}
 REVISIONS = 14
 ACCOUNT = "123456789012"
+ALB_IDS = {"eu-west-1": "50dc6c495c0c9188", "us-east-1": "6fa2a1b0c8d1e2f3", "ap-southeast-1": "0a1b2c3d4e5f6071"}
 
 
 def client(name, region, endpoint):
@@ -40,6 +41,9 @@ def seed_ecs(endpoint, region):
                        desiredCount=2)
     # moto leaves runningCount at 0 until the service is updated (see docs/aws.md, moto notes).
     ecs.update_service(cluster=cluster, service=service, desiredCount=2)
+    client("application-autoscaling", region, endpoint).register_scalable_target(
+        ServiceNamespace="ecs", ResourceId=f"service/{cluster}/{service}",
+        ScalableDimension="ecs:service:DesiredCount", MinCapacity=2, MaxCapacity=10)
 
 
 def seed_rds(endpoint, region):
@@ -75,6 +79,16 @@ def seed_cloudwatch(endpoint, region):
     cw.put_metric_data(Namespace="AtlasCRM/Production", MetricData=[
         {"MetricName": "CrossRegionLatency", "Dimensions": [{"Name": "Region", "Value": region}],
          "Value": v, "Unit": "Milliseconds"} for v in (80.0, 120.0)])
+    if region != "eu-west-1":
+        cw.put_metric_data(Namespace="AtlasCRM/Production", MetricData=[
+            {"MetricName": "ReplicationLag", "Dimensions": [{"Name": "Region", "Value": region}],
+             "Value": 0.4, "Unit": "Seconds"}])
+    # Real AWS publishes AWS/ namespaces itself; moto lets a client stand in for the ALB.
+    alb = [{"Name": "LoadBalancer", "Value": f"app/atlas-crm-production-alb-{region}/{ALB_IDS[region]}"}]
+    cw.put_metric_data(Namespace="AWS/ApplicationELB", MetricData=[
+        {"MetricName": "RequestCount", "Dimensions": alb, "Value": 6000.0, "Unit": "Count"},
+        {"MetricName": "HTTPCode_ELB_5XX_Count", "Dimensions": alb, "Value": 3.0, "Unit": "Count"},
+        {"MetricName": "HTTPCode_Target_5XX_Count", "Dimensions": alb, "Value": 1.0, "Unit": "Count"}])
     cw.put_metric_alarm(AlarmName=f"atlas-crm-{region}-latency", Namespace="AtlasCRM/Production",
                         MetricName="CrossRegionLatency", Dimensions=[{"Name": "Region", "Value": region}],
                         Statistic="Average", Period=60, EvaluationPeriods=3, Threshold=200.0,
@@ -92,13 +106,28 @@ def seed_eu_only(endpoint):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("index.py", "def handler(event, context):\n    return event\n")
-    client("lambda", region, endpoint).create_function(
+    function_arn = client("lambda", region, endpoint).create_function(
         FunctionName="atlas-production-failover-orchestrator", Runtime="python3.12", Role=role,
-        Handler="index.handler", Code={"ZipFile": buf.getvalue()})
-    client("events", region, endpoint).put_rule(
-        Name="atlas-production-failover-schedule", ScheduleExpression="rate(1 minute)", State="ENABLED",
-        Description="Runs atlas-production-failover-orchestrator, which fails over after 3 consecutive "
-                    "health-check failures")
+        Handler="index.handler", Code={"ZipFile": buf.getvalue()})["FunctionArn"]
+    events = client("events", region, endpoint)
+    events.put_rule(
+        Name="atlas-production-failover-trigger", State="ENABLED",
+        EventPattern=json.dumps({"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+                                 "detail": {"state": {"value": ["ALARM"]}}}),
+        Description="Runs atlas-production-failover-orchestrator when a health alarm goes to ALARM")
+    events.put_targets(Rule="atlas-production-failover-trigger",
+                       Targets=[{"Id": "failover-orchestrator", "Arn": function_arn}])
+
+
+def seed_health_alarms(endpoint, checks):
+    # Route53 publishes health-check metrics in us-east-1 only, so the alarms live there.
+    cw = client("cloudwatch", "us-east-1", endpoint)
+    for region, check in checks.items():
+        cw.put_metric_alarm(
+            AlarmName=f"atlas-production-health-{region}", Namespace="AWS/Route53", MetricName="HealthCheckStatus",
+            Dimensions=[{"Name": "HealthCheckId", "Value": check}], Statistic="Minimum", Period=30,
+            EvaluationPeriods=3, Threshold=1.0, ComparisonOperator="LessThanThreshold", ActionsEnabled=True,
+            AlarmActions=[f"arn:aws:sns:us-east-1:{ACCOUNT}:atlas-production-critical"])
 
 
 def seed_route53(endpoint):
@@ -137,6 +166,7 @@ def main():
         seed_cloudwatch(endpoint, region)
     seed_eu_only(endpoint)
     zone, checks = seed_route53(endpoint)
+    seed_health_alarms(endpoint, checks)
     print(json.dumps({"zone": zone, "health_checks": checks}))
 
 

@@ -32,6 +32,35 @@ function M.request(req)
     return result
 end
 
+local function call_event(req, started, result)
+    local failed = errors.is(result)
+    log.event {
+        type = "call",
+        module = "http",
+        op = req.method,
+        region = host_of(req.url),
+        duration_ms = math.floor((runtime.now() - started) * 1000),
+        outcome = failed and "error" or tostring(result.status),
+        error = failed and errors.message(result) or nil,
+    }
+end
+
+-- http.request_many{req, ...} -> list of responses or http error objects, in order.
+-- The requests run at once: the wall time is that of the slowest.
+function M.request_many(reqs)
+    for _, req in ipairs(reqs) do
+        assert(type(req) == "table" and type(req.url) == "string", "http.request_many: each request needs a url")
+        req.method = req.method or "GET"
+        req.timeout = req.timeout or 10
+    end
+    local started = runtime.now()
+    local results = runtime.backend("http").request_many(reqs)
+    for i, req in ipairs(reqs) do
+        call_event(req, started, results[i])
+    end
+    return results
+end
+
 -- http.get(url, options) -> response
 function M.get(url, options)
     local req = { method = "GET", url = url }
@@ -50,6 +79,28 @@ function M.check(url, options)
         return false, errors.message(response)
     end
     return response.status >= 200 and response.status < 300, response.status
+end
+
+-- http.check_many(urls, options) -> list of {healthy=, detail=} in order: the
+-- probes of http.check, all at once.
+function M.check_many(urls, options)
+    local reqs = {}
+    for i, url in ipairs(urls) do
+        reqs[i] = { method = "GET", url = url }
+        for k, v in pairs(options or {}) do
+            reqs[i][k] = v
+        end
+    end
+    local out = {}
+    for i, result in ipairs(M.request_many(reqs)) do
+        if errors.is(result) then
+            if errors.is(result, "interrupted") or result.code == "interrupted" then error(result, 0) end
+            out[i] = { healthy = false, detail = errors.message(result) }
+        else
+            out[i] = { healthy = result.status >= 200 and result.status < 300, detail = result.status }
+        end
+    end
+    return out
 end
 
 return M

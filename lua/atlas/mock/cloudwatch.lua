@@ -103,6 +103,16 @@ generators["AWS/ApplicationELB|HTTPCode_ELB_5XX_Count"] = function(w, region, d,
     return w.endpoints[region].up and 2 or 5900, "Count"
 end
 
+generators["AWS/ApplicationELB|HTTPCode_Target_5XX_Count"] = function(w, region, d, t)
+    if d.LoadBalancer ~= alb_dimension(region) then return nil end
+    return w.endpoints[region].up and 1 or 0, "Count"
+end
+
+generators["AWS/ApplicationELB|TargetResponseTime"] = function(w, region, d, t)
+    if d.LoadBalancer ~= alb_dimension(region) then return nil end
+    return 0.045 + wiggle(t, 0.01), "Seconds"
+end
+
 generators["AWS/Route53|HealthCheckStatus"] = function(w, region, d, t)
     if region ~= "us-east-1" then return nil end
     local healthy = require("atlas.mock.route53").health_check_healthy(w, d.HealthCheckId or "")
@@ -143,7 +153,7 @@ local function alarm_definitions(w, region)
         -- Route53 publishes health-check metrics in us-east-1 only.
         for _, r in ipairs(util.REGIONS) do
             add {
-                name = "atlas-production-health-check-" .. r,
+                name = require("atlas.env").health_alarm(r),
                 severity = "critical",
                 description = "Route53 health check of " .. r .. ".atlas-crm.com is failing",
                 namespace = "AWS/Route53",
@@ -457,6 +467,62 @@ function H.PutMetricData(w, region, p, ctx)
         end
     end
     return {}
+end
+
+-- The series a region has: what PutMetricData stored and what the
+-- generators publish (the ALBs, latency, replication lag, the databases).
+local function known_series(w, region)
+    local series = {}
+    local function add(namespace, name, dimensions)
+        local key = metric_key(namespace, name, dimensions)
+        if not series[key] then series[key] = { Namespace = namespace, MetricName = name, Dimensions = dimensions } end
+    end
+    local alb = { { Name = "LoadBalancer", Value = alb_dimension(region) } }
+    for _, name in ipairs { "RequestCount", "HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count", "TargetResponseTime" } do
+        add("AWS/ApplicationELB", name, alb)
+    end
+    add(NAMESPACE, "CrossRegionLatency", { { Name = "Region", Value = region } })
+    if region ~= "eu-west-1" then add(NAMESPACE, "ReplicationLag", { { Name = "Region", Value = region } }) end
+    add("AWS/RDS", "CPUUtilization", { { Name = "DBInstanceIdentifier", Value = "atlas-production-db-" .. region } })
+    for key in pairs(state(w, region).data) do
+        local namespace, name, dims = key:match("^(.-)|(.-)|(.*)$")
+        local dimensions = {}
+        for pair in dims:gmatch("[^,]+") do
+            local k, v = pair:match("^(.-)=(.*)$")
+            dimensions[#dimensions + 1] = { Name = k, Value = v }
+        end
+        add(namespace, name, dimensions)
+    end
+    return series
+end
+
+local function dimensions_match(dimensions, filters)
+    for _, f in ipairs(filters or {}) do
+        local found = false
+        for _, d in ipairs(dimensions) do
+            if d.Name == f.Name and (f.Value == nil or d.Value == f.Value) then found = true end
+        end
+        if not found then return false end
+    end
+    return true
+end
+
+function H.ListMetrics(w, region, p, ctx)
+    local series = known_series(w, region)
+    local metrics = {}
+    for _, key in ipairs(util.sorted_keys(series)) do
+        local m = series[key]
+        if
+            (not p.Namespace or m.Namespace == p.Namespace)
+            and (not p.MetricName or m.MetricName == p.MetricName)
+            and dimensions_match(m.Dimensions, util.as_list(p.Dimensions))
+        then
+            metrics[#metrics + 1] =
+                { Namespace = m.Namespace, MetricName = m.MetricName, Dimensions = util.list(util.copy(m.Dimensions)) }
+        end
+    end
+    local page, token = util.page(metrics, p.NextToken, nil, 500)
+    return { Metrics = page, NextToken = token }
 end
 
 function H.DescribeAlarms(w, region, p, ctx)

@@ -1,10 +1,16 @@
--- EventBridge in the mock world: the rule that runs the failover
--- orchestrator Lambda every minute in eu-west-1.
+-- EventBridge in the mock world: the failover trigger in eu-west-1, the rule
+-- that matches a CloudWatch alarm's change to ALARM and targets the failover
+-- orchestrator Lambda (reference-environment.md, "failover trigger").
 local util = require "atlas.mock.util"
+local env = require "atlas.env"
 
 local M = {}
 
-M.FAILOVER_RULE = "atlas-production-failover-schedule"
+M.FAILOVER_RULE = env.FAILOVER_RULE
+
+-- The pattern as EventBridge stores it: the JSON text the rule was put with.
+M.FAILOVER_PATTERN = '{"source":["aws.cloudwatch"],"detail-type":["CloudWatch Alarm State Change"],'
+    .. '"detail":{"state":{"value":["ALARM"]}}}'
 
 local function state(w, region)
     w.events = w.events or {}
@@ -13,35 +19,62 @@ local function state(w, region)
 end
 
 function M.build(w)
-    state(w, "eu-west-1")[M.FAILOVER_RULE] = {
+    local region = env.FAILOVER_REGION
+    state(w, region)[M.FAILOVER_RULE] = {
         Name = M.FAILOVER_RULE,
-        Arn = string.format("arn:aws:events:eu-west-1:%s:rule/%s", util.ACCOUNT, M.FAILOVER_RULE),
-        ScheduleExpression = "rate(1 minute)",
+        Arn = string.format("arn:aws:events:%s:%s:rule/%s", region, util.ACCOUNT, M.FAILOVER_RULE),
+        EventPattern = M.FAILOVER_PATTERN,
         State = "ENABLED",
-        Description = "Runs atlas-production-failover-orchestrator, which fails over after 3 consecutive health-check failures",
+        Description = "Runs " .. env.FAILOVER_LAMBDA .. " when a health alarm goes to ALARM",
         EventBusName = "default",
         CreatedBy = util.ACCOUNT,
+        targets = {
+            {
+                Id = "failover-orchestrator",
+                Arn = string.format("arn:aws:lambda:%s:%s:function:%s", region, util.ACCOUNT, env.FAILOVER_LAMBDA),
+            },
+        },
     }
 end
+
+-- Test and scenario helpers: change the rule as the console would.
+-- set_rule(w, region, name, {State=, EventPattern=, targets=}) ; nil fields stay.
+function M.set_rule(w, region, name, fields)
+    local rule = state(w, region)[name]
+    assert(rule, "set_rule: no rule " .. tostring(name) .. " in " .. tostring(region))
+    for k, v in pairs(fields) do
+        rule[k] = v
+    end
+end
+
+function M.delete_rule(w, region, name) state(w, region)[name] = nil end
 
 local H = {}
 M.handlers = H
 
-function H.DescribeRule(w, region, p, ctx)
-    local name = ctx:need(p, "Name")
+-- The rule's public view: the API's members only.
+local function rule_view(rule)
+    local view = util.copy(rule)
+    view.targets = nil
+    return view
+end
+
+local function find_rule(w, region, p, ctx, name)
     local bus = p.EventBusName or "default"
     local rule = state(w, region)[name]
     if not rule or rule.EventBusName ~= (bus:match("event%-bus/(.+)$") or bus) then
         ctx:fail("ResourceNotFoundException", string.format("Rule %s does not exist on EventBus %s.", name, bus))
     end
-    return util.copy(rule)
+    return rule
 end
+
+function H.DescribeRule(w, region, p, ctx) return rule_view(find_rule(w, region, p, ctx, ctx:need(p, "Name"))) end
 
 function H.ListRules(w, region, p, ctx)
     local rules = {}
     for _, name in ipairs(util.sorted_keys(state(w, region))) do
         if not p.NamePrefix or name:sub(1, #p.NamePrefix) == p.NamePrefix then
-            local rule = util.copy(state(w, region)[name])
+            local rule = rule_view(state(w, region)[name])
             rule.CreatedBy = nil -- DescribeRule has it; ListRules' Rule shape does not
             rules[#rules + 1] = rule
         end
@@ -49,5 +82,21 @@ function H.ListRules(w, region, p, ctx)
     local page, token = util.page(rules, p.NextToken, p.Limit, 100)
     return { Rules = page, NextToken = token }
 end
+
+function H.ListTargetsByRule(w, region, p, ctx)
+    local rule = find_rule(w, region, p, ctx, ctx:need(p, "Rule"))
+    local page, token = util.page(util.copy(rule.targets or {}), p.NextToken, p.Limit, 100)
+    return { Targets = page, NextToken = token }
+end
+
+local function set_state(value)
+    return function(w, region, p, ctx)
+        find_rule(w, region, p, ctx, ctx:need(p, "Name")).State = value
+        return {}
+    end
+end
+
+H.EnableRule = set_state "ENABLED"
+H.DisableRule = set_state "DISABLED"
 
 return M

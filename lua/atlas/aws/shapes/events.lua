@@ -7,6 +7,7 @@ S["EnableRuleRequest"] = {m = {EventBusName = {s = "EventBusNameOrArn"}, Name = 
 S["EventBusNameOrArn"] = "string"
 S["LimitMax100"] = "integer"
 S["ListRulesRequest"] = {m = {EventBusName = {s = "EventBusNameOrArn"}, Limit = {s = "LimitMax100"}, NamePrefix = {s = "RuleName"}, NextToken = {s = "NextToken"}}, o = {"NamePrefix", "EventBusName", "NextToken", "Limit"}, t = "structure"}
+S["ListTargetsByRuleRequest"] = {m = {EventBusName = {s = "EventBusNameOrArn"}, Limit = {s = "LimitMax100"}, NextToken = {s = "NextToken"}, Rule = {s = "RuleName"}}, o = {"Rule", "EventBusName", "NextToken", "Limit"}, t = "structure"}
 S["NextToken"] = "string"
 S["RuleName"] = "string"
 return {
@@ -21,6 +22,7 @@ return {
         DisableRule = {input = "DisableRuleRequest", method = "POST", uri = "/"},
         EnableRule = {input = "EnableRuleRequest", method = "POST", uri = "/"},
         ListRules = {input = "ListRulesRequest", method = "POST", uri = "/"},
+        ListTargetsByRule = {input = "ListTargetsByRuleRequest", method = "POST", uri = "/"},
     },
     protocol = "json",
     service_id = "EventBridge",
