@@ -95,9 +95,18 @@ local function observe()
     local secret =
         require("atlas.secrets").get_secret_value { region = "eu-west-1", SecretId = "atlas-db-master-password" }
     state.secret = { Name = secret.Name, stages = secret.VersionStages, has_string = secret.SecretString ~= nil }
-    local rule =
-        require("atlas.eventbridge").describe_rule { region = "eu-west-1", Name = "atlas-production-failover-schedule" }
-    state.rule = { ScheduleExpression = rule.ScheduleExpression, State = rule.State, EventBusName = rule.EventBusName }
+    local eventbridge = require "atlas.eventbridge"
+    local rule = eventbridge.describe_rule { region = "eu-west-1", Name = "atlas-production-failover-trigger" }
+    local pattern = require("atlas.json").decode(rule.EventPattern)
+    state.rule = {
+        State = rule.State,
+        EventBusName = rule.EventBusName,
+        matches = { pattern.source, pattern["detail-type"], pattern.detail.state.value },
+        targets = {},
+    }
+    for _, target in ipairs(eventbridge.list_targets_by_rule { region = "eu-west-1", Rule = rule.Name }) do
+        state.rule.targets[#state.rule.targets + 1] = target.Arn
+    end
     for _, snap in ipairs(rds.describe_db_snapshots { region = "eu-west-1", SnapshotType = "manual" }) do
         state.snapshots[snap.DBSnapshotIdentifier] = {
             DBInstanceIdentifier = snap.DBInstanceIdentifier,
@@ -209,7 +218,19 @@ local READS = {
     { "logs", "FilterLogEvents", "eu-west-1", { logGroupName = "/ecs/atlas-crm-production-eu-west-1", limit = 5 } },
     { "secretsmanager", "GetSecretValue", "eu-west-1", { SecretId = "atlas-db-master-password" } },
     { "sts", "GetCallerIdentity", "us-east-1", {} },
-    { "events", "DescribeRule", "eu-west-1", { Name = "atlas-production-failover-schedule" } },
+    { "events", "DescribeRule", "eu-west-1", { Name = "atlas-production-failover-trigger" } },
+    { "events", "ListTargetsByRule", "eu-west-1", { Rule = "atlas-production-failover-trigger" } },
+    { "cloudwatch", "ListMetrics", "us-east-1", { Namespace = "AWS/ApplicationELB", MetricName = "RequestCount" } },
+    { "cloudwatch", "DescribeAlarms", "us-east-1", { AlarmNamePrefix = "atlas-production-health-" } },
+    {
+        "application-autoscaling",
+        "DescribeScalableTargets",
+        "us-east-1",
+        {
+            ServiceNamespace = "ecs",
+            ResourceIds = { "service/atlas-crm-production-cluster-us-east-1/atlas-crm-production-service-us-east-1" },
+        },
+    },
     { "lambda", "Invoke", "eu-west-1", { FunctionName = "atlas-production-failover-orchestrator", Payload = "{}" } },
 }
 
@@ -277,7 +298,8 @@ t.case("moto and the mock world start in the same state", function()
     t.eq(moto_before.task_definitions["us-east-1"].count, 14)
     t.ok(moto_before.log_groups["eu-west-1 /aws/lambda/atlas-production-failover-orchestrator"])
     t.ok(moto_before.log_groups["ap-southeast-1 /ecs/atlas-crm-production-ap-southeast-1"])
-    t.eq(moto_before.rule.ScheduleExpression, "rate(1 minute)")
+    t.eq(moto_before.rule.matches[2], { "CloudWatch Alarm State Change" })
+    t.eq(#moto_before.rule.targets, 1)
     t.eq(moto_before.dns["api.atlas-crm.com./default"].GeoLocation, { CountryCode = "*" })
 end)
 
