@@ -504,35 +504,43 @@ is_reserved_header(const char *lower, size_t len, int sign_body)
 }
 
 /* Pushes the normalised value of the header at stack index `value`: a string,
- * or a list of strings for a header repeated on the wire (joined by ","). */
+ * or a list of strings for a header repeated on the wire (joined by ",").
+ * Numbers are taken as their text. The text of every item is pushed before
+ * the buffer starts, so a string Lua converts from a number stays on the
+ * stack, alive, until it has been copied. */
 static void
 push_header_value(lua_State *L, int value, const char *name)
 {
     luaL_Buffer b;
-    size_t len;
-    const char *s;
+    lua_Integer i, n = 1;
+    int first;
 
     value = lua_absindex(L, value);
-    luaL_buffinit(L, &b);
+    first = lua_gettop(L) + 1;
     if (lua_type(L, value) == LUA_TTABLE) {
-        lua_Integer i, n = luaL_len(L, value);
+        n = luaL_len(L, value);
+        luaL_checkstack(L, (int)(n < 1000000 ? n : 1000000) + LUA_MINSTACK, "sigv4.sign: header");
         for (i = 1; i <= n; i++) {
             lua_geti(L, value, i);
-            s = lua_tolstring(L, -1, &len);
-            if (s == NULL)
+            if (lua_tostring(L, -1) == NULL)
                 luaL_error(L, "sigv4.sign: header '%s' value %d is not a string", name, (int)i);
-            lua_pop(L, 1); /* the table keeps the string alive */
-            if (i > 1)
-                luaL_addchar(&b, ',');
-            add_trimmed_value(&b, s, len);
         }
     } else {
-        s = lua_tolstring(L, value, &len);
-        if (s == NULL)
+        lua_pushvalue(L, value);
+        if (lua_tostring(L, -1) == NULL)
             luaL_error(L, "sigv4.sign: header '%s' value is not a string", name);
+    }
+    luaL_buffinit(L, &b);
+    for (i = 0; i < n; i++) {
+        size_t len;
+        const char *s = lua_tolstring(L, first + (int)i, &len);
+        if (i > 0)
+            luaL_addchar(&b, ',');
         add_trimmed_value(&b, s, len);
     }
     luaL_pushresult(&b);
+    lua_replace(L, first);
+    lua_settop(L, first);
 }
 
 struct sign_input {
@@ -547,6 +555,8 @@ struct sign_input {
     int headers; /* stack index of the headers table, 0 if none */
 };
 
+/* The field's text, left on the stack: a number is converted there, and the
+ * converted string lives only as long as that stack slot does. */
 static const char *
 field_string(lua_State *L, int t, const char *key, size_t *len, int required)
 {
@@ -555,7 +565,6 @@ field_string(lua_State *L, int t, const char *key, size_t *len, int required)
     s = lua_tolstring(L, -1, len);
     if (s == NULL && required)
         luaL_error(L, "sigv4.sign: field '%s' must be a string", key);
-    lua_pop(L, 1); /* the input table keeps it alive */
     return s;
 }
 
@@ -607,11 +616,10 @@ read_sign_input(lua_State *L, struct sign_input *in)
     if (lua_getfield(L, 1, "credentials") != LUA_TTABLE)
         luaL_error(L, "sigv4.sign: field 'credentials' must be a table");
     in->access_key = field_string(L, -1, "access_key_id", &in->access_key_len, 1);
-    in->secret = field_string(L, -1, "secret_access_key", &in->secret_len, 1);
-    lua_getfield(L, -1, "session_token");
+    in->secret = field_string(L, -2, "secret_access_key", &in->secret_len, 1);
+    lua_getfield(L, -3, "session_token");
     /* nil, false or atlas.null all mean "no token" */
     in->token = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &in->token_len) : NULL;
-    lua_pop(L, 2); /* the credentials table stays reachable from the input */
 
     lua_getfield(L, 1, "headers");
     if (lua_isnil(L, -1)) {

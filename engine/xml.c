@@ -150,10 +150,13 @@ is_blank(char c)
 static void
 set_text(struct xml_parser *x, lua_State *L)
 {
-    const char *s = x->text + x->text_start[x->depth];
     size_t len = x->text_len - x->text_start[x->depth];
     size_t first = 0, end = len;
+    const char *s;
 
+    if (len == 0) /* also when no text was ever seen: text is NULL, and NULL + 0 is UB */
+        return;
+    s = x->text + x->text_start[x->depth];
     while (first < len && is_blank(s[first]))
         first++;
     if (first == len)

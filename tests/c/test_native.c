@@ -12,6 +12,7 @@
 
 int luaopen_atlas_json(lua_State *L);
 int luaopen_atlas_sys(lua_State *L);
+int luaopen_atlas_xml(lua_State *L);
 
 int
 atlas_interrupted(void)
@@ -150,12 +151,31 @@ test_sys(lua_State *L)
         fprintf(stderr, "cleanup of %s failed\n", dir);
 }
 
+/* A fresh parser has no text buffer yet: an element without text as the first document
+ * once computed NULL + 0, which UBSan reports (issue 11). Runs in its own Lua state so
+ * that no earlier document has allocated the buffer. */
+static void
+test_xml_first_document_without_text(void)
+{
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    luaL_requiref(L, "atlas.xml", luaopen_atlas_xml, 0);
+    lua_pop(L, 1);
+    check_lua(L,
+              "local xml = require 'atlas.xml'\n"
+              "local root = assert(xml.parse('<a><b/></a>'))\n"
+              "return root.tag == 'a' and root[1].tag == 'b' and root.text == nil",
+              "xml: a first document without any text parses");
+    lua_close(L);
+}
+
 int
 main(void)
 {
     lua_State *L = new_state();
     test_json(L);
     test_sys(L);
+    test_xml_first_document_without_text();
     lua_close(L);
     printf("%d passed, %d failed\n", passes, failures);
     return failures == 0 ? 0 : 1;

@@ -233,6 +233,41 @@ t.case("the signing key cache never mixes regions, services or secrets", functio
     t.eq(a2, a)
 end)
 
+-- A credential_process may print a numeric AccessKeyId, and JSON gives a number. sign() once
+-- popped the string Lua converted from it and read it after the collector had freed it (heap
+-- use-after-free, issue 11; make test-asan reports it). With the collector running at every
+-- allocation, numbers must sign exactly as their text does.
+t.case("numbers in credentials and headers sign as their text, whatever the collector does", function()
+    local function request(i, convert)
+        return {
+            method = "GET",
+            url = "https://ecs.us-east-1.amazonaws.com/",
+            region = "us-east-1",
+            service = "ecs",
+            time = T,
+            credentials = { access_key_id = convert(94011 + i), secret_access_key = convert(190274 * i) },
+            headers = { ["X-Count"] = convert(8484 + i), ["X-List"] = { convert(121 * i), convert(i + 0.5) } },
+        }
+    end
+    local function same(v) return v end
+    local numeric = {}
+    collectgarbage("incremental", 1, 1000, 1)
+    local ok, err = pcall(function()
+        for i = 1, 100 do
+            local headers, details = sigv4.sign(request(i, same))
+            numeric[i] = { headers.Authorization, details.canonical_request }
+        end
+    end)
+    collectgarbage("incremental", 200, 100, 13)
+    assert(ok, err)
+    for i = 1, 100 do
+        local headers, details = sigv4.sign(request(i, tostring))
+        t.eq(numeric[i][1], headers.Authorization)
+        t.eq(numeric[i][2], details.canonical_request)
+    end
+    t.match(numeric[1][1], "Credential=94012/")
+end)
+
 t.case("time defaults to now", function()
     local added = sign { time = false }
     t.match(added["X-Amz-Date"], "^%d%d%d%d%d%d%d%dT%d%d%d%d%d%dZ$")
