@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 PREFIX ?= /usr/local
 JOBS ?= 2
 
-.PHONY: all build deps demo test test-c test-lua install clean format bench
+.PHONY: all build deps demo test test-asan test-c test-lua install clean format bench
 
 all: build
 
@@ -24,6 +24,15 @@ demo: deps
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure
 
+# The whole suite again, on a build instrumented with ASan and UBSan (clang).
+# Sanitizer reports go to files under build-asan/sanitizer/, so a report from
+# a child process whose output a test swallows still fails the run.
+ASAN_DIR ?= build-asan
+test-asan:
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_C_COMPILER=clang -DATLAS_SANITIZE=ON
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	scripts/run-sanitized $(ASAN_DIR)
+
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
@@ -34,4 +43,4 @@ format:
 	clang-format -i engine/*.c engine/*.h tests/c/*.c
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)
