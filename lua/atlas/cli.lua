@@ -17,6 +17,9 @@ Usage:
   atlas-run check PLAYBOOK...                     load and validate without running anything
   atlas-run test [PATH...]                        run *_test.lua files (default tests/)
   atlas-run scenarios                             the mock-world scenarios that ship
+  atlas-run runs                                  recent runs: playbook, status, who, where, when
+  atlas-run show RUN                              one run's timeline, from its journal
+  atlas-run unlock RUN|LOCK                       release a shared run lock (a dead machine's)
   atlas-run -e CODE                               run a Lua chunk with `atlas` loaded
   atlas-run --help PLAYBOOK                       a playbook's parameters and steps
 
@@ -32,6 +35,8 @@ Options:
   --rollback           when a step fails, run the undo of each completed step, newest first
   --report FILE        write a drill report (Markdown, or JSON when FILE ends in .json)
   --state-dir DIR      where journals and run locks live (default $ATLAS_STATE_DIR or ~/.local/state/atlas-run)
+  --state s3://BUCKET/PREFIX   share journals and saved DNS records with the team, in S3 ($ATLAS_STATE)
+  --lock-table NAME    the DynamoDB table of shared run locks, hash key LockID ($ATLAS_LOCK_TABLE)
   --log-format FORMAT  text (a timeline, the default) or json (one event per line)
   --quiet              only warnings, errors and the result
   --verbose            every outside call, with its duration
@@ -43,6 +48,8 @@ Examples:
   atlas-run --dry-run dr_region_outage failed_region=eu-west-1     see what a real failover would change
   atlas-run --yes --report drill.md dr_region_outage force=true    a planned drill, with its report
   atlas-run --resume dr_region_outage                              continue after a crash or Ctrl-C
+  atlas-run --state s3://ops-state/atlas --lock-table atlas-locks --resume dr_region_outage
+                                                                   continue a run another machine started
   atlas-run diag_health                                            all regions against the alert thresholds
 
 Exit codes:
@@ -54,6 +61,7 @@ Environment:
   AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, ...   the AWS SDK credential chain
   AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>      endpoint overrides (for example a moto server)
   ATLAS_STATE_DIR      journals and locks       ATLAS_LUA_PATH   load lua/ sources from here (development)
+  ATLAS_STATE, ATLAS_LOCK_TABLE   the shared store  ATLAS_LOCK_LEASE  seconds a shared lock lives unrenewed (120)
 ]]
 
 local function usage_error(fmt, ...) errors.raise { kind = "usage", message = string.format(fmt, ...) } end
@@ -69,6 +77,8 @@ local VALUED = {
     ["--log-format"] = "log_format",
     ["--report"] = "report",
     ["--state-dir"] = "state_dir",
+    ["--state"] = "state",
+    ["--lock-table"] = "lock_table",
     ["-e"] = "code",
 }
 local FLAGS = {
@@ -128,7 +138,10 @@ local function configure_output(options)
         format = options.log_format or "text",
         level = options.verbose and "debug" or options.quiet and "warn" or "info",
     }
+    -- atlas.state reads its configuration from the environment, as child processes do.
     if options.state_dir then sys.setenv("ATLAS_STATE_DIR", options.state_dir) end
+    if options.state then sys.setenv("ATLAS_STATE", options.state) end
+    if options.lock_table then sys.setenv("ATLAS_LOCK_TABLE", options.lock_table) end
 end
 
 local function scenario_names()
@@ -186,6 +199,29 @@ local function parse_assignments(args)
     return values
 end
 
+-- take_run_lock(pb, journal) -> lock (nil when none is needed) | nil, exit code.
+-- Only another run's lock is exit 4; a store that cannot be used is exit 2.
+local function take_run_lock(pb, journal)
+    local runtime = require "atlas.runtime"
+    if runtime.dry_run then return nil end
+    local usable, why = require("atlas.state").open():check()
+    if not usable then
+        io.stderr:write(string.format("atlas-run: %s cannot use the state store: %s\n", pb.name, log.redact(why)))
+        return nil, EXIT.usage
+    end
+    if not pb.lock then return nil end
+    local lock, holder, code = require("atlas.journal").lock(pb.lock, { run_id = journal.run_id })
+    if lock then return lock end
+    if code ~= "LockHeld" then
+        io.stderr:write(string.format("atlas-run: %s cannot take the run lock %q: %s\n", pb.name, pb.lock, holder))
+        return nil, EXIT.usage
+    end
+    io.stderr:write(
+        string.format("atlas-run: %s cannot start: another run holds the lock %q (%s)\n", pb.name, pb.lock, holder)
+    )
+    return nil, EXIT.locked
+end
+
 local function run_playbook(options, positional)
     local playbook = require "atlas.playbook"
     local params_mod = require "atlas.params"
@@ -218,27 +254,15 @@ local function run_playbook(options, positional)
     if resumed then
         journal = journal_mod.resume(pb, resumed)
         journal.params = params
+    else
+        journal = journal_mod.new(pb, params)
     end
 
-    local lock
-    if not runtime.dry_run and pb.lock then
-        local holder, code
-        lock, holder, code = journal_mod.lock(pb.lock, { run_id = resumed and resumed.run_id })
-        if not lock and code ~= "LockHeld" then
-            io.stderr:write(string.format("atlas-run: %s cannot take the run lock %q: %s\n", pb.name, pb.lock, holder))
-            return EXIT.usage
-        elseif not lock then
-            io.stderr:write(
-                string.format(
-                    "atlas-run: %s cannot start: another run holds the lock %q (%s)\n",
-                    pb.name,
-                    pb.lock,
-                    holder
-                )
-            )
-            return EXIT.locked
-        end
-    end
+    local lock, refusal = take_run_lock(pb, journal)
+    if refusal then return refusal end
+    -- Closed on every way out, an error included: a shared lock would
+    -- otherwise stay held until its lease runs out.
+    local held <close> = lock
     if options.report then require("atlas.report").start() end
     local result = playbook.run(
         pb,
@@ -246,7 +270,6 @@ local function run_playbook(options, positional)
         { journal = journal, resumed = resumed and resumed.run_id, rollback = options.rollback }
     )
     if options.report then require("atlas.report").write(options.report, pb, params, result) end
-    if lock then lock:release() end
     if result.error then
         io.stderr:write(
             string.format("atlas-run: %s %s: %s\n", pb.name, result.status, log.redact(errors.message(result.error)))
@@ -359,6 +382,156 @@ local function list_scenarios()
     return EXIT.ok
 end
 
+-- ---- the run records: runs, show, unlock ----------------------------------------
+
+local function setup_for_records(options)
+    check_scenario(options.scenario)
+    require("atlas.runtime").setup { mock = options.mock, scenario = options.scenario }
+end
+
+-- An outside failure of the store: exit 2 with what and why.
+local function store_failure(fmt, ...)
+    io.stderr:write("atlas-run: ", log.redact(string.format(fmt, ...)), "\n")
+    return EXIT.usage
+end
+
+local function utc(t) return t and os.date("!%Y-%m-%d %H:%M:%S", math.floor(t)) or "?" end
+
+M.RUNS_SHOWN = 20
+
+-- `atlas-run runs`: the newest runs first.
+local function list_runs(options)
+    setup_for_records(options)
+    local state = require "atlas.state"
+    local store = state.open()
+    local items, err = store:list("runs/")
+    if not items then return store_failure("cannot list the runs in %s: %s", store:where(), err) end
+    table.sort(items, function(a, b) return (a.modified or 0) > (b.modified or 0) end)
+    print(string.format("runs in %s (newest first, at most %d):", store:where(), M.RUNS_SHOWN))
+    if #items == 0 then print("  none") end
+    print(string.format("  %-19s  %-26s  %-11s  %-24s  %s", "STARTED (UTC)", "PLAYBOOK", "STATUS", "WHO@WHERE", "RUN"))
+    local journal = require "atlas.journal"
+    for i = 1, math.min(#items, M.RUNS_SHOWN) do
+        local run_id = items[i].key:match("^runs/(.+)%.json$")
+        if run_id then
+            local record, load_err = journal.load(run_id)
+            if record then
+                print(
+                    string.format(
+                        "  %-19s  %-26s  %-11s  %-24s  %s",
+                        utc(record.started or items[i].modified),
+                        tostring(record.playbook),
+                        tostring(record.status),
+                        string.format("%s@%s", record.user or "?", record.host or "?"),
+                        run_id
+                    )
+                )
+            else
+                print(
+                    string.format(
+                        "  %-19s  %-26s  %-11s  %-24s  %s",
+                        utc(items[i].modified),
+                        "?",
+                        "unreadable",
+                        "",
+                        run_id .. ": " .. tostring(load_err)
+                    )
+                )
+            end
+        end
+    end
+    return EXIT.ok
+end
+
+local function format_params(params)
+    local names = {}
+    for k in pairs(params or {}) do
+        names[#names + 1] = k
+    end
+    table.sort(names)
+    local out = {}
+    for _, k in ipairs(names) do
+        local v = params[k]
+        out[#out + 1] = k .. "=" .. (type(v) == "table" and table.concat(v, ",") or tostring(v))
+    end
+    return table.concat(out, " ")
+end
+
+-- `atlas-run show RUN`: one run's timeline, from its journal.
+local function show_run(options, positional)
+    if not positional[2] then usage_error("show needs a run id (see `atlas-run runs`)") end
+    setup_for_records(options)
+    local record, err = require("atlas.journal").load(positional[2])
+    if not record then
+        if err and err:match("^no run ") then usage_error("%s", err) end
+        return store_failure("%s", err)
+    end
+    if options.log_format == "json" then
+        print(require("atlas.json").encode(record, { indent = 2 }))
+        return EXIT.ok
+    end
+    print(string.format("run %s", record.run_id))
+    print(string.format("  playbook  %s (%s)", tostring(record.playbook), tostring(record.path)))
+    print(string.format("  status    %s", tostring(record.status)))
+    print(string.format("  started   %s UTC by %s@%s", utc(record.started), record.user or "?", record.host or "?"))
+    for _, r in ipairs(record.resumes or {}) do
+        print(string.format("  resumed   %s UTC by %s@%s", utc(r.at), r.user or "?", r.host or "?"))
+    end
+    print(string.format("  params    %s", format_params(record.params)))
+    print(string.format("  journal   %s", require("atlas.state").open():where("runs/" .. record.run_id .. ".json")))
+    print("steps:")
+    for i, step in ipairs(record.steps or {}) do
+        print(
+            string.format(
+                "  %-11s %d. %s  (%s UTC%s)",
+                tostring(step.status),
+                i,
+                tostring(step.name),
+                utc(step.started),
+                step.duration and string.format(", %.1f s", step.duration) or ""
+            )
+        )
+        if step.error then print("              " .. log.redact(tostring(step.error))) end
+    end
+    return EXIT.ok
+end
+
+-- `atlas-run unlock RUN|LOCK`: releases a shared run lock whose holder died
+-- (it would free itself when its lease runs out). A live lease needs a
+-- confirmation: its holder stops at its next renewal.
+local function unlock(options, positional)
+    local what = positional[2]
+    if not what then usage_error("unlock needs a run id or a lock name (the lock-held message names both)") end
+    setup_for_records(options)
+    require("atlas.runtime").yes = options.yes and true or false
+    local store = require("atlas.state").open()
+    local found, err = store:find_lock(what)
+    if not found then
+        if err then return store_failure("cannot read the run locks of %s: %s", store:where(), err) end
+        print(string.format("no run lock of %s or named %s in %s; nothing to release", what, what, store:where()))
+        return EXIT.ok
+    end
+    if found.live and store.kind ~= "local" then
+        require("atlas.runtime").confirm(
+            string.format(
+                "The lock %s is held by %s, whose lease is live. Release it anyway?",
+                found.name,
+                found.holder
+            )
+        )
+    end
+    local ok, unlock_err, code = store:unlock(found)
+    if not ok then
+        if code == "LiveHolder" then
+            io.stderr:write("atlas-run: ", unlock_err, "\n")
+            return EXIT.refused
+        end
+        return store_failure("cannot release the lock %s: %s", found.name, unlock_err)
+    end
+    print(string.format("released the run lock %s (held by %s)", found.name, found.holder))
+    return EXIT.ok
+end
+
 local function run_code(code)
     local chunk, err = load(code, "=(-e)", "t")
     if not chunk then usage_error("%s", err) end
@@ -377,7 +550,8 @@ end
 local function dispatch(argv)
     local options, positional = M.parse(argv)
     configure_output(options)
-    local commands = { list = true, check = true, test = true, scenarios = true }
+    local commands =
+        { list = true, check = true, test = true, scenarios = true, runs = true, show = true, unlock = true }
     if options.help and positional[1] and not commands[positional[1]] then
         return describe_playbook(positional[1])
     elseif options.help then
@@ -408,6 +582,12 @@ local function dispatch(argv)
         return require("atlas.test").main({ table.unpack(positional, 2) }, options)
     elseif command == "scenarios" then
         return list_scenarios()
+    elseif command == "runs" then
+        return list_runs(options)
+    elseif command == "show" then
+        return show_run(options, positional)
+    elseif command == "unlock" then
+        return unlock(options, positional)
     end
     return run_playbook(options, positional)
 end

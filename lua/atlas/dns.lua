@@ -174,9 +174,7 @@ function M.disable_region(args)
         errors.raise { kind = "dns", code = "NoRecords", message = "no routing records for " .. name }
     end
     local backup_check = M.health_check_id(args.backup, args.zone)
-    if not backup_check then
-        log.warn("dns: no health check found for %s; its records will have none", args.backup)
-    end
+    if not backup_check then log.warn("dns: no health check found for %s; its records will have none", args.backup) end
     local changed, previous = M.plan_disable(records, args.failed, args.backup, backup_check, args.zone)
     local result = { changed = changed, previous = previous, zone_id = zone_id }
     if #changed == 0 then

@@ -48,7 +48,10 @@ function M.new(pb, params)
         steps = {},
         state = {},
         persist = not runtime.dry_run,
+        -- who and where, for `atlas-run runs` and `show`
+        started = runtime.now(),
     }, M)
+    self.user, self.host = state.whoami()
     self.file = state.open():where(run_key(self.run_id))
     return self
 end
@@ -63,6 +66,10 @@ function M:save()
         params = self.specs and require("atlas.params").display(self.specs, self.params) or self.params,
         mode = self.mode,
         status = self.status,
+        user = self.user,
+        host = self.host,
+        started = self.started,
+        resumes = self.resumes and json.array(self.resumes) or nil,
         steps = json.array(self.steps),
         state = self.state,
         updated = sys.time(),
@@ -144,6 +151,12 @@ function M.resume(pb, record)
     self.run_id = record.run_id
     self.file = state.open():where(run_key(self.run_id))
     self.version = read_versions[record]
+    -- The run keeps who started it; each resume adds who continued it, and where.
+    self.user, self.host, self.started =
+        record.user or self.user, record.host or self.host, record.started or self.started
+    self.resumes = record.resumes or {}
+    local user, host = state.whoami()
+    self.resumes[#self.resumes + 1] = { user = user, host = host, at = runtime.now() }
     for i, step in ipairs(record.steps or {}) do
         if pb.steps[i] and pb.steps[i].name == step.name then self.steps[i] = step end
     end

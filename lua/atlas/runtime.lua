@@ -22,10 +22,41 @@ local BACKENDS = {
     proc = { real = "atlas.proc.shell", mock = "atlas.proc.world" },
 }
 
+-- Work that must go on while a run waits or calls out, without threads:
+-- the shared run lock renews its lease here. tick() runs before each outside
+-- call (runtime.backend) and between the slices of a runtime.sleep.
+local keepers, ticking = {}, false
+
+-- runtime.keep_alive(fn, interval) registers fn to run at least every
+-- interval seconds of sleeping; keep_alive(fn, nil) removes it.
+function M.keep_alive(fn, interval) keepers[fn] = interval end
+
+-- runtime.tick() -> runs each registered fn (which decides whether its work is due)
+function M.tick()
+    if ticking or next(keepers) == nil then return end
+    ticking = true
+    local ok, err = pcall(function()
+        for fn in pairs(keepers) do
+            fn()
+        end
+    end)
+    ticking = false
+    if not ok then error(err, 0) end
+end
+
+local function tick_interval()
+    local shortest
+    for _, interval in pairs(keepers) do
+        if not shortest or interval < shortest then shortest = interval end
+    end
+    return shortest
+end
+
 -- runtime.backend(name) -> the implementation module for the current mode
 function M.backend(name)
     local choice = BACKENDS[name]
     if not choice then error("no backend named " .. tostring(name), 2) end
+    M.tick()
     return require(M.world and choice.mock or choice.real)
 end
 
@@ -50,8 +81,13 @@ function M.sleep(seconds)
         M.world:advance(seconds)
         return
     end
-    sys.sleep(seconds)
-    M.check_interrupted()
+    local deadline = sys.monotime() + seconds
+    repeat
+        local slice = math.min(deadline - sys.monotime(), tick_interval() or seconds)
+        if slice > 0 then sys.sleep(slice) end
+        M.check_interrupted()
+        M.tick()
+    until sys.monotime() >= deadline
 end
 
 -- runtime.scenario_is_path(s) -> true when --scenario names a file (it has a

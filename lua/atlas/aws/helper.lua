@@ -19,6 +19,7 @@ local CONTROL = {
     max_attempts = true,
     idempotent = true,
     connect_timeout = true,
+    own_state = true,
 }
 
 -- split(args, extra_control) -> control table, params table (a copy)
@@ -48,6 +49,7 @@ function M.call(service, action, args, extra)
         timeout = control.timeout,
         max_attempts = control.max_attempts,
         idempotent = control.idempotent,
+        own_state = control.own_state,
     }
 end
 
@@ -82,6 +84,7 @@ function M.paginate(service, action, args, spec)
             endpoint = control.endpoint,
             timeout = control.timeout,
             max_attempts = control.max_attempts,
+            own_state = control.own_state,
         }
         for _, item in ipairs(resp[spec.items] or {}) do
             items[#items + 1] = item

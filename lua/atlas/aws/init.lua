@@ -198,9 +198,10 @@ local function dry_run(req)
     return {}
 end
 
--- read_only: the caller vouches that the call changes nothing (the STS calls of the credential chain)
+-- read_only: the caller vouches that the call changes nothing (the STS calls of the credential chain).
+-- own_state: atlas-run's own record of the run (atlas.state), not the world a playbook changes.
 local function is_dry_run(req)
-    return runtime.dry_run and not req.read_only and runtime.is_mutating(req.service, req.action)
+    return runtime.dry_run and not req.read_only and not req.own_state and runtime.is_mutating(req.service, req.action)
 end
 
 -- Runs one attempt on the current backend: response, or nil and an error object.

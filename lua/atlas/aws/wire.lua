@@ -109,6 +109,7 @@ function M.endpoint(svc, region, req)
         url = url or M.getenv("AWS_ENDPOINT_URL")
         if url == "" then url = nil end
     end
+    local custom = url ~= nil
     local signing_region = region
     if svc.global_endpoint then signing_region = "us-east-1" end
     if not url then
@@ -131,7 +132,7 @@ function M.endpoint(svc, region, req)
             )
         end
     end
-    return { url = scheme .. "://" .. hostport .. prefix, signing_region = signing_region }
+    return { url = scheme .. "://" .. hostport .. prefix, signing_region = signing_region, custom = custom }
 end
 
 -- curl's failure codes (engine/curl.c): dns, connect, timeout, reset, tls, interrupted, policy, ...
@@ -155,6 +156,16 @@ local function transport_error(svc, req, message, code, sent)
     }
 end
 
+-- S3 as the SDKs address it: virtual-hosted (https://bucket.s3.region.amazonaws.com/key)
+-- on AWS, path-style (endpoint/bucket/key) with a custom endpoint. A bucket
+-- name with a dot cannot match the wildcard certificate, so it stays path-style.
+local function s3_virtual_host(base, path)
+    local bucket, rest = path:match("^/([^/?]+)(.*)$")
+    if not bucket or bucket:find(".", 1, true) then return base, path end
+    local scheme, host = base:match("^(%a+://)(.*)$")
+    return scheme .. bucket .. "." .. host, rest ~= "" and rest or "/"
+end
+
 -- prepare(req) -> svc, http request table (signed) | raises on misuse
 local function prepare(req)
     natives()
@@ -166,7 +177,11 @@ local function prepare(req)
     req.region = region
     local ep = M.endpoint(svc, region, req)
     local http = protocol.build(svc, req.action, req.params)
-    local url = ep.url .. http.path .. (http.query ~= "" and ("?" .. http.query) or "")
+    local base, path = ep.url, http.path
+    if svc.name == "s3" and not ep.custom then
+        base, path = s3_virtual_host(base, path)
+    end
+    local url = base .. path .. (http.query ~= "" and ("?" .. http.query) or "")
     local added = {}
     if not req.unsigned then
         local creds = req.credentials or credentials.resolve { profile = req.profile, region = region }
@@ -179,6 +194,9 @@ local function prepare(req)
             service = svc.signing_name,
             credentials = creds,
             time = M.clock_skew ~= 0 and (os.time() + M.clock_skew) or nil,
+            -- S3 signs its payload's hash and its path as sent (botocore's S3SigV4Auth)
+            sign_body = svc.name == "s3",
+            normalize = svc.name ~= "s3",
         }
     end
     for k, v in pairs(added) do

@@ -14,6 +14,9 @@
 -- store:delete(key)              -> true (also when absent) | nil, message, code
 -- store:lock(name, info)         -> lock | nil, who holds it, "LockHeld" | nil, message, code
 -- store:where(key?)              -> where the store (or one key) is, for messages
+-- store:check()                 -> true | nil, message, code: usable before a run starts
+-- store:find_lock(run_or_name)   -> {name=, holder=, live=} | nil (none) | nil, message, code
+-- store:unlock(found)            -> true | nil, message, code (`atlas-run unlock`)
 -- lock:release()                 -> safe to call twice
 --
 -- A version is opaque: pass back what get or put returned.
@@ -50,6 +53,14 @@ end
 -- state.location() -> "s3://bucket/prefix" when ATLAS_STATE names a shared
 -- store, else the local directory
 function M.location() return shared_location() or M.local_dir() end
+
+-- state.whoami() -> user, host: who runs, for journals and lock holders
+function M.whoami()
+    local user = os.getenv("USER")
+    if not user or user == "" then user = os.getenv("LOGNAME") end
+    if not user or user == "" then user = "?" end
+    return user, require("atlas.sys").hostname() or "?"
+end
 
 local opened = {}
 

@@ -134,4 +134,44 @@ function Store:lock(name, info)
     return nil, holder, lock_code
 end
 
+-- store:check() -> true | nil, message, code: the directory exists or can be made
+function Store:check() return sys.mkdir(self.root, 448) end
+
+-- store:find_lock(run_or_name) -> {name=, holder=text, live=bool} | nil (none)
+-- By lock name, else by the run id its holder wrote.
+function Store:find_lock(what)
+    local names = sys.readdir(self.root) or {}
+    for _, file in ipairs(names) do
+        local name = file:match("^(.+)%.lock$")
+        if name and file:sub(1, 1) ~= "." then
+            local path = self.root .. "/" .. file
+            local f = io.open(path, "r")
+            local note = f and f:read("a") or ""
+            if f then f:close() end
+            if name == what or note:find(", run " .. what, 1, true) then
+                local probe = sys.lock(path, note)
+                if probe then
+                    probe:release()
+                    return { name = name, holder = note, live = false }
+                end
+                return { name = name, holder = note, live = true }
+            end
+        end
+    end
+    return nil
+end
+
+-- store:unlock(found) -> true | nil, message, code. A local lock belongs to
+-- a live process and ends with it: it cannot be taken from it.
+function Store:unlock(found)
+    if not found.live then return true end
+    return nil,
+        string.format(
+            "the lock %s is held by a live process on this machine (%s); it is released when that process ends",
+            found.name,
+            found.holder
+        ),
+        "LiveHolder"
+end
+
 return M
