@@ -283,3 +283,31 @@ t.case("pagination: a server that never stops is cut off after MAX_PAGES", funct
     local err = t.raises(function() require("atlas.rds").describe_db_instances { region = "eu-west-1" } end)
     t.eq({ err.code, n }, { "TooManyPages", 5 })
 end)
+
+t.case("S3: virtual-hosted on AWS, path-style with a custom endpoint or a dotted bucket; payload signed", function()
+    local urls = {}
+    local seen = fake_http {
+        { 200, { etag = '"e1"' }, "one" },
+        { 200, { etag = '"e2"' }, "two" },
+        { 200, { etag = '"e3"' }, "" },
+    }
+    local saved_request = wire.http.request
+    wire.http.request = function(http)
+        urls[#urls + 1] = http.url
+        return saved_request(http)
+    end
+    local s3 = require "atlas.s3"
+    local r = s3.get_object { region = "eu-west-1", Bucket = "ops-state", Key = "team/runs/a b.json" }
+    t.eq(r.Body, "one")
+    t.eq(r.ETag, '"e1"')
+    s3.get_object { region = "eu-west-1", Bucket = "ops.state", Key = "k" }
+    with_env { AWS_ENDPOINT_URL = "http://127.0.0.1:5000" }
+    s3.put_object { region = "eu-west-1", Bucket = "ops-state", Key = "team/k", Body = "x", IfNoneMatch = "*" }
+    t.eq(urls, {
+        "https://ops-state.s3.eu-west-1.amazonaws.com/team/runs/a%20b.json",
+        "https://s3.eu-west-1.amazonaws.com/ops.state/k",
+        "http://127.0.0.1:5000/ops-state/team/k",
+    })
+    t.eq(seen[3]["If-None-Match"], "*")
+    t.eq(seen[3]["X-Amz-Content-Sha256"], require("atlas.sigv4").sha256_hex("x"))
+end)
