@@ -55,6 +55,7 @@ return atlas.playbook {
         {
             name = "create publication",
             mutates = true,
+            confirm = "Create the publication on the primary, or add the tables it lacks?",
             run = function(ctx)
                 local t = resolve(ctx)
                 local db <close> = sql.connect(t.primary.spec)
@@ -97,6 +98,7 @@ return atlas.playbook {
         {
             name = "create subscriptions",
             mutates = true,
+            confirm = "Create or enable the subscriptions on the secondaries (each one makes a replication slot on the primary)?",
             run = function(ctx)
                 local t = resolve(ctx)
                 local connection = replication.primary_connection(t.primary)

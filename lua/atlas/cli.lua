@@ -14,7 +14,9 @@ atlas-run %s - run operational runbooks as tested Lua playbooks
 Usage:
   atlas-run [options] PLAYBOOK [name=value ...]   run a playbook
   atlas-run list [DIR]                            playbooks in DIR (default playbooks/), with parameters
-  atlas-run check PLAYBOOK...                     load and validate without running anything
+  atlas-run check PLAYBOOK...                     load and validate without running anything: syntax,
+                                                  undefined globals, declarations (a step that changes
+                                                  the world needs confirm= or unattended=)
   atlas-run test [PATH...]                        run *_test.lua files (default tests/)
   atlas-run scenarios                             the mock-world scenarios that ship
   atlas-run runs                                  recent runs: playbook, status, who, where, when
@@ -344,6 +346,7 @@ local function describe_playbook(name)
         local marks = {}
         if step.mutates then marks[#marks + 1] = "changes the world" end
         if step.confirm then marks[#marks + 1] = "asks: " .. step.confirm end
+        if step.unattended then marks[#marks + 1] = "runs unattended: " .. step.unattended end
         if step.undo then marks[#marks + 1] = "undoable" end
         print(
             string.format(

@@ -34,9 +34,51 @@ local STEP_FIELDS = {
     run = "function",
     mutates = "boolean",
     confirm = "string",
+    unattended = "string",
     undo = "function",
     description = "string",
 }
+
+local function allowed_fields()
+    local names = {}
+    for name in pairs(STEP_FIELDS) do
+        names[#names + 1] = name
+    end
+    table.sort(names)
+    return table.concat(names, ", ")
+end
+
+-- Where a step is written, for messages: "path:line: " from its run function.
+local function step_place(step)
+    local info = type(step.run) == "function" and debug.getinfo(step.run, "S")
+    if not info or info.what ~= "Lua" then return "" end
+    local file = info.source:match("^@(.*)$") or info.short_src
+    return file .. ":" .. info.linedefined .. ": "
+end
+
+-- Nothing changes unattended without being declared so: a step that changes
+-- the world asks a person first (confirm), or says why it is safe to run
+-- without one (unattended). Cron runs without --yes rely on this.
+local function check_attendance(step, index)
+    local function problem(fmt, ...)
+        usage("%sstep %d (%s): " .. fmt, step_place(step), index, step.name, ...)
+    end
+    if step.unattended ~= nil and not step.unattended:match("%S") then
+        problem("unattended must say why the step is safe without a person")
+    end
+    if step.mutates then
+        if step.confirm and step.unattended then
+            problem("has both confirm and unattended; a step either asks a person or says why it need not")
+        elseif not step.confirm and not step.unattended then
+            problem(
+                "changes the world (mutates = true) but has neither a confirm nor an unattended reason; "
+                    .. 'add confirm = "question?" or unattended = "why this is safe without a person"'
+            )
+        end
+    elseif step.unattended then
+        problem("declares unattended but does not change the world (add mutates = true, or remove unattended)")
+    end
+end
 
 local function check_step(step, index, seen)
     if type(step) ~= "table" then usage("step %d is a %s, not a table", index, type(step)) end
@@ -44,10 +86,11 @@ local function check_step(step, index, seen)
         local expected = STEP_FIELDS[key]
         if not expected then
             usage(
-                "step %d (%s): unknown field '%s' (allowed: confirm, description, mutates, name, run, undo)",
+                "step %d (%s): unknown field '%s' (allowed: %s)",
                 index,
                 tostring(step.name),
-                tostring(key)
+                tostring(key),
+                allowed_fields()
             )
         elseif type(value) ~= expected then
             usage(
@@ -64,6 +107,7 @@ local function check_step(step, index, seen)
     if not step.run then usage("step %d (%s) has no run function", index, step.name) end
     if seen[step.name] then usage("two steps are named '%s'", step.name) end
     seen[step.name] = true
+    check_attendance(step, index)
 end
 
 -- playbook.declare(table) -> the checked declaration (what atlas.playbook returns)
@@ -128,7 +172,8 @@ function M.load(path)
     end)
     if not ok then
         if errors.is(decl, "usage") then
-            decl.message = path .. ": " .. decl.message
+            -- A message that already names the file and line keeps them.
+            if decl.message:sub(1, #path + 1) ~= path .. ":" then decl.message = path .. ": " .. decl.message end
             error(decl, 0)
         end
         usage("%s: %s", path, errors.message(decl))

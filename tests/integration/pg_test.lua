@@ -22,7 +22,7 @@ local DIAG_LAG = root .. "playbooks/diag_replication_lag.lua"
 local DIAG_POOL = root .. "playbooks/diag_connection_pool.lua"
 
 local function setup_args(extra)
-    local args = { SETUP, "primary=" .. eu.conninfo, "secondaries=" .. us.conninfo .. "," .. ap.conninfo }
+    local args = { "--yes", SETUP, "primary=" .. eu.conninfo, "secondaries=" .. us.conninfo .. "," .. ap.conninfo }
     for _, a in ipairs(extra or {}) do
         table.insert(args, 1, a)
     end

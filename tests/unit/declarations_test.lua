@@ -1,0 +1,102 @@
+-- Nothing changes unattended without being declared so: a step that changes
+-- the world (mutates = true) has a confirm, or says why it is safe without a
+-- person (unattended = "..."). `check` and every run refuse one that does
+-- neither, naming the file, the line and the step.
+local t = require "atlas.test"
+
+local function playbook_text(step_fields)
+    return string.format(
+        [[
+local atlas = require "atlas"
+return atlas.playbook {
+    name = "decl", description = "declarations",
+    steps = {
+        { name = "read", run = function() end },
+        { name = "write", %s
+          run = function() require("atlas").log("write ran") end },
+    },
+}
+]],
+        step_fields
+    )
+end
+
+local function write_playbook(step_fields)
+    local path = t.tmpdir() .. "/decl.lua"
+    t.write_file(path, playbook_text(step_fields))
+    return path
+end
+
+t.case("check flags a mutating step with neither confirm nor unattended: exit 2, file, line and step", function()
+    local path = write_playbook("mutates = true,")
+    local r = t.run { "check", path, "tests/fixtures/playbooks/typed.lua" }
+    t.eq(r.code, 2, r.stdout .. r.stderr)
+    t.match(r.stdout, path:gsub("%p", "%%%0") .. ":7: step 2 %(write%): changes the world %(mutates = true%) but has neither")
+    t.match(r.stdout, "typed%.lua: ok")
+    -- A run refuses it too, before any step.
+    r = t.run({ "--mock", "--yes", path }, { env = { ATLAS_STATE_DIR = t.tmpdir() } })
+    t.eq(r.code, 2, r.stdout .. r.stderr)
+    t.no_match(r.stdout, "write ran")
+    t.match(r.stderr, "unattended")
+end)
+
+t.case("contradictory or empty declarations are refused", function()
+    for _, case in ipairs {
+        { 'mutates = true, confirm = "Go?", unattended = "safe",', "both confirm and unattended" },
+        { 'mutates = true, unattended = "  ",', "must say why" },
+        { 'unattended = "safe",', "does not change the world" },
+        { "mutates = true, unattended = 42,", "field 'unattended' must be a string" },
+    } do
+        local r = t.run { "check", write_playbook(case[1]) }
+        t.eq(r.code, 2, case[1])
+        t.match(r.stdout, case[2], case[1])
+    end
+end)
+
+t.case("an unattended step runs without a terminal and without --yes; a confirm is refused there", function()
+    local env = { ATLAS_STATE_DIR = t.tmpdir() }
+    local r = t.run({ "--mock", write_playbook('mutates = true, unattended = "it only logs",') }, { env = env })
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    t.match(r.stdout, "write ran")
+    r = t.run({ "--mock", write_playbook('mutates = true, confirm = "Write?",') }, { env = env })
+    t.eq(r.code, 3, r.stdout .. r.stderr)
+    t.no_match(r.stdout, "write ran")
+end)
+
+t.case("--help PLAYBOOK says which steps run unattended and why", function()
+    local r = t.run { "--help", write_playbook('mutates = true, unattended = "it only logs",') }
+    t.eq(r.code, 0, r.stderr)
+    t.match(r.stdout, "2%. write  %[changes the world; runs unattended: it only logs%]")
+end)
+
+t.case("every playbook that ships and every fixture that loads declares its mutating steps", function()
+    local sys = require "atlas.sys"
+    local playbook = require "atlas.playbook"
+    for _, dir in ipairs { "playbooks", "tests/fixtures/playbooks" } do
+        for _, name in ipairs(sys.readdir(dir)) do
+            local ok, pb = pcall(playbook.load, dir .. "/" .. name)
+            if ok then
+                for _, step in ipairs(pb.steps) do
+                    if step.mutates then
+                        t.ok(step.confirm or step.unattended, dir .. "/" .. name .. ": " .. step.name)
+                    end
+                end
+            else
+                t.no_match(tostring(require("atlas.errors").message(pb)), "unattended", name)
+            end
+        end
+    end
+end)
+
+t.case("db_publication_setup asks before it creates anything: without --yes and a terminal, nothing changes", function()
+    local world = t.world("healthy")
+    world.db:clear_replication()
+    local result = t.run_playbook("playbooks/db_publication_setup.lua", {}, { world = world, yes = false })
+    t.eq(result.status, "refused", tostring(result.error))
+    t.eq(result.step, "create publication")
+    t.eq(next(world.db.regions["eu-west-1"].publications), nil)
+    t.eq(next(world.db.regions["us-east-1"].subscriptions), nil)
+    for _, call in ipairs(world.calls) do
+        t.ok(not (call.sql and call.sql:match("^%s*CREATE")), "no CREATE was sent: " .. tostring(call.sql))
+    end
+end)
