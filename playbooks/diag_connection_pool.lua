@@ -159,6 +159,7 @@ return atlas.playbook {
             mutates = true,
             -- Asked inside the step, naming the instance and how many
             -- sessions: without terminate_idle there is nothing to confirm.
+            confirm = true,
             run = function(ctx)
                 if not ctx.params.terminate_idle then return end
                 local db <close> = sql.connect(report.spec)

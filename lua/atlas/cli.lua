@@ -345,7 +345,11 @@ local function describe_playbook(name)
     for i, step in ipairs(pb.steps) do
         local marks = {}
         if step.mutates then marks[#marks + 1] = "changes the world" end
-        if step.confirm then marks[#marks + 1] = "asks: " .. step.confirm end
+        if step.confirm == true then
+            marks[#marks + 1] = "asks inside the step before it changes anything"
+        elseif step.confirm then
+            marks[#marks + 1] = "asks: " .. step.confirm
+        end
         if step.unattended then marks[#marks + 1] = "runs unattended: " .. step.unattended end
         if step.undo then marks[#marks + 1] = "undoable" end
         print(

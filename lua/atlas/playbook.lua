@@ -33,7 +33,7 @@ local STEP_FIELDS = {
     name = "string",
     run = "function",
     mutates = "boolean",
-    confirm = "string",
+    confirm = "string", -- or true: the step asks itself, with atlas.confirm, before it changes anything
     unattended = "string",
     undo = "function",
     description = "string",
@@ -75,6 +75,8 @@ local function check_attendance(step, index)
                     .. 'add confirm = "question?" or unattended = "why this is safe without a person"'
             )
         end
+    elseif step.confirm == true then
+        problem("confirm = true (the step asks itself) is for a step that changes the world (mutates = true)")
     elseif step.unattended then
         problem("declares unattended but does not change the world (add mutates = true, or remove unattended)")
     end
@@ -92,7 +94,7 @@ local function check_step(step, index, seen)
                 tostring(key),
                 allowed_fields()
             )
-        elseif type(value) ~= expected then
+        elseif type(value) ~= expected and not (key == "confirm" and value == true) then
             usage(
                 "step %d (%s): field '%s' must be a %s, not a %s",
                 index,
@@ -251,7 +253,9 @@ local function undo_completed(pb, ctx, journal, upto)
         local step = pb.steps[i]
         if step.undo and journal.steps[i] and journal.steps[i].status == "ok" then
             log.warn("undo: %s", step.name)
+            runtime.enter_step(step, { undo = true })
             local ok, err = run_step({ run = step.undo }, ctx)
+            runtime.leave_step()
             if not ok then log.error("undo of '%s' failed: %s", step.name, errors.message(err)) end
         end
     end
@@ -265,12 +269,15 @@ local function execute_step(step, index, total, ctx, journal)
     log.event { type = "step_start", step = step.name, index = index, total = total, mutates = step.mutates }
     journal:step_started(index, step.name)
     local ok, err, traceback = true, nil, nil
-    if step.confirm and not runtime.dry_run then
+    -- From here until the step ends, runtime.may_change() answers for it.
+    runtime.enter_step(step)
+    if type(step.confirm) == "string" and not runtime.dry_run then
         ok, err = pcall(runtime.confirm, step.confirm)
     end
     if ok then
         ok, err, traceback = run_step(step, ctx)
     end
+    runtime.leave_step()
     log.end_progress()
     local duration = runtime.now() - started
     if ok then
@@ -291,7 +298,7 @@ local function execute_step(step, index, total, ctx, journal)
     journal:step_finished(index, shown, duration, errors.message(err))
     -- A deliberate fail() or a declined confirmation needs no traceback;
     -- anything else says where it happened.
-    local deliberate = errors.is(err, "playbook") or errors.is(err, "aborted")
+    local deliberate = (errors.is(err, "playbook") and err.code ~= "undeclared_change") or errors.is(err, "aborted")
     log.event {
         type = "step_end",
         step = step.name,

@@ -158,11 +158,77 @@ function M.is_mutating(service, action)
     return true
 end
 
+-- The step that is running, set by atlas.playbook: {name=, mutates=,
+-- unattended=, confirmed=, undo=}. nil outside a playbook run (tests, -e).
+M.step = nil
+
+-- runtime.enter_step(step, {undo=bool}) / runtime.leave_step()
+function M.enter_step(step, how)
+    M.step = {
+        name = step.name,
+        mutates = step.mutates,
+        unattended = step.unattended,
+        confirmed = false,
+        undo = how and how.undo or false,
+    }
+end
+
+function M.leave_step() M.step = nil end
+
+-- runtime.may_change() -> true, or false and the reason ("dry-run",
+-- "undeclared", "unconfirmed"). One rule for every world-facing module:
+-- nothing changes in a dry run; in a run, only a step declared
+-- mutates = true changes the world, and only once its confirmation was
+-- given (or it is declared unattended). --rollback's undo may always.
+function M.may_change()
+    if M.dry_run then return false, "dry-run" end
+    local step = M.step
+    if not step or step.undo then return true end
+    if not step.mutates then return false, "undeclared" end
+    if step.unattended or step.confirmed then return true end
+    return false, "unconfirmed"
+end
+
+-- runtime.refuse_change(call) raises the error for a change (call names it:
+-- "ecs UpdateService (us-east-1)") that the running step may not make.
+-- Called before the change is sent, so nothing happens.
+function M.refuse_change(call, reason)
+    local step = M.step and M.step.name or "?"
+    local message
+    if reason == "unconfirmed" then
+        message = string.format(
+            'step "%s" declares that it asks before it changes anything (confirm = true), but made %s before '
+                .. "atlas.confirm was answered; it was not sent",
+            step,
+            call
+        )
+    else
+        message = string.format(
+            'step "%s" is not declared to change the world (mutates = true), but made %s; it was not sent. '
+                .. "Declare the step mutates = true, with its confirm or unattended reason",
+            step,
+            call
+        )
+    end
+    errors.raise { kind = "playbook", code = "undeclared_change", message = message, step = step, call = call }
+end
+
+-- runtime.check_change(call) -> "dry-run" when the caller must print the
+-- change instead of making it; nil when it may go ahead; raises when the
+-- running step may not make it.
+function M.check_change(call)
+    local ok, reason = M.may_change()
+    if ok then return nil end
+    if reason == "dry-run" then return "dry-run" end
+    M.refuse_change(call, reason)
+end
+
 -- runtime.confirm(message) -> true, or raises an "aborted" error.
 -- With no terminal and no --yes it refuses: cron must never hang on a prompt.
 function M.confirm(message)
     if M.yes then
         require("atlas.log").info("confirmed by --yes: %s", message)
+        if M.step then M.step.confirmed = true end
         return true
     end
     if not sys.isatty(0) then
@@ -177,7 +243,10 @@ function M.confirm(message)
     io.stdout:flush()
     local answer = io.stdin:read("l")
     M.check_interrupted()
-    if answer and answer:lower():match("^%s*y") then return true end
+    if answer and answer:lower():match("^%s*y") then
+        if M.step then M.step.confirmed = true end
+        return true
+    end
     errors.raise { kind = "aborted", code = "declined", message = "declined: " .. message }
 end
 

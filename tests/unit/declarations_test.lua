@@ -100,3 +100,95 @@ t.case("db_publication_setup asks before it creates anything: without --yes and 
         t.ok(not (call.sql and call.sql:match("^%s*CREATE")), "no CREATE was sent: " .. tostring(call.sql))
     end
 end)
+
+-- At run time: a step may change the world only when it says so ------------
+
+local function calls_playbook(steps_text)
+    local path = t.tmpdir() .. "/calls.lua"
+    t.write_file(
+        path,
+        [[
+local atlas = require "atlas"
+local ecs = require "atlas.ecs"
+local http = require "atlas.http"
+local proc = require "atlas.proc"
+local function scale(n)
+    ecs.update_service { region = "us-east-1", cluster = require("atlas.env").cluster("us-east-1"),
+                         service = require("atlas.env").service("us-east-1"), desiredCount = n }
+end
+return atlas.playbook { name = "calls", description = "makes calls", steps = {
+]] .. steps_text .. "\n} }\n"
+    )
+    return path
+end
+
+local function desired(world) return world:snapshot().ecs["us-east-1"].desired end
+
+t.case("a step not marked mutates cannot change the world: the call fails the step before it is sent", function()
+    for _, call in ipairs {
+        { "scale(9)", "ecs UpdateService %(us%-east%-1%)" },
+        { 'http.request { method = "POST", url = "https://hooks.example.com/x", body = "{}" }', "http POST https://hooks" },
+        { 'proc.run { "touch", "/tmp/atlas-undeclared" }', "proc touch /tmp/atlas%-undeclared" },
+    } do
+        local world = t.world("healthy")
+        local before = desired(world)
+        local path = calls_playbook('{ name = "look", run = function() ' .. call[1] .. " end },")
+        local result = t.run_playbook(path, {}, { world = world })
+        t.eq(result.status, "failed", call[1])
+        t.eq(result.exit, 1)
+        t.eq(result.error.code, "undeclared_change")
+        t.match(tostring(result.error), 'step "look" is not declared to change the world %(mutates = true%), but made ' .. call[2])
+        t.eq(desired(world), before)
+        t.eq(#world:calls_to("ecs", "UpdateService"), 0)
+        for _, c in ipairs(world.calls) do
+            t.ok(c.module ~= "proc" and c.module ~= "http", "nothing was sent: " .. tostring(c.module))
+        end
+    end
+end)
+
+t.case("reads are free in any step; a declared, confirmed step changes the world", function()
+    local world = t.world("healthy")
+    local path = calls_playbook [[
+{ name = "read", run = function() require("atlas.ecs").describe_services { region = "us-east-1",
+    cluster = require("atlas.env").cluster("us-east-1"), services = { require("atlas.env").service("us-east-1") } } end },
+{ name = "write", mutates = true, confirm = "Scale?", run = function() scale(7) end },
+]]
+    local result = t.run_playbook(path, {}, { world = world })
+    t.eq(result.status, "ok", tostring(result.error))
+    t.eq(desired(world), 7)
+end)
+
+t.case("confirm = true: the step asks itself, and nothing may change before the answer", function()
+    local world = t.world("healthy")
+    local before = desired(world)
+    local early = calls_playbook [[
+{ name = "asks late", mutates = true, confirm = true, run = function() scale(8); atlas.confirm("Scale?") end },
+]]
+    local result = t.run_playbook(early, {}, { world = world })
+    t.eq(result.status, "failed")
+    t.match(tostring(result.error), "asks before it changes anything %(confirm = true%), but made ecs UpdateService")
+    t.eq(desired(world), before)
+    local asks = calls_playbook [[
+{ name = "asks first", mutates = true, confirm = true, run = function() atlas.confirm("Scale?"); scale(8) end },
+]]
+    result = t.run_playbook(asks, {}, { world = world, yes = false })
+    t.eq(result.status, "refused", "no terminal, no --yes")
+    t.eq(desired(world), before)
+    result = t.run_playbook(asks, {}, { world = world })
+    t.eq(result.status, "ok", tostring(result.error))
+    t.eq(desired(world), 8)
+end)
+
+t.case("--rollback's undo may change the world", function()
+    local world = t.world("healthy")
+    local before = desired(world)
+    local path = calls_playbook([[
+{ name = "scale", mutates = true, confirm = "Scale?", run = function() scale(6) end,
+  undo = function() scale(]] .. before .. [[) end },
+{ name = "break", run = function() error("boom") end },
+]])
+    local result = t.run_playbook(path, {}, { world = world, rollback = true })
+    t.eq(result.status, "failed")
+    t.eq(#world:calls_to("ecs", "UpdateService"), 2)
+    t.eq(desired(world), before)
+end)

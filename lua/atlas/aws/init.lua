@@ -200,8 +200,11 @@ end
 
 -- read_only: the caller vouches that the call changes nothing (the STS calls of the credential chain).
 -- own_state: atlas-run's own record of the run (atlas.state), not the world a playbook changes.
+-- Any other call that changes the world is printed in a dry run, and refused
+-- (not sent) from a step that may not change it (runtime.check_change).
 local function is_dry_run(req)
-    return runtime.dry_run and not req.read_only and not req.own_state and runtime.is_mutating(req.service, req.action)
+    if req.read_only or req.own_state or not runtime.is_mutating(req.service, req.action) then return false end
+    return runtime.check_change(string.format("%s %s (%s)", req.service, req.action, tostring(req.region))) == "dry-run"
 end
 
 -- Runs one attempt on the current backend: response, or nil and an error object.

@@ -10,12 +10,39 @@ local M = {}
 
 local function host_of(url) return url:match("^%a+://([^/:]+)") or url end
 
+-- The methods that only read. Any other one changes something on the far
+-- side, so a dry run prints it and a step that may not change the world
+-- cannot send it.
+local READ_METHODS = { GET = true, HEAD = true }
+
+-- http.is_mutating(method) -> true unless the method only reads
+function M.is_mutating(method) return not READ_METHODS[(method or "GET"):upper()] end
+
+-- In a dry run: the request as it would go, and a reply that says so.
+local function dry_run(req)
+    log.event {
+        type = "call",
+        module = "http",
+        op = req.method,
+        region = host_of(req.url),
+        duration_ms = 0,
+        outcome = "dry-run",
+        params = req.method .. " " .. req.url,
+    }
+    return { status = 204, headers = {}, body = "", dry_run = true }
+end
+
 -- http.request{method="GET", url=, headers=, body=, timeout=10}
 --   -> {status=, headers=, body=}
+-- Under --dry-run a method other than GET or HEAD is printed, not sent, and
+-- answered {status = 204, dry_run = true}.
 function M.request(req)
     assert(type(req) == "table" and type(req.url) == "string", "http.request needs a url")
     req.method = req.method or "GET"
     req.timeout = req.timeout or 10
+    if M.is_mutating(req.method) and runtime.check_change("http " .. req.method .. " " .. req.url) == "dry-run" then
+        return dry_run(req)
+    end
     local started = runtime.now()
     local ok, result = pcall(runtime.backend("http").request, req)
     local outcome = ok and tostring(result.status) or "error"

@@ -14,7 +14,7 @@ function M.run(argv, options)
     assert(type(argv) == "table" and type(argv[1]) == "string", "proc.run needs an argv list")
     options = options or {}
     local display = table.concat(argv, " ")
-    if runtime.dry_run and options.mutates ~= false then
+    if options.mutates ~= false and runtime.check_change("proc " .. display) == "dry-run" then
         log.event { type = "call", module = "proc", op = argv[1], outcome = "dry-run", params = display }
         return { code = 0, stdout = "", stderr = "", dry_run = true }
     end
