@@ -31,7 +31,9 @@ Parameters are typed and declared by the playbook; `atlas-run list` shows them.
 Options:
   --mock               run against the in-process mock world (healthy reference environment)
   --scenario NAME|FILE the mock world with faults (implies --mock); see `atlas-run scenarios`
-  --dry-run            make reads, print every mutating call with its parameters instead of making it
+  --dry-run            change nothing: reads are made; mutating AWS calls, HTTP methods other than
+                       GET/HEAD and commands are printed, not made; SQL runs in a read-only
+                       transaction that is rolled back, and each write PostgreSQL refuses is printed
   --yes                pre-approve confirmations (without a terminal and without --yes they are refused)
   --resume             continue the last failed or interrupted run of this playbook, skipping steps it completed
   --rollback           when a step fails, run the undo of each completed step, newest first

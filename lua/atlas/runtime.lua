@@ -189,25 +189,28 @@ function M.may_change()
     return false, "unconfirmed"
 end
 
--- runtime.refuse_change(call) raises the error for a change (call names it:
--- "ecs UpdateService (us-east-1)") that the running step may not make.
--- Called before the change is sent, so nothing happens.
-function M.refuse_change(call, reason)
+-- runtime.refuse_change(call, reason, outcome?) raises the error for a
+-- change (call names it: "ecs UpdateService (us-east-1)") that the running
+-- step may not make. Called before the change is sent, so nothing happens;
+-- outcome says otherwise ("PostgreSQL refused it: ...").
+function M.refuse_change(call, reason, outcome)
     local step = M.step and M.step.name or "?"
     local message
     if reason == "unconfirmed" then
         message = string.format(
             'step "%s" declares that it asks before it changes anything (confirm = true), but made %s before '
-                .. "atlas.confirm was answered; it was not sent",
+                .. "atlas.confirm was answered; %s",
             step,
-            call
+            call,
+            outcome or "it was not sent"
         )
     else
         message = string.format(
-            'step "%s" is not declared to change the world (mutates = true), but made %s; it was not sent. '
+            'step "%s" is not declared to change the world (mutates = true), but made %s; %s. '
                 .. "Declare the step mutates = true, with its confirm or unattended reason",
             step,
-            call
+            call,
+            outcome or "it was not sent"
         )
     end
     errors.raise { kind = "playbook", code = "undeclared_change", message = message, step = step, call = call }

@@ -169,6 +169,9 @@ local function connection_params(spec)
     -- Timestamps are converted from the ISO output style whatever the
     -- server's default DateStyle is.
     params.options = (params.options and (params.options .. " ") or "") .. "-c DateStyle=ISO,MDY"
+    -- A dry run's sessions start read-only too; every statement also runs in
+    -- a read-only transaction of its own (Conn:_dry_statement).
+    if runtime.dry_run then params.options = params.options .. " -c default_transaction_read_only=on" end
     return params, options
 end
 
@@ -176,76 +179,186 @@ local Conn = {}
 Conn.__index = Conn
 Conn.__name = "atlas.sql.conn"
 
--- Statements that only read. Anything else is printed, not run, under
--- --dry-run. Function calls that change the server are caught by name.
-local READ_ONLY_FIRST_WORDS = {
-    select = true,
-    show = true,
-    explain = true,
-    values = true,
-    table = true,
-    with = true,
-    begin = true,
-    start = true,
-    commit = true,
-    ["end"] = true,
-    rollback = true,
-    savepoint = true,
-    release = true,
-    set = true,
-    reset = true,
-}
-local MUTATING_FUNCTIONS = {
+-- SQL text ------------------------------------------------------------------
+--
+-- PostgreSQL itself decides what writes: a statement that may not change
+-- anything runs in a read-only transaction, and the server refuses every
+-- write in it (see Conn:_run). The text is read only for two things the
+-- server cannot do for us: splitting exec's statements, so that each runs
+-- alone, and the few server functions and statements that act outside any
+-- transaction.
+
+-- Calls the scanner makes as it walks the text: code(piece) for text outside
+-- literals and comments, literal(piece) for a quoted string or identifier or
+-- a dollar-quoted body, semicolon(position) at each statement end.
+local function scan_sql(text, on)
+    local i, n = 1, #text
+    local code_from = 1
+    local function flush(to)
+        if to >= code_from and on.code then on.code(text:sub(code_from, to)) end
+    end
+    while i <= n do
+        local c = text:sub(i, i)
+        local two = text:sub(i, i + 1)
+        local skip_to -- last character of a literal or comment starting at i
+        local is_comment = false
+        if two == "--" then
+            skip_to = (text:find("\n", i + 2, true) or n + 1) - 1
+            is_comment = true
+        elseif two == "/*" then
+            -- PostgreSQL's block comments nest.
+            local depth, j = 1, i + 2
+            while depth > 0 and j <= n do
+                local pair = text:sub(j, j + 1)
+                if pair == "/*" then
+                    depth, j = depth + 1, j + 2
+                elseif pair == "*/" then
+                    depth, j = depth - 1, j + 2
+                else
+                    j = j + 1
+                end
+            end
+            skip_to, is_comment = j - 1, true
+        elseif c == "'" then
+            -- E'...' takes backslash escapes; a doubled quote is a quote.
+            local escapes = i > 1 and text:sub(i - 1, i - 1):lower() == "e" and not text:sub(i - 2, i - 2):match("[%w_]")
+            local j = i + 1
+            while j <= n do
+                local d = text:sub(j, j)
+                if escapes and d == "\\" then
+                    j = j + 2
+                elseif d == "'" and text:sub(j + 1, j + 1) == "'" then
+                    j = j + 2
+                elseif d == "'" then
+                    break
+                else
+                    j = j + 1
+                end
+            end
+            skip_to = math.min(j, n)
+        elseif c == '"' then
+            local j = i + 1
+            while j <= n do
+                if text:sub(j, j) == '"' then
+                    if text:sub(j + 1, j + 1) ~= '"' then break end
+                    j = j + 1
+                end
+                j = j + 1
+            end
+            skip_to = math.min(j, n)
+        elseif c == "$" and not (i > 1 and text:sub(i - 1, i - 1):match("[%w_]")) then
+            local tag = text:match("^%$[%a_][%w_]*%$", i) or text:match("^%$%$", i)
+            if tag then
+                local close = text:find(tag, i + #tag, true)
+                skip_to = close and (close + #tag - 1) or n
+            end
+        end
+        if skip_to then
+            flush(i - 1)
+            if not is_comment and on.literal then on.literal(text:sub(i, skip_to)) end
+            -- A comment separates tokens as a space does.
+            if is_comment and on.code then on.code(" ") end
+            i = skip_to + 1
+            code_from = i
+        elseif c == ";" then
+            flush(i - 1)
+            if on.semicolon then on.semicolon(i) end
+            i = i + 1
+            code_from = i
+        else
+            i = i + 1
+        end
+    end
+    flush(n)
+end
+
+-- sql.split_statements(text) -> list of statements (without their ";"),
+-- comment-only pieces left out. A mistake here cannot make a write: each
+-- piece goes to the server as one extended-protocol statement, which
+-- refuses two statements at once.
+function M.split_statements(text)
+    local out, from, has_code = {}, 1, false
+    local function finish(to)
+        local piece = text:sub(from, to)
+        if has_code then out[#out + 1] = piece:match("^%s*(.-)%s*$") end
+        has_code = false
+    end
+    scan_sql(text, {
+        code = function(piece)
+            if piece:match("%S") then has_code = true end
+        end,
+        literal = function() has_code = true end,
+        semicolon = function(at)
+            finish(at - 1)
+            from = at + 1
+        end,
+    })
+    finish(#text)
+    return out
+end
+
+-- Server functions that PostgreSQL 15 runs inside a read-only transaction
+-- and whose effect a rollback does not undo (tried on PostgreSQL 15: each
+-- one below ran under BEGIN READ ONLY ... ROLLBACK and left its mark).
+-- Lua patterns on the lower-cased name.
+local OUTSIDE_TRANSACTION_FUNCTIONS = {
+    "pg_stat_reset[%w_]*", -- statistics: pg_stat_reset(), _shared, _single_table_counters, _slru, ...
+    "pg_stat_statements_reset",
+    "pg_create_[%w_]*replication_slot", -- replication slots are not transactional
+    "pg_copy_[%w_]*replication_slot",
     "pg_drop_replication_slot",
-    "pg_create_logical_replication_slot",
-    "pg_create_physical_replication_slot",
     "pg_replication_slot_advance",
+    "pg_logical_slot_get_[%w_]*changes", -- consumes the slot's changes (peek does not)
+    "pg_logical_emit_message",
+    "pg_replication_origin_[%w_]*", -- origin progress and session state
     "pg_terminate_backend",
     "pg_cancel_backend",
     "pg_reload_conf",
+    "pg_rotate_logfile",
     "pg_switch_wal",
-    "nextval",
-    "setval",
+    "pg_create_restore_point",
     "pg_promote",
-    "pg_replication_origin_advance",
-    "pg_advisory_lock",
-    "lo_unlink",
+    "pg_backup_start",
+    "pg_backup_stop",
+    "pg_wal_replay_pause",
+    "pg_wal_replay_resume",
+    "pg_log_backend_memory_contexts",
+    "pg_advisory_lock[%w_]*", -- session locks outlive the transaction (the _xact_ ones do not)
+    "pg_try_advisory_lock[%w_]*",
+    "pg_advisory_unlock[%w_]*",
+    "dblink[%w_]*", -- another session, outside this transaction
+    "lo_export", -- writes a file on the server
+    "pg_file_[%w_]+", -- adminpack: files on the server
 }
 
-local function strip_comments(text)
-    text = text:gsub("/%*.-%*/", " ")
-    text = text:gsub("%-%-[^\n]*", " ")
-    return text
-end
-
--- sql.is_mutating(statement) -> true unless the statement only reads
-function M.is_mutating(statement)
-    local text = strip_comments(statement):lower()
-    local first = text:match("^[%s%(]*([%a_]+)")
-    if not first or not READ_ONLY_FIRST_WORDS[first] then return true end
-    -- Look at every statement of a multi-statement exec.
-    local rest = text:match("^[^;]*;(.*)$")
-    if rest and rest:match("%S") and M.is_mutating(rest) then return true end
-    local this = text:match("^[^;]*")
-    if first == "explain" and this:match("^%s*explain%s*%(?[^)]*analy[sz]e") then return true end
-    if
-        first == "with"
-        and (
-            this:match("%f[%a]insert%f[%A]")
-            or this:match("%f[%a]update%f[%A]")
-            or this:match("%f[%a]delete%f[%A]")
-            or this:match("%f[%a]merge%f[%A]")
-        )
-    then
-        return true
+-- sql.outside_transactions(statement) -> what in it acts outside any
+-- transaction ("pg_stat_reset()", "COPY ... TO a file"), or nil. Names are
+-- looked for in string literals and function bodies too (a DO block, the
+-- query given to dblink): printing a read is better than making a change.
+function M.outside_transactions(statement)
+    local code, all = {}, {}
+    scan_sql(statement, {
+        code = function(piece)
+            code[#code + 1] = piece
+            all[#all + 1] = piece
+        end,
+        literal = function(piece) all[#all + 1] = " " .. piece .. " " end,
+    })
+    local text = table.concat(all):lower():gsub('"', " ")
+    for _, pattern in ipairs(OUTSIDE_TRANSACTION_FUNCTIONS) do
+        local name = text:match("%f[%w_](" .. pattern .. ")%s*%(")
+        if name then return name .. "()" end
     end
-    if first == "select" and this:match("%f[%a]into%f[%A]") and not this:match("%f[%a]into%s*strict") then
-        return true -- SELECT ... INTO new_table
+    local words = table.concat(code, " "):lower()
+    if words:match("^%s*copy%f[^%w_]") then
+        if words:match("%f[%w_]program%f[^%w_]") then return "COPY ... PROGRAM" end
+        -- COPY ... TO 'file': the file name is a literal, so `to` is followed
+        -- by nothing in `words`; only TO STDOUT stays on the connection.
+        local after_to = words:match("%f[%w_]to%f[^%w_]%s*([%w_]*)")
+        if after_to and after_to ~= "stdout" then return "COPY ... TO a file" end
     end
-    for _, fn in ipairs(MUTATING_FUNCTIONS) do
-        if this:find(fn .. "%s*%(") then return true end
-    end
-    return false
+    if words:match("^%s*alter%s+system%f[^%w_]") then return "ALTER SYSTEM" end
+    return nil
 end
 
 local function display_param(v)
@@ -302,37 +415,159 @@ function Conn:_emit(op, started, outcome, err)
     }
 end
 
--- Runs one native call (method `op` of the backend's connection) with
--- events, notices and errors handled alike. No closure per call: this is
--- the path a tight loop of queries takes.
-function Conn:_run(op, statement, mutates, a, b, c)
-    self:_check_open()
-    if runtime.dry_run and (mutates or (mutates == nil and M.is_mutating(statement))) then
-        log.event {
-            type = "call",
-            module = "sql",
-            op = op,
-            region = self.host,
-            outcome = "dry-run",
-            duration_ms = 0,
-            params = self._dry_text or statement,
-        }
-        self.dry_run_statements[#self.dry_run_statements + 1] = self._dry_text or statement
-        return {}, { command = "DRY-RUN", rows_affected = 0, columns = {}, dry_run = true }
-    end
-    local started = monotime()
+-- One native call (method `op` of the backend's connection): rows, info or
+-- nil, err. Notices are collected; a lost connection is closed.
+function Conn:_native_call(op, statement, a, b, c)
     local native = self._native
     local rows, info = native[op](native, statement, a, b, c)
     if native:has_notices() then self:_collect_notices() end
-    if rows == nil then
-        self:_emit(op, started, "error", info)
-        if info and info.connection_lost then
-            self._native:close()
-            self._native = nil
+    if rows == nil and info and info.connection_lost and self._native then
+        self._native:close()
+        self._native = nil
+    end
+    return rows, info
+end
+
+function Conn:_raise(op, started, info)
+    self:_emit(op, started, "error", info)
+    error(sql_error(info or {}, self._password), 0)
+end
+
+-- A statement of our own (the read-only wrapper), with no event of its own;
+-- raises when it fails.
+function Conn:_quiet(statement)
+    self:_check_open()
+    local rows, info = self:_native_call("exec", statement, self.timeout)
+    if rows == nil then self:_raise("exec", monotime(), info) end
+end
+
+-- The warnings our wrapper causes around a playbook's own BEGIN or COMMIT
+-- ("there is already a transaction in progress"): not the playbook's news.
+function Conn:_drop_wrapper_notices(from)
+    for i = #self.notices, from, -1 do
+        if self.notices[i]:match("^WARNING: +there is .*transaction in progress$") then
+            table.remove(self.notices, i)
         end
-        error(sql_error(info or {}, self._password), 0)
+    end
+end
+
+-- Under a dry run, a statement that would change something: printed (the
+-- exact text, with its parameters beside it) and kept, not made.
+function Conn:_would_change(op, shown, refusal)
+    log.event {
+        type = "call",
+        module = "sql",
+        op = op,
+        region = self.host,
+        outcome = "dry-run",
+        duration_ms = 0,
+        params = shown,
+    }
+    self.dry_run_statements[#self.dry_run_statements + 1] = shown
+    return {},
+        {
+            command = "DRY-RUN",
+            rows_affected = 0,
+            columns = {},
+            dry_run = true,
+            sqlstate = refusal and refusal.sqlstate or nil,
+        }
+end
+
+-- The SQLSTATEs with which PostgreSQL refuses a change in a read-only
+-- transaction: read_only_sql_transaction, and active_sql_transaction for
+-- what cannot run inside a transaction block at all (VACUUM, ALTER SYSTEM,
+-- CREATE DATABASE, CREATE INDEX CONCURRENTLY).
+local REFUSED_CHANGE = { ["25006"] = true, ["25001"] = true }
+
+-- Names a statement in a message: its host and its first words.
+function Conn:_describe(statement, what)
+    local text = statement:gsub("%s+", " "):match("^%s*(.-)%s*$")
+    if #text > 100 then text = text:sub(1, 97) .. "..." end
+    return string.format("sql %s: %s%s", self.host or "-", text, what and (" (" .. what .. ")") or "")
+end
+
+-- One statement of a dry run, alone in a read-only transaction that is
+-- always rolled back: PostgreSQL refuses every write in it (also inside
+-- functions), a playbook's own BEGIN, SET or SET TRANSACTION READ WRITE
+-- lasts only until our ROLLBACK, and the extended protocol takes exactly one
+-- statement, so no COMMIT can follow and open a writable transaction.
+function Conn:_dry_statement(op, statement, shown, params, n, timeout)
+    local first_notice = #self.notices + 1
+    self:_quiet("BEGIN TRANSACTION READ ONLY")
+    local started = monotime()
+    local ok, rows, info = pcall(self._native_call, self, "query", statement, params, n, timeout)
+    if self._native then
+        local rolled_back, err = pcall(self._quiet, self, "ROLLBACK")
+        if not rolled_back then
+            -- A connection in an unknown state is not used again.
+            self:close()
+            error(err, 0)
+        end
+    end
+    self:_drop_wrapper_notices(first_notice)
+    if not ok then error(rows, 0) end
+    if rows == nil then
+        if info and REFUSED_CHANGE[info.sqlstate] then return self:_would_change(op, shown, info) end
+        self:_raise(op, started, info)
     end
     self:_emit(op, started, "ok")
+    return rows, info
+end
+
+-- Outside a dry run, a step that may not change the world (not declared
+-- mutates = true, or not confirmed yet) runs its SQL with the session's
+-- default_transaction_read_only on; switched with one SET when it changes.
+function Conn:_session_read_only(on)
+    if (self._read_only or false) == on then return end
+    self:_quiet(on and "SET default_transaction_read_only = on" or "SET default_transaction_read_only = off")
+    self._read_only = on
+end
+
+local NO_PARAMS = { n = 0 }
+
+-- Runs a statement (or exec's several) by the one rule of
+-- runtime.may_change(): freely when the running step may change the world,
+-- read-only when it may not (a refusal fails the step), and under a dry run
+-- each statement alone in a read-only transaction that is rolled back, a
+-- refused write printed as the change that would be made.
+function Conn:_run(op, statement, mutates, a, b, c)
+    self:_check_open()
+    local may, reason = runtime.may_change()
+    if may then
+        self:_session_read_only(false)
+        local started = monotime()
+        local rows, info = self:_native_call(op, statement, a, b, c)
+        if rows == nil then self:_raise(op, started, info) end
+        self:_emit(op, started, "ok")
+        return rows, info
+    end
+    -- What PostgreSQL would let through even in a read-only transaction is
+    -- never sent; nor is a call its caller declared mutating.
+    local outside = mutates and "declared mutates = true" or M.outside_transactions(statement)
+    if outside then
+        if reason == "dry-run" then return self:_would_change(op, self._dry_text or statement) end
+        runtime.refuse_change(self:_describe(statement, outside), reason)
+    end
+    if reason ~= "dry-run" then
+        self:_session_read_only(true)
+        local started = monotime()
+        local rows, info = self:_native_call(op, statement, a, b, c)
+        if rows == nil then
+            self:_emit(op, started, "error", info)
+            if info and REFUSED_CHANGE[info.sqlstate] then
+                runtime.refuse_change(self:_describe(statement), reason, "PostgreSQL refused it: " .. tostring(info.message))
+            end
+            error(sql_error(info or {}, self._password), 0)
+        end
+        self:_emit(op, started, "ok")
+        return rows, info
+    end
+    if op == "query" then return self:_dry_statement(op, statement, self._dry_text or statement, a, b, c) end
+    local rows, info = {}, { command = "", rows_affected = 0, columns = {} }
+    for _, piece in ipairs(M.split_statements(statement)) do
+        rows, info = self:_dry_statement(op, piece, piece, NO_PARAMS, 0, a)
+    end
     return rows, info
 end
 
@@ -454,6 +689,7 @@ function M.connect(spec)
         timeout = options.timeout,
         notices = {},
         dry_run_statements = {},
+        _read_only = runtime.dry_run,
     }, Conn)
     conn:_collect_notices()
     return conn

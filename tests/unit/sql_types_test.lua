@@ -168,28 +168,56 @@ t.case("subscription_connection quotes the password twice and registers it as a 
     t.no_match(log.redact("CREATE SUBSCRIPTION s CONNECTION " .. literal), "s3cret")
 end)
 
--- Dry-run classification ----------------------------------------------------
+-- The SQL text: statements split for a dry run, and what acts outside any
+-- transaction (what PostgreSQL would run even in a read-only transaction).
 
-local MUTATING = {
-    { "SELECT 1", false },
-    { "  select * from pg_replication_slots", false },
-    { "/* atlas:slot_status */ SELECT slot_name FROM pg_replication_slots", false },
-    { "SHOW max_connections", false },
-    { "EXPLAIN SELECT 1", false },
-    { "WITH x AS (SELECT 1) SELECT * FROM x", false },
-    { "CREATE PUBLICATION p FOR TABLE t", true },
-    { "INSERT INTO t VALUES (1)", true },
-    { "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", true },
-    { "EXPLAIN ANALYZE DELETE FROM t", true },
-    { "SELECT pg_drop_replication_slot('s')", true },
-    { "SELECT pg_terminate_backend(123)", true },
-    { "SELECT * INTO new_table FROM t", true },
-    { "SELECT 1; DROP TABLE t", true },
-    { "-- comment\nALTER SUBSCRIPTION s ENABLE", true },
+local SPLIT = {
+    { "SELECT 1", { "SELECT 1" } },
+    { "SELECT 1; SELECT 2;", { "SELECT 1", "SELECT 2" } },
+    { "SELECT ';'; SELECT 2", { "SELECT ';'", "SELECT 2" } },
+    { "SELECT 'it''s; here'; SELECT 2", { "SELECT 'it''s; here'", "SELECT 2" } },
+    { [[SELECT E'\'; x'; SELECT 2]], { [[SELECT E'\'; x']], "SELECT 2" } },
+    { 'SELECT 1 AS "a;b"; SELECT 2', { 'SELECT 1 AS "a;b"', "SELECT 2" } },
+    { "DO $$ BEGIN PERFORM 1; END $$; SELECT 2", { "DO $$ BEGIN PERFORM 1; END $$", "SELECT 2" } },
+    { "DO $f$ BEGIN PERFORM 1; END $f$; SELECT 2", { "DO $f$ BEGIN PERFORM 1; END $f$", "SELECT 2" } },
+    { "SELECT 1 -- a; comment\n; SELECT 2", { "SELECT 1 -- a; comment", "SELECT 2" } },
+    { "SELECT /* a /* nested; */ ; */ 1; SELECT 2", { "SELECT /* a /* nested; */ ; */ 1", "SELECT 2" } },
+    { "-- only a comment;\n ; ;", {} },
 }
 
-for _, case in ipairs(MUTATING) do
-    t.case("is_mutating: " .. case[1]:gsub("\n", " "), function() t.eq(sql.is_mutating(case[1]), case[2]) end)
+for _, case in ipairs(SPLIT) do
+    t.case("split_statements: " .. case[1]:gsub("\n", " "), function() t.eq(sql.split_statements(case[1]), case[2]) end)
+end
+
+local OUTSIDE = {
+    { "SELECT 1", nil },
+    { "/* atlas:slot_status */ SELECT slot_name FROM pg_replication_slots", nil },
+    { "SELECT * FROM pg_stat_reset_log", nil },
+    { "INSERT INTO t VALUES (1)", nil }, -- the read-only transaction refuses it
+    { "SELECT pg_stat_reset()", "pg_stat_reset()" },
+    { "select PG_CATALOG.PG_STAT_RESET_SHARED('bgwriter')", "pg_stat_reset_shared()" },
+    { 'SELECT "pg_stat_reset" ()', "pg_stat_reset()" },
+    { "SELECT pg_copy_logical_replication_slot('a', 'b')", "pg_copy_logical_replication_slot()" },
+    { "SELECT pg_create_logical_replication_slot('a', 'pgoutput')", "pg_create_logical_replication_slot()" },
+    { "SELECT pg_drop_replication_slot('s')", "pg_drop_replication_slot()" },
+    { "SELECT pg_terminate_backend(123)", "pg_terminate_backend()" },
+    { "SELECT pg_advisory_lock(1)", "pg_advisory_lock()" },
+    { "SELECT pg_advisory_xact_lock(1)", nil }, -- released by the rollback
+    { "SELECT dblink_exec('dbname=atlas', 'DELETE FROM t')", "dblink_exec()" },
+    { "DO $$ BEGIN PERFORM pg_stat_reset(); END $$", "pg_stat_reset()" },
+    { "-- pg_stat_reset()\nSELECT 1", nil },
+    { "COPY t TO STDOUT", nil },
+    { "COPY (SELECT 1) TO '/tmp/x'", "COPY ... TO a file" },
+    { "copy t to '/tmp/x' with (format csv)", "COPY ... TO a file" },
+    { "COPY t FROM PROGRAM 'curl x'", "COPY ... PROGRAM" },
+    { "ALTER SYSTEM SET work_mem = '1GB'", "ALTER SYSTEM" },
+}
+
+for _, case in ipairs(OUTSIDE) do
+    t.case(
+        "outside_transactions: " .. case[1]:gsub("\n", " "),
+        function() t.eq(sql.outside_transactions(case[1]), case[2]) end
+    )
 end
 
 t.case("a large result converts every row and leaves the collector running", function()

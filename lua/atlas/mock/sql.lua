@@ -613,12 +613,77 @@ ddl[#ddl + 1] = {
     end,
 }
 
-local SIMPLE = {
-    ["BEGIN"] = "BEGIN",
-    ["COMMIT"] = "COMMIT",
-    ["ROLLBACK"] = "ROLLBACK",
-    ["END"] = "COMMIT",
+-- Transactions and read-only mode, as PostgreSQL has them: a session
+-- default (default_transaction_read_only, from the connect options or SET)
+-- and the open transaction's own mode. The mock's writes (the DDL above)
+-- are refused in a read-only transaction with SQLSTATE 25006, so a dry run
+-- reports them as changes it would make, as against a real server.
+local function read_only(c)
+    if c.txn then return c.txn.read_only end
+    return c.default_read_only
+end
+
+local function on_off(word)
+    word = word:lower():gsub("'", "")
+    if word == "on" or word == "true" or word == "1" or word == "yes" then return true end
+    if word == "off" or word == "false" or word == "0" or word == "no" then return false end
+    return nil
+end
+
+local transaction_control = {
+    {
+        "^BEGIN(.*)$",
+        "BEGIN",
+    },
+    {
+        "^START%s+TRANSACTION(.*)$",
+        "START TRANSACTION",
+    },
 }
+
+-- Answers BEGIN/COMMIT/ROLLBACK/SET of the transaction mode: rows, command,
+-- or nil when the statement is none of those.
+local function transaction_statement(c, upper)
+    for _, entry in ipairs(transaction_control) do
+        local rest = upper:match(entry[1])
+        if rest and (rest == "" or rest:match("^%s")) then
+            rest = rest:gsub("^%s*TRANSACTION", ""):gsub("^%s*WORK", "")
+            if not c.txn then
+                local mode = read_only(c)
+                if rest:match("READ%s+ONLY") then
+                    mode = true
+                elseif rest:match("READ%s+WRITE") then
+                    mode = false
+                end
+                c.txn = { read_only = mode }
+            else
+                c._notices[#c._notices + 1] = "WARNING:  there is already a transaction in progress"
+            end
+            return {}, entry[2]
+        end
+    end
+    if upper == "COMMIT" or upper == "END" or upper == "ROLLBACK" or upper == "ABORT" then
+        if not c.txn then c._notices[#c._notices + 1] = "WARNING:  there is no transaction in progress" end
+        c.txn = nil
+        return {}, (upper == "END" and "COMMIT") or (upper == "ABORT" and "ROLLBACK") or upper
+    end
+    local value = upper:match("^SET%s+DEFAULT_TRANSACTION_READ_ONLY%s*[=T][O]?%s*(%S+)$")
+    if value and on_off(value) ~= nil then
+        c.default_read_only = on_off(value)
+        return {}, "SET"
+    end
+    local mode = upper:match("^SET%s+SESSION%s+CHARACTERISTICS%s+AS%s+TRANSACTION%s+READ%s+(%a+)$")
+    if mode then
+        c.default_read_only = mode == "ONLY"
+        return {}, "SET"
+    end
+    mode = upper:match("^SET%s+TRANSACTION%s+READ%s+(%a+)$")
+    if mode then
+        if c.txn then c.txn.read_only = mode == "ONLY" end
+        return {}, "SET"
+    end
+    return nil
+end
 
 local function strip(statement) return statement:gsub("^%s+", ""):gsub("[%s;]+$", "") end
 
@@ -634,11 +699,18 @@ function M.answer(c, statement, params)
     end
     local text = strip(statement)
     local upper = text:upper()
-    if SIMPLE[upper] then return {}, SIMPLE[upper] end
+    local rows, command = transaction_statement(c, upper)
+    if rows then return rows, command end
     if upper:match("^SELECT%s+1$") then return { { ["?column?"] = 1 } }, "SELECT 1" end
     for _, entry in ipairs(ddl) do
         local captures = table.pack(text:match(entry[1]))
-        if captures[1] then return entry[2](c, table.unpack(captures, 1, captures.n)) end
+        if captures[1] then
+            if read_only(c) then
+                local verb = upper:match("^(%a+%s+%a+)")
+                return nil, sql_failure("25006", string.format("cannot execute %s in a read-only transaction", verb))
+            end
+            return entry[2](c, table.unpack(captures, 1, captures.n))
+        end
     end
     return nil, sql_failure("0A000", "the mock database does not answer: " .. text:sub(1, 200))
 end
@@ -780,6 +852,10 @@ function M.connect(params)
         sslmode = params.sslmode,
         _notices = {},
         pid = db:next_pid(region),
+        -- "-c default_transaction_read_only=on" among the connect options
+        default_read_only = on_off(
+            (params.options or ""):match("default_transaction_read_only%s*=%s*(%S+)") or "off"
+        ) or false,
     }, Conn)
     return c
 end
