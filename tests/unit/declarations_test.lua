@@ -192,3 +192,16 @@ t.case("--rollback's undo may change the world", function()
     t.eq(#world:calls_to("ecs", "UpdateService"), 2)
     t.eq(desired(world), before)
 end)
+
+t.case("own_state: atlas-run's own bookkeeping is made from any step, and is not printed as a change", function()
+    local world = t.world("healthy")
+    local path = calls_playbook [[
+{ name = "look", run = function()
+    require("atlas.aws").call { service = "cloudwatch", action = "PutMetricData", region = "eu-west-1", own_state = true,
+        params = { Namespace = "AtlasRun/Test", MetricData = { { MetricName = "beat", Value = 1 } } } }
+end },
+]]
+    local result = t.run_playbook(path, {}, { world = world })
+    t.eq(result.status, "ok", tostring(result.error))
+    t.eq(#world:calls_to("cloudwatch", "PutMetricData"), 1)
+end)

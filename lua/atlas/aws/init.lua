@@ -199,7 +199,8 @@ local function dry_run(req)
 end
 
 -- read_only: the caller vouches that the call changes nothing (the STS calls of the credential chain).
--- own_state: atlas-run's own record of the run (atlas.state), not the world a playbook changes.
+-- own_state: atlas-run's own record of the run (atlas.state), not the world a
+-- playbook changes; it is made whatever step is running.
 -- Any other call that changes the world is printed in a dry run, and refused
 -- (not sent) from a step that may not change it (runtime.check_change).
 local function is_dry_run(req)
