@@ -56,6 +56,25 @@ function M.new(pb, params)
     return self
 end
 
+-- Writes the record on the condition that the run is as this process last
+-- left it. A write whose outcome this process never learnt (the connection
+-- dropped, Ctrl-C cut it short) may have landed: finding exactly that text
+-- in the store is no conflict, and its version is taken.
+local function put_conditionally(self, store, text)
+    local key = run_key(self.run_id)
+    local attempted = self.unconfirmed
+    self.unconfirmed = text
+    local version, err, code = store:put(key, text, { if_absent = self.version == nil, if_version = self.version })
+    if code == "PreconditionFailed" and attempted then
+        local current, current_version = store:get(key)
+        if current == attempted then
+            version, err, code = store:put(key, text, { if_version = current_version })
+        end
+    end
+    if version then self.unconfirmed = nil end
+    return version, err, code
+end
+
 function M:save()
     if not self.persist then return end
     local record = {
@@ -83,8 +102,7 @@ function M:save()
     local store = state.open()
     -- The first write creates the run; each later one must find the version
     -- this process wrote, or another process has written to the run.
-    local version, err, code =
-        store:put(run_key(self.run_id), text, { if_absent = self.version == nil, if_version = self.version })
+    local version, err, code = put_conditionally(self, store, text)
     if code == "PreconditionFailed" then
         errors.raise {
             kind = "state",

@@ -67,6 +67,48 @@ t.case("two runs with separate state directories contend for one lock in DynamoD
     t.eq(r.code, 0, r.stderr)
 end)
 
+-- A run stopped by Ctrl-C still writes its journal's last state and
+-- releases its lock: the store is atlas-run's own, not the world's, so the
+-- rule "after Ctrl-C nothing calls out" does not apply to it.
+t.case("Ctrl-C: the shared journal says interrupted and the lock is free at once", function()
+    local shared = shared_state()
+    local a = shared.machine(t.tmpdir(), { USER = "alice", ATLAS_LOCK_LEASE = "60" })
+    local log = os.tmpname()
+    t.defer(function() os.remove(log) end)
+    local pid = assert(
+        sys.spawn(
+            { t.binary(), "--yes", FIX .. "steps.lua", "mode=sleep" },
+            { stdout = log, stderr = log, stdin = "/dev/null", env = a }
+        )
+    )
+    t.defer(function()
+        sys.kill(-pid, "KILL")
+        sys.wait(pid)
+    end)
+    local deadline = sys.monotime() + 20
+    while not (t.read_file(log) or ""):find("one ran", 1, true) do
+        t.ok(sys.monotime() < deadline, "A never started: " .. (t.read_file(log) or ""))
+        sys.sleep(0.05)
+    end
+    sys.sleep(1) -- into step two's long wait
+    sys.kill(pid, "INT")
+    local exited, code
+    repeat
+        exited, code = sys.wait(pid, true)
+        if not exited then sys.sleep(0.05) end
+        t.ok(sys.monotime() < deadline + 10, "A did not stop after Ctrl-C")
+    until exited
+    t.eq(code, 3, t.read_file(log))
+    local store = shared.store()
+    local run_id = assert(store:get("steps.last"))
+    local record = json.decode(assert(store:get("runs/" .. run_id .. ".json")))
+    t.eq(record.status, "interrupted")
+    t.eq(record.steps[2].status, "interrupted")
+    -- The lease had 60 s to go: only a release frees it this soon.
+    local r = t.run({ "--yes", FIX .. "steps.lua" }, { env = shared.machine(t.tmpdir()) })
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+end)
+
 t.case("atlas-run unlock releases a dead holder's lock; its run would stop at its next renewal", function()
     local shared = shared_state()
     local store = shared.store { lease = 60 }

@@ -58,3 +58,31 @@ t.case("two processes cannot both continue one run: the journal write is conditi
     local record = json.decode(t.read_file(dir .. "/runs/" .. run_id .. ".json"))
     t.eq(record.steps[2].status, "ok")
 end)
+
+t.case("a journal write whose outcome was never learnt is no conflict when it landed", function()
+    local dir = t.tmpdir()
+    local previous = os.getenv("ATLAS_STATE_DIR")
+    require("atlas.sys").setenv("ATLAS_STATE_DIR", dir)
+    t.defer(function() require("atlas.sys").setenv("ATLAS_STATE_DIR", previous) end)
+    require("atlas.runtime").use_real()
+    local journal = require "atlas.journal"
+    local store = require("atlas.state").open()
+    local pb = require("atlas.playbook").load(FIX .. "steps.lua")
+    local j = journal.new(pb, {})
+    j:step_started(1, "one")
+    -- The next write lands, but the answer is lost (the store raises after writing).
+    local real_put = store.put
+    store.put = function(s, ...)
+        real_put(s, ...)
+        store.put = nil
+        error(require("atlas.errors").new { kind = "interrupted", message = "interrupted by signal" }, 0)
+    end
+    t.defer(function() store.put = nil end)
+    t.raises(function() j:step_finished(1, "ok", 0) end, "interrupted")
+    j:finish("interrupted", 0)
+    local record = json.decode(t.read_file(dir .. "/runs/" .. j.run_id .. ".json"))
+    t.eq(record.status, "interrupted")
+    -- A different text in the store is still a conflict.
+    assert(store:put("runs/" .. j.run_id .. ".json", "{}"))
+    t.raises(function() j:finish("ok", 0) end, "written by another process")
+end)

@@ -82,11 +82,18 @@ function Store:where(key)
 end
 
 -- Runs one helper call: response, or nil and the error object. Only what
--- AWS or the endpoint answered is a failure of the store; a Ctrl-C, a lost
--- lock or a bug goes on up.
+-- AWS or the endpoint answered is a failure of the store; a lost lock or a
+-- bug goes on up. A Ctrl-C that cuts a request short does not lose it: the
+-- request is made again (a request started after the signal runs to its
+-- end), and then the interrupt goes on up, as it would after a local write.
 local function attempt(fn, args)
     args.own_state = true
     local ok, resp = pcall(fn, args)
+    if not ok and errors.is(resp, "interrupted") then
+        local interrupt = resp
+        ok, resp = pcall(fn, args)
+        if ok or errors.is(resp, "aws") or errors.is(resp, "usage") then error(interrupt, 0) end
+    end
     if ok then return resp end
     if errors.is(resp, "aws") or errors.is(resp, "usage") then return nil, resp end
     error(resp, 0)
@@ -359,7 +366,9 @@ function Lock:release()
     runtime.keep_alive(self.keeper, nil)
     if self.lost then return end
     local store = self.store
-    local resp, err = attempt(dynamodb.delete_item, {
+    -- A Ctrl-C during the release is the run's end anyway: the request was
+    -- made again to its end (attempt), and nothing is left to stop.
+    local completed, resp, err = pcall(attempt, dynamodb.delete_item, {
         region = store.region,
         TableName = store.lock_table,
         Key = item_key(self.item.LockID),
@@ -367,6 +376,10 @@ function Lock:release()
         ExpressionAttributeNames = { ["#t"] = "Token" },
         ExpressionAttributeValues = { [":t"] = { S = self.item.Token } },
     })
+    if not completed then
+        if errors.is(resp, "interrupted") then return end
+        error(resp, 0)
+    end
     if not resp and err.code ~= "ConditionalCheckFailedException" then
         log.warn(
             "run lock %s: cannot release it (%s); it frees itself at %s, or `atlas-run unlock %s`",
