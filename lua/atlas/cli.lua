@@ -145,7 +145,15 @@ local function configure_output(options)
     -- atlas.state reads its configuration from the environment, as child processes do.
     if options.state_dir then sys.setenv("ATLAS_STATE_DIR", options.state_dir) end
     if options.state then sys.setenv("ATLAS_STATE", options.state) end
-    if options.lock_table then sys.setenv("ATLAS_LOCK_TABLE", options.lock_table) end
+    if options.lock_table then
+        local shared = options.state or os.getenv("ATLAS_STATE") or ""
+        if not shared:match("^s3://") then
+            usage_error(
+                "--lock-table locks a shared store: give --state s3://BUCKET/PREFIX too (a local directory locks with flock)"
+            )
+        end
+        sys.setenv("ATLAS_LOCK_TABLE", options.lock_table)
+    end
 end
 
 local function scenario_names()

@@ -382,6 +382,8 @@ function t.main(paths, options)
     -- Tests never touch the user's journals or locks.
     local state = io.popen("mktemp -d /tmp/atlas-test-state.XXXXXX"):read("l")
     sys.setenv("ATLAS_STATE_DIR", state)
+    sys.setenv("ATLAS_STATE", nil)
+    sys.setenv("ATLAS_LOCK_TABLE", nil)
     -- Cases that need the output capture it; the rest would only be noise.
     log.configure { format = "text", level = "error" }
     local counts = { passed = 0, failed = 0 }

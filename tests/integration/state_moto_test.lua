@@ -152,7 +152,10 @@ t.case("an unreachable or denied store exits 2 with what and why, never 4", func
         t.match(r.stderr, c[2])
         t.no_match(r.stderr, "another run holds")
     end
-    local r = t.run({ "--mock", "--yes", FIX .. "steps.lua" }, { env = shared.machine(dir) })
+    local r = t.run({ "--lock-table", "atlas-locks", "--yes", FIX .. "steps.lua" }, { env = { ATLAS_STATE = false } })
+    t.eq(r.code, 2)
+    t.match(r.stderr, "give %-%-state s3://BUCKET/PREFIX too")
+    r = t.run({ "--mock", "--yes", FIX .. "steps.lua" }, { env = shared.machine(dir) })
     t.eq(r.code, 2)
     t.match(r.stderr, "mock world keeps its state in the local directory")
     r = t.run({ "runs" }, { env = shared.machine(dir, { ATLAS_STATE = "s3://no-such-bucket/team" }) })
