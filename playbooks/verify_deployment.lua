@@ -3,9 +3,13 @@
 -- and services, the task-definition families, the RDS instances (engine,
 -- class, Multi-AZ), the replica and snapshots, the log groups, the hosted
 -- zone with its regional and geo-routed records, and the health checks.
+-- It also checks that the environment works, not only that it exists: each
+-- service runs the tasks it wants, each database is available, each health
+-- endpoint answers 2xx (all asked at once).
 -- Every difference is listed; any difference fails the run (exit 1).
 local atlas = require "atlas"
 local aws = require "atlas.aws"
+local http = require "atlas.http"
 local ecs = require "atlas.ecs"
 local rds = require "atlas.rds"
 local dns = require "atlas.dns"
@@ -42,11 +46,14 @@ return atlas.playbook {
     description = "Check the deployed environment against the reference layout (ECS, RDS, logs, DNS, health checks)",
     lock = false, -- read-only: any number may run at once
     params = {
-        regions = {
-            type = "list",
-            default = table.concat(env.REGIONS, ","),
-            choices = env.REGIONS,
-            description = "regions to verify",
+        regions = env.regions_param "regions to verify",
+        health_url = env.health_url_param(),
+        endpoint_timeout = {
+            type = "number",
+            default = 5,
+            min = 0.1,
+            max = 60,
+            description = "seconds each health endpoint may take (all are asked at once)",
         },
     },
     steps = {
@@ -64,6 +71,14 @@ return atlas.playbook {
                         local s = resp.services[1]
                         if check(ctx, s ~= nil, "%s: service %s exists", region, env.service(region)) then
                             check(ctx, s.status == "ACTIVE", "%s: service is ACTIVE (is %s)", region, s.status)
+                            check(
+                                ctx,
+                                s.runningCount > 0 and s.runningCount == s.desiredCount,
+                                "%s: tasks running as desired (%d of %d running)",
+                                region,
+                                s.runningCount,
+                                s.desiredCount
+                            )
                             check(
                                 ctx,
                                 s.desiredCount >= env.NORMAL_DESIRED_COUNT and s.desiredCount <= env.MAX_DESIRED_COUNT,
@@ -123,6 +138,13 @@ return atlas.playbook {
                             DBInstanceIdentifier = env.db_instance(region),
                         }[1]
                         if check(ctx, db ~= nil, "%s: instance %s exists", region, env.db_instance(region)) then
+                            check(
+                                ctx,
+                                db.DBInstanceStatus == "available",
+                                "%s: database available (is %s)",
+                                region,
+                                tostring(db.DBInstanceStatus)
+                            )
                             check(
                                 ctx,
                                 db.Engine == "postgres",
@@ -289,6 +311,26 @@ return atlas.playbook {
                         "default record -> %s (is %s)",
                         env.regional_name(env.DEFAULT_BACKUP_REGION),
                         tostring(dns.record_value(default))
+                    )
+                end
+            end,
+        },
+        {
+            name = "health endpoints",
+            run = function(ctx)
+                local urls = {}
+                for i, region in ipairs(ctx.params.regions) do
+                    urls[i] = (ctx.params.health_url:gsub("{region}", region))
+                end
+                local probes = http.check_many(urls, { timeout = ctx.params.endpoint_timeout })
+                for i, region in ipairs(ctx.params.regions) do
+                    check(
+                        ctx,
+                        probes[i].healthy,
+                        "%s: %s answers 2xx (%s)",
+                        region,
+                        urls[i],
+                        tostring(probes[i].detail)
                     )
                 end
             end,
