@@ -44,7 +44,8 @@ end
 
 -- GetMetricStatistics over the last `minutes`, one datapoint per `period`.
 local function metric_request(namespace, metric, dimensions, minutes, statistic, period)
-    local now = math.floor(atlas.now())
+    -- The window ends just after now: a datapoint put this very second is in it.
+    local finish = math.floor(atlas.now()) + 1
     return {
         service = "cloudwatch",
         action = "GetMetricStatistics",
@@ -52,8 +53,8 @@ local function metric_request(namespace, metric, dimensions, minutes, statistic,
             Namespace = namespace,
             MetricName = metric,
             Dimensions = dimensions,
-            StartTime = now - minutes * 60,
-            EndTime = now,
+            StartTime = finish - minutes * 60,
+            EndTime = finish,
             Period = period or 60,
             Statistics = { statistic or "Average" },
         },
