@@ -16,4 +16,10 @@ function M.invoke(args)
     return helper.call("lambda", "Invoke", copy)
 end
 
+-- get_function{FunctionName, Qualifier?} -> {Configuration=, Code=, Concurrency?=}
+function M.get_function(args) return helper.call("lambda", "GetFunction", args) end
+
+-- get_function_concurrency{FunctionName} -> {ReservedConcurrentExecutions=?} (absent: none reserved)
+function M.get_function_concurrency(args) return helper.call("lambda", "GetFunctionConcurrency", args) end
+
 return M

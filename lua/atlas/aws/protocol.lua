@@ -615,7 +615,7 @@ local function decode_rest(svc, op, action, resp)
             out = {}
         end
     else
-        out = resp.body ~= "" and strip_nulls(json.decode(resp.body)) or {}
+        out = resp.body ~= "" and M.strip_nulls(json.decode(resp.body)) or {} -- strip_nulls is defined below
     end
     rest_members(svc, shape, resp, out)
     return out

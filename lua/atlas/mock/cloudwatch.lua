@@ -16,7 +16,7 @@ local function state(w, region)
     w.cloudwatch = w.cloudwatch or {}
     local s = w.cloudwatch[region]
     if not s then
-        s = { data = {}, alarm_state = {} }
+        s = { data = {}, alarm_state = {}, alarm_changes = {} }
         w.cloudwatch[region] = s
     end
     return s
@@ -253,7 +253,29 @@ local function alarm_definitions(w, region)
             unit = "Seconds",
         }
     end
-    return defs
+    -- What DeleteAlarms and tests changed: a deleted alarm is gone, a
+    -- changed one keeps the rest of its definition.
+    local changes = state(w, region).alarm_changes
+    local kept = {}
+    for _, def in ipairs(defs) do
+        local change = changes[def.name]
+        if not (change and change.deleted) then
+            for k, v in pairs(change or {}) do
+                def[k] = v
+            end
+            kept[#kept + 1] = def
+        end
+    end
+    return kept
+end
+
+-- set_alarm(w, region, name, {deleted=true} | {actions_enabled=false, dimensions=, threshold=, ...})
+function M.set_alarm(w, region, name, fields)
+    local changes = state(w, region).alarm_changes
+    changes[name] = changes[name] or {}
+    for k, v in pairs(fields) do
+        changes[name][k] = v
+    end
 end
 
 local COMPARE = {
@@ -303,7 +325,7 @@ local function alarm_view(w, def)
         AlarmArn = string.format("arn:aws:cloudwatch:%s:%s:alarm:%s", def.region, util.ACCOUNT, def.name),
         AlarmDescription = def.description,
         AlarmConfigurationUpdatedTimestamp = configured,
-        ActionsEnabled = true,
+        ActionsEnabled = def.actions_enabled ~= false,
         OKActions = util.list { topic(def.region, def.severity) },
         AlarmActions = util.list { topic(def.region, def.severity) },
         InsufficientDataActions = util.list(),
@@ -523,6 +545,13 @@ function H.ListMetrics(w, region, p, ctx)
     end
     local page, token = util.page(metrics, p.NextToken, nil, 500)
     return { Metrics = page, NextToken = token }
+end
+
+function H.DeleteAlarms(w, region, p, ctx)
+    for _, name in ipairs(util.as_list(ctx:need(p, "AlarmNames"))) do
+        M.set_alarm(w, region, name, { deleted = true })
+    end
+    return {}
 end
 
 function H.DescribeAlarms(w, region, p, ctx)

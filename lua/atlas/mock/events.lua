@@ -96,6 +96,55 @@ local function set_state(value)
     end
 end
 
+function H.PutRule(w, region, p, ctx)
+    local name = ctx:need(p, "Name")
+    if not p.EventPattern and not p.ScheduleExpression then
+        ctx:fail("ValidationException", "Parameter(s) EventPattern or ScheduleExpression must be specified.")
+    end
+    local rules = state(w, region)
+    local rule = rules[name]
+        or {
+            Name = name,
+            Arn = string.format("arn:aws:events:%s:%s:rule/%s", region, util.ACCOUNT, name),
+            EventBusName = "default",
+            CreatedBy = util.ACCOUNT,
+            targets = {},
+        }
+    rule.EventPattern, rule.ScheduleExpression = p.EventPattern, p.ScheduleExpression
+    rule.State = p.State or "ENABLED"
+    rule.Description = p.Description
+    rules[name] = rule
+    return { RuleArn = rule.Arn }
+end
+
+function H.PutTargets(w, region, p, ctx)
+    local rule = find_rule(w, region, p, ctx, ctx:need(p, "Rule"))
+    for _, target in ipairs(util.as_list(ctx:need(p, "Targets"))) do
+        local replaced = false
+        for i, existing in ipairs(rule.targets) do
+            if existing.Id == target.Id then
+                rule.targets[i], replaced = util.copy(target), true
+            end
+        end
+        if not replaced then rule.targets[#rule.targets + 1] = util.copy(target) end
+    end
+    return { FailedEntryCount = 0, FailedEntries = util.list() }
+end
+
+function H.RemoveTargets(w, region, p, ctx)
+    local rule = find_rule(w, region, p, ctx, ctx:need(p, "Rule"))
+    local gone = {}
+    for _, id in ipairs(util.as_list(ctx:need(p, "Ids"))) do
+        gone[id] = true
+    end
+    local kept = {}
+    for _, target in ipairs(rule.targets) do
+        if not gone[target.Id] then kept[#kept + 1] = target end
+    end
+    rule.targets = kept
+    return { FailedEntryCount = 0, FailedEntries = util.list() }
+end
+
 H.EnableRule = set_state "ENABLED"
 H.DisableRule = set_state "DISABLED"
 

@@ -43,7 +43,32 @@ function M.build(w)
         arn = string.format("arn:aws:lambda:eu-west-1:%s:function:%s", util.ACCOUNT, M.ORCHESTRATOR),
         log_group = "/aws/lambda/" .. M.ORCHESTRATOR,
         handler = orchestrator,
+        -- GetFunction's Configuration.State and LastUpdateStatus, and the
+        -- reserved concurrency (nil: none reserved, the account's pool).
+        state = "Active",
+        last_update = "Successful",
+        reserved = nil,
+        modified = w.start_time - 30 * 86400,
     }
+end
+
+-- set_config(w, name, {state=, last_update=, reserved=, deleted=true}): the
+-- function as the console or a failed deployment left it.
+function M.set_config(w, name, fields)
+    for _, region in ipairs(util.REGIONS) do
+        local fn = state(w, region)[name]
+        if fn then
+            if fields.deleted then
+                state(w, region)[name] = nil
+                return
+            end
+            for k, v in pairs(fields) do
+                fn[k] = v
+            end
+            return
+        end
+    end
+    error("set_lambda_config: no function " .. tostring(name))
 end
 
 function M.set_handler(w, name, handler)
@@ -74,8 +99,53 @@ end
 local H = {}
 M.handlers = H
 
+local function configuration(w, region, fn)
+    return {
+        FunctionName = fn.name,
+        FunctionArn = fn.arn,
+        Runtime = "python3.12",
+        Role = string.format("arn:aws:iam::%s:role/atlas-failover", util.ACCOUNT),
+        Handler = "index.handler",
+        CodeSize = 2048,
+        Description = "Fails a region over after 3 consecutive health-check failures",
+        Timeout = 300,
+        MemorySize = 256,
+        LastModified = util.iso(fn.modified):gsub("Z$", ".000+0000"),
+        CodeSha256 = "R9xwDqlGawqyCJ7yZBhfBHui2bRhsw+Fe1ICXLzkJUA=",
+        Version = "$LATEST",
+        TracingConfig = { Mode = "PassThrough" },
+        State = fn.state,
+        LastUpdateStatus = fn.last_update,
+        PackageType = "Zip",
+        Architectures = util.list { "x86_64" },
+        EphemeralStorage = { Size = 512 },
+        LoggingConfig = { LogFormat = "Text", LogGroup = fn.log_group },
+    }
+end
+
+function H.GetFunction(w, region, p, ctx)
+    local fn = find_function(w, region, ctx, p.FunctionName)
+    local response = {
+        Configuration = configuration(w, region, fn),
+        Code = {
+            RepositoryType = "S3",
+            Location = string.format("https://awslambda-%s-tasks.s3.%s.amazonaws.com/snapshots/%s", region, region, fn.name),
+        },
+    }
+    if fn.reserved ~= nil then response.Concurrency = { ReservedConcurrentExecutions = fn.reserved } end
+    return response
+end
+
+function H.GetFunctionConcurrency(w, region, p, ctx)
+    local fn = find_function(w, region, ctx, p.FunctionName)
+    return { ReservedConcurrentExecutions = fn.reserved }
+end
+
 function H.Invoke(w, region, p, ctx)
     local fn = find_function(w, region, ctx, p.FunctionName)
+    if fn.reserved == 0 then
+        ctx:fail("TooManyRequestsException", "Rate Exceeded.", 429)
+    end
     local kind = p.InvocationType or "RequestResponse"
     if kind == "DryRun" then return { StatusCode = 204, Payload = "" } end
     local payload = p.Payload

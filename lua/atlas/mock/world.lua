@@ -542,6 +542,13 @@ end
 -- w:set_lambda(name, function(payload, world) -> payload_string)
 function World:set_lambda(name, handler) require("atlas.mock.lambda").set_handler(self, name, handler) end
 
+-- w:set_lambda_config(name, {state="Failed"|..., last_update=, reserved=n, deleted=true})
+function World:set_lambda_config(name, fields) require("atlas.mock.lambda").set_config(self, name, fields) end
+
+-- w:set_alarm(region, name, {deleted=true} | {actions_enabled=false, dimensions=, ...}): an
+-- alarm changed (or deleted) behind the runbook's back.
+function World:set_alarm(region, name, fields) require("atlas.mock.cloudwatch").set_alarm(self, region, name, fields) end
+
 -- w:add_log(region, group, message, stream?)
 function World:add_log(region, group, message, stream)
     require("atlas.mock.logs").append(self, region, group, message, stream)
