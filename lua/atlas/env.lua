@@ -33,6 +33,16 @@ M.FAILOVER_REGION = "eu-west-1"
 M.HEALTH_ALARM_REGION = "us-east-1"
 M.FAILOVER_RULE = "atlas-production-failover-trigger"
 function M.health_alarm(region) return "atlas-production-health-" .. region end
+-- The region that takes a failed region's traffic: the preferred backup
+-- (by default us-east-1), or, when that is the failed region, the first
+-- other region.
+function M.backup_for(region, preferred)
+    preferred = preferred or M.DEFAULT_BACKUP_REGION
+    if region ~= preferred then return preferred end
+    for _, other in ipairs(M.REGIONS) do
+        if other ~= region then return other end
+    end
+end
 -- Application Auto Scaling's name for a region's service.
 function M.scalable_target(region) return "service/" .. M.cluster(region) .. "/" .. M.service(region) end
 -- Alert thresholds (reference-environment.md, "Alert thresholds").

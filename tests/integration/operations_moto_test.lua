@@ -79,3 +79,20 @@ t.case("diag_failover_not_triggering walks moto's chain and names the first brok
     t.eq(r.code, 5, r.stdout .. r.stderr)
     t.match(r.stderr, "first broken link: Lambda: atlas%-production%-failover%-orchestrator has a reserved concurrency of 0")
 end)
+
+t.case("dr_readiness against moto: ready, then blocked by an auto-scaling maximum boto3 lowered", function()
+    local port = t.server { "python3", "tests/support/http_test_server.py", "PORT" }
+    local health = "health_url=http://127.0.0.1:" .. port .. "/status?code=200&region={region}"
+    local r = run { "playbooks/dr_readiness.lua", health }
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    t.match(r.stdout, "eu%-west%-1 %-> us%-east%-1: a failover could succeed now")
+    t.match(r.stdout, "newest snapshot atlas%-production%-snapshot%-[%w-]+ is %d+ min old %(RPO 24h%)")
+    boto3(
+        "client('application-autoscaling', 'us-east-1').register_scalable_target(ServiceNamespace='ecs',"
+            .. " ResourceId='service/atlas-crm-production-cluster-us-east-1/atlas-crm-production-service-us-east-1',"
+            .. " ScalableDimension='ecs:service:DesiredCount', MinCapacity=2, MaxCapacity=4)"
+    )
+    r = run { "playbooks/dr_readiness.lua", health, "regions=eu-west-1,ap-southeast-1" }
+    t.eq(r.code, 5, r.stdout .. r.stderr)
+    t.match(r.stderr, "a failover would fail: eu%-west%-1: backup us%-east%-1: auto%-scaling maximum 4 is below the failover's 10 tasks")
+end)
