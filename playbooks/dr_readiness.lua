@@ -24,14 +24,6 @@ local protocol = require "atlas.aws.protocol"
 local errors = require "atlas.errors"
 local env = require "atlas.env"
 
-local UNITS = { s = 1, m = 60, h = 3600, d = 86400 }
-
--- "24h", "90m", "2d", "3600" (seconds) -> seconds
-local function duration(text)
-    local n, unit = text:match("^(%d+)([smhd]?)$")
-    return tonumber(n) * UNITS[unit ~= "" and unit or "s"]
-end
-
 local function human(seconds)
     if seconds >= 86400 then return string.format("%.1f d", seconds / 86400) end
     if seconds >= 3600 then return string.format("%.1f h", seconds / 3600) end
@@ -126,10 +118,10 @@ return atlas.playbook {
             description = "the task count a failover scales the backup to",
         },
         rpo = {
-            type = "string",
+            type = "duration",
             default = "24h",
-            pattern = "^%d+[smhd]?$",
-            description = "the largest snapshot age accepted: a number with s, m, h or d (bare: seconds)",
+            min = 60,
+            description = "the largest snapshot age accepted (the recovery point objective)",
         },
         health_url = env.health_url_param(),
         endpoint_timeout = { type = "number", default = 5, min = 0.1, max = 60, description = "seconds per probe" },
@@ -304,7 +296,7 @@ return atlas.playbook {
             name = "snapshots against the RPO",
             run = function(ctx)
                 local primary = env.PRIMARY_REGION
-                local rpo = duration(ctx.params.rpo)
+                local rpo = ctx.params.rpo
                 local newest, newest_time
                 for _, snap in ipairs(rds.describe_db_snapshots {
                     region = primary,
@@ -327,10 +319,10 @@ return atlas.playbook {
                         "the newest snapshot, %s, is %s old: over the RPO of %s",
                         newest.DBSnapshotIdentifier,
                         human(age),
-                        ctx.params.rpo
+                        human(rpo)
                     )
                 else
-                    atlas.log("newest snapshot %s is %s old (RPO %s)", newest.DBSnapshotIdentifier, human(age), ctx.params.rpo)
+                    atlas.log("newest snapshot %s is %s old (RPO %s)", newest.DBSnapshotIdentifier, human(age), human(rpo))
                 end
             end,
         },

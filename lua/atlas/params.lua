@@ -46,6 +46,16 @@ end
 
 TYPES.region = TYPES.string
 
+-- "90s", "10m", "24h", "2d" or a bare number of seconds -> seconds
+local DURATION_UNITS = { s = 1, m = 60, h = 3600, d = 86400 }
+function TYPES.duration(v)
+    if type(v) == "number" then return v end
+    if type(v) ~= "string" then return nil end
+    local n, unit = v:match("^%s*(%d+%.?%d*)%s*([smhd]?)%s*$")
+    if not n then return nil end
+    return tonumber(n) * DURATION_UNITS[unit ~= "" and unit or "s"]
+end
+
 function TYPES.list(v)
     if type(v) == "table" then return v end
     if type(v) ~= "string" then return nil, "a comma-separated list" end
@@ -64,6 +74,7 @@ local TYPE_WHAT = {
     boolean = "true or false",
     region = "a region",
     list = "a comma-separated list",
+    duration = "a duration (90s, 10m, 24h, 2d; a bare number is seconds)",
 }
 
 local SPEC_FIELDS = {
@@ -81,7 +92,7 @@ local SPEC_FIELDS = {
 local function describe_type(spec)
     if spec.choices then return "one of " .. table.concat(spec.choices, ", ") end
     local what = TYPE_WHAT[spec.type]
-    if spec.type == "integer" or spec.type == "number" then
+    if spec.type == "integer" or spec.type == "number" or spec.type == "duration" then
         if spec.min and spec.max then
             what = string.format("%s from %s to %s", what, spec.min, spec.max)
         elseif spec.min then
@@ -166,7 +177,7 @@ function M.check_specs(playbook, declared)
         spec.type = spec.type or "string"
         if not TYPES[spec.type] then
             usage(
-                "playbook %s: parameter %s has unknown type '%s' (types: boolean, integer, list, number, region, string)",
+                "playbook %s: parameter %s has unknown type '%s' (types: boolean, duration, integer, list, number, region, string)",
                 playbook,
                 spec.name,
                 spec.type

@@ -86,7 +86,7 @@ t.case("dr_readiness against moto: ready, then blocked by an auto-scaling maximu
     local r = run { "playbooks/dr_readiness.lua", health }
     t.eq(r.code, 0, r.stdout .. r.stderr)
     t.match(r.stdout, "eu%-west%-1 %-> us%-east%-1: a failover could succeed now")
-    t.match(r.stdout, "newest snapshot atlas%-production%-snapshot%-[%w-]+ is %d+ min old %(RPO 24h%)")
+    t.match(r.stdout, "newest snapshot atlas%-production%-snapshot%-[%w-]+ is %d+ min old %(RPO 1.0 d%)")
     boto3(
         "client('application-autoscaling', 'us-east-1').register_scalable_target(ServiceNamespace='ecs',"
             .. " ResourceId='service/atlas-crm-production-cluster-us-east-1/atlas-crm-production-service-us-east-1',"
@@ -95,4 +95,58 @@ t.case("dr_readiness against moto: ready, then blocked by an auto-scaling maximu
     r = run { "playbooks/dr_readiness.lua", health, "regions=eu-west-1,ap-southeast-1" }
     t.eq(r.code, 5, r.stdout .. r.stderr)
     t.match(r.stderr, "a failover would fail: eu%-west%-1: backup us%-east%-1: auto%-scaling maximum 4 is below the failover's 10 tasks")
+end)
+
+t.case("logs_tail against moto: a filtered pass, then follow sees a new line and stops on Ctrl-C", function()
+    local sys = require "atlas.sys"
+    local r = run { "playbooks/logs_tail.lua", "region=us-east-1", "since=1h", "filter=ERROR" }
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    t.match(r.stdout, "app/1  us%-east%-1 event 8 ERROR")
+    t.match(r.stdout, "3 event%(s%)")
+
+    local dir = t.tmpdir()
+    local out = dir .. "/out"
+    local env = {}
+    for k, v in pairs(ENV) do
+        env[k] = v
+    end
+    local pid = assert(sys.spawn({
+        t.binary(),
+        "playbooks/logs_tail.lua",
+        "region=us-east-1",
+        "since=1h",
+        "follow=true",
+        "interval=0.5",
+    }, { stdout = out, stderr = out, stdin = "/dev/null", env = env }))
+    local function wait_for(text, seconds)
+        local deadline = sys.monotime() + seconds
+        while sys.monotime() < deadline do
+            if (t.read_file(out) or ""):find(text, 1, true) then return true end
+            sys.sleep(0.1)
+        end
+        return false
+    end
+    local stopped = false
+    t.defer(function()
+        if not stopped then
+            sys.kill(pid, "KILL")
+            sys.wait(pid)
+        end
+    end)
+    t.ok(wait_for("us-east-1 event 11", 30), t.read_file(out))
+    boto3(
+        "import time\nclient('logs', 'us-east-1').put_log_events(logGroupName='/ecs/atlas-crm-production-us-east-1',"
+            .. " logStreamName='app/1', logEvents=[{'timestamp': int(time.time() * 1000), 'message': 'new line while following'}])"
+    )
+    t.ok(wait_for("new line while following", 30), t.read_file(out))
+    sys.kill(pid, "INT")
+    local exited, code
+    local deadline = sys.monotime() + 15
+    repeat
+        exited, code = sys.wait(pid, true)
+        if not exited then sys.sleep(0.05) end
+    until exited or sys.monotime() > deadline
+    stopped = exited
+    t.eq(code, 0, t.read_file(out))
+    t.match(t.read_file(out), "stopped after 13 event%(s%)")
 end)

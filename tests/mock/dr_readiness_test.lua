@@ -60,7 +60,7 @@ t.case("replication lag on the backup, and a snapshot older than the RPO, block 
     t.eq(result.exit, 5)
     t.eq(texts(result, "blockers"), {
         "eu-west-1: backup us-east-1 is 45.0 s behind the primary (over 10 s): its global tables are stale",
-        "eu-west-1: the newest snapshot, atlas-production-snapshot-latest, is 6.0 h old: over the RPO of 4h",
+        "eu-west-1: the newest snapshot, atlas-production-snapshot-latest, is 6.0 h old: over the RPO of 4.0 h",
     })
     t.eq(t.run_playbook(PLAYBOOK, { regions = "eu-west-1", rpo = "7h" }).exit, 0)
 end)

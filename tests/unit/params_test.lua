@@ -61,3 +61,22 @@ t.case("cross-parameter validation runs after conversion", function()
         end)
     end, "a and b must differ")
 end)
+
+t.case("durations take s, m, h, d or bare seconds; min and max are in seconds", function()
+    local d = params.check_specs("p", { since = { type = "duration", default = "10m", min = 60, max = 7 * 86400 } })
+    local cases = { { "90s", 90 }, { "10m", 600 }, { "24h", 86400 }, { "2d", 172800 }, { "3600", 3600 }, { "1.5h", 5400 } }
+    for _, case in ipairs(cases) do
+        t.eq(params.parse(d, { since = case[1] }).since, case[2], case[1])
+    end
+    t.eq(params.parse(d, {}).since, 600)
+    t.raises(function() params.parse(d, { since = "a day" }) end, 'parameter since: "a day" is not a duration')
+    t.raises(function() params.parse(d, { since = "30s" }) end, "parameter since: 30s is not a duration")
+    t.raises(function() params.parse(d, { since = "8d" }) end, "is not a duration .* from 60 to 604800")
+end)
+
+t.case("a list's min and max count its items", function()
+    local l = params.check_specs("p", { regions = { type = "list", min = 1, max = 2 } })
+    t.eq(params.parse(l, { regions = "a,b" }).regions, { "a", "b" })
+    t.raises(function() params.parse(l, { regions = "" }) end, 'parameter regions: "" has 0 item%(s%); it needs 1 to 2')
+    t.raises(function() params.parse(l, { regions = "a,b,c" }) end, "has 3 item%(s%); it needs 1 to 2")
+end)
