@@ -348,6 +348,7 @@ local function describe_playbook(name)
     local pb = require("atlas.playbook").load(path)
     print(string.format("%s  (%s)", pb.name, path))
     print("    " .. pb.description)
+    if pb.requires then print("    needs: " .. table.concat(pb.requires, ", ")) end
     print("\nParameters (name=value):")
     if #pb.param_specs == 0 then print("    none") end
     print_params(pb)

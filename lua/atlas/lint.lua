@@ -171,8 +171,15 @@ function M.check_file(path)
         end
     end
     if #problems > 0 then return problems end
-    local loaded, load_err = pcall(require("atlas.playbook").load, path)
-    if not loaded then problems[#problems + 1] = require("atlas.errors").message(load_err) end
+    local playbook = require "atlas.playbook"
+    local loaded, pb = pcall(playbook.load, path)
+    if not loaded then
+        problems[#problems + 1] = require("atlas.errors").message(pb)
+        return problems
+    end
+    for _, program in ipairs(playbook.missing_programs(pb)) do
+        problems[#problems + 1] = string.format("%s: needs %s, which is not on PATH", path, program)
+    end
     return problems
 end
 

@@ -135,6 +135,16 @@ function M.declare(decl)
     if decl.validate ~= nil and type(decl.validate) ~= "function" then
         usage("playbook %s: validate must be a function", decl.name)
     end
+    -- requires: the programs the playbook runs (terraform, git), checked by
+    -- `check` and before the first step, never found missing half-way.
+    if decl.requires ~= nil then
+        if type(decl.requires) ~= "table" then usage("playbook %s: requires must be a list of program names", decl.name) end
+        for _, program in ipairs(decl.requires) do
+            if type(program) ~= "string" or not program:match("^[%w_%.%-]+$") then
+                usage("playbook %s: requires: %s is not a program name", decl.name, tostring(program))
+            end
+        end
+    end
     local seen = {}
     for i, step in ipairs(decl.steps) do
         check_step(step, i, seen)
@@ -185,6 +195,29 @@ function M.load(path)
     end
     decl.path = path
     return decl
+end
+
+-- playbook.missing_programs(pb) -> the programs of pb.requires that cannot be run here
+function M.missing_programs(pb)
+    local proc = require "atlas.proc"
+    local missing = {}
+    for _, program in ipairs(pb.requires or {}) do
+        if not proc.available(program) then missing[#missing + 1] = program end
+    end
+    return missing
+end
+
+local function check_requirements(pb)
+    local missing = M.missing_programs(pb)
+    if #missing > 0 then
+        usage(
+            "%s needs %s, which %s not on PATH: install %s first (nothing was run)",
+            pb.name,
+            table.concat(missing, " and "),
+            #missing == 1 and "is" or "are",
+            #missing == 1 and "it" or "them"
+        )
+    end
 end
 
 -- The journal ---------------------------------------------------------------
@@ -316,6 +349,7 @@ end
 -- result = {status="ok"|"failed"|"critical"|"refused"|"interrupted", exit=, error=, step=, journal=}
 function M.run(pb, params, options)
     options = options or {}
+    check_requirements(pb)
     local journal = options.journal or journal_mod.new(pb, params)
     local ctx = make_context(pb, params, journal)
     local started = runtime.now()

@@ -287,7 +287,8 @@ function t.run_playbook(path, args, options)
     local pb = playbook.load(path)
     local params = params_mod.parse(pb.param_specs, args or {}, pb.validate)
     local result
-    local events = t.capture(function() result = playbook.run(pb, params, { rollback = options.rollback }) end)
+    local events, ok, err = t.capture(function() result = playbook.run(pb, params, { rollback = options.rollback }) end)
+    if not ok then error(err, 0) end -- refused before the first step (a missing program)
     result.world = world
     result.events = events
     return result, events

@@ -127,6 +127,8 @@ function World.new(options)
         -- running task and its database is reachable, 503 otherwise.
         w.endpoints[region] = { mode = "auto", up = true, changed_at = w.t - 86400 }
     end
+    -- cdn.atlas-crm.com, served by Cloudflare outside AWS: it answers while set.
+    w.cdn = { status = 200 }
     w.modules = {}
     for _, name in ipairs(BUILD_ORDER) do
         local module = require(name)
@@ -441,6 +443,10 @@ function World:http_request(request)
     end
     if not scheme then fail("url", "malformed url " .. request.url) end
     host = host:lower()
+    if host == "cdn.atlas-crm.com" then
+        call.status = self.cdn.status
+        return { status = self.cdn.status, body = "", headers = { server = "cloudflare" } }
+    end
     local region = host:match("^([a-z0-9-]+)%.atlas%-crm%.com$")
     if host == "api.atlas-crm.com" then
         region = require("atlas.mock.route53").resolve_region(self, "api.atlas-crm.com", request.continent)
@@ -492,6 +498,9 @@ function World:proc_run(argv)
     call.code = 0
     return { code = 0, stdout = "", stderr = "" }
 end
+
+-- w:proc_available(name): every program is there unless w.missing_programs[name].
+function World:proc_available(name) return not (self.missing_programs and self.missing_programs[name]) end
 
 -- Test helpers ---------------------------------------------------------------
 

@@ -37,4 +37,8 @@ function M.run(argv, options)
     return result
 end
 
+-- proc.available(name) -> true (the path, for a real program) when the program can
+-- be run: on PATH for real, scripted by the mock world otherwise.
+function M.available(name) return runtime.backend("proc").available(name) end
+
 return M

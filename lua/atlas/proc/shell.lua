@@ -26,4 +26,19 @@ function M.run(argv, options)
     return { code = code, stdout = slurp(base .. ".out"), stderr = slurp(base .. ".err") }
 end
 
+-- available(name) -> the path of an executable file called name on PATH, or nil.
+function M.available(name)
+    if name:find("/", 1, true) then
+        local st = sys.stat(name)
+        return st and st.type == "file" and st.mode % 512 // 64 % 2 == 1 and name or nil
+    end
+    for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
+        local path = dir .. "/" .. name
+        local st = sys.stat(path)
+        -- the owner's execute bit (0100): enough for the operator running atlas-run
+        if st and st.type == "file" and (st.mode // 64) % 2 == 1 then return path end
+    end
+    return nil
+end
+
 return M
