@@ -2,6 +2,8 @@
 local t = require "atlas.test"
 
 local PLAYBOOK = "playbooks/rollback_infra.lua"
+-- One directory for the file (terraform_dir must exist); the local-state case makes its own below it.
+local TF = t.tmpdir()
 
 local function world_with(results)
     local world = t.world("healthy")
@@ -34,7 +36,7 @@ local function lines(world)
 end
 
 t.case("state list only, without ref or import: nothing changes and nothing is asked", function()
-    local tf = t.tmpdir()
+    local tf = TF
     local world = world_with()
     local result = t.run_playbook(PLAYBOOK, { terraform_dir = tf }, { world = world, yes = false })
     t.eq(result.status, "ok", tostring(result.error))
@@ -43,7 +45,7 @@ t.case("state list only, without ref or import: nothing changes and nothing is a
 end)
 
 t.case("a rollback is planned and applied in a temporary checkout, then the checkout is removed", function()
-    local tf = t.tmpdir()
+    local tf = TF
     local world = world_with()
     local result = t.run_playbook(PLAYBOOK, { terraform_dir = tf, ref = "v1.4.0" }, { world = world })
     t.eq(result.status, "ok", tostring(result.error))
@@ -61,7 +63,7 @@ t.case("a rollback is planned and applied in a temporary checkout, then the chec
 end)
 
 t.case("--dry-run plans in the checkout, applies nothing, removes the checkout", function()
-    local tf = t.tmpdir()
+    local tf = TF
     local world = world_with()
     local result = t.run_playbook(PLAYBOOK, { terraform_dir = tf, ref = "v1.4.0" }, { world = world, dry_run = true })
     t.eq(result.status, "ok", tostring(result.error))
@@ -72,7 +74,7 @@ t.case("--dry-run plans in the checkout, applies nothing, removes the checkout",
 end)
 
 t.case("a plan that fails removes the checkout and names terraform's error", function()
-    local tf = t.tmpdir()
+    local tf = TF
     local world = world_with { plan = { code = 1, stderr = "Error: Unsupported argument" } }
     local result = t.run_playbook(PLAYBOOK, { terraform_dir = tf, ref = "v1.4.0" }, { world = world })
     t.eq(result.status, "failed")
@@ -82,7 +84,7 @@ t.case("a plan that fails removes the checkout and names terraform's error", fun
 end)
 
 t.case("an import of an address already in the state fails; half an import pair is bad input; local state is refused", function()
-    local tf = t.tmpdir()
+    local tf = TF
     local result = t.run_playbook(
         PLAYBOOK,
         { terraform_dir = tf, import_address = "aws_route53_zone.main", import_id = "Z123" },
@@ -94,14 +96,16 @@ t.case("an import of an address already in the state fails; half an import pair 
         function() t.run_playbook(PLAYBOOK, { terraform_dir = tf, import_id = "Z123" }) end,
         "import_address and import_id go together"
     )
-    t.write_file(tf .. "/terraform.tfstate", "{}")
-    result = t.run_playbook(PLAYBOOK, { terraform_dir = tf, ref = "v1" }, { world = world_with() })
+    local local_state = tf .. "/local-state"
+    require("atlas.sys").mkdir(local_state)
+    t.write_file(local_state .. "/terraform.tfstate", "{}")
+    result = t.run_playbook(PLAYBOOK, { terraform_dir = local_state, ref = "v1" }, { world = world_with() })
     t.match(tostring(result.error), "keeps its state locally")
 end)
 
 t.case("git missing is said before anything runs", function()
     local world = world_with()
     world.missing_programs = { git = true }
-    t.raises(function() t.run_playbook(PLAYBOOK, { terraform_dir = t.tmpdir() }, { world = world }) end, "needs git")
+    t.raises(function() t.run_playbook(PLAYBOOK, { terraform_dir = TF }, { world = world }) end, "needs git")
     t.eq(#world.calls, 0)
 end)
