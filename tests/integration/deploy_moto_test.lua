@@ -3,7 +3,8 @@
 -- verifies against the reference environment boto3 built in moto.
 local t = require "atlas.test"
 
-local STANDIN = os.getenv("PWD") .. "/tests/support/terraform-standin"
+-- Absolute: the test changes PATH for atlas-run, and the cwd is the source tree.
+local STANDIN = require("atlas.sys").realpath("tests/support/terraform-standin")
 
 local function records(path)
     local out = {}
