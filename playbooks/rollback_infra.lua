@@ -82,7 +82,8 @@ return atlas.playbook {
         },
         {
             name = "import",
-            mutates = true, -- asks itself below, naming the address and id
+            mutates = true,
+            confirm = true, -- asks itself below (atlas.confirm), naming the address and id, only when asked to import
             run = function(ctx)
                 local address, id = ctx.params.import_address, ctx.params.import_id
                 if not address then
@@ -138,7 +139,8 @@ return atlas.playbook {
         },
         {
             name = "apply the rollback",
-            mutates = true, -- asks itself below, naming the ref and the plan
+            mutates = true,
+            confirm = true, -- asks itself below (atlas.confirm), naming the ref and the plan, only with a ref
             run = function(ctx)
                 if not ctx.params.ref then return end
                 if ctx.dry_run then
