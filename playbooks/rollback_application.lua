@@ -9,15 +9,14 @@ local ecs = require "atlas.ecs"
 local http = require "atlas.http"
 local env = require "atlas.env"
 
--- "arn:aws:ecs:...:task-definition/atlas-crm-production-us-east-1:14" -> 14
-local function revision_of(arn) return tonumber(tostring(arn):match(":(%d+)$")) end
+local revision_of = ecs.revision_of
 
 local function current_service(region)
     return ecs.describe_service { region = region, cluster = env.cluster(region), service = env.service(region) }
 end
 
 local function switch_to(region, arn)
-    ecs.update_service {
+    ecs.deploy_task_definition {
         region = region,
         cluster = env.cluster(region),
         service = env.service(region),
@@ -49,17 +48,7 @@ return atlas.playbook {
                 if not s then ctx.fail("%s: service %s not found", region, env.service(region)) end
                 local current = s.taskDefinition
                 local current_revision = revision_of(current)
-                local arns = ecs.list_task_definitions {
-                    region = region,
-                    familyPrefix = env.task_family(region),
-                    status = "ACTIVE",
-                    sort = "DESC",
-                }
-                local by_revision = {}
-                for _, arn in ipairs(arns) do
-                    local r = revision_of(arn)
-                    if r then by_revision[r] = arn end
-                end
+                local by_revision = ecs.active_revisions { region = region, family = env.task_family(region) }
                 local target = ctx.params.to_revision
                 if not target then
                     for r = current_revision - 1, 1, -1 do
@@ -76,14 +65,18 @@ return atlas.playbook {
                         )
                     end
                 end
-                if not by_revision[target] then
-                    ctx.fail("%s:%d is not an active revision", env.task_family(region), target)
-                end
+                local target_arn, why = ecs.active_revision {
+                    region = region,
+                    family = env.task_family(region),
+                    revision = target,
+                    active = by_revision,
+                }
+                if not target_arn then ctx.fail("%s", why) end
                 if target == current_revision then
                     ctx.fail("%s already runs revision %d", env.service(region), target)
                 end
                 ctx.state.previous_arn = ctx.state.previous_arn or current
-                ctx.state.target_arn = by_revision[target]
+                ctx.state.target_arn = target_arn
                 atlas.log("%s: revision %d -> %d", env.service(region), current_revision, target)
             end,
         },
@@ -92,13 +85,7 @@ return atlas.playbook {
             mutates = true,
             confirm = "Roll the service back to the earlier revision?",
             run = function(ctx)
-                local region = ctx.params.region
-                local s = current_service(region)
-                if s.taskDefinition == ctx.state.target_arn then
-                    atlas.log("%s already deploys %s", region, ctx.state.target_arn)
-                    return
-                end
-                switch_to(region, ctx.state.target_arn)
+                switch_to(ctx.params.region, ctx.state.target_arn)
             end,
             undo = function(ctx) switch_to(ctx.params.region, ctx.state.previous_arn) end,
         },

@@ -55,10 +55,9 @@ function M.describe_service(args)
     return M.describe_services(copy).services[1]
 end
 
--- set_desired_count{region, cluster, service, desiredCount} -> the count it wanted before
--- Calls UpdateService only when the count differs, so a rerun or --resume
--- changes nothing; says what it did in the run's timeline.
-function M.set_desired_count(args)
+-- existing_service{region, cluster, service} -> the service; raises ECS's own
+-- ServiceNotFoundException when it is missing, as UpdateService would.
+local function existing_service(args)
     local current = M.describe_service(args)
     if not current then
         require("atlas.errors").raise {
@@ -70,6 +69,14 @@ function M.set_desired_count(args)
             region = args.region,
         }
     end
+    return current
+end
+
+-- set_desired_count{region, cluster, service, desiredCount} -> the count it wanted before
+-- Calls UpdateService only when the count differs, so a rerun or --resume
+-- changes nothing; says what it did in the run's timeline.
+function M.set_desired_count(args)
+    local current = existing_service(args)
     local log = require "atlas.log"
     if current.desiredCount == args.desiredCount then
         log.info("%s already wants %d tasks", args.region, current.desiredCount)
@@ -101,6 +108,79 @@ function M.list_task_definitions(args)
         args,
         { input = "nextToken", output = "nextToken", items = "taskDefinitionArns" }
     )
+end
+
+-- revision_of("arn:...:task-definition/atlas-crm-production-R:14" or "family:14") -> 14, or nil
+function M.revision_of(ref) return tonumber(tostring(ref):match(":(%d+)$")) end
+
+-- active_revisions{region, family} -> {[revision] = ARN} of the family's ACTIVE task
+-- definitions: the ones UpdateService accepts (an INACTIVE one cannot be deployed).
+function M.active_revisions(args)
+    local arns = M.list_task_definitions {
+        region = args.region,
+        profile = args.profile,
+        endpoint = args.endpoint,
+        familyPrefix = args.family,
+        status = "ACTIVE",
+        sort = "DESC",
+    }
+    local by_revision = {}
+    for _, arn in ipairs(arns) do
+        -- familyPrefix also matches longer family names; keep this family's own
+        local family, revision = tostring(arn):match("task%-definition/(.+):(%d+)$")
+        if family == args.family then by_revision[tonumber(revision)] = arn end
+    end
+    return by_revision
+end
+
+-- active_revision{region, family, revision, active?} -> the ARN of family:revision, or nil
+-- and why (naming the call and the region). active: a list from active_revisions, not asked again.
+function M.active_revision(args)
+    local active = args.active or M.active_revisions(args)
+    if active[args.revision] then return active[args.revision] end
+    local numbers = {}
+    for r in pairs(active) do
+        numbers[#numbers + 1] = r
+    end
+    table.sort(numbers)
+    return nil,
+        string.format(
+            "%s:%d is not an active revision (ecs ListTaskDefinitions (%s): %s)",
+            args.family,
+            args.revision,
+            tostring(args.region),
+            #numbers == 0 and "the family has no active revision"
+                or string.format("active revisions %d to %d", numbers[1], numbers[#numbers])
+        )
+end
+
+-- deploy_task_definition{region, cluster, service, taskDefinition} -> the task definition it ran before
+-- Calls UpdateService only when the service does not deploy it already, so a
+-- rerun or --resume changes nothing; says what it did in the run's timeline.
+function M.deploy_task_definition(args)
+    local current = existing_service(args)
+    local log = require "atlas.log"
+    if current.taskDefinition == args.taskDefinition then
+        log.info("%s already deploys %s", args.region, args.taskDefinition)
+        return current.taskDefinition
+    end
+    M.update_service {
+        region = args.region,
+        profile = args.profile,
+        endpoint = args.endpoint,
+        cluster = args.cluster,
+        service = args.service,
+        taskDefinition = args.taskDefinition,
+    }
+    log.info(
+        "%s: %s revision %s -> %s%s",
+        args.region,
+        tostring(args.service),
+        tostring(M.revision_of(current.taskDefinition)),
+        tostring(M.revision_of(args.taskDefinition)),
+        require("atlas.runtime").dry_run and " (dry run: not changed)" or ""
+    )
+    return current.taskDefinition
 end
 
 -- describe_task_definition{region, taskDefinition} -> {taskDefinition=, tags=}

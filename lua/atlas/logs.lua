@@ -21,6 +21,26 @@ function M.filter_log_events(args)
     )
 end
 
+-- recent_errors{region, logGroupName, since = 3600 (seconds back), limit = 1000}
+-- -> the ERROR events, oldest first, and whether there were more than limit
+-- (then the list holds the first limit of them). The runbook's "look at the
+-- recent errors" before acting on a region.
+function M.recent_errors(args)
+    local limit = args.limit or 1000
+    local events = M.filter_log_events {
+        region = args.region,
+        profile = args.profile,
+        endpoint = args.endpoint,
+        logGroupName = args.logGroupName,
+        filterPattern = "ERROR",
+        startTime = math.floor((runtime.now() - (args.since or 3600)) * 1000),
+        limit = limit + 1,
+    }
+    local more = #events > limit
+    if more then events[#events] = nil end
+    return events, more
+end
+
 -- tail{logGroupName, since = 600 (seconds back), filterPattern?, follow = false,
 --      interval = 2, timeout? (seconds of following), on_event = fn(event) -> false to stop}
 -- -> list of the events seen. Without follow: one pass. With follow: polls until on_event

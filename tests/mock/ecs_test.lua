@@ -239,3 +239,41 @@ t.case("the ECS waiter times out on a stalled service", function()
     t.eq(err.kind, "timeout")
     t.eq(describe(w).runningCount, 2)
 end)
+
+t.case("active_revisions and active_revision: only the family's ACTIVE revisions, a missing one named with the call and region", function()
+    local w = t.world()
+    local ecs = require "atlas.ecs"
+    local family = "atlas-crm-production-eu-west-1"
+    w.ecs[E].task_defs[family].revisions[13].status = "INACTIVE"
+    local active = ecs.active_revisions { region = E, family = family }
+    t.eq(active[14], "arn:aws:ecs:eu-west-1:123456789012:task-definition/" .. family .. ":14")
+    t.eq(active[13], nil, "an INACTIVE revision cannot be deployed")
+    t.eq(ecs.active_revision { region = E, family = family, revision = 12 }, active[12])
+    for _, revision in ipairs { 13, 99 } do
+        local arn, why = ecs.active_revision { region = E, family = family, revision = revision }
+        t.eq(arn, nil)
+        t.eq(
+            why,
+            family .. ":" .. revision
+                .. " is not an active revision (ecs ListTaskDefinitions (eu-west-1): active revisions 1 to 14)"
+        )
+    end
+    t.eq(ecs.revision_of(active[12]), 12)
+    t.eq(ecs.revision_of(family .. ":7"), 7)
+end)
+
+t.case("deploy_task_definition starts a deployment once; a rerun sends nothing", function()
+    local w = t.world()
+    local ecs = require "atlas.ecs"
+    local family = "atlas-crm-production-us-east-1"
+    local target = ecs.active_revision { region = U, family = family, revision = 12 }
+    local args = { region = U, cluster = CLUSTER, service = SERVICE, taskDefinition = target }
+    local before
+    t.capture(function() before = ecs.deploy_task_definition(args) end)
+    t.eq(ecs.revision_of(before), 14)
+    t.eq(describe(w).taskDefinition, target)
+    t.eq(#describe(w).deployments, 2)
+    t.eq(#w:calls_to("ecs", "UpdateService"), 1)
+    t.capture(function() t.eq(ecs.deploy_task_definition(args), target) end)
+    t.eq(#w:calls_to("ecs", "UpdateService"), 1, "already deploying it: no second UpdateService")
+end)

@@ -89,3 +89,18 @@ t.case("follow=true streams new events until Ctrl-C, then exits 0", function()
     t.match(text, "stopped after 3 event%(s%)")
     t.no_match(text, "pool busy 4")
 end)
+
+t.case("recent_errors: the ERROR events of a window, capped, saying when there were more", function()
+    local world = t.world("eu-west-1-outage")
+    local logs = require "atlas.logs"
+    local group = "/ecs/atlas-crm-production-eu-west-1"
+    local events, more = logs.recent_errors { region = "eu-west-1", logGroupName = group }
+    t.eq(#events, 5, "the outage's five errors, no INFO line")
+    t.eq(more, false)
+    t.match(events[1].message, "^ERROR %[main%] o%.s%.boot%.SpringApplication")
+    events, more = logs.recent_errors { region = "eu-west-1", logGroupName = group, limit = 3 }
+    t.eq(#events, 3)
+    t.eq(more, true)
+    world:advance(2 * 3600)
+    t.eq(#logs.recent_errors { region = "eu-west-1", logGroupName = group }, 0, "older than the hour")
+end)
