@@ -226,3 +226,17 @@ t.case("a failover started on one machine is finished by a second and recovered 
     t.match(r.stdout, "dr_region_recovery%s+ok%s+c@")
     t.match(r.stdout, "dr_region_outage%s+ok%s+a@")
 end)
+
+t.case("the shared store's calls are logged as atlas-run's own state, not as calls to the world", function()
+    local shared = shared_state()
+    local r = t.run({ "--yes", "--log-format", "json", FIX .. "steps.lua" }, { env = shared.machine(t.tmpdir()) })
+    t.eq(r.code, 0, r.stderr)
+    local modules = {}
+    for line in r.stdout:gmatch("[^\n]+") do
+        local e = json.decode(line)
+        if e.type == "call" then modules[e.op] = e.module end
+    end
+    t.eq(modules["s3.PutObject"], "state")
+    t.eq(modules["dynamodb.PutItem"], "state")
+    t.eq(modules["dynamodb.DeleteItem"], "state")
+end)

@@ -162,10 +162,14 @@ local function monotime()
     return clock()
 end
 
+-- atlas-run's own state calls are "state" events: a count of the calls a
+-- playbook made to the world (a report, a test) must not include them.
+local function module_of(req) return req.own_state and "state" or "aws" end
+
 local function log_call(req, attempt, started, outcome, err)
     log.event {
         type = "call",
-        module = "aws",
+        module = module_of(req),
         op = op_name(req),
         service = req.service,
         action = req.action,
@@ -241,7 +245,7 @@ local function after_failure(req, attempt, started, err)
     if delay then
         log.event {
             type = "retry",
-            module = "aws",
+            module = module_of(req),
             op = op_name(req),
             region = req.region,
             attempt = attempt,
