@@ -1,9 +1,12 @@
 -- Runbook "Recovery" after a region outage: the way back from
--- dr_region_outage. Confirms the recovered region is healthy again, puts
--- its API records back exactly as they were before the failover, and
--- returns the backup region to its normal size.
+-- dr_region_outage. Shows the region's recent errors, deploys a given
+-- task-definition revision when asked, confirms the recovered region is
+-- healthy again, puts its API records back exactly as they were before the
+-- failover, and returns the backup region to its normal size.
 local atlas = require "atlas"
 local ecs = require "atlas.ecs"
+local logs = require "atlas.logs"
+local errors = require "atlas.errors"
 local http = require "atlas.http"
 local dns = require "atlas.dns"
 
@@ -15,9 +18,55 @@ local function describe(region)
     return ecs.describe_service { region = region, cluster = cluster(region), service = service(region) }
 end
 
+-- Errors shown at most; the rest are counted (logs_tail shows them all).
+local ERRORS_SHOWN = 20
+
+-- The failures of the outside world a log read may meet; anything else is a bug and stops the run.
+local function unreadable(err) return errors.is(err, "aws") or errors.is(err, "http") or errors.is(err, "timeout") end
+
+local function show_recent_errors(region, since)
+    local group = env.log_group(region)
+    local ok, events, more = pcall(logs.recent_errors, { region = region, logGroupName = group, since = since })
+    if not ok then
+        if not unreadable(events) then error(events, 0) end
+        -- The errors inform the operator; the decision rests on the service and the
+        -- health endpoint, checked next. Unreadable logs must not keep a healed region out.
+        atlas.warn("cannot read %s's recent errors (%s); going on without them", group, errors.message(events))
+        return
+    end
+    since = math.floor(since)
+    local span = since % 3600 == 0 and (since // 3600 .. "h") or since % 60 == 0 and (since // 60 .. "m") or (since .. "s")
+    atlas.log(
+        "%s %s: %s%d error%s in the last %s",
+        region,
+        group,
+        more and "more than " or "",
+        #events,
+        #events == 1 and "" or "s",
+        span
+    )
+    for i = math.max(1, #events - ERRORS_SHOWN + 1), #events do
+        local e = events[i]
+        local ms = e.timestamp or 0
+        atlas.log("  %s  %s", os.date("!%Y-%m-%dT%H:%M:%SZ", ms // 1000), (tostring(e.message):gsub("%s+$", "")))
+    end
+    if #events > ERRORS_SHOWN or more then
+        atlas.log("  (the last %d shown; logs_tail region=%s filter=ERROR shows them all)", math.min(#events, ERRORS_SHOWN), region)
+    end
+end
+
+local function deploy(region, arn)
+    return ecs.deploy_task_definition {
+        region = region,
+        cluster = cluster(region),
+        service = service(region),
+        taskDefinition = arn,
+    }
+end
+
 return atlas.playbook {
     name = "dr_region_recovery",
-    description = "Bring a failed-over region back: verify it, restore its DNS records, scale the backup down",
+    description = "Bring a failed-over region back: show its errors, deploy a revision if asked, verify it, restore its DNS records, scale the backup down",
     -- One lock for everything that changes the production services and DNS.
     lock = "atlas-crm-production",
     params = {
@@ -32,11 +81,80 @@ return atlas.playbook {
         },
         health_url = env.health_url_param(),
         stable_timeout = env.stable_timeout_param("each region"),
+        revision = {
+            type = "integer",
+            min = 1,
+            description = "a task-definition revision of atlas-crm-production-REGION to deploy to the recovered region before it is verified (default: keep the one it runs)",
+        },
+        errors_since = {
+            type = "duration",
+            default = "1h",
+            min = 60,
+            description = "how far back to show the recovered region's errors",
+        },
     },
     validate = function(p)
         if p.recovered_region == p.backup_region then return "recovered_region and backup_region must differ" end
     end,
     steps = {
+        {
+            name = "show recent errors",
+            run = function(ctx) show_recent_errors(ctx.params.recovered_region, ctx.params.errors_since) end,
+        },
+        {
+            -- Read-only, before the confirmation: a revision that cannot be deployed stops here.
+            name = "choose the revision",
+            run = function(ctx)
+                local region, revision = ctx.params.recovered_region, ctx.params.revision
+                local s = describe(region)
+                if not s then ctx.fail("%s: service %s not found", region, service(region)) end
+                if not revision then
+                    atlas.log("%s runs %s; no revision= given, keeping it", service(region), s.taskDefinition)
+                    return
+                end
+                local arn, why = ecs.active_revision { region = region, family = env.task_family(region), revision = revision }
+                if not arn then ctx.fail("%s", why) end
+                ctx.state.target_arn = arn
+                if s.taskDefinition == arn then
+                    atlas.log("%s already runs revision %d: nothing to deploy", service(region), revision)
+                    return
+                end
+                ctx.state.previous_arn = ctx.state.previous_arn or s.taskDefinition
+                atlas.log(
+                    "%s runs revision %s; revision %d is active and will be deployed",
+                    service(region),
+                    tostring(ecs.revision_of(s.taskDefinition)),
+                    revision
+                )
+            end,
+        },
+        {
+            name = "deploy the revision",
+            mutates = true,
+            confirm = true, -- asks itself below (atlas.confirm), naming the region and revision, only with revision=
+            run = function(ctx)
+                local region, arn = ctx.params.recovered_region, ctx.state.target_arn
+                if not ctx.state.previous_arn then
+                    atlas.log("no revision to deploy")
+                    return
+                end
+                if not ctx.dry_run then
+                    atlas.confirm(
+                        string.format(
+                            "Deploy %s:%d to %s (%s) before verifying it?",
+                            env.task_family(region),
+                            ctx.params.revision,
+                            region,
+                            service(region)
+                        )
+                    )
+                end
+                deploy(region, arn)
+            end,
+            undo = function(ctx)
+                if ctx.state.previous_arn then deploy(ctx.params.recovered_region, ctx.state.previous_arn) end
+            end,
+        },
         {
             name = "verify recovered region is healthy",
             run = function(ctx)
@@ -48,12 +166,16 @@ return atlas.playbook {
                 atlas.log("%s ECS service: %d/%d running", region, s.runningCount, s.desiredCount)
                 if s.runningCount < 1 or not ecs.is_stable({ services = { s } }) then
                     atlas.log("%s is not stable yet; waiting", region)
-                    ecs.wait_stable {
+                    s = ecs.wait_stable({
                         region = region,
                         cluster = cluster(region),
                         services = { service(region) },
                         timeout = ctx.params.stable_timeout,
-                    }
+                    })[1]
+                end
+                local wanted = ctx.state.target_arn
+                if wanted and not ctx.dry_run and s.taskDefinition ~= wanted then
+                    ctx.fail("%s runs %s, not the deployed %s", service(region), s.taskDefinition, wanted)
                 end
                 local url = ctx.params.health_url:gsub("{region}", region)
                 local healthy, detail = http.check(url, { timeout = 5 })
