@@ -266,7 +266,8 @@ local function scan_sql(text, on)
             i = i + 1
             code_from = i
         else
-            i = i + 1
+            -- Straight to the next character that can start something.
+            i = text:find("[%-/'\"%$;]", i + 1) or n + 1
         end
     end
     flush(n)
@@ -335,7 +336,24 @@ local OUTSIDE_TRANSACTION_FUNCTIONS = {
 -- transaction ("pg_stat_reset()", "COPY ... TO a file"), or nil. Names are
 -- looked for in string literals and function bodies too (a DO block, the
 -- query given to dblink): printing a read is better than making a change.
-function M.outside_transactions(statement)
+--
+-- also: a set {[lower-case name] = true} of further functions to treat so
+-- (the database's own functions that call one of these; Conn:_outside_functions).
+local function outside_function(name, also)
+    if also and also[name] then return true end
+    for _, pattern in ipairs(OUTSIDE_TRANSACTION_FUNCTIONS) do
+        if name:match("^" .. pattern .. "$") then return true end
+    end
+    return false
+end
+
+-- The statement's words, lower-cased: `code` outside literals and comments,
+-- `text` with the literals too (quotes of identifiers removed). Playbooks
+-- send the same texts again and again (a wait polls), so they are kept.
+local words_cache, words_cached = {}, 0
+local function statement_words(statement)
+    local hit = words_cache[statement]
+    if hit then return hit end
     local code, all = {}, {}
     scan_sql(statement, {
         code = function(piece)
@@ -344,20 +362,32 @@ function M.outside_transactions(statement)
         end,
         literal = function(piece) all[#all + 1] = " " .. piece .. " " end,
     })
-    local text = table.concat(all):lower():gsub('"', " ")
-    for _, pattern in ipairs(OUTSIDE_TRANSACTION_FUNCTIONS) do
-        local name = text:match("%f[%w_](" .. pattern .. ")%s*%(")
-        if name then return name .. "()" end
+    local calls = {}
+    for name in table.concat(all):lower():gsub('"', " "):gmatch("%f[%w_]([%a_][%w_]*)%s*%(") do
+        calls[#calls + 1] = name
     end
-    local words = table.concat(code, " "):lower()
-    if words:match("^%s*copy%f[^%w_]") then
-        if words:match("%f[%w_]program%f[^%w_]") then return "COPY ... PROGRAM" end
+    hit = { code = table.concat(code, " "):lower(), calls = calls }
+    if words_cached >= 1000 then
+        words_cache, words_cached = {}, 0
+    end
+    words_cache[statement], words_cached = hit, words_cached + 1
+    return hit
+end
+
+function M.outside_transactions(statement, also)
+    local words = statement_words(statement)
+    for _, name in ipairs(words.calls) do
+        if outside_function(name, also) then return name .. "()" end
+    end
+    local code = words.code
+    if code:match("^%s*copy%f[^%w_]") then
+        if code:match("%f[%w_]program%f[^%w_]") then return "COPY ... PROGRAM" end
         -- COPY ... TO 'file': the file name is a literal, so `to` is followed
-        -- by nothing in `words`; only TO STDOUT stays on the connection.
-        local after_to = words:match("%f[%w_]to%f[^%w_]%s*([%w_]*)")
+        -- by nothing in `code`; only TO STDOUT stays on the connection.
+        local after_to = code:match("%f[%w_]to%f[^%w_]%s*([%w_]*)")
         if after_to and after_to ~= "stdout" then return "COPY ... TO a file" end
     end
-    if words:match("^%s*alter%s+system%f[^%w_]") then return "ALTER SYSTEM" end
+    if code:match("^%s*alter%s+system%f[^%w_]") then return "ALTER SYSTEM" end
     return nil
 end
 
@@ -526,6 +556,33 @@ end
 
 local NO_PARAMS = { n = 0 }
 
+-- The database's own functions (SQL and PL/pgSQL, outside pg_catalog), with
+-- their bodies: a read-only transaction does not stop one that calls
+-- pg_stat_reset() inside.
+local USER_FUNCTIONS_SQL = [[/* atlas:user_functions */ SELECT lower(p.proname) AS name, p.prosrc AS body
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND l.lanname IN ('sql', 'plpgsql')]]
+
+-- The set of this database's functions whose bodies act outside any
+-- transaction, directly or through each other. Asked once per connection,
+-- at its first statement that may not change the world.
+function Conn:_outside_functions()
+    if self._outside_cache then return self._outside_cache end
+    local rows, info = self:_native_call("query", USER_FUNCTIONS_SQL, NO_PARAMS, 0, self.timeout)
+    if rows == nil then self:_raise("query", monotime(), info) end
+    local found, grew = {}, true
+    while grew do
+        grew = false
+        for _, row in ipairs(rows) do
+            if not found[row.name] and type(row.body) == "string" and M.outside_transactions(row.body, found) then
+                found[row.name], grew = true, true
+            end
+        end
+    end
+    self._outside_cache = found
+    return found
+end
+
 -- Runs a statement (or exec's several) by the one rule of
 -- runtime.may_change(): freely when the running step may change the world,
 -- read-only when it may not (a refusal fails the step), and under a dry run
@@ -544,7 +601,8 @@ function Conn:_run(op, statement, mutates, a, b, c)
     end
     -- What PostgreSQL would let through even in a read-only transaction is
     -- never sent; nor is a call its caller declared mutating.
-    local outside = mutates and "declared mutates = true" or M.outside_transactions(statement)
+    local outside = mutates and "declared mutates = true"
+        or M.outside_transactions(statement, self:_outside_functions())
     if outside then
         if reason == "dry-run" then return self:_would_change(op, self._dry_text or statement) end
         runtime.refuse_change(self:_describe(statement, outside), reason)

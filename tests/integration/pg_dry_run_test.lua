@@ -2,7 +2,8 @@
 -- sends: each statement runs alone in a read-only transaction that is rolled
 -- back, a refused write is printed as the change that would be made, and
 -- what PostgreSQL would run even there (pg_stat_reset(), slot functions,
--- dblink) is printed and never sent. Outside a dry run, a step that is not
+-- dblink, and the database's own functions that call them) is printed and
+-- never sent. Outside a dry run, a step that is not
 -- declared mutates = true cannot write either.
 local t = require "atlas.test"
 
@@ -19,6 +20,8 @@ pg.psql(
 CREATE SEQUENCE audit_seq;
 CREATE FUNCTION write_audit(n int) RETURNS int LANGUAGE plpgsql AS $$
 BEGIN INSERT INTO audit VALUES (n); RETURN n; END $$;
+CREATE FUNCTION reset_counters() RETURNS void LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_stat_reset(); END $$;
+CREATE FUNCTION nightly_maintenance() RETURNS void LANGUAGE sql AS $$ SELECT reset_counters() $$;
 SELECT pg_create_logical_replication_slot('source_slot', 'pgoutput');]]
 )
 local has_dblink = pcall(pg.psql, db, "CREATE EXTENSION dblink")
@@ -82,6 +85,9 @@ local TRICKS = {
     [[db:exec("CREATE PUBLICATION dry_pub FOR TABLE audit")]],
     [[db:exec("DO $$ BEGIN PERFORM pg_stat_reset(); END $$")]],
     [[db:exec("VACUUM audit")]],
+    -- functions of the database's own that call pg_stat_reset() inside
+    [[db:query("SELECT reset_counters()")]],
+    [[db:query("SELECT nightly_maintenance()")]],
 }
 
 t.case("--dry-run: writes, functions and transaction tricks change nothing and are printed", function()
@@ -120,6 +126,8 @@ t.case("--dry-run: writes, functions and transaction tricks change nothing and a
         "CREATE PUBLICATION dry_pub",
         "DO %$%$ BEGIN PERFORM pg_stat_reset",
         "VACUUM audit",
+        "SELECT reset_counters%(%)",
+        "SELECT nightly_maintenance%(%)",
     } do
         t.match(r.stdout, "dry%-run: would call sql %a+ %(127%.0%.0%.1%) " .. printed, printed)
     end
@@ -135,6 +143,7 @@ t.case("outside a dry run, a step not declared mutates cannot write; a declared 
         { [[db:query("SELECT write_audit(11)")]], "PostgreSQL refused it" },
         { [[db:exec("BEGIN; INSERT INTO audit VALUES (12); COMMIT")]], "PostgreSQL refused it" },
         { [[db:query("SELECT pg_stat_reset()")]], "it was not sent" },
+        { [[db:query("SELECT nightly_maintenance()")]], "nightly_maintenance%(%)%); it was not sent" },
     } do
         local r = t.run { playbook(trick[1], "") }
         t.eq(r.code, 1, trick[1] .. "\n" .. r.stdout .. r.stderr)

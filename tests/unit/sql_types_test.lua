@@ -213,6 +213,11 @@ local OUTSIDE = {
     { "ALTER SYSTEM SET work_mem = '1GB'", "ALTER SYSTEM" },
 }
 
+t.case("outside_transactions: also the functions given, by name", function()
+    t.eq(sql.outside_transactions("SELECT nightly_reset()", { nightly_reset = true }), "nightly_reset()")
+    t.eq(sql.outside_transactions("SELECT nightly_reset_log()", { nightly_reset = true }), nil)
+end)
+
 for _, case in ipairs(OUTSIDE) do
     t.case(
         "outside_transactions: " .. case[1]:gsub("\n", " "),

@@ -283,6 +283,9 @@ end
 
 function answers.slot_status(c) return slot_rows(c) end
 
+-- The mock databases have no functions of their own.
+function answers.user_functions() return {} end
+
 function answers.stat_replication(c)
     local rows = {}
     for _, slot in ipairs(slot_rows(c)) do
