@@ -522,9 +522,31 @@ end
 -- functions), a playbook's own BEGIN, SET or SET TRANSACTION READ WRITE
 -- lasts only until our ROLLBACK, and the extended protocol takes exactly one
 -- statement, so no COMMIT can follow and open a writable transaction.
+-- The wrapper's opening: the transaction, the playbook's earlier SETs (each
+-- was rolled back with its own statement, and a later read may depend on
+-- one, such as search_path), then READ ONLY again, whatever they said.
+-- Each SET ran alone as one extended-protocol statement, so it is one
+-- statement here too; a newline ends any comment in it.
+function Conn:_dry_opening()
+    local settings = self._dry_settings
+    if not settings or #settings == 0 then return "BEGIN TRANSACTION READ ONLY" end
+    return "BEGIN TRANSACTION READ ONLY;\n" .. table.concat(settings, "\n;\n") .. "\n;\nSET TRANSACTION READ ONLY"
+end
+
+-- Keeps a SET or RESET that succeeded in a dry run for the statements after it.
+local MAX_DRY_SETTINGS = 50
+
+function Conn:_remember_setting(statement)
+    local first = statement_words(statement).code:match("^%s*([%a_]+)")
+    if first ~= "set" and first ~= "reset" then return end
+    self._dry_settings = self._dry_settings or {}
+    table.insert(self._dry_settings, statement)
+    if #self._dry_settings > MAX_DRY_SETTINGS then table.remove(self._dry_settings, 1) end
+end
+
 function Conn:_dry_statement(op, statement, shown, params, n, timeout)
     local first_notice = #self.notices + 1
-    self:_quiet("BEGIN TRANSACTION READ ONLY")
+    self:_quiet(self:_dry_opening())
     local started = monotime()
     local ok, rows, info = pcall(self._native_call, self, "query", statement, params, n, timeout)
     if self._native then
@@ -541,6 +563,7 @@ function Conn:_dry_statement(op, statement, shown, params, n, timeout)
         if info and REFUSED_CHANGE[info.sqlstate] then return self:_would_change(op, shown, info) end
         self:_raise(op, started, info)
     end
+    self:_remember_setting(statement)
     self:_emit(op, started, "ok")
     return rows, info
 end

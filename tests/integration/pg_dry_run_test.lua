@@ -136,6 +136,28 @@ t.case("--dry-run: writes, functions and transaction tricks change nothing and a
     t.no_match(r.stdout .. r.stderr, "transaction in progress")
 end)
 
+t.case("--dry-run: a SET carries over to the reads after it, and cannot lift read-only", function()
+    pg.psql(db, "CREATE SCHEMA IF NOT EXISTS archive; CREATE TABLE IF NOT EXISTS archive.old_audit (i int)")
+    local before = world_state()
+    local r = t.run {
+        "--dry-run",
+        playbook [[
+        db:exec("SET search_path = archive, public")
+        show("archived", db:query("SELECT count(*) AS n FROM old_audit"))
+        db:query("SET default_transaction_read_only = off")
+        db:query("SET transaction_read_only = off")
+        db:query("INSERT INTO old_audit VALUES (1)")
+        db:query("RESET search_path")
+        show("audit", db:query("SELECT count(*) AS n FROM audit"))]],
+    }
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    t.match(r.stdout, 'archived: %[{"n":0}%]')
+    t.match(r.stdout, "would call sql query %(127%.0%.0%.1%) INSERT INTO old_audit VALUES %(1%)")
+    t.match(r.stdout, 'audit: %[{"n":%d+}%]')
+    t.eq(pg.psql(db, "SELECT count(*) FROM archive.old_audit"), "0")
+    t.eq(world_state(), before)
+end)
+
 t.case("outside a dry run, a step not declared mutates cannot write; a declared one can", function()
     local before = world_state()
     for _, trick in ipairs {

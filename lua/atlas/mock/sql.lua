@@ -685,6 +685,9 @@ local function transaction_statement(c, upper)
         if c.txn then c.txn.read_only = mode == "ONLY" end
         return {}, "SET"
     end
+    -- Any other setting (search_path, statement_timeout...) changes nothing
+    -- the mock answers from.
+    if upper:match("^SET%s") or upper:match("^RESET%s") then return {}, upper:match("^%a+") end
     return nil
 end
 
