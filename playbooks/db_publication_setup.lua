@@ -1,7 +1,8 @@
--- The runbook's "Database Replication Setup", steps 2 to 4: the publication
--- on the EU primary, a subscription to it on each secondary, and a check
--- that the result replicates. Safe to run again: what exists is left alone
--- and the run says that nothing changed.
+-- The runbook's "Database Replication Setup", steps 1 to 4: the primary's
+-- settings (parameter group and server) checked before anything is created,
+-- the publication on the EU primary, a subscription to it on each secondary,
+-- and a check that the result replicates. Safe to run again: what exists is
+-- left alone and the run says that nothing changed.
 local atlas = require "atlas"
 local sql = require "atlas.sql"
 local replication = require "atlas.replication"
@@ -19,6 +20,74 @@ local function resolve(ctx)
         }
     end
     return targets
+end
+
+-- The settings logical replication needs on the primary. `min` is the
+-- parameter a playbook run compares against.
+local REQUIRED = {
+    { name = "rds.logical_replication", exactly = "1" },
+    { name = "max_wal_senders", min = "min_wal_senders" },
+    { name = "max_replication_slots", min = "min_replication_slots" },
+}
+
+local function wrong(ctx, rule, value)
+    if rule.exactly then return value ~= rule.exactly, rule.exactly end
+    local want = ctx.params[rule.min]
+    return (tonumber(value) or -1) < want, tostring(want)
+end
+
+-- Problems in the RDS parameter group of the eu-west-1 primary, each with
+-- the exact change that fixes it.
+local function parameter_group_problems(ctx)
+    local rds = require "atlas.rds"
+    local env = require "atlas.env"
+    local region, id = replication.PRIMARY_REGION, env.db_instance(replication.PRIMARY_REGION)
+    local instance = rds.describe_db_instances({ region = region, DBInstanceIdentifier = id })[1]
+    local membership = (instance.DBParameterGroups or {})[1]
+    if not membership then return { string.format("%s has no DB parameter group", id) } end
+    local group = membership.DBParameterGroupName
+    local values = {}
+    for _, param in ipairs(rds.describe_db_parameters { region = region, DBParameterGroupName = group }) do
+        values[param.ParameterName] = param.ParameterValue
+    end
+    local problems, changes = {}, {}
+    for _, rule in ipairs(REQUIRED) do
+        local value = values[rule.name]
+        local bad, want = wrong(ctx, rule, value)
+        atlas.log("parameter group %s: %s = %s", group, rule.name, tostring(value or "(engine default)"))
+        if bad then
+            problems[#problems + 1] = string.format(
+                "%s is %s in parameter group %s; it must be %s%s",
+                rule.name,
+                tostring(value or "the engine default"),
+                group,
+                rule.exactly and "" or "at least ",
+                want
+            )
+            changes[#changes + 1] = string.format("ParameterName=%s,ParameterValue=%s,ApplyMethod=pending-reboot", rule.name, want)
+        end
+    end
+    if #changes > 0 then
+        problems[#problems + 1] = string.format(
+            "change: aws rds modify-db-parameter-group --region %s --db-parameter-group-name %s --parameters %s, "
+                .. "then aws rds reboot-db-instance --region %s --db-instance-identifier %s",
+            region,
+            group,
+            table.concat(changes, " "),
+            region,
+            id
+        )
+    elseif membership.ParameterApplyStatus == "pending-reboot" then
+        problems[#problems + 1] = string.format(
+            "parameter group %s is pending-reboot on %s: its values are not in effect until "
+                .. "aws rds reboot-db-instance --region %s --db-instance-identifier %s",
+            group,
+            id,
+            region,
+            id
+        )
+    end
+    return problems, id
 end
 
 -- "created" or, under --dry-run, "would create".
@@ -49,9 +118,82 @@ return atlas.playbook {
             description = "Secrets Manager secret holding the master password (RDS endpoints only)",
         },
         wait = { type = "number", default = 120, description = "seconds to wait for the subscriptions to stream" },
+        min_wal_senders = { type = "integer", default = 10, min = 1, description = "max_wal_senders must be at least this" },
+        min_replication_slots = {
+            type = "integer",
+            default = 10,
+            min = 1,
+            description = "max_replication_slots must be at least this",
+        },
     },
     validate = function(values) return replication.validate_conninfos(values, { "primary", "secondaries" }) end,
     steps = {
+        {
+            name = "check the primary's settings",
+            run = function(ctx)
+                local t = resolve(ctx)
+                local problems, instance = {}, nil
+                if ctx.params.primary and ctx.params.primary ~= "" then
+                    atlas.log("%s: given as a conninfo, so no RDS parameter group to read; the server's settings decide", t.primary.label)
+                else
+                    problems, instance = parameter_group_problems(ctx)
+                    -- The server's settings follow the group after a reboot:
+                    -- fix the group first.
+                    if #problems > 0 then
+                        ctx.fail(
+                            "the primary is not ready for logical replication; nothing was created:\n  %s",
+                            table.concat(problems, "\n  ")
+                        )
+                    end
+                end
+                local db <close> = sql.connect(t.primary.spec)
+                local settings = replication.settings(db, { "wal_level", "max_wal_senders", "max_replication_slots" })
+                atlas.log(
+                    "%s: wal_level = %s, max_wal_senders = %s, max_replication_slots = %s",
+                    t.primary.label,
+                    tostring(settings.wal_level),
+                    tostring(settings.max_wal_senders),
+                    tostring(settings.max_replication_slots)
+                )
+                if settings.wal_level ~= "logical" then
+                    problems[#problems + 1] = instance
+                            and string.format(
+                                "wal_level is %s on the server; rds.logical_replication = 1 makes it logical after "
+                                    .. "aws rds reboot-db-instance --region %s --db-instance-identifier %s",
+                                tostring(settings.wal_level),
+                                replication.PRIMARY_REGION,
+                                instance
+                            )
+                        or string.format(
+                            "wal_level is %s on the server; change: ALTER SYSTEM SET wal_level = logical; then restart the server",
+                            tostring(settings.wal_level)
+                        )
+                end
+                if not instance then
+                    for _, rule in ipairs(REQUIRED) do
+                        if rule.min then
+                            local bad, want = wrong(ctx, rule, settings[rule.name])
+                            if bad then
+                                problems[#problems + 1] = string.format(
+                                    "%s is %s on the server; change: ALTER SYSTEM SET %s = %s; then restart the server",
+                                    rule.name,
+                                    tostring(settings[rule.name]),
+                                    rule.name,
+                                    want
+                                )
+                            end
+                        end
+                    end
+                end
+                if #problems > 0 then
+                    ctx.fail(
+                        "the primary is not ready for logical replication; nothing was created:\n  %s",
+                        table.concat(problems, "\n  ")
+                    )
+                end
+                atlas.log("%s: ready for logical replication", t.primary.label)
+            end,
+        },
         {
             name = "create publication",
             mutates = true,

@@ -48,6 +48,97 @@ end
 -- restore_db_instance_from_db_snapshot{DBInstanceIdentifier, DBSnapshotIdentifier, ...} -> {DBInstance=}
 function M.restore_db_instance_from_db_snapshot(args) return helper.call("rds", "RestoreDBInstanceFromDBSnapshot", args) end
 
+-- copy_db_snapshot{region=<destination>, SourceDBSnapshotIdentifier, TargetDBSnapshotIdentifier,
+--                  SourceRegion?, KmsKeyId?, CopyTags?} -> {DBSnapshot=}
+-- As in boto3, SourceRegion is a client-side argument, not part of the API:
+-- botocore turns it into a PreSignedUrl, which AWS now uses in GovCloud only,
+-- so here it is checked and dropped. A copy from another region names its
+-- source by ARN (AWS looks a plain identifier up in the destination region).
+function M.copy_db_snapshot(args)
+    local copy = {}
+    for k, v in pairs(args) do
+        copy[k] = v
+    end
+    local source_region = copy.SourceRegion
+    copy.SourceRegion = nil
+    if source_region and source_region ~= copy.region then
+        local id = tostring(copy.SourceDBSnapshotIdentifier)
+        if not id:match("^arn:") then
+            error(
+                "rds.copy_db_snapshot: a copy from "
+                    .. source_region
+                    .. " to "
+                    .. tostring(copy.region)
+                    .. " needs the source snapshot's ARN, not "
+                    .. id,
+                2
+            )
+        end
+    end
+    return helper.call("rds", "CopyDBSnapshot", copy)
+end
+
+-- describe_db_parameters{DBParameterGroupName, Source?} -> list of Parameters (all pages)
+function M.describe_db_parameters(args)
+    return helper.paginate(
+        "rds",
+        "DescribeDBParameters",
+        args,
+        { input = "Marker", output = "Marker", items = "Parameters" }
+    )
+end
+
+-- wait_snapshot_available{region, DBSnapshotIdentifier, timeout = 3600, delay = 30} -> the snapshot
+-- The AWS db-snapshot-available rule: success when "available", failure on
+-- deleted, deleting, failed, incompatible-restore or incompatible-parameters.
+function M.wait_snapshot_available(args)
+    local id = args.DBSnapshotIdentifier
+    local list = aws.wait {
+        name = string.format("RDS snapshot %s available in %s", tostring(id), tostring(args.region)),
+        service = "rds",
+        action = "DescribeDBSnapshots",
+        region = args.region,
+        delay = args.delay or 30,
+        timeout = args.timeout or 3600,
+        poll = function()
+            return M.describe_db_snapshots {
+                region = args.region,
+                profile = args.profile,
+                endpoint = args.endpoint,
+                DBSnapshotIdentifier = id,
+            }
+        end,
+        acceptors = {
+            {
+                state = "failure",
+                matcher = function(snaps)
+                    local s = snaps[1]
+                    local bad = { deleted = true, deleting = true, failed = true }
+                    bad["incompatible-restore"], bad["incompatible-parameters"] = true, true
+                    if s and bad[s.Status] then return true, s.DBSnapshotIdentifier .. " is " .. s.Status end
+                    return false
+                end,
+            },
+            {
+                state = "success",
+                matcher = function(snaps) return snaps[1] ~= nil and snaps[1].Status == "available" end,
+            },
+        },
+        progress = function(snaps)
+            local s = snaps[1]
+            if not s then return tostring(args.region) .. ": " .. tostring(id) .. " not listed yet" end
+            return string.format(
+                "%s: %s %s, %s%%",
+                tostring(args.region),
+                s.DBSnapshotIdentifier,
+                tostring(s.Status),
+                tostring(s.PercentProgress or "?")
+            )
+        end,
+    }
+    return list and list[1]
+end
+
 local FAILED = {
     deleted = true,
     deleting = true,

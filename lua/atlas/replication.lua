@@ -399,8 +399,8 @@ M.PASSWORD_SECRET = "atlas-db-master-password"
 
 -- The connection spec of a region's RDS instance, found with DescribeDBInstances;
 -- the password comes from the master-password secret (eu-west-1).
-local function rds_target(region, password_secret)
-    local identifier = require("atlas.env").db_instance(region)
+local function rds_target(region, password_secret, identifier)
+    identifier = identifier or require("atlas.env").db_instance(region)
     local instances = require("atlas.rds").describe_db_instances { region = region, DBInstanceIdentifier = identifier }
     local instance = instances[1]
     if not instance or not instance.Endpoint or not instance.Endpoint.Address then
@@ -431,6 +431,18 @@ local function conninfo_target(text)
     return { label = host .. ":" .. (parsed.port or "5432"), spec = text, params = parsed }
 end
 
+-- instance_target(region, identifier, password_secret) -> {label=, spec=, params=}:
+-- any RDS instance (a promoted replica, a restored one) as a SQL target.
+function M.instance_target(region, identifier, password_secret)
+    local target = rds_target(region, password_secret or M.PASSWORD_SECRET, identifier)
+    target.label = identifier
+    target.params = target.spec
+    return target
+end
+
+-- conninfo_target(text) -> {label = "host:port", spec=, params=}
+M.conninfo_target = conninfo_target
+
 -- resolve_targets{primary=conninfo|nil, secondaries={conninfo...}|nil, password_secret=}
 -- -> {primary={label=, spec=, params=}, secondaries={...}}
 -- Missing ones default to the environment's RDS instances. A spec is what
@@ -445,17 +457,24 @@ function M.resolve_targets(options)
         targets.primary = rds_target(M.PRIMARY_REGION, secret)
         targets.primary.params = targets.primary.spec
     end
-    local list = options.secondaries
+    targets.secondaries = M.resolve_secondaries(options.secondaries, secret)
+    return targets
+end
+
+-- resolve_secondaries({conninfo...}|nil, password_secret) -> {{label=, spec=, params=}, ...}
+-- The given conninfos, or the secondary regions' RDS instances.
+function M.resolve_secondaries(list, password_secret)
+    local out = {}
     if list and #list > 0 then
         for i, text in ipairs(list) do
-            targets.secondaries[i] = conninfo_target(text)
+            out[i] = conninfo_target(text)
         end
     else
         for i, region in ipairs(M.SECONDARY_REGIONS) do
-            targets.secondaries[i] = rds_target(region, secret)
+            out[i] = rds_target(region, password_secret or M.PASSWORD_SECRET)
         end
     end
-    return targets
+    return out
 end
 
 -- validate_conninfos(values, names) -> nil, or a message naming the bad one.
@@ -486,6 +505,147 @@ function M.primary_connection(primary)
         if k ~= "application_name" then params[k] = v end
     end
     return sql.subscription_connection(params)
+end
+
+-- Following a new primary ----------------------------------------------------
+
+-- settings(conn, names) -> {name = "value"} from pg_settings (names it does not know are absent)
+function M.settings(conn, names)
+    local out = {}
+    for _, row in ipairs(conn:query(
+        "/* atlas:settings */ SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[]) ORDER BY name",
+        "{" .. table.concat(names, ",") .. "}"
+    )) do
+        out[row.name] = row.setting
+    end
+    return out
+end
+
+-- in_recovery(conn) -> true while the server is a standby
+function M.in_recovery(conn)
+    return conn:query_one("/* atlas:in_recovery */ SELECT pg_is_in_recovery() AS in_recovery").in_recovery
+end
+
+-- ensure_logical_slot(conn, name) -> true when created, false when it existed
+function M.ensure_logical_slot(conn, name)
+    for _, slot in ipairs(M.slot_status(conn)) do
+        if slot.slot_name == name then return false end
+    end
+    conn:query {
+        sql = [[/* atlas:create_slot */ SELECT slot_name::text AS slot_name, lsn::text AS lsn
+FROM pg_create_logical_replication_slot($1, 'pgoutput')]],
+        params = { name },
+        mutates = true,
+    }
+    return true
+end
+
+-- drop_slot(conn, name): the slot on the publisher (it must be inactive)
+function M.drop_slot(conn, name)
+    conn:query {
+        sql = "/* atlas:drop_slot */ SELECT pg_drop_replication_slot($1)",
+        params = { name },
+        mutates = true,
+    }
+end
+
+-- point_subscription(conn, name, connection) -> the statement run.
+-- connection is the SQL literal from sql.subscription_connection. The apply
+-- worker restarts and streams from the slot of the same name at the new
+-- publisher, from that slot's position.
+function M.point_subscription(conn, name, connection)
+    local statement = string.format("ALTER SUBSCRIPTION %s CONNECTION %s", sql.quote_ident(name), connection)
+    conn:query { sql = statement, mutates = true }
+    return statement
+end
+
+-- drop_subscription(conn, name): detaches the subscription from its slot
+-- first, so dropping it never needs the publisher it pointed at.
+function M.drop_subscription(conn, name)
+    local quoted = sql.quote_ident(name)
+    for _, statement in ipairs {
+        "ALTER SUBSCRIPTION " .. quoted .. " DISABLE",
+        "ALTER SUBSCRIPTION " .. quoted .. " SET (slot_name = NONE)",
+        "DROP SUBSCRIPTION " .. quoted,
+    } do
+        conn:query { sql = statement, mutates = true }
+    end
+end
+
+-- truncate(conn, tables): empties the tables in one statement (the global
+-- tables reference each other), never CASCADE beyond them.
+function M.truncate(conn, tables)
+    local names = {}
+    for i, t in ipairs(tables) do
+        names[i] = quote_table(t)
+    end
+    conn:query { sql = "TRUNCATE " .. table.concat(names, ", "), mutates = true }
+end
+
+-- table_summary(conn, table) -> {table_name=, row_count=, checksum=}
+-- The checksum is the md5 of the sorted md5s of every row's text form, in
+-- UTC, so two servers with the same rows give the same value.
+function M.table_summary(conn, name)
+    return conn:query_one(
+        [[/* atlas:table_summary */ SELECT $1::text AS table_name,
+  (xpath('/row/c/text()', x))[1]::text::bigint AS row_count,
+  coalesce((xpath('/row/h/text()', x))[1]::text, '') AS checksum
+FROM query_to_xml(format('SELECT count(*) AS c, md5(coalesce(string_agg(md5(t::text), '''' ORDER BY md5(t::text)), '''')) AS h FROM %s t',
+  $1::regclass), false, true, '') AS x]],
+        name
+    )
+end
+
+-- compare_tables(a, b, tables) -> list of {table=, a_rows=, b_rows=, a_checksum=, b_checksum=, same=}
+function M.compare_tables(a, b, tables)
+    local out = {}
+    for _, conn in ipairs { a, b } do
+        conn:exec("SET TimeZone = 'UTC'")
+    end
+    for i, name in ipairs(tables) do
+        local x, y = M.table_summary(a, name), M.table_summary(b, name)
+        out[i] = {
+            table = name,
+            a_rows = x.row_count,
+            b_rows = y.row_count,
+            a_checksum = x.checksum,
+            b_checksum = y.checksum,
+            same = x.row_count == y.row_count and x.checksum == y.checksum,
+        }
+    end
+    return out
+end
+
+-- owned_sequences(conn, tables) -> {sequence_name, table_name, column_name,
+-- last_value (null if never used), max_in_use (null for an empty table)}:
+-- the sequences that fill the tables' columns (serial or identity).
+function M.owned_sequences(conn, tables)
+    return conn:query(
+        [[/* atlas:owned_sequences */ SELECT format('%I.%I', sn.nspname, s.relname) AS sequence_name,
+  t.relname::text AS table_name, a.attname::text AS column_name, ps.last_value,
+  (xpath('/row/m/text()', query_to_xml(format('SELECT max(%I) AS m FROM %I.%I', a.attname, n.nspname, t.relname),
+    false, true, '')))[1]::text::bigint AS max_in_use
+FROM pg_depend d
+JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_namespace sn ON sn.oid = s.relnamespace
+JOIN pg_class t ON t.oid = d.refobjid
+JOIN pg_namespace n ON n.oid = t.relnamespace
+JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+LEFT JOIN pg_sequences ps ON ps.schemaname = sn.nspname AND ps.sequencename = s.relname
+WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+  AND t.relname = ANY($1::text[])
+ORDER BY 1]],
+        "{" .. table.concat(tables, ",") .. "}"
+    )
+end
+
+-- set_sequence(conn, name, value): nextval returns value + 1 afterwards
+function M.set_sequence(conn, name, value)
+    conn:query {
+        sql = "/* atlas:setval */ SELECT setval($1::regclass, $2::bigint, true) AS setval",
+        params = { name, value },
+        mutates = true,
+    }
 end
 
 -- Assessment ---------------------------------------------------------------

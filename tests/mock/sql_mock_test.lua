@@ -38,7 +38,7 @@ t.case("healthy world: setup finds everything in place and changes nothing", fun
     t.eq(#sql_calls(result.world, "^CREATE"), 0)
     -- The endpoints came from RDS, the password from the secret.
     local describe = result.world:calls_to("rds", "DescribeDBInstances")
-    t.eq(#describe, 3)
+    t.eq(#describe, 4, "the primary twice (its parameter group, its endpoint), each secondary once")
     local hosts = {}
     for _, call in ipairs(result.world.calls) do
         if call.module == "sql" and call.op == "connect" then hosts[call.host] = true end

@@ -66,6 +66,35 @@ function pg.start(t, names)
     return clusters
 end
 
+-- pg.standby(clusters, name, source) -> {name=, port=, conninfo=}: a physical
+-- standby of clusters[source] (pg_basebackup), streaming, stopped with the rest
+function pg.standby(clusters, name, source)
+    local port = assert(sys.free_port())
+    local log = os.tmpname()
+    local ok = os.execute(
+        string.format(
+            "%s standby %s %s:%d %d >%s 2>&1",
+            pg.script,
+            shell_quote(clusters.dir),
+            name,
+            port,
+            clusters[source].port,
+            log
+        )
+    )
+    local f = io.open(log)
+    local output = f and f:read("a") or ""
+    if f then f:close() end
+    os.remove(log)
+    if not ok then error("could not start the standby: " .. output, 2) end
+    clusters[name] = {
+        name = name,
+        port = port,
+        conninfo = string.format("host=127.0.0.1 port=%d dbname=atlas user=atlas_admin", port),
+    }
+    return clusters[name]
+end
+
 -- pg.psql(cluster, sql) -> output of psql -At (trimmed); raises on error
 function pg.psql(cluster, sql)
     local file = os.tmpname()

@@ -2,6 +2,8 @@
 # Throwaway PostgreSQL 15 clusters for the SQL tests.
 #
 #   pgcluster.sh start DIR NAME:PORT...   one initdb, copied per cluster, all started
+#   pgcluster.sh standby DIR NAME:PORT FROM_PORT   a physical standby (pg_basebackup) of
+#                                         the cluster on FROM_PORT, started and streaming
 #   pgcluster.sh stop DIR                 stops every cluster under DIR, removes DIR
 #
 # initdb refuses to run as root, so when run as root the clusters belong to
@@ -86,6 +88,26 @@ SQL
     done
 }
 
+standby() {
+    dir=$1
+    name=${2%%:*}
+    port=${2#*:}
+    from=$3
+    # -R writes standby.signal and primary_conninfo; the copied
+    # postgresql.conf is the source's, so its port and socket are replaced.
+    as_owner "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$from" -U postgres -D "$dir/$name" -R -X stream \
+        --no-sync >"$dir/$name.basebackup.log" 2>&1 || { cat "$dir/$name.basebackup.log" >&2; exit 1; }
+    as_owner mkdir -p "$dir/$name.sock"
+    cat >>"$dir/$name/postgresql.conf" <<CONF
+port = $port
+unix_socket_directories = '$dir/$name.sock'
+cluster_name = '$name'
+hot_standby = on
+CONF
+    as_owner "$PGBIN/pg_ctl" -D "$dir/$name" -l "$dir/$name.log" -w -t 30 start >/dev/null ||
+        { cat "$dir/$name.log" >&2; exit 1; }
+}
+
 stop() {
     dir=$1
     [ -d "$dir" ] || exit 0
@@ -100,9 +122,10 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
 start) start "$@" ;;
+standby) standby "$@" ;;
 stop) stop "$@" ;;
 *)
-    echo "usage: pgcluster.sh start DIR NAME:PORT... | stop DIR" >&2
+    echo "usage: pgcluster.sh start DIR NAME:PORT... | standby DIR NAME:PORT FROM_PORT | stop DIR" >&2
     exit 2
     ;;
 esac

@@ -49,10 +49,18 @@ def seed_ecs(endpoint, region):
 def seed_rds(endpoint, region):
     rds = client("rds", region, endpoint)
     db = f"atlas-production-db-{region}"
+    # The production parameter group: logical replication on (reference environment).
+    group = "atlas-production-postgres15"
+    rds.create_db_parameter_group(DBParameterGroupName=group, DBParameterGroupFamily="postgres15",
+                                  Description="Atlas CRM production PostgreSQL 15")
+    rds.modify_db_parameter_group(DBParameterGroupName=group, Parameters=[
+        {"ParameterName": name, "ParameterValue": value, "ApplyMethod": "pending-reboot"}
+        for name, value in [("rds.logical_replication", "1"), ("max_wal_senders", "10"),
+                            ("max_replication_slots", "10")]])
     rds.create_db_instance(DBInstanceIdentifier=db, Engine="postgres", EngineVersion="15.4",
                            DBInstanceClass="db.r6g.xlarge", MultiAZ=True, DBName="atlas",
                            MasterUsername="atlas_admin", MasterUserPassword="moto-Atl4s-password",
-                           AllocatedStorage=100)
+                           AllocatedStorage=100, DBParameterGroupName=group)
     if region == "eu-west-1":
         rds.create_db_instance_read_replica(DBInstanceIdentifier=f"{db}-replica", SourceDBInstanceIdentifier=db,
                                             DBInstanceClass="db.r6g.xlarge", MultiAZ=False)

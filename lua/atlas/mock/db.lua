@@ -20,12 +20,27 @@
 --   max_connections, reserved   current_setting('max_connections') / superuser_reserved_connections
 --   flyway           rows of flyway_schema_history (nil: the table does not exist)
 --   tables           {[name] = true}: tables that exist (CREATE PUBLICATION checks them)
+--   data             {[table] = {count=, version=, max_id=}}: the global tables' rows as
+--                    row count, a version that changes with every write (the checksum
+--                    is made from both) and the highest id in use
+--   settings         {[name] = "value"}: what pg_settings shows (wal_level, max_wal_senders, ...)
+--   sequences        {[name] = {table=, column=, last_value=}}: sequences owned by the
+--                    global tables' id columns; writes on a node advance its own only
+--                    (logical replication does not carry sequence values)
+--
+-- Besides the three regions there is one more node, "eu-west-1-replica": the
+-- database of the read replica atlas-production-db-eu-west-1-replica, a
+-- physical copy of the eu-west-1 primary (same publications and data, no
+-- logical slots: PostgreSQL 15 does not copy them). db:write on the primary
+-- reaches it while it is a replica, and reaches every subscriber streaming
+-- from the node written to.
 --
 -- Helpers: db:set_lag(region, seconds [, catch_up_rate]), db:lag(region),
 -- db:set_reachable(region, bool), db:clear_replication() (no publication, no
 -- subscription, no slot: what db_publication_setup starts from),
 -- db:drop_slot(name), db:add_sessions(region, {state=, count=, seconds=, usename=,
--- application_name=}), db:region_of(host).
+-- application_name=}), db:region_of(host), db:write(node, table, rows, {to=}),
+-- db:summary(node, table) -> count, checksum.
 local util = require "atlas.mock.util"
 
 local M = {}
@@ -45,6 +60,13 @@ M.RESERVED = 3
 M.HEALTHY_LAG = 0.4
 -- Virtual seconds the initial table copy of a new subscription takes.
 M.INITIAL_COPY_SECONDS = 6
+
+M.REPLICA_NODE = "eu-west-1-replica"
+local REPLICA_ID = "atlas-production-db-eu-west-1-replica"
+
+-- Rows of the global tables in the reference environment.
+local INITIAL_ROWS = { organization = 120, app_user = 2400, user_preferences = 2300, referential = 250, system_config = 40 }
+local SEQUENCES = { organization_id_seq = { "organization", "id" }, app_user_id_seq = { "app_user", "id" } }
 
 local function slot_name_for(region) return M.SUBSCRIPTION .. "_" .. region:gsub("-", "_") end
 M.slot_name_for = slot_name_for
@@ -91,6 +113,22 @@ local function flyway_rows(world)
     }
 end
 
+local function initial_data()
+    local data = {}
+    for name, count in pairs(INITIAL_ROWS) do
+        data[name] = { count = count, version = 1, max_id = count }
+    end
+    return data
+end
+
+local function initial_sequences(fill)
+    local out = {}
+    for name, owner in pairs(SEQUENCES) do
+        out[name] = { table = owner[1], column = owner[2], last_value = fill or INITIAL_ROWS[owner[1]] }
+    end
+    return out
+end
+
 -- The application's pool: two tasks with ten connections each, mostly idle.
 local function healthy_sessions(world, region)
     local sessions = {}
@@ -132,6 +170,9 @@ local function new_region(world, region)
         tables = tables,
         next_pid = 20000,
         lsn = 0x5A000000 + #region * 0x100000,
+        data = initial_data(),
+        settings = { wal_level = "logical", max_wal_senders = "10", max_replication_slots = "10", server_version_num = "150010" },
+        sequences = initial_sequences(1),
     }
 end
 
@@ -158,7 +199,20 @@ function M.new(world)
         }
         db.regions[region].lag_seconds = M.HEALTHY_LAG
     end
+    -- Writes happen on the primary, so only its sequences have moved.
+    primary.sequences = initial_sequences()
+    local replica = new_region(world, M.REPLICA_NODE)
+    replica.publications = util.copy(primary.publications)
+    replica.sequences = initial_sequences()
+    replica.physical_source = M.PRIMARY
+    db.regions[M.REPLICA_NODE] = replica
     return db
+end
+
+-- The RDS region and instance identifier that serve a node.
+function M.location(node)
+    if node == M.REPLICA_NODE then return M.PRIMARY, REPLICA_ID end
+    return node, "atlas-production-db-" .. node
 end
 
 function DB:now() return self.world:now() end
@@ -194,7 +248,8 @@ end
 function DB:instance(region)
     local ok, rds = pcall(require, "atlas.mock.rds")
     if ok and rds.instance and self.world.rds then
-        return rds.instance(self.world, region, "atlas-production-db-" .. region), rds
+        local rds_region, id = M.location(region)
+        return rds.instance(self.world, rds_region, id), rds
     end
     return nil, ok and rds or nil
 end
@@ -215,17 +270,24 @@ function DB:reachable(region)
     if not r then return false end
     local instance, rds = self:instance(region)
     if not r.reachable and (r.unreachable_instance == nil or r.unreachable_instance == instance) then return false end
-    if rds and rds.application_db_reachable and self.world.rds then
-        return rds.application_db_reachable(self.world, region)
+    if rds and rds.instance_reachable and self.world.rds then
+        local rds_region, id = M.location(region)
+        return rds.instance_reachable(self.world, rds_region, id)
     end
     return true
 end
 
--- db:clear_replication(): no publication, subscription or slot anywhere
+-- db:clear_replication(): no publication, subscription or slot anywhere,
+-- and the secondaries' global tables empty (nothing replicated them yet)
 function DB:clear_replication()
-    for _, r in pairs(self.regions) do
+    for name, r in pairs(self.regions) do
         r.publications, r.subscriptions, r.slots = {}, {}, {}
         r.lag_seconds = 0
+        if name ~= M.PRIMARY and not r.physical_source then
+            for table_name, data in pairs(r.data) do
+                r.data[table_name] = { count = 0, version = data.version + 1, max_id = 0 }
+            end
+        end
     end
 end
 
@@ -265,6 +327,10 @@ function DB:region_of(host)
     if type(host) ~= "string" then return nil end
     host = host:lower()
     local ok, rds = pcall(require, "atlas.mock.rds")
+    if ok and self.world.rds and rds.instance then
+        local inst = rds.instance(self.world, M.PRIMARY, REPLICA_ID)
+        if inst and inst.v.Endpoint and inst.v.Endpoint.Address:lower() == host then return M.REPLICA_NODE end
+    end
     for _, region in ipairs(util.REGIONS) do
         if ok and self.world.rds and rds.instance then
             local inst = rds.instance(self.world, region, "atlas-production-db-" .. region)
@@ -278,6 +344,71 @@ function DB:region_of(host)
         end
     end
     return nil
+end
+
+-- Whether node `follower` receives what is written on `source` now: a
+-- physical replica of it that is still a replica, or a subscriber whose
+-- subscription streams from a slot on it.
+function DB:follows(follower, source)
+    local f = self.regions[follower]
+    if f.physical_source == source then
+        local inst = self:instance(follower)
+        return inst == nil or inst.v.ReadReplicaSourceDBInstanceIdentifier ~= nil
+    end
+    if not self:reachable(follower) or not self:reachable(source) then return false end
+    for _, sub in pairs(f.subscriptions) do
+        local slot = sub.primary == source and self.regions[source].slots[sub.slot_name or ""]
+        if sub.enabled and sub.worker and slot and slot.subscriber == follower then return true end
+    end
+    return false
+end
+
+-- db:write(node, table, rows, {to = {node...}}): `rows` new rows written on
+-- `node` (ids from its sequence when it has one). They reach the nodes that
+-- follow it, or exactly the nodes listed in `to` (a scenario's "reached the
+-- replica but not the subscribers").
+function DB:write(node, name, rows, options)
+    local r = assert(self.regions[node], "write: unknown node " .. tostring(node))
+    local data = assert(r.data[name], "write: not a global table: " .. tostring(name))
+    for _, seq in pairs(r.sequences) do
+        if seq.table == name then
+            -- A sequence behind the ids in use makes the insert fail, as
+            -- PostgreSQL's unique violation would.
+            if seq.last_value < data.max_id then
+                error(string.format("duplicate key value violates unique constraint \"%s_pkey\"", name), 2)
+            end
+            seq.last_value = seq.last_value + rows
+        end
+    end
+    data.count = data.count + rows
+    data.max_id = data.max_id + rows
+    data.version = data.version + 1
+    local reached = {}
+    if options and options.to then
+        for _, other in ipairs(options.to) do
+            reached[other] = true
+        end
+    else
+        for other in pairs(self.regions) do
+            if other ~= node and self:follows(other, node) then reached[other] = true end
+        end
+    end
+    for other in pairs(reached) do
+        local o = self.regions[other]
+        o.data[name] = util.copy(data)
+        -- A physical replica replays the sequence too.
+        if o.physical_source == node then o.sequences = util.copy(r.sequences) end
+    end
+end
+
+-- db:summary(node, table) -> row count, checksum (what a compare reads)
+function DB:summary(node, name)
+    local data = self.regions[node].data[name]
+    local h = 5381
+    for ch in (name .. ":" .. data.count .. ":" .. data.version):gmatch(".") do
+        h = (h * 33 + ch:byte()) % 0x100000000
+    end
+    return data.count, string.format("%08x%08x%08x%08x", h, (h * 7) % 0x100000000, data.count, data.version)
 end
 
 -- The primary's current WAL position, moving with virtual time.

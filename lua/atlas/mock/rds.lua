@@ -15,6 +15,9 @@ local FAILOVER_SECONDS = 90
 local PROMOTE_SECONDS = 120
 local MODIFY_SECONDS = 60
 local SNAPSHOT_SECONDS = 240
+-- A cross-region copy moves the whole volume between regions.
+local COPY_SECONDS = 60
+local CROSS_REGION_COPY_SECONDS = 900
 local RESTORE_SECONDS = 600
 local DELETE_SECONDS = 180
 -- Statuses in which an instance does not accept connections.
@@ -175,7 +178,35 @@ local function add_instance(w, region, inst)
     s.instances[inst.v.DBInstanceIdentifier] = inst
 end
 
+M.PARAMETER_GROUP = "atlas-production-postgres15"
+
+-- The production parameter group's settings that differ from the engine's
+-- defaults (Source "user"), and a few defaults beside them.
+local function parameter_group()
+    local function p(name, value, source, data_type, apply_type, allowed, description)
+        return {
+            ParameterName = name,
+            ParameterValue = value,
+            Description = description,
+            Source = source,
+            ApplyType = apply_type,
+            DataType = data_type,
+            AllowedValues = allowed,
+            IsModifiable = true,
+            ApplyMethod = "pending-reboot",
+        }
+    end
+    return {
+        p("max_connections", nil, "engine-default", "integer", "static", "6-262143", "Sets the maximum number of concurrent connections."),
+        p("max_replication_slots", "10", "user", "integer", "static", "5-8388607", "Sets the maximum number of replication slots that the server can support."),
+        p("max_wal_senders", "10", "user", "integer", "static", "5-8388607", "Sets the maximum number of simultaneously running WAL sender processes."),
+        p("rds.logical_replication", "1", "user", "boolean", "static", "0,1", "Enables logical decoding."),
+        p("shared_preload_libraries", "pg_stat_statements", "engine-default", "list", "static", nil, "Lists shared libraries to preload into server."),
+    }
+end
+
 function M.build(w)
+    w.rds_parameter_groups = { [M.PARAMETER_GROUP] = parameter_group() }
     for _, region in ipairs(util.REGIONS) do
         add_instance(w, region, instance(w, region, M.primary_id(region)))
     end
@@ -231,6 +262,12 @@ function M.instance(w, region, id) return state(w, region).instances[id] end
 -- answering at atlas-production-db-<region>.
 function M.application_db_reachable(w, region)
     local inst = state(w, region).instances[M.primary_id(region)]
+    return inst ~= nil and inst.reachable and not UNREACHABLE[inst.v.DBInstanceStatus]
+end
+
+-- Whether the instance `id` in `region` takes connections now.
+function M.instance_reachable(w, region, id)
+    local inst = state(w, region).instances[id]
     return inst ~= nil and inst.reachable and not UNREACHABLE[inst.v.DBInstanceStatus]
 end
 
@@ -334,6 +371,8 @@ function H.RebootDBInstance(w, region, p, ctx)
     transition(w, inst, "rebooting", failover and FAILOVER_SECONDS or REBOOT_SECONDS, function(i)
         if failover then
             i.v.AvailabilityZone, i.v.SecondaryAvailabilityZone = i.v.SecondaryAvailabilityZone, i.v.AvailabilityZone
+            -- The standby's host answers now: a fault of the old host is left behind.
+            i.reachable = true
         end
     end)
     return { DBInstance = view(inst) }
@@ -418,6 +457,62 @@ function H.DescribeDBSnapshots(w, region, p, ctx)
     return { DBSnapshots = page, Marker = marker }
 end
 
+-- The snapshot a CopyDBSnapshot names: an ARN (any region, as AWS allows
+-- for a cross-region copy) or an identifier in the destination region.
+local function copy_source(w, region, ctx, id)
+    local source_region, name = tostring(id):match("^arn:aws:rds:([%w-]+):%d+:snapshot:(.+)$")
+    if tostring(id):match("^arn:") and not source_region then
+        ctx:fail(
+            "InvalidParameterValue",
+            "The parameter SourceDBSnapshotIdentifier is not a valid identifier. Identifiers must begin with a letter; "
+                .. "must contain only ASCII letters, digits, and hyphens; and must not end with a hyphen or contain two "
+                .. "consecutive hyphens."
+        )
+    end
+    if not source_region then return find_snapshot(w, region, ctx, id), region end
+    if not state(w, source_region).snapshots[name] then
+        ctx:fail("DBSnapshotNotFound", "DBSnapshot " .. name .. " not found.", 404)
+    end
+    return state(w, source_region).snapshots[name], source_region
+end
+
+function H.CopyDBSnapshot(w, region, p, ctx)
+    local target = ctx:need(p, "TargetDBSnapshotIdentifier")
+    local source, source_region = copy_source(w, region, ctx, ctx:need(p, "SourceDBSnapshotIdentifier"))
+    if state(w, region).snapshots[target] then
+        ctx:fail(
+            "DBSnapshotAlreadyExists",
+            "Cannot create the snapshot because a snapshot with the identifier " .. target .. " already exists."
+        )
+    end
+    if source.v.Status ~= "available" then
+        ctx:fail("InvalidDBSnapshotState", "Snapshot " .. source.v.DBSnapshotIdentifier .. " is not available.")
+    end
+    local fields = util.copy(source.v)
+    fields.DBSnapshotIdentifier = target
+    fields.DBSnapshotArn = arn(region, "snapshot", target)
+    fields.Status = "copying"
+    fields.PercentProgress = 0
+    fields.SnapshotType = "manual"
+    fields.SnapshotCreateTime = util.iso(w.t)
+    fields.AvailabilityZone = region .. "a"
+    if source_region ~= region then
+        fields.SourceRegion = source_region
+        fields.SourceDBSnapshotIdentifier = source.v.DBSnapshotArn
+    else
+        fields.SourceDBSnapshotIdentifier = source.v.DBSnapshotIdentifier
+    end
+    if p.KmsKeyId then fields.KmsKeyId = p.KmsKeyId end
+    fields.TagList = util.list(util.copy(p.Tags or (p.CopyTags and source.v.TagList) or {}))
+    local snap = { v = fields, region = region, created = w.t, source_class = source.source_class }
+    state(w, region).snapshots[target] = snap
+    w:after(source_region ~= region and CROSS_REGION_COPY_SECONDS or COPY_SECONDS, function()
+        snap.v.Status = "available"
+        snap.v.PercentProgress = 100
+    end)
+    return { DBSnapshot = util.copy(snap.v) }
+end
+
 function H.RestoreDBInstanceFromDBSnapshot(w, region, p, ctx)
     local id = ctx:need(p, "DBInstanceIdentifier")
     local snap = find_snapshot(w, region, ctx, ctx:need(p, "DBSnapshotIdentifier"))
@@ -439,6 +534,31 @@ function H.RestoreDBInstanceFromDBSnapshot(w, region, p, ctx)
     add_instance(w, region, inst)
     transition(w, inst, "creating", RESTORE_SECONDS, function(i) i.v.LatestRestorableTime = util.iso(w.t) end)
     return { DBInstance = view(inst) }
+end
+
+function H.DescribeDBParameters(w, region, p, ctx)
+    local name = ctx:need(p, "DBParameterGroupName")
+    local group = (w.rds_parameter_groups or {})[name]
+    if not group then ctx:fail("DBParameterGroupNotFound", "DBParameterGroup not found: " .. name, 404) end
+    local list = {}
+    for _, param in ipairs(group) do
+        if p.Source == nil or param.Source == p.Source then list[#list + 1] = util.copy(param) end
+    end
+    local page, marker = util.page(list, p.Marker, p.MaxRecords, 100)
+    return { Parameters = page, Marker = marker }
+end
+
+-- set_parameter(w, group, name, value): a test's change to the parameter
+-- group (in effect at once; the instances' apply status is not modelled).
+function M.set_parameter(w, group, name, value)
+    for _, param in ipairs(w.rds_parameter_groups[group]) do
+        if param.ParameterName == name then
+            param.ParameterValue = value
+            param.Source = value == nil and "engine-default" or "user"
+            return
+        end
+    end
+    error("set_parameter: no parameter " .. name)
 end
 
 local MODIFIABLE = {

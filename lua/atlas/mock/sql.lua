@@ -211,6 +211,14 @@ function answers.subscription(c, p)
     return { subscription_row(c, p[1], sub) }
 end
 
+local function util_copy(t)
+    local out = {}
+    for k, v in pairs(t) do
+        out[k] = v
+    end
+    return out
+end
+
 local function sorted_keys(t)
     local keys = {}
     for k in pairs(t) do
@@ -227,7 +235,9 @@ local function streaming(c, slot)
     local subscriber = db.regions[slot.subscriber]
     if not db:reachable(slot.subscriber) then return false end
     for _, sub in pairs(subscriber.subscriptions) do
-        if sub.slot_name == slot.name and sub.enabled and sub.worker then return true end
+        if sub.slot_name == slot.name and sub.enabled and sub.worker and (sub.primary or "eu-west-1") == c.region then
+            return true
+        end
     end
     return false
 end
@@ -477,6 +487,82 @@ function answers.flyway_history(c)
     return rows
 end
 
+function answers.settings(c, p)
+    local rows = {}
+    for name in tostring(p[1]):gmatch("[^{},]+") do
+        if c.db.settings[name] then rows[#rows + 1] = { name = name, setting = c.db.settings[name] } end
+    end
+    table.sort(rows, function(a, b) return a.name < b.name end)
+    return rows
+end
+
+function answers.in_recovery(c)
+    return { { in_recovery = c.db.physical_source ~= nil and c.world.db:follows(c.region, c.db.physical_source) } }
+end
+
+function answers.create_slot(c, p)
+    local name = p[1]
+    if c.db.slots[name] then
+        return nil, sql_failure("42710", string.format('replication slot "%s" already exists', name))
+    end
+    if c.db.physical_source and c.world.db:follows(c.region, c.db.physical_source) then
+        return nil, sql_failure("55000", "logical decoding cannot be used while in recovery")
+    end
+    c.db.slots[name] = { plugin = "pgoutput", active = true, wal_status = "reserved", inactive_since = c.world.db:now() }
+    return { { slot_name = name, lsn = lsn_text(c.world.db:current_lsn(c.region)) } }
+end
+
+function answers.drop_slot(c, p)
+    local slot = c.db.slots[p[1]]
+    if not slot then return nil, sql_failure("42704", string.format('replication slot "%s" does not exist', p[1])) end
+    if slot.subscriber and streaming(c, (function()
+        slot.name = p[1]
+        return slot
+    end)()) then
+        return nil, sql_failure("55006", string.format('replication slot "%s" is active', p[1]))
+    end
+    c.db.slots[p[1]] = nil
+    return { { pg_drop_replication_slot = "" } }
+end
+
+function answers.table_summary(c, p)
+    local name = p[1]
+    if not c.db.data[name] then
+        return nil, sql_failure("42P01", string.format('relation "%s" does not exist', tostring(name)))
+    end
+    local count, checksum = c.world.db:summary(c.region, name)
+    return { { table_name = name, row_count = count, checksum = checksum } }
+end
+
+function answers.owned_sequences(c, p)
+    local wanted = {}
+    for name in tostring(p[1]):gmatch("[^{},]+") do
+        wanted[name] = true
+    end
+    local rows = {}
+    for _, name in ipairs(sorted_keys(c.db.sequences)) do
+        local seq = c.db.sequences[name]
+        if wanted[seq.table] then
+            rows[#rows + 1] = {
+                sequence_name = "public." .. name,
+                table_name = seq.table,
+                column_name = seq.column,
+                last_value = seq.last_value,
+                max_in_use = c.db.data[seq.table].max_id,
+            }
+        end
+    end
+    return rows
+end
+
+function answers.setval(c, p)
+    local name = tostring(p[1]):gsub("^public%.", "")
+    local seq = c.db.sequences[name]
+    if not seq then return nil, sql_failure("42P01", string.format('relation "%s" does not exist', tostring(p[1]))) end
+    seq.last_value = math.tointeger(tonumber(p[2]))
+    return { { setval = seq.last_value } }
+end
+
 -- DDL -----------------------------------------------------------------------
 
 local ddl = {}
@@ -593,11 +679,138 @@ ddl[#ddl + 1] = {
         }
         c.db.subscriptions[name] = sub
         db:set_lag(c.region, 0)
+        sub.origin = options.origin
         if sub.tables_ready < total then
-            w:after(require("atlas.mock.db").INITIAL_COPY_SECONDS, function() sub.tables_ready = total end)
+            local subscriber = c.db
+            w:after(require("atlas.mock.db").INITIAL_COPY_SECONDS, function()
+                -- The initial copy brings the publisher's rows (not its
+                -- sequences). Into a table that already has rows it fails
+                -- on the first duplicate key and the tablesync worker
+                -- retries for ever: that table never becomes ready.
+                local ready = 0
+                for name, data in pairs(db.regions[primary].data) do
+                    if subscriber.data[name].count == 0 then
+                        subscriber.data[name] = util_copy(data)
+                        ready = ready + 1
+                    end
+                end
+                sub.tables_ready = math.min(total, ready)
+            end)
         end
         c._notices[#c._notices + 1] = string.format('NOTICE: created replication slot "%s" on publisher', slot_name)
         return {}, "CREATE SUBSCRIPTION"
+    end,
+}
+
+local function find_subscription(c, name)
+    name = unquote_ident(name)
+    local sub = c.db.subscriptions[name]
+    if not sub then return nil, name, sql_failure("42704", string.format('subscription "%s" does not exist', name)) end
+    return sub, name
+end
+
+-- The node a subscription CONNECTION reaches, or nil and the failure the
+-- apply worker (or CREATE SUBSCRIPTION) would report.
+local function publisher_node(c, connection)
+    local conninfo = unquote_literal(connection)
+    local params, message = M.conninfo_parse(conninfo or "")
+    if not params then return nil, sql_failure("42601", "invalid connection string syntax: " .. message) end
+    local db = c.world.db
+    local node = db:region_of(params.host)
+    if not node then
+        return nil,
+            sql_failure(
+                "08001",
+                string.format(
+                    'could not connect to the publisher: could not translate host name "%s" to address',
+                    tostring(params.host)
+                )
+            )
+    end
+    if not db:reachable(node) then
+        return nil, sql_failure("08001", "could not connect to the publisher: connection timed out")
+    end
+    if params.password ~= c.world.master_password then
+        return nil,
+            sql_failure(
+                "08001",
+                string.format(
+                    'could not connect to the publisher: FATAL:  password authentication failed for user "%s"',
+                    tostring(params.user)
+                )
+            )
+    end
+    return node
+end
+
+-- ALTER SUBSCRIPTION ... CONNECTION: the apply worker restarts against the
+-- new publisher and streams from the slot of the same name there.
+ddl[#ddl + 1] = {
+    "^ALTER SUBSCRIPTION%s+(.-)%s+CONNECTION%s+([Ee]?'.-')%s*;?%s*$",
+    function(c, name, connection)
+        local sub, _, failure = find_subscription(c, name)
+        if not sub then return nil, failure end
+        local node, why = publisher_node(c, connection)
+        if not node then return nil, why end
+        sub.primary = node
+        local slot = c.world.db.regions[node].slots[sub.slot_name or ""]
+        if slot then
+            slot.subscriber = c.region
+            slot.inactive_since = nil
+            sub.worker = true
+            c.world.db:set_lag(c.region, 0)
+        else
+            -- The worker keeps failing: 'replication slot "..." does not exist'.
+            sub.worker = false
+        end
+        return {}, "ALTER SUBSCRIPTION"
+    end,
+}
+
+ddl[#ddl + 1] = {
+    "^ALTER SUBSCRIPTION%s+(.-)%s+SET%s*%(%s*slot_name%s*=%s*NONE%s*%)%s*;?%s*$",
+    function(c, name)
+        local sub, _, failure = find_subscription(c, name)
+        if not sub then return nil, failure end
+        if sub.enabled then
+            return nil, sql_failure("55000", "cannot set slot_name = NONE for enabled subscription")
+        end
+        sub.slot_name = nil
+        return {}, "ALTER SUBSCRIPTION"
+    end,
+}
+
+ddl[#ddl + 1] = {
+    "^DROP SUBSCRIPTION%s+(.-)%s*;?%s*$",
+    function(c, name)
+        local sub, key, failure = find_subscription(c, name)
+        if not sub then return nil, failure end
+        if sub.slot_name then
+            -- PostgreSQL drops the slot on the publisher too, and fails
+            -- when it cannot reach it.
+            local node = c.world.db.regions[sub.primary or "eu-west-1"]
+            if not c.world.db:reachable(sub.primary or "eu-west-1") then
+                return nil, sql_failure("08006", "could not connect to publisher when attempting to drop replication slot")
+            end
+            node.slots[sub.slot_name] = nil
+        end
+        c.db.subscriptions[key] = nil
+        return {}, "DROP SUBSCRIPTION"
+    end,
+}
+
+ddl[#ddl + 1] = {
+    "^TRUNCATE%s+(.-)%s*;?%s*$",
+    function(c, list)
+        local names = ident_list(list:gsub("^TABLE%s+", ""))
+        for _, t in ipairs(names) do
+            if not c.db.data[t] then return nil, sql_failure("42P01", string.format('relation "%s" does not exist', t)) end
+        end
+        for _, t in ipairs(names) do
+            local d = c.db.data[t]
+            c.db.data[t] = { count = 0, version = d.version + 1, max_id = 0 }
+        end
+        return {}, "TRUNCATE TABLE"
     end,
 }
 
@@ -708,6 +921,7 @@ function M.answer(c, statement, params)
     local rows, command = transaction_statement(c, upper)
     if rows then return rows, command end
     if upper:match("^SELECT%s+1$") then return { { ["?column?"] = 1 } }, "SELECT 1" end
+    if upper:match("^SET%s+[%w_]+%s*[=T]") then return {}, "SET" end
     for _, entry in ipairs(ddl) do
         local captures = table.pack(text:match(entry[1]))
         if captures[1] then

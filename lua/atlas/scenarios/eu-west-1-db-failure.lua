@@ -3,13 +3,17 @@
 -- (replication from the failed source has stopped) and can be promoted.
 -- The eu-west-1 application keeps its tasks but reports DOWN. The mock
 -- database (w.db) follows the RDS instance, so SQL connections fail too,
--- and work again once an instance answers at the primary's name.
+-- and work again once an instance answers at the primary's name. The last
+-- writes before the failure (3 organizations, 5 users) reached the replica
+-- but not the logical subscribers.
 local PRIMARY = "atlas-production-db-eu-west-1"
 
 return {
     description = "eu-west-1 primary RDS instance failed and unreachable; the read replica is fine",
     apply = function(world)
         local began = world:now() - 300
+        world.db:write("eu-west-1", "organization", 3, { to = { "eu-west-1-replica" } })
+        world.db:write("eu-west-1", "app_user", 5, { to = { "eu-west-1-replica" } })
         world:set_db_instance(PRIMARY, {
             status = "failed",
             reachable = false,
