@@ -160,6 +160,8 @@ function M.ensure_subscription(conn, options)
             string.format("create_slot = %s", options.create_slot == false and "false" or "true"),
         }
         if options.slot_name then with[#with + 1] = "slot_name = " .. sql.quote_literal(options.slot_name) end
+        -- PostgreSQL 16+: apply only changes that originated on the publisher.
+        if options.origin then with[#with + 1] = "origin = " .. sql.quote_literal(options.origin) end
         local statement = string.format(
             "CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (%s)",
             sql.quote_ident(name),
@@ -190,6 +192,20 @@ function M.ensure_subscription(conn, options)
         report.enabled_now, report.changed = true, true
     end
     return report
+end
+
+-- ensure_origin_none(conn, name) -> true when it had to be set (PostgreSQL 16+:
+-- pg_subscription.suborigin). A subscription with origin = any also applies
+-- changes its publisher got from elsewhere: in a ring they would loop.
+function M.ensure_origin_none(conn, name)
+    local row = conn:query_one(
+        [[/* atlas:subscription_origin */ SELECT suborigin FROM pg_subscription
+WHERE subname = $1 AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())]],
+        name
+    )
+    if not row or row.suborigin == "none" then return false end
+    conn:query { sql = "ALTER SUBSCRIPTION " .. sql.quote_ident(name) .. " SET (origin = none)", mutates = true }
+    return true
 end
 
 -- Status -------------------------------------------------------------------

@@ -225,3 +225,22 @@ print(json.dumps({"group": group}))
     t.match(r.stdout .. r.stderr, "ParameterName=rds%.logical_replication,ParameterValue=1,ApplyMethod=pending%-reboot")
     t.no_match(r.stdout, "create publication")
 end)
+
+t.case("rollback_schema restore=true against moto: the pre-migration snapshot becomes a new instance", function()
+    local r = t.run(
+        { "--yes", root .. "playbooks/rollback_schema.lua", "restore=true", "target=" .. us.conninfo },
+        { env = env, timeout = 120 }
+    )
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    t.match(r.stdout, "called RestoreDBInstanceFromDBSnapshot atlas%-production%-db%-rollback")
+    local seen = boto3(
+        endpoint,
+        [[
+eu = rds("eu-west-1")
+db = eu.describe_db_instances(DBInstanceIdentifier="atlas-production-db-rollback")["DBInstances"][0]
+primary = eu.describe_db_instances(DBInstanceIdentifier="atlas-production-db-eu-west-1")["DBInstances"][0]
+print(json.dumps({"status": db["DBInstanceStatus"], "class": db["DBInstanceClass"], "primary": primary["DBInstanceStatus"]}))
+]]
+    )
+    t.eq(seen, { status = "available", class = "db.r6g.xlarge", primary = "available" })
+end)

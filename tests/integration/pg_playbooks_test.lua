@@ -67,3 +67,48 @@ t.case("diag_connection_pool terminate_idle ends idle sessions, never an active 
     local err = t.raises(function() idle:query("SELECT 1") end)
     t.eq(err.kind, "sql")
 end)
+
+t.case("db_bidirectional_setup refuses on PostgreSQL 15 and changes nothing", function()
+    local other = db.conninfo:gsub("dbname=atlas", "dbname=postgres")
+    local r = t.run { "--yes", root .. "playbooks/db_bidirectional_setup.lua", "databases=" .. db.conninfo .. "," .. other }
+    t.eq(r.code, 1, r.stdout .. r.stderr)
+    t.match(r.stdout, "PostgreSQL 15%.%d+, wal_level = logical")
+    t.match(r.stdout .. r.stderr, "needs PostgreSQL 16 or later on every database %(127%.0%.0%.1:" .. db.port .. " runs 15%.")
+    t.match(r.stdout .. r.stderr, "the changes would loop")
+    t.eq(pg.psql(db, "SELECT count(*) FROM pg_publication"), "0")
+    t.eq(pg.psql(db, "SELECT count(*) FROM pg_subscription"), "0")
+end)
+
+t.case("rollback_schema runs an undo file in one transaction; a failing one leaves nothing done", function()
+    pg.psql(
+        db,
+        [[CREATE TABLE system_config_audit (id bigint PRIMARY KEY, changed text);
+INSERT INTO flyway_schema_history VALUES
+    (3, '3', 'system config audit', 'SQL', 'V3__system_config_audit.sql', 4242, 'atlas_admin', now(), 12, true)]]
+    )
+    local dir = t.tmpdir()
+    local bad = t.write_file(
+        dir .. "/bad.sql",
+        "DELETE FROM flyway_schema_history WHERE version = '3';\nDROP TABLE no_such_table;\n"
+    )
+    local r = t.run { "--yes", root .. "playbooks/rollback_schema.lua", "target=" .. db.conninfo, "undo_sql=" .. bad }
+    t.eq(r.code, 1, r.stdout .. r.stderr)
+    t.match(r.stdout .. r.stderr, "42P01")
+    t.eq(pg.psql(db, "SELECT count(*) FROM flyway_schema_history WHERE version = '3'"), "1", "the DELETE was rolled back")
+
+    local good = t.write_file(
+        dir .. "/undo.sql",
+        "-- undo V3\nDROP TABLE system_config_audit;\nDELETE FROM flyway_schema_history WHERE version = '3';\n"
+    )
+    r = t.run { root .. "playbooks/rollback_schema.lua", "target=" .. db.conninfo, "undo_sql=" .. good }
+    t.eq(r.code, 3, "no terminal, no --yes: refused\n" .. r.stdout .. r.stderr)
+    t.match(r.stdout, "#3 version 3 system config audit %(V3__system_config_audit%.sql%)")
+    t.match(r.stdout, "   2 | DROP TABLE system_config_audit;")
+    t.eq(pg.psql(db, "SELECT to_regclass('system_config_audit') IS NOT NULL"), "t")
+
+    r = t.run { "--yes", root .. "playbooks/rollback_schema.lua", "target=" .. db.conninfo, "undo_sql=" .. good }
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    t.match(r.stdout, "undo%.sql committed")
+    t.eq(pg.psql(db, "SELECT to_regclass('system_config_audit') IS NULL"), "t")
+    t.eq(pg.psql(db, "SELECT max(version) FROM flyway_schema_history"), "2")
+end)

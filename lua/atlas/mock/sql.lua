@@ -487,6 +487,15 @@ function answers.flyway_history(c)
     return rows
 end
 
+function answers.subscription_origin(c, p)
+    local sub = c.db.subscriptions[p[1]]
+    if not sub then return {} end
+    if tonumber(c.db.settings.server_version_num) < 160000 then
+        return nil, sql_failure("42703", 'column "suborigin" does not exist')
+    end
+    return { { suborigin = sub.origin or "any" } }
+end
+
 function answers.settings(c, p)
     local rows = {}
     for name in tostring(p[1]):gmatch("[^{},]+") do
@@ -646,6 +655,9 @@ ddl[#ddl + 1] = {
                 )
         end
         local options = parse_with(with)
+        if options.origin and tonumber(c.db.settings.server_version_num) < 160000 then
+            return nil, sql_failure("42601", 'unrecognized subscription parameter: "origin"')
+        end
         local slot_name = options.slot_name or name
         local pubs = ident_list(publication)
         if options.create_slot ~= "false" then
@@ -768,6 +780,19 @@ ddl[#ddl + 1] = {
 }
 
 ddl[#ddl + 1] = {
+    "^ALTER SUBSCRIPTION%s+(.-)%s+SET%s*%(%s*origin%s*=%s*'?(%a+)'?%s*%)%s*;?%s*$",
+    function(c, name, origin)
+        local sub, _, failure = find_subscription(c, name)
+        if not sub then return nil, failure end
+        if tonumber(c.db.settings.server_version_num) < 160000 then
+            return nil, sql_failure("42601", 'unrecognized subscription parameter: "origin"')
+        end
+        sub.origin = origin:lower()
+        return {}, "ALTER SUBSCRIPTION"
+    end,
+}
+
+ddl[#ddl + 1] = {
     "^ALTER SUBSCRIPTION%s+(.-)%s+SET%s*%(%s*slot_name%s*=%s*NONE%s*%)%s*;?%s*$",
     function(c, name)
         local sub, _, failure = find_subscription(c, name)
@@ -796,6 +821,39 @@ ddl[#ddl + 1] = {
         end
         c.db.subscriptions[key] = nil
         return {}, "DROP SUBSCRIPTION"
+    end,
+}
+
+ddl[#ddl + 1] = {
+    "^DROP TABLE%s+(.-)%s*;?%s*$",
+    function(c, rest)
+        local if_exists, name = rest:match("^(IF EXISTS%s+)(.-)$")
+        name = unquote_ident(name or rest)
+        if not c.db.tables[name] then
+            if if_exists then return {}, "DROP TABLE" end
+            return nil, sql_failure("42P01", string.format('table "%s" does not exist', name))
+        end
+        if c.db.data[name] then
+            return nil, sql_failure("2BP01", string.format("cannot drop table %s because other objects depend on it", name))
+        end
+        c.db.tables[name] = nil
+        if name == "flyway_schema_history" then c.db.flyway = nil end
+        return {}, "DROP TABLE"
+    end,
+}
+
+ddl[#ddl + 1] = {
+    "^DELETE FROM%s+flyway_schema_history%s+WHERE%s+version%s*=%s*'([^']*)'%s*;?%s*$",
+    function(c, version)
+        if not c.db.flyway then
+            return nil, sql_failure("42P01", 'relation "flyway_schema_history" does not exist')
+        end
+        local kept, n = {}, 0
+        for _, row in ipairs(c.db.flyway) do
+            if row.version == version then n = n + 1 else kept[#kept + 1] = row end
+        end
+        c.db.flyway = kept
+        return {}, "DELETE " .. n
     end,
 }
 
@@ -1005,7 +1063,7 @@ function Conn:info()
         port = self.port,
         dbname = self.dbname,
         user = self.user,
-        server_version = 150010,
+        server_version = tonumber(self.db.settings.server_version_num),
         backend_pid = self.pid,
         ssl = self.sslmode ~= "disable",
         ok = true,
