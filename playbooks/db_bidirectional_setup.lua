@@ -112,7 +112,7 @@ return atlas.playbook {
             end,
         },
         {
-            name = "publication on every database",
+            name = "publish and subscribe with origin = none",
             mutates = true,
             run = function(ctx)
                 local labels = {}
@@ -139,12 +139,7 @@ return atlas.playbook {
                             or (#report.added > 0 and "extended" or "already in place")
                     )
                 end
-            end,
-        },
-        {
-            name = "subscriptions with origin = none",
-            mutates = true,
-            run = function(ctx)
+                -- Then every database subscribes to every other one.
                 local all = resolve(ctx)
                 for _, subscriber in ipairs(all) do
                     local db <close> = sql.connect(subscriber.spec)
