@@ -114,6 +114,7 @@ return atlas.playbook {
         {
             name = "publish and subscribe with origin = none",
             mutates = true,
+            confirm = true, -- asked inside, naming the instance, only when there is something to do
             run = function(ctx)
                 local labels = {}
                 for i, node in ipairs(resolve(ctx)) do

@@ -406,6 +406,7 @@ return atlas.playbook {
         {
             name = "Multi-AZ failover",
             mutates = true,
+            confirm = true, -- asked inside, naming the instance, only when there is something to do
             run = function(ctx)
                 local action = ctx.state.action
                 if action ~= "failover" and action ~= "wait" then return end
@@ -446,6 +447,7 @@ return atlas.playbook {
         {
             name = "promote the read replica",
             mutates = true,
+            confirm = true, -- asked inside, naming the instance, only when there is something to do
             run = function(ctx)
                 if ctx.state.action ~= "promote" then return end
                 local region, id = ctx.params.region, replica_id(ctx)
@@ -494,6 +496,7 @@ return atlas.playbook {
         {
             name = "restore into another region",
             mutates = true,
+            confirm = true, -- asked inside, naming the instance, only when there is something to do
             run = function(ctx)
                 if ctx.state.action ~= "restore" then return end
                 local source, target = ctx.params.region, ctx.params.restore_region
@@ -595,6 +598,7 @@ return atlas.playbook {
         {
             name = "point logical replication at the new primary",
             mutates = true,
+            confirm = true, -- asked inside, naming the instance, only when there is something to do
             run = function(ctx)
                 if not follows_promotion(ctx) then return end
                 local t = resolve(ctx)
@@ -695,6 +699,7 @@ return atlas.playbook {
         {
             name = "resynchronise subscribers that differ",
             mutates = true,
+            confirm = true, -- asked inside, naming the instance, only when there is something to do
             run = function(ctx)
                 if not follows_promotion(ctx) or not ctx.state.differ or #ctx.state.differ == 0 then return end
                 local t = resolve(ctx)
@@ -752,6 +757,7 @@ return atlas.playbook {
         {
             name = "sequences on the new primary",
             mutates = true,
+            confirm = true, -- asked inside, naming the instance, only when there is something to do
             run = function(ctx)
                 if not follows_promotion(ctx) then return end
                 local t = resolve(ctx)

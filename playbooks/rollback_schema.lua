@@ -142,6 +142,7 @@ return atlas.playbook {
         {
             name = "run the undo SQL",
             mutates = true,
+            confirm = true, -- asked inside, naming the instance, only when there is something to do
             run = function(ctx)
                 local path = ctx.params.undo_sql
                 if not path or path == "" then return end
@@ -169,6 +170,7 @@ return atlas.playbook {
         {
             name = "restore the pre-migration snapshot",
             mutates = true,
+            confirm = true, -- asked inside, naming the instance, only when there is something to do
             run = function(ctx)
                 if not ctx.params.restore then return end
                 local region, id = ctx.params.region, ctx.params.instance

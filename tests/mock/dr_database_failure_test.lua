@@ -23,11 +23,21 @@ local MUTATING = {
     RestoreDBInstanceFromDBSnapshot = true,
 }
 
+-- A statement that changed a mock database: a write that was not refused.
+local WRITING_TAGS = { create_slot = true, drop_slot = true, setval = true, terminate_idle = true }
+local CONTROL = { BEGIN = true, COMMIT = true, ROLLBACK = true, SET = true, SELECT = true, START = true, END = true }
+local function is_change(call)
+    if call.module ~= "sql" or not call.sql or call.error then return false end
+    local tag = call.sql:match("^%s*/%*%s*atlas:([%w_]+)")
+    if tag then return WRITING_TAGS[tag] or false end
+    return not CONTROL[(call.sql:match("^%s*(%a+)") or ""):upper()]
+end
+
 local function changes(world)
     local out = {}
     for _, call in ipairs(world.calls) do
         if call.service == "rds" and MUTATING[call.action] then out[#out + 1] = call.action end
-        if call.module == "sql" and call.sql and require("atlas.sql").is_mutating(call.sql) then
+        if is_change(call) then
             out[#out + 1] = call.sql:match("^%s*(%S+%s*%S*)")
         end
     end

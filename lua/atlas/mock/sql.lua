@@ -164,6 +164,7 @@ Conn.__index = Conn
 Conn.__name = "atlas.mock.sql.conn"
 
 local answers = {}
+local WRITING_TAGS
 
 function answers.publication(c, p)
     local pub = c.db.publications[p[1]]
@@ -964,12 +965,19 @@ end
 
 local function strip(statement) return statement:gsub("^%s+", ""):gsub("[%s;]+$", "") end
 
+-- Tagged statements that write (their functions change the server): refused
+-- in a read-only transaction like the DDL.
+WRITING_TAGS = { create_slot = true, drop_slot = true, setval = true, terminate_idle = true }
+
 -- Answers one statement: rows, command | nil, failure
 function M.answer(c, statement, params)
     local tag = statement:match("^%s*/%*%s*atlas:([%w_]+)%s*%*/")
     if tag then
         local answer = answers[tag]
         if not answer then return nil, sql_failure("0A000", "the mock database does not answer atlas:" .. tag) end
+        if WRITING_TAGS[tag] and read_only(c) then
+            return nil, sql_failure("25006", "cannot execute SELECT " .. tag .. " in a read-only transaction")
+        end
         local rows, failure = answer(c, params)
         if not rows then return nil, failure end
         return rows, "SELECT " .. #rows
