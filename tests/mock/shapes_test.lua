@@ -165,6 +165,29 @@ t.case("RDS responses conform", function()
     )
     w:advance(600)
     call("DescribeDBInstances", {})
+    call("DescribeDBParameters", { DBParameterGroupName = "atlas-production-postgres15" })
+    local snap = call("DescribeDBSnapshots", { DBSnapshotIdentifier = "atlas-production-snapshot-latest" }).DBSnapshots[1]
+    local copy = w:aws_invoke("rds", "CopyDBSnapshot", "us-east-1", {
+        SourceDBSnapshotIdentifier = snap.DBSnapshotArn,
+        TargetDBSnapshotIdentifier = "copy1",
+        KmsKeyId = "alias/aws/rds",
+    })
+    conforms("rds", "CopyDBSnapshot", copy)
+    t.eq({ copy.DBSnapshot.Status, copy.DBSnapshot.SourceRegion }, { "copying", "eu-west-1" })
+    w:advance(900)
+    local copied = w:aws_invoke("rds", "DescribeDBSnapshots", "us-east-1", { DBSnapshotIdentifier = "copy1" })
+    conforms("rds", "DescribeDBSnapshots", copied)
+    t.eq(copied.DBSnapshots[1].Status, "available")
+    -- A plain identifier names a snapshot of the destination region, as in AWS and moto.
+    local err = t.raises(
+        function()
+            w:aws_invoke("rds", "CopyDBSnapshot", "us-east-1", {
+                SourceDBSnapshotIdentifier = "atlas-production-snapshot-latest",
+                TargetDBSnapshotIdentifier = "copy2",
+            })
+        end
+    )
+    t.eq(err.code, "DBSnapshotNotFound")
 end)
 
 t.case("CloudWatch, STS and Lambda responses conform", function()
