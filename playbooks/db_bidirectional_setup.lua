@@ -59,7 +59,11 @@ return atlas.playbook {
             type = "list",
             description = "conninfos or URIs of the databases (default: the three regions' RDS instances)",
         },
-        publication = { type = "string", default = replication.PUBLICATION, description = "publication on each database" },
+        publication = {
+            type = "string",
+            default = replication.PUBLICATION,
+            description = "publication on each database",
+        },
         subscription_prefix = {
             type = "string",
             default = "atlas_subscription_from_",
@@ -71,7 +75,12 @@ return atlas.playbook {
             default = replication.PASSWORD_SECRET,
             description = "Secrets Manager secret holding the master password (RDS endpoints only)",
         },
-        wait = { type = "number", default = 120, min = 1, description = "seconds to wait for every subscription to stream" },
+        wait = {
+            type = "number",
+            default = 120,
+            min = 1,
+            description = "seconds to wait for every subscription to stream",
+        },
     },
     validate = function(values)
         if values.databases and #values.databases == 1 then return "databases: give at least two" end
@@ -95,7 +104,8 @@ return atlas.playbook {
                         old[#old + 1] = string.format("%s runs %s", node.label, version_text(s.server_version_num))
                     end
                     if s.wal_level ~= "logical" then
-                        problems[#problems + 1] = string.format("%s: wal_level is %s, not logical", node.label, tostring(s.wal_level))
+                        problems[#problems + 1] =
+                            string.format("%s: wal_level is %s, not logical", node.label, tostring(s.wal_level))
                     end
                 end
                 if #old > 0 then
@@ -108,7 +118,9 @@ return atlas.playbook {
                         env.PRIMARY_REGION
                     )
                 end
-                if #problems > 0 then ctx.fail("not ready for logical replication: %s", table.concat(problems, "; ")) end
+                if #problems > 0 then
+                    ctx.fail("not ready for logical replication: %s", table.concat(problems, "; "))
+                end
             end,
         },
         {

@@ -64,7 +64,8 @@ local function parameter_group_problems(ctx)
                 rule.exactly and "" or "at least ",
                 want
             )
-            changes[#changes + 1] = string.format("ParameterName=%s,ParameterValue=%s,ApplyMethod=pending-reboot", rule.name, want)
+            changes[#changes + 1] =
+                string.format("ParameterName=%s,ParameterValue=%s,ApplyMethod=pending-reboot", rule.name, want)
         end
     end
     if #changes > 0 then
@@ -118,7 +119,12 @@ return atlas.playbook {
             description = "Secrets Manager secret holding the master password (RDS endpoints only)",
         },
         wait = { type = "number", default = 120, description = "seconds to wait for the subscriptions to stream" },
-        min_wal_senders = { type = "integer", default = 10, min = 1, description = "max_wal_senders must be at least this" },
+        min_wal_senders = {
+            type = "integer",
+            default = 10,
+            min = 1,
+            description = "max_wal_senders must be at least this",
+        },
         min_replication_slots = {
             type = "integer",
             default = 10,
@@ -134,7 +140,10 @@ return atlas.playbook {
                 local t = resolve(ctx)
                 local problems, instance = {}, nil
                 if ctx.params.primary and ctx.params.primary ~= "" then
-                    atlas.log("%s: given as a conninfo, so no RDS parameter group to read; the server's settings decide", t.primary.label)
+                    atlas.log(
+                        "%s: given as a conninfo, so no RDS parameter group to read; the server's settings decide",
+                        t.primary.label
+                    )
                 else
                     problems, instance = parameter_group_problems(ctx)
                     -- The server's settings follow the group after a reboot:

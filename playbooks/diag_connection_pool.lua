@@ -165,7 +165,11 @@ return atlas.playbook {
                 local db <close> = sql.connect(report.spec)
                 local idle = replication.idle_sessions(db, ctx.params.idle_seconds)
                 if #idle == 0 then
-                    atlas.log("%s: no session idle for over %g s; nothing to end", report.label, ctx.params.idle_seconds)
+                    atlas.log(
+                        "%s: no session idle for over %g s; nothing to end",
+                        report.label,
+                        ctx.params.idle_seconds
+                    )
                     return
                 end
                 local pids = {}
@@ -205,7 +209,10 @@ return atlas.playbook {
                 end
                 ctx.state.terminated = ended
                 if ended < #idle then
-                    atlas.log("%d of the listed sessions were no longer idle (or gone) and were left alone", #idle - ended)
+                    atlas.log(
+                        "%d of the listed sessions were no longer idle (or gone) and were left alone",
+                        #idle - ended
+                    )
                 end
                 atlas.log("%s: ended %d idle session%s", report.label, ended, ended == 1 and "" or "s")
                 if ended > 0 then report.connections = replication.connections(db) end

@@ -149,7 +149,9 @@ local function decide(seen)
     if seen.reachable == nil then
         return nil, "RDS says available but the database could not be checked (" .. seen.probe .. ")"
     end
-    if p.MultiAZ then return "failover", "available in RDS but not answering, and Multi-AZ: fail over to the standby" end
+    if p.MultiAZ then
+        return "failover", "available in RDS but not answering, and Multi-AZ: fail over to the standby"
+    end
     return fallback, "not answering and not Multi-AZ; " .. fallback_reason
 end
 
@@ -372,14 +374,17 @@ return atlas.playbook {
                         replica_text = replica_text .. ", no longer a replica (already promoted)"
                     end
                     local lag, why = replica_lag(region, replica_id(ctx))
-                    replica_text = replica_text .. (lag and string.format(", lag %.1f s", lag) or ", lag unknown: " .. why)
+                    replica_text = replica_text
+                        .. (lag and string.format(", lag %.1f s", lag) or ", lag unknown: " .. why)
                 end
                 atlas.log("replica %s: %s", replica_id(ctx), replica_text)
 
                 local action, reason = ctx.params.action, "asked for"
                 if action == "auto" then
                     action, reason = decide(seen)
-                    if not action then ctx.fail("no action chosen: %s; run again with action=failover, promote or restore", reason) end
+                    if not action then
+                        ctx.fail("no action chosen: %s; run again with action=failover, promote or restore", reason)
+                    end
                 end
                 if action == "failover" and seen.primary and not seen.primary.MultiAZ then
                     ctx.fail("%s is not Multi-AZ: there is no standby to fail over to", primary_id(ctx))
@@ -543,7 +548,13 @@ return atlas.playbook {
                         KmsKeyId = ctx.params.kms_key,
                         CopyTags = true,
                     }
-                    atlas.log("%s: %s CopyDBSnapshot %s -> %s", target, verbed(ctx, "call", "called"), snap.DBSnapshotArn, copy)
+                    atlas.log(
+                        "%s: %s CopyDBSnapshot %s -> %s",
+                        target,
+                        verbed(ctx, "call", "called"),
+                        snap.DBSnapshotArn,
+                        copy
+                    )
                 end
                 rds.wait_snapshot_available {
                     region = target,
@@ -605,10 +616,17 @@ return atlas.playbook {
                 local primary <close> = sql.connect(t.new_primary.spec)
                 if replication.in_recovery(primary) then
                     if ctx.dry_run then
-                        atlas.log("%s is still a standby: once promoted, slots are created on it and the subscriptions on %d secondaries are pointed at it", t.new_primary.label, #t.secondaries)
+                        atlas.log(
+                            "%s is still a standby: once promoted, slots are created on it and the subscriptions on %d secondaries are pointed at it",
+                            t.new_primary.label,
+                            #t.secondaries
+                        )
                         return
                     end
-                    ctx.fail("%s is still in recovery (a standby): it cannot hold logical slots yet", t.new_primary.label)
+                    ctx.fail(
+                        "%s is still in recovery (a standby): it cannot hold logical slots yet",
+                        t.new_primary.label
+                    )
                 end
                 local plan = {}
                 for _, s in ipairs(t.secondaries) do
@@ -649,13 +667,25 @@ return atlas.playbook {
                 local connection = replication.primary_connection(t.new_primary)
                 for _, p in ipairs(plan) do
                     if replication.ensure_logical_slot(primary, p.slot) then
-                        atlas.log("%s: %s slot %s for %s", t.new_primary.label, verbed(ctx, "create", "created"), p.slot, p.label)
+                        atlas.log(
+                            "%s: %s slot %s for %s",
+                            t.new_primary.label,
+                            verbed(ctx, "create", "created"),
+                            p.slot,
+                            p.label
+                        )
                     else
                         atlas.log("%s: slot %s exists already", t.new_primary.label, p.slot)
                     end
                     local db <close> = sql.connect(p.spec)
                     replication.point_subscription(db, ctx.params.subscription, connection)
-                    atlas.log("%s: %s subscription %s at %s", p.label, verbed(ctx, "point", "pointed"), ctx.params.subscription, t.new_primary.label)
+                    atlas.log(
+                        "%s: %s subscription %s at %s",
+                        p.label,
+                        verbed(ctx, "point", "pointed"),
+                        ctx.params.subscription,
+                        t.new_primary.label
+                    )
                 end
                 if ctx.dry_run then return end
                 local secondaries = connect_secondaries(t)
@@ -693,7 +723,9 @@ return atlas.playbook {
                 close_all(secondaries)
                 if not ok then error(err, 0) end
                 ctx.state.differ = differ
-                if #differ == 0 then atlas.log("every subscriber holds the same global rows as %s", t.new_primary.label) end
+                if #differ == 0 then
+                    atlas.log("every subscriber holds the same global rows as %s", t.new_primary.label)
+                end
             end,
         },
         {
@@ -736,7 +768,12 @@ return atlas.playbook {
                         copy_data = true,
                         create_slot = true,
                     })
-                    atlas.log("%s: subscription %s created again with copy_data (slot %s)", d.label, ctx.params.subscription, slot)
+                    atlas.log(
+                        "%s: subscription %s created again with copy_data (slot %s)",
+                        d.label,
+                        ctx.params.subscription,
+                        slot
+                    )
                 end
                 local secondaries = connect_secondaries(t)
                 local ok, err = pcall(function()
@@ -744,7 +781,12 @@ return atlas.playbook {
                     for _, s in ipairs(secondaries) do
                         local tables = compare(primary, s)
                         if #tables > 0 then
-                            ctx.fail("%s still differs from %s after the resync: %s", s.label, t.new_primary.label, table.concat(tables, ", "))
+                            ctx.fail(
+                                "%s still differs from %s after the resync: %s",
+                                s.label,
+                                t.new_primary.label,
+                                table.concat(tables, ", ")
+                            )
                         end
                     end
                 end)

@@ -21,7 +21,8 @@ end
 -- The database to look at and act on: a conninfo, or the region's RDS instance.
 local function target(ctx)
     if ctx.params.target and ctx.params.target ~= "" then return replication.conninfo_target(ctx.params.target) end
-    local t = replication.instance_target(ctx.params.region, env.db_instance(ctx.params.region), ctx.params.password_secret)
+    local t =
+        replication.instance_target(ctx.params.region, env.db_instance(ctx.params.region), ctx.params.password_secret)
     return t
 end
 
@@ -81,7 +82,11 @@ return atlas.playbook {
             default = false,
             description = "restore the pre-migration snapshot into a new instance",
         },
-        snapshot = { type = "string", default = env.SNAPSHOTS[2], description = "the snapshot taken before the migration" },
+        snapshot = {
+            type = "string",
+            default = env.SNAPSHOTS[2],
+            description = "the snapshot taken before the migration",
+        },
         instance = {
             type = "string",
             default = "atlas-production-db-rollback",
@@ -174,7 +179,8 @@ return atlas.playbook {
             run = function(ctx)
                 if not ctx.params.restore then return end
                 local region, id = ctx.params.region, ctx.params.instance
-                local snap = rds.describe_db_snapshots({ region = region, DBSnapshotIdentifier = ctx.params.snapshot })[1]
+                local snap =
+                    rds.describe_db_snapshots({ region = region, DBSnapshotIdentifier = ctx.params.snapshot })[1]
                 if snap.Status ~= "available" then
                     ctx.fail("snapshot %s in %s is %s, not available", ctx.params.snapshot, region, snap.Status)
                 end
@@ -206,14 +212,22 @@ return atlas.playbook {
                             )
                         )
                     end
-                    local source = rds.describe_db_instances({ region = region, DBInstanceIdentifier = env.db_instance(region) })[1]
+                    local source = rds.describe_db_instances({
+                        region = region,
+                        DBInstanceIdentifier = env.db_instance(region),
+                    })[1]
                     rds.restore_db_instance_from_db_snapshot {
                         region = region,
                         DBInstanceIdentifier = id,
                         DBSnapshotIdentifier = ctx.params.snapshot,
                         DBInstanceClass = source and source.DBInstanceClass or "db.r6g.xlarge",
                     }
-                    atlas.log("%s: %s RestoreDBInstanceFromDBSnapshot %s", region, ctx.dry_run and "would call" or "called", id)
+                    atlas.log(
+                        "%s: %s RestoreDBInstanceFromDBSnapshot %s",
+                        region,
+                        ctx.dry_run and "would call" or "called",
+                        id
+                    )
                 end
                 local ready = rds.wait_available {
                     region = region,

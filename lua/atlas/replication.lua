@@ -357,8 +357,7 @@ local IDLE_STATES = "'idle', 'idle in transaction', 'idle in transaction (aborte
 -- transaction, for longer than min_seconds (oldest first), this one excluded:
 -- {pid, usename, application_name, client_addr, state, idle_seconds, query}
 function M.idle_sessions(conn, min_seconds)
-    return conn:query(
-        [[/* atlas:idle_sessions */ SELECT pid, usename, application_name,
+    return conn:query([[/* atlas:idle_sessions */ SELECT pid, usename, application_name,
   client_addr::text AS client_addr, state,
   extract(epoch FROM now() - state_change)::float8 AS idle_seconds,
   left(query, 200) AS query
@@ -366,9 +365,7 @@ FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
   AND state IN (]] .. IDLE_STATES .. [[)
   AND now() - state_change > make_interval(secs => $1)
-ORDER BY state_change]],
-        min_seconds or 0
-    )
+ORDER BY state_change]], min_seconds or 0)
 end
 
 -- terminate_idle(conn, pids, min_seconds) -> rows {pid, state, terminated}
@@ -528,10 +525,14 @@ end
 -- settings(conn, names) -> {name = "value"} from pg_settings (names it does not know are absent)
 function M.settings(conn, names)
     local out = {}
-    for _, row in ipairs(conn:query(
-        "/* atlas:settings */ SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[]) ORDER BY name",
-        "{" .. table.concat(names, ",") .. "}"
-    )) do
+    for _, row in
+        ipairs(
+            conn:query(
+                "/* atlas:settings */ SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[]) ORDER BY name",
+                "{" .. table.concat(names, ",") .. "}"
+            )
+        )
+    do
         out[row.name] = row.setting
     end
     return out

@@ -73,10 +73,7 @@ print(json.dumps({"snapshot": snap["Status"], "status": db["DBInstanceStatus"], 
 end)
 
 t.case("failover against moto: RebootDBInstance with ForceFailover, then the database answers", function()
-    local r = t.run(
-        { "--yes", PLAYBOOK, "action=failover", "primary=" .. us.conninfo },
-        { env = env, timeout = 120 }
-    )
+    local r = t.run({ "--yes", PLAYBOOK, "action=failover", "primary=" .. us.conninfo }, { env = env, timeout = 120 })
     t.eq(r.code, 0, r.stdout .. r.stderr)
     t.match(r.stdout, "called RebootDBInstance with ForceFailover")
     t.match(r.stdout, "atlas%-production%-db%-eu%-west%-1: available in .*, answers SQL")
@@ -201,7 +198,6 @@ print(json.dumps({"status": db["DBInstanceStatus"], "source": db.get("ReadReplic
     t.match(r.stdout, "slot atlas_subscription_from_eu_127_0_0_1_" .. us.port .. " exists already")
     t.match(r.stdout, "every subscriber holds the same global rows")
 end)
-
 
 t.case("db_publication_setup reads the primary's parameter group in moto; a wrong value stops it", function()
     local values = boto3(

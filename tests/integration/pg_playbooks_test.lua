@@ -28,16 +28,32 @@ t.case("diag_connection_pool terminate_idle ends idle sessions, never an active 
     local in_tx_pid = in_tx:info().backend_pid
     -- An active session: psql inside pg_sleep for the whole test.
     local psql = assert(sys.spawn({
-        "psql", "-X", "-q", "-h", "127.0.0.1", "-p", tostring(db.port), "-U", "atlas_admin", "-d", "atlas",
-        "-c", "SELECT pg_sleep(60) /* atlas-test-active */",
+        "psql",
+        "-X",
+        "-q",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        tostring(db.port),
+        "-U",
+        "atlas_admin",
+        "-d",
+        "atlas",
+        "-c",
+        "SELECT pg_sleep(60) /* atlas-test-active */",
     }, { stdout = "/dev/null", stderr = "/dev/null", stdin = "/dev/null" }))
     t.defer(function()
-        pcall(pg.psql, db, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%atlas-test-active%' AND pid <> pg_backend_pid()")
+        pcall(
+            pg.psql,
+            db,
+            "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%atlas-test-active%' AND pid <> pg_backend_pid()"
+        )
         sys.kill(psql, "TERM")
         sys.wait(psql)
     end)
     local active_pid = pg.wait_for(function()
-        local pid = pg.psql(db, "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(60)%'")
+        local pid =
+            pg.psql(db, "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(60)%'")
         return pid ~= "" and pid or nil
     end, 10)
     t.ok(active_pid, "the pg_sleep session is active")
@@ -70,10 +86,14 @@ end)
 
 t.case("db_bidirectional_setup refuses on PostgreSQL 15 and changes nothing", function()
     local other = db.conninfo:gsub("dbname=atlas", "dbname=postgres")
-    local r = t.run { "--yes", root .. "playbooks/db_bidirectional_setup.lua", "databases=" .. db.conninfo .. "," .. other }
+    local r =
+        t.run { "--yes", root .. "playbooks/db_bidirectional_setup.lua", "databases=" .. db.conninfo .. "," .. other }
     t.eq(r.code, 1, r.stdout .. r.stderr)
     t.match(r.stdout, "PostgreSQL 15%.%d+, wal_level = logical")
-    t.match(r.stdout .. r.stderr, "needs PostgreSQL 16 or later on every database %(127%.0%.0%.1:" .. db.port .. " runs 15%.")
+    t.match(
+        r.stdout .. r.stderr,
+        "needs PostgreSQL 16 or later on every database %(127%.0%.0%.1:" .. db.port .. " runs 15%."
+    )
     t.match(r.stdout .. r.stderr, "the changes would loop")
     t.eq(pg.psql(db, "SELECT count(*) FROM pg_publication"), "0")
     t.eq(pg.psql(db, "SELECT count(*) FROM pg_subscription"), "0")
@@ -94,7 +114,11 @@ INSERT INTO flyway_schema_history VALUES
     local r = t.run { "--yes", root .. "playbooks/rollback_schema.lua", "target=" .. db.conninfo, "undo_sql=" .. bad }
     t.eq(r.code, 1, r.stdout .. r.stderr)
     t.match(r.stdout .. r.stderr, "42P01")
-    t.eq(pg.psql(db, "SELECT count(*) FROM flyway_schema_history WHERE version = '3'"), "1", "the DELETE was rolled back")
+    t.eq(
+        pg.psql(db, "SELECT count(*) FROM flyway_schema_history WHERE version = '3'"),
+        "1",
+        "the DELETE was rolled back"
+    )
 
     local good = t.write_file(
         dir .. "/undo.sql",

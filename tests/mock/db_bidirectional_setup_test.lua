@@ -104,7 +104,7 @@ t.case("--dry-run on 16 prints the SQL and changes nothing", function()
     t.match(
         text,
         "CREATE SUBSCRIPTION \"atlas_subscription_from_ap\" CONNECTION 'host=atlas%-production%-db%-ap%-southeast%-1[^']*' "
-            .. "PUBLICATION \"atlas_publication\" WITH %(copy_data = false, create_slot = true, "
+            .. 'PUBLICATION "atlas_publication" WITH %(copy_data = false, create_slot = true, '
             .. "slot_name = 'atlas_subscription_from_ap_us_east_1', origin = 'none'%)"
     )
     t.match(text, 'ALTER SUBSCRIPTION "atlas_subscription_from_eu" SET %(origin = none%)')

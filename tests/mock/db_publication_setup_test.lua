@@ -17,7 +17,9 @@ end
 local function created(world)
     local n = 0
     for _, call in ipairs(world.calls) do
-        if call.module == "sql" and call.sql and (call.sql:find("^CREATE") or call.sql:find("^ALTER")) then n = n + 1 end
+        if call.module == "sql" and call.sql and (call.sql:find("^CREATE") or call.sql:find("^ALTER")) then
+            n = n + 1
+        end
     end
     return n
 end
@@ -68,8 +70,14 @@ t.case("too few WAL senders or slots: each named with the value it needs", funct
     t.eq(result.status, "failed")
     local text = tostring(result.error)
     t.match(text, "max_wal_senders is 5 in parameter group atlas%-production%-postgres15; it must be at least 8")
-    t.match(text, "max_replication_slots is the engine default in parameter group atlas%-production%-postgres15; it must be at least 10")
-    t.match(text, "ParameterName=max_wal_senders,ParameterValue=8,ApplyMethod=pending%-reboot ParameterName=max_replication_slots,ParameterValue=10")
+    t.match(
+        text,
+        "max_replication_slots is the engine default in parameter group atlas%-production%-postgres15; it must be at least 10"
+    )
+    t.match(
+        text,
+        "ParameterName=max_wal_senders,ParameterValue=8,ApplyMethod=pending%-reboot ParameterName=max_replication_slots,ParameterValue=10"
+    )
     t.eq(created(world), 0)
 end)
 
@@ -100,7 +108,10 @@ t.case("wal_level not logical on the server: reboot the instance (RDS) or ALTER 
     )
     t.eq(result.status, "failed")
     local text = tostring(result.error)
-    t.match(text, "wal_level is replica on the server; change: ALTER SYSTEM SET wal_level = logical; then restart the server")
+    t.match(
+        text,
+        "wal_level is replica on the server; change: ALTER SYSTEM SET wal_level = logical; then restart the server"
+    )
     t.match(text, "max_replication_slots is 4 on the server; change: ALTER SYSTEM SET max_replication_slots = 10")
     t.match(messages(events), "given as a conninfo, so no RDS parameter group to read")
     t.eq(#world:calls_to("rds", "DescribeDBParameters"), 1, "only the first run read the group")

@@ -32,12 +32,18 @@ end
 
 t.case("terminate_idle ends the long-idle sessions, never an active one", function()
     local world = crowded_world()
-    local result, events =
-        t.run_playbook(PLAYBOOK, { terminate_idle = "true", idle_seconds = "300" }, { world = world })
+    local result, events = t.run_playbook(
+        PLAYBOOK,
+        { terminate_idle = "true", idle_seconds = "300" },
+        { world = world }
+    )
     t.eq(result.status, "ok", tostring(result.error))
     t.eq(states(world, "eu-west-1"), { ["active/0"] = 3, ["idle/12"] = 17, ["active/2000"] = 2 })
     local text = messages(events)
-    t.match(text, "confirmed by %-%-yes: End 6 sessions idle for over 300 s on atlas%-production%-db%-eu%-west%-1 %(eu%-west%-1%)%?")
+    t.match(
+        text,
+        "confirmed by %-%-yes: End 6 sessions idle for over 300 s on atlas%-production%-db%-eu%-west%-1 %(eu%-west%-1%)%?"
+    )
     t.match(text, "eu%-west%-1: ended 6 idle sessions")
     t.match(text, "eu%-west%-1: headroom=3579 of 3601", "headroom read again after the sessions ended")
     t.eq(#world.db.regions["us-east-1"].sessions, 20, "another region's database untouched")
@@ -68,7 +74,11 @@ end)
 
 t.case("a refused confirmation ends nothing and exits 3", function()
     local world = crowded_world()
-    local result = t.run_playbook(PLAYBOOK, { terminate_idle = "true", idle_seconds = "300" }, { world = world, yes = false })
+    local result = t.run_playbook(
+        PLAYBOOK,
+        { terminate_idle = "true", idle_seconds = "300" },
+        { world = world, yes = false }
+    )
     t.eq(result.status, "refused")
     t.eq(result.exit, 3)
     t.match(tostring(result.error), "atlas%-production%-db%-eu%-west%-1")
@@ -81,7 +91,11 @@ t.case("without terminate_idle nothing is asked or ended; nothing idle long enou
     t.eq(result.status, "ok", tostring(result.error))
     t.eq(#world.db.regions["eu-west-1"].sessions, 28)
     local events
-    result, events = t.run_playbook(PLAYBOOK, { terminate_idle = "true", idle_seconds = "5000" }, { world = world, yes = false })
+    result, events = t.run_playbook(
+        PLAYBOOK,
+        { terminate_idle = "true", idle_seconds = "5000" },
+        { world = world, yes = false }
+    )
     t.eq(result.status, "ok", tostring(result.error))
     t.match(messages(events), "no session idle for over 5000 s; nothing to end")
 end)

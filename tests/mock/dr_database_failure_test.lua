@@ -37,9 +37,7 @@ local function changes(world)
     local out = {}
     for _, call in ipairs(world.calls) do
         if call.service == "rds" and MUTATING[call.action] then out[#out + 1] = call.action end
-        if is_change(call) then
-            out[#out + 1] = call.sql:match("^%s*(%S+%s*%S*)")
-        end
+        if is_change(call) then out[#out + 1] = call.sql:match("^%s*(%S+%s*%S*)") end
     end
     return out
 end
@@ -49,41 +47,53 @@ local function instance(world, region, id)
     return resp.DBInstances[1]
 end
 
-t.case("auto, primary failed: promotes the replica, replication follows it, the subscribers are resynchronised", function()
-    local world = t.world("eu-west-1-db-failure")
-    local result, events = t.run_playbook(PLAYBOOK, {}, { world = world, scenario = "eu-west-1-db-failure" })
-    t.eq(result.status, "ok", tostring(result.error))
-    local text = messages(events)
-    t.match(text, "atlas%-production%-db%-eu%-west%-1 %(eu%-west%-1%): failed, Multi%-AZ")
-    t.match(text, "replica atlas%-production%-db%-eu%-west%-1%-replica: available, single%-AZ.*read replication error")
-    t.match(text, "decision: promote %(the primary is failed; the replica is available%)")
-    t.match(text, "confirmed by %-%-yes: Promote atlas%-production%-db%-eu%-west%-1%-replica %(eu%-west%-1%)")
-    local promoted = instance(world, "eu-west-1", REPLICA)
-    t.eq(promoted.DBInstanceStatus, "available")
-    t.eq(promoted.ReadReplicaSourceDBInstanceIdentifier, nil, "no longer a replica")
-    -- Each subscription streams from a slot on the new primary.
-    local db = world.db
-    for _, region in ipairs { "us-east-1", "ap-southeast-1" } do
-        local sub = db.regions[region].subscriptions[SUB]
-        t.eq(sub.primary, "eu-west-1-replica", region .. " points at the new primary")
-        t.ok(db.regions["eu-west-1-replica"].slots[sub.slot_name], "slot " .. sub.slot_name .. " on the new primary")
-        t.ok(db:follows(region, "eu-west-1-replica"), region .. " streams")
+t.case(
+    "auto, primary failed: promotes the replica, replication follows it, the subscribers are resynchronised",
+    function()
+        local world = t.world("eu-west-1-db-failure")
+        local result, events = t.run_playbook(PLAYBOOK, {}, { world = world, scenario = "eu-west-1-db-failure" })
+        t.eq(result.status, "ok", tostring(result.error))
+        local text = messages(events)
+        t.match(text, "atlas%-production%-db%-eu%-west%-1 %(eu%-west%-1%): failed, Multi%-AZ")
+        t.match(
+            text,
+            "replica atlas%-production%-db%-eu%-west%-1%-replica: available, single%-AZ.*read replication error"
+        )
+        t.match(text, "decision: promote %(the primary is failed; the replica is available%)")
+        t.match(text, "confirmed by %-%-yes: Promote atlas%-production%-db%-eu%-west%-1%-replica %(eu%-west%-1%)")
+        local promoted = instance(world, "eu-west-1", REPLICA)
+        t.eq(promoted.DBInstanceStatus, "available")
+        t.eq(promoted.ReadReplicaSourceDBInstanceIdentifier, nil, "no longer a replica")
+        -- Each subscription streams from a slot on the new primary.
+        local db = world.db
+        for _, region in ipairs { "us-east-1", "ap-southeast-1" } do
+            local sub = db.regions[region].subscriptions[SUB]
+            t.eq(sub.primary, "eu-west-1-replica", region .. " points at the new primary")
+            t.ok(
+                db.regions["eu-west-1-replica"].slots[sub.slot_name],
+                "slot " .. sub.slot_name .. " on the new primary"
+            )
+            t.ok(db:follows(region, "eu-west-1-replica"), region .. " streams")
+        end
+        -- The 3 organizations and 5 users that only the replica had were found and copied.
+        t.match(text, "us%-east%-1: organization differs: 123 rows .* on the new primary, 120 rows")
+        t.match(
+            text,
+            "confirmed by %-%-yes: Resynchronise us%-east%-1 from atlas%-production%-db%-eu%-west%-1%-replica%?"
+        )
+        t.match(text, "physical replica: sequences came with the WAL")
+        for _, region in ipairs { "us-east-1", "ap-southeast-1" } do
+            t.eq({ db:summary(region, "organization") }, { db:summary("eu-west-1-replica", "organization") })
+            t.eq({ db:summary(region, "app_user") }, { db:summary("eu-west-1-replica", "app_user") })
+        end
+        -- Rows written on the new primary now reach both subscribers.
+        db:write("eu-west-1-replica", "organization", 2)
+        t.eq(db.regions["us-east-1"].data.organization.count, 125)
+        t.eq(db.regions["ap-southeast-1"].data.organization.count, 125)
+        t.eq(#world:calls_to("rds", "RebootDBInstance"), 0)
+        t.eq(#world:calls_to("rds", "CopyDBSnapshot"), 0)
     end
-    -- The 3 organizations and 5 users that only the replica had were found and copied.
-    t.match(text, "us%-east%-1: organization differs: 123 rows .* on the new primary, 120 rows")
-    t.match(text, "confirmed by %-%-yes: Resynchronise us%-east%-1 from atlas%-production%-db%-eu%-west%-1%-replica%?")
-    t.match(text, "physical replica: sequences came with the WAL")
-    for _, region in ipairs { "us-east-1", "ap-southeast-1" } do
-        t.eq({ db:summary(region, "organization") }, { db:summary("eu-west-1-replica", "organization") })
-        t.eq({ db:summary(region, "app_user") }, { db:summary("eu-west-1-replica", "app_user") })
-    end
-    -- Rows written on the new primary now reach both subscribers.
-    db:write("eu-west-1-replica", "organization", 2)
-    t.eq(db.regions["us-east-1"].data.organization.count, 125)
-    t.eq(db.regions["ap-southeast-1"].data.organization.count, 125)
-    t.eq(#world:calls_to("rds", "RebootDBInstance"), 0)
-    t.eq(#world:calls_to("rds", "CopyDBSnapshot"), 0)
-end)
+)
 
 t.case("auto, Multi-AZ primary available but not answering: reboot with ForceFailover and wait", function()
     local world = t.world("healthy")
@@ -117,7 +127,10 @@ t.case("action=restore copies the snapshot to us-east-1 by ARN, restores it ther
     local copy = world:calls_to("rds", "CopyDBSnapshot")
     t.eq(#copy, 1)
     t.eq(copy[1].region, "us-east-1")
-    t.match(copy[1].params.SourceDBSnapshotIdentifier, "^arn:aws:rds:eu%-west%-1:%d+:snapshot:atlas%-production%-snapshot%-latest$")
+    t.match(
+        copy[1].params.SourceDBSnapshotIdentifier,
+        "^arn:aws:rds:eu%-west%-1:%d+:snapshot:atlas%-production%-snapshot%-latest$"
+    )
     t.eq(copy[1].params.SourceRegion, nil, "SourceRegion is client-side, as in botocore")
     t.eq(copy[1].params.KmsKeyId, "alias/aws/rds")
     local restored = instance(world, "us-east-1", "atlas-production-db-eu-west-1-restored")
@@ -139,29 +152,32 @@ t.case("action=restore copies the snapshot to us-east-1 by ARN, restores it ther
     t.eq(#world:calls_to("rds", "RestoreDBInstanceFromDBSnapshot"), 1)
 end)
 
-t.case("writes moving to a former logical subscriber: its sequences are advanced and its subscription disabled", function()
-    local world = t.world("eu-west-1-db-failure")
-    local host = require("atlas.mock.rds").endpoint_address("atlas-production-db-us-east-1", "us-east-1")
-    local ap = require("atlas.mock.rds").endpoint_address("atlas-production-db-ap-southeast-1", "ap-southeast-1")
-    local function conninfo(h)
-        return string.format("host=%s dbname=atlas user=atlas_admin password=%s", h, world.master_password)
+t.case(
+    "writes moving to a former logical subscriber: its sequences are advanced and its subscription disabled",
+    function()
+        local world = t.world("eu-west-1-db-failure")
+        local host = require("atlas.mock.rds").endpoint_address("atlas-production-db-us-east-1", "us-east-1")
+        local ap = require("atlas.mock.rds").endpoint_address("atlas-production-db-ap-southeast-1", "ap-southeast-1")
+        local function conninfo(h)
+            return string.format("host=%s dbname=atlas user=atlas_admin password=%s", h, world.master_password)
+        end
+        t.raises(function() world.db:write("us-east-1", "organization", 1) end, "duplicate key")
+        local result, events = t.run_playbook(
+            PLAYBOOK,
+            { action = "promote", new_primary = conninfo(host), secondaries = conninfo(ap) },
+            { world = world }
+        )
+        t.eq(result.status, "ok", tostring(result.error))
+        local text = messages(events)
+        t.match(text, "was a logical subscriber %(atlas_subscription_from_eu%)")
+        t.match(text, "set public%.organization_id_seq from 1 to 1120 %(highest organization%.id in use: 120%)")
+        t.match(text, "created for organization")
+        local us = world.db.regions["us-east-1"]
+        t.eq(us.subscriptions[SUB].enabled, false)
+        world.db:write("us-east-1", "organization", 1) -- no duplicate key now
+        t.eq(world.db.regions["ap-southeast-1"].data.organization.count, 121, "ap follows the new primary")
     end
-    t.raises(function() world.db:write("us-east-1", "organization", 1) end, "duplicate key")
-    local result, events = t.run_playbook(
-        PLAYBOOK,
-        { action = "promote", new_primary = conninfo(host), secondaries = conninfo(ap) },
-        { world = world }
-    )
-    t.eq(result.status, "ok", tostring(result.error))
-    local text = messages(events)
-    t.match(text, "was a logical subscriber %(atlas_subscription_from_eu%)")
-    t.match(text, "set public%.organization_id_seq from 1 to 1120 %(highest organization%.id in use: 120%)")
-    t.match(text, "created for organization")
-    local us = world.db.regions["us-east-1"]
-    t.eq(us.subscriptions[SUB].enabled, false)
-    world.db:write("us-east-1", "organization", 1) -- no duplicate key now
-    t.eq(world.db.regions["ap-southeast-1"].data.organization.count, 121, "ap follows the new primary")
-end)
+)
 
 t.case("a healthy primary: nothing to do, nothing changed", function()
     local world = t.world("healthy")

@@ -45,7 +45,10 @@ t.case("shows the last five migrations, newest first, and changes nothing withou
     local result, events = t.run_playbook(PLAYBOOK, {}, { world = world })
     t.eq(result.status, "ok", tostring(result.error))
     local text = messages(events)
-    t.match(text, "eu%-west%-1: #6 version 6 migration 6 %(V6__migration%.sql%) installed 2026%-12%-01T10:06:00 by atlas_admin, success")
+    t.match(
+        text,
+        "eu%-west%-1: #6 version 6 migration 6 %(V6__migration%.sql%) installed 2026%-12%-01T10:06:00 by atlas_admin, success"
+    )
     t.match(text, "#2 version 2 user preferences")
     t.no_match(text, "#1 version 1")
     t.ok(text:find("#6 version", 1, true) < text:find("#5 version", 1, true), "newest first")
@@ -98,10 +101,17 @@ t.case("restore=true: the pre-migration snapshot becomes a new instance; the pri
         DBInstanceIdentifier = "atlas-production-db-rollback",
     }).DBInstances[1]
     t.eq(inst.DBInstanceStatus, "available")
-    t.match(messages(events), "confirmed by %-%-yes: Restore snapshot atlas%-production%-snapshot%-before%-migration into the new instance atlas%-production%-db%-rollback in eu%-west%-1%? atlas%-production%-db%-eu%-west%-1 is not touched%.")
+    t.match(
+        messages(events),
+        "confirmed by %-%-yes: Restore snapshot atlas%-production%-snapshot%-before%-migration into the new instance atlas%-production%-db%-rollback in eu%-west%-1%? atlas%-production%-db%-eu%-west%-1 is not touched%."
+    )
     for _, call in ipairs(world.calls) do
         if call.service == "rds" and call.action ~= "DescribeDBInstances" and call.action ~= "DescribeDBSnapshots" then
-            t.eq(call.params.DBInstanceIdentifier, "atlas-production-db-rollback", call.action .. " only on the new instance")
+            t.eq(
+                call.params.DBInstanceIdentifier,
+                "atlas-production-db-rollback",
+                call.action .. " only on the new instance"
+            )
         end
     end
     t.eq(#world.db.regions["eu-west-1"].flyway, 6, "the database was not changed in place")

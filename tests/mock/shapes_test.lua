@@ -166,7 +166,8 @@ t.case("RDS responses conform", function()
     w:advance(600)
     call("DescribeDBInstances", {})
     call("DescribeDBParameters", { DBParameterGroupName = "atlas-production-postgres15" })
-    local snap = call("DescribeDBSnapshots", { DBSnapshotIdentifier = "atlas-production-snapshot-latest" }).DBSnapshots[1]
+    local snap =
+        call("DescribeDBSnapshots", { DBSnapshotIdentifier = "atlas-production-snapshot-latest" }).DBSnapshots[1]
     local copy = w:aws_invoke("rds", "CopyDBSnapshot", "us-east-1", {
         SourceDBSnapshotIdentifier = snap.DBSnapshotArn,
         TargetDBSnapshotIdentifier = "copy1",

@@ -65,7 +65,8 @@ M.REPLICA_NODE = "eu-west-1-replica"
 local REPLICA_ID = "atlas-production-db-eu-west-1-replica"
 
 -- Rows of the global tables in the reference environment.
-local INITIAL_ROWS = { organization = 120, app_user = 2400, user_preferences = 2300, referential = 250, system_config = 40 }
+local INITIAL_ROWS =
+    { organization = 120, app_user = 2400, user_preferences = 2300, referential = 250, system_config = 40 }
 local SEQUENCES = { organization_id_seq = { "organization", "id" }, app_user_id_seq = { "app_user", "id" } }
 
 local function slot_name_for(region) return M.SUBSCRIPTION .. "_" .. region:gsub("-", "_") end
@@ -171,7 +172,12 @@ local function new_region(world, region)
         next_pid = 20000,
         lsn = 0x5A000000 + #region * 0x100000,
         data = initial_data(),
-        settings = { wal_level = "logical", max_wal_senders = "10", max_replication_slots = "10", server_version_num = "150010" },
+        settings = {
+            wal_level = "logical",
+            max_wal_senders = "10",
+            max_replication_slots = "10",
+            server_version_num = "150010",
+        },
         sequences = initial_sequences(1),
     }
 end
@@ -375,7 +381,7 @@ function DB:write(node, name, rows, options)
             -- A sequence behind the ids in use makes the insert fail, as
             -- PostgreSQL's unique violation would.
             if seq.last_value < data.max_id then
-                error(string.format("duplicate key value violates unique constraint \"%s_pkey\"", name), 2)
+                error(string.format('duplicate key value violates unique constraint "%s_pkey"', name), 2)
             end
             seq.last_value = seq.last_value + rows
         end

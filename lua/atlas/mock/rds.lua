@@ -197,11 +197,43 @@ local function parameter_group()
         }
     end
     return {
-        p("max_connections", nil, "engine-default", "integer", "static", "6-262143", "Sets the maximum number of concurrent connections."),
-        p("max_replication_slots", "10", "user", "integer", "static", "5-8388607", "Sets the maximum number of replication slots that the server can support."),
-        p("max_wal_senders", "10", "user", "integer", "static", "5-8388607", "Sets the maximum number of simultaneously running WAL sender processes."),
+        p(
+            "max_connections",
+            nil,
+            "engine-default",
+            "integer",
+            "static",
+            "6-262143",
+            "Sets the maximum number of concurrent connections."
+        ),
+        p(
+            "max_replication_slots",
+            "10",
+            "user",
+            "integer",
+            "static",
+            "5-8388607",
+            "Sets the maximum number of replication slots that the server can support."
+        ),
+        p(
+            "max_wal_senders",
+            "10",
+            "user",
+            "integer",
+            "static",
+            "5-8388607",
+            "Sets the maximum number of simultaneously running WAL sender processes."
+        ),
         p("rds.logical_replication", "1", "user", "boolean", "static", "0,1", "Enables logical decoding."),
-        p("shared_preload_libraries", "pg_stat_statements", "engine-default", "list", "static", nil, "Lists shared libraries to preload into server."),
+        p(
+            "shared_preload_libraries",
+            "pg_stat_statements",
+            "engine-default",
+            "list",
+            "static",
+            nil,
+            "Lists shared libraries to preload into server."
+        ),
     }
 end
 

@@ -383,7 +383,8 @@ function answers.idle_in_transaction(c, p)
 end
 
 local function idle_longer(s, seconds)
-    return s.state and (s.state == "idle" or s.state:find("^idle in transaction"))
+    return s.state
+        and (s.state == "idle" or s.state:find("^idle in transaction"))
         and (s.state_seconds or 0) > (tonumber(seconds) or 0)
 end
 
@@ -518,17 +519,23 @@ function answers.create_slot(c, p)
     if c.db.physical_source and c.world.db:follows(c.region, c.db.physical_source) then
         return nil, sql_failure("55000", "logical decoding cannot be used while in recovery")
     end
-    c.db.slots[name] = { plugin = "pgoutput", active = true, wal_status = "reserved", inactive_since = c.world.db:now() }
+    c.db.slots[name] =
+        { plugin = "pgoutput", active = true, wal_status = "reserved", inactive_since = c.world.db:now() }
     return { { slot_name = name, lsn = lsn_text(c.world.db:current_lsn(c.region)) } }
 end
 
 function answers.drop_slot(c, p)
     local slot = c.db.slots[p[1]]
     if not slot then return nil, sql_failure("42704", string.format('replication slot "%s" does not exist', p[1])) end
-    if slot.subscriber and streaming(c, (function()
-        slot.name = p[1]
-        return slot
-    end)()) then
+    if
+        slot.subscriber and streaming(
+            c,
+            (function()
+                slot.name = p[1]
+                return slot
+            end)()
+        )
+    then
         return nil, sql_failure("55006", string.format('replication slot "%s" is active', p[1]))
     end
     c.db.slots[p[1]] = nil
@@ -798,9 +805,7 @@ ddl[#ddl + 1] = {
     function(c, name)
         local sub, _, failure = find_subscription(c, name)
         if not sub then return nil, failure end
-        if sub.enabled then
-            return nil, sql_failure("55000", "cannot set slot_name = NONE for enabled subscription")
-        end
+        if sub.enabled then return nil, sql_failure("55000", "cannot set slot_name = NONE for enabled subscription") end
         sub.slot_name = nil
         return {}, "ALTER SUBSCRIPTION"
     end,
@@ -816,7 +821,8 @@ ddl[#ddl + 1] = {
             -- when it cannot reach it.
             local node = c.world.db.regions[sub.primary or "eu-west-1"]
             if not c.world.db:reachable(sub.primary or "eu-west-1") then
-                return nil, sql_failure("08006", "could not connect to publisher when attempting to drop replication slot")
+                return nil,
+                    sql_failure("08006", "could not connect to publisher when attempting to drop replication slot")
             end
             node.slots[sub.slot_name] = nil
         end
@@ -835,7 +841,8 @@ ddl[#ddl + 1] = {
             return nil, sql_failure("42P01", string.format('table "%s" does not exist', name))
         end
         if c.db.data[name] then
-            return nil, sql_failure("2BP01", string.format("cannot drop table %s because other objects depend on it", name))
+            return nil,
+                sql_failure("2BP01", string.format("cannot drop table %s because other objects depend on it", name))
         end
         c.db.tables[name] = nil
         if name == "flyway_schema_history" then c.db.flyway = nil end
@@ -846,12 +853,14 @@ ddl[#ddl + 1] = {
 ddl[#ddl + 1] = {
     "^DELETE FROM%s+flyway_schema_history%s+WHERE%s+version%s*=%s*'([^']*)'%s*;?%s*$",
     function(c, version)
-        if not c.db.flyway then
-            return nil, sql_failure("42P01", 'relation "flyway_schema_history" does not exist')
-        end
+        if not c.db.flyway then return nil, sql_failure("42P01", 'relation "flyway_schema_history" does not exist') end
         local kept, n = {}, 0
         for _, row in ipairs(c.db.flyway) do
-            if row.version == version then n = n + 1 else kept[#kept + 1] = row end
+            if row.version == version then
+                n = n + 1
+            else
+                kept[#kept + 1] = row
+            end
         end
         c.db.flyway = kept
         return {}, "DELETE " .. n
@@ -863,7 +872,9 @@ ddl[#ddl + 1] = {
     function(c, list)
         local names = ident_list(list:gsub("^TABLE%s+", ""))
         for _, t in ipairs(names) do
-            if not c.db.data[t] then return nil, sql_failure("42P01", string.format('relation "%s" does not exist', t)) end
+            if not c.db.data[t] then
+                return nil, sql_failure("42P01", string.format('relation "%s" does not exist', t))
+            end
         end
         for _, t in ipairs(names) do
             local d = c.db.data[t]
@@ -1139,9 +1150,8 @@ function M.connect(params)
         _notices = {},
         pid = db:next_pid(region),
         -- "-c default_transaction_read_only=on" among the connect options
-        default_read_only = on_off(
-            (params.options or ""):match("default_transaction_read_only%s*=%s*(%S+)") or "off"
-        ) or false,
+        default_read_only = on_off((params.options or ""):match("default_transaction_read_only%s*=%s*(%S+)") or "off")
+            or false,
     }, Conn)
     return c
 end
