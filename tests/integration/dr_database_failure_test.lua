@@ -97,6 +97,7 @@ t.case("promote: replication follows the promoted standby; rows written on it re
     end
     local standby = pg.standby(clusters, "replica", "eu")
     local setup = t.run {
+        "--yes",
         root .. "playbooks/db_publication_setup.lua",
         "primary=" .. eu.conninfo,
         "secondaries=" .. us.conninfo .. "," .. ap.conninfo,
