@@ -12,20 +12,17 @@
 #include <string.h>
 #include <time.h>
 
-/* OpenSSL's direct SHA-256 functions, deprecated in 3.0 in favour of EVP, are used on purpose:
- * the first EVP digest of a process builds the provider's method store, which costs ~0.8 ms of
- * CPU in a run that makes one AWS call, and each EVP digest costs more than a small request's
- * hash. SHA256_* run the same implementation without that machinery. */
+/* OpenSSL's direct SHA256(), deprecated in 3.0 in favour of EVP, is used on purpose: the first
+ * EVP digest of a process builds the provider's method store, which costs ~0.8 ms of CPU in a
+ * run that makes one AWS call. HMAC() is OpenSSL's, as every SDK's is. */
 #define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include "atlas.h"
 
 #define SHA256_LEN 32
-#define SHA256_BLOCK 64
-/* Requests carry a handful of headers and query parameters; beyond this the
- * sort arrays move from the C stack to a Lua-managed userdata. */
-#define SMALL_COUNT 32
 
 static const char hex_digits[] = "0123456789abcdef";
 static const char hex_upper[] = "0123456789ABCDEF";
@@ -33,42 +30,12 @@ static const char hex_upper[] = "0123456789ABCDEF";
 /* ---- digests ----------------------------------------------------------- */
 
 static void
-sha256_parts(const void *a, size_t alen, const void *b, size_t blen, unsigned char out[SHA256_LEN])
-{
-    SHA256_CTX ctx;
-    SHA256_Init(&ctx);
-    SHA256_Update(&ctx, a, alen);
-    if (blen > 0)
-        SHA256_Update(&ctx, b, blen);
-    SHA256_Final(out, &ctx);
-}
-
-static void
-sha256(const void *data, size_t len, unsigned char out[SHA256_LEN])
-{
-    sha256_parts(data, len, NULL, 0, out);
-}
-
-/* RFC 2104; no allocation. */
-static void
 hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
             unsigned char out[SHA256_LEN])
 {
-    unsigned char k[SHA256_BLOCK] = {0};
-    unsigned char pad[SHA256_BLOCK];
-    unsigned char inner[SHA256_LEN];
-    size_t i;
-
-    if (keylen > SHA256_BLOCK)
-        sha256(key, keylen, k);
-    else
-        memcpy(k, key, keylen);
-    for (i = 0; i < SHA256_BLOCK; i++)
-        pad[i] = k[i] ^ 0x36;
-    sha256_parts(pad, SHA256_BLOCK, msg, msglen, inner);
-    for (i = 0; i < SHA256_BLOCK; i++)
-        pad[i] = k[i] ^ 0x5c;
-    sha256_parts(pad, SHA256_BLOCK, inner, SHA256_LEN, out);
+    unsigned int len = SHA256_LEN;
+    if (HMAC(EVP_sha256(), key, (int)keylen, msg, msglen, out, &len) == NULL)
+        memset(out, 0, SHA256_LEN); /* only on out of memory: the signature is refused */
 }
 
 static void
@@ -85,18 +52,19 @@ static void
 sha256_hex(const void *data, size_t len, char out[2 * SHA256_LEN])
 {
     unsigned char md[SHA256_LEN];
-    sha256(data, len, md);
+    SHA256(data, len, md);
     hex_encode(md, SHA256_LEN, out);
 }
 
 /* ---- signing key cache -------------------------------------------------- */
 
-/* The derived key depends only on secret, date, region and service; a run
- * talks to a few regions and services, so a tiny round-robin cache saves four
- * HMACs per call. Entries with oversized fields are simply not cached. */
+/* The derived key depends only on secret, date, region and service, and a run talks to a few
+ * regions and services, so, as the SDKs do, the derived key is kept per date, region and
+ * service, which saves four HMACs per call. The secret itself is never kept: an entry holds a
+ * SHA-256 fingerprint of it, so that new credentials miss. Oversized fields are not cached. */
 #define KEY_CACHE_SIZE 8
 struct signing_key {
-    char secret[128];
+    unsigned char secret_fingerprint[SHA256_LEN];
     char date[9];
     char region[32];
     char service[64];
@@ -117,22 +85,24 @@ derive_signing_key(const char *secret, size_t secret_len, const char *date, cons
                    unsigned char out[SHA256_LEN])
 {
     unsigned char k[SHA256_LEN];
-    /* "AWS4" + secret as the first key; secrets are short (40 chars). */
-    unsigned char first[4 + 256];
-    const unsigned char *first_key = first;
+    /* "AWS4" + secret is the first key; HMAC hashes a key longer than a block, so
+     * hashing it here first is the same key without a copy of the secret. */
+    unsigned char first_key[4 + 60];
     size_t first_len = 4 + secret_len;
-    unsigned char hashed[SHA256_LEN];
 
-    if (secret_len <= 256) {
-        memcpy(first, "AWS4", 4);
-        memcpy(first + 4, secret, secret_len);
+    if (secret_len <= 60) {
+        memcpy(first_key, "AWS4", 4);
+        memcpy(first_key + 4, secret, secret_len);
     } else {
-        /* HMAC hashes keys longer than a block anyway. */
-        sha256_parts("AWS4", 4, secret, secret_len, hashed);
-        first_key = hashed;
+        SHA256_CTX ctx;
+        SHA256_Init(&ctx);
+        SHA256_Update(&ctx, "AWS4", 4);
+        SHA256_Update(&ctx, secret, secret_len);
+        SHA256_Final(first_key, &ctx);
         first_len = SHA256_LEN;
     }
     hmac_sha256(first_key, first_len, date, 8, k);
+    OPENSSL_cleanse(first_key, sizeof first_key);
     hmac_sha256(k, SHA256_LEN, region, region_len, k);
     hmac_sha256(k, SHA256_LEN, service, service_len, k);
     hmac_sha256(k, SHA256_LEN, "aws4_request", 12, out);
@@ -145,16 +115,17 @@ signing_key(const char *secret, size_t secret_len, const char *date, const char 
 {
     int i;
     struct signing_key *e;
-    int cacheable = fits(secret, secret_len, sizeof e->secret) &&
-                    fits(region, region_len, sizeof e->region) &&
-                    fits(service, service_len, sizeof e->service);
+    unsigned char fingerprint[SHA256_LEN];
+    int cacheable =
+        fits(region, region_len, sizeof e->region) && fits(service, service_len, sizeof e->service);
 
+    SHA256((const unsigned char *)secret, secret_len, fingerprint);
     if (cacheable) {
         for (i = 0; i < KEY_CACHE_SIZE; i++) {
             e = &key_cache[i];
             if (memcmp(e->date, date, 8) == 0 && strcmp(e->region, region) == 0 &&
-                strcmp(e->service, service) == 0 && strlen(e->secret) == secret_len &&
-                memcmp(e->secret, secret, secret_len) == 0) {
+                strcmp(e->service, service) == 0 &&
+                memcmp(e->secret_fingerprint, fingerprint, SHA256_LEN) == 0) {
                 memcpy(out, e->key, SHA256_LEN);
                 return;
             }
@@ -164,8 +135,7 @@ signing_key(const char *secret, size_t secret_len, const char *date, const char 
     if (cacheable) {
         e = &key_cache[key_cache_next];
         key_cache_next = (key_cache_next + 1) % KEY_CACHE_SIZE;
-        memcpy(e->secret, secret, secret_len);
-        e->secret[secret_len] = '\0';
+        memcpy(e->secret_fingerprint, fingerprint, SHA256_LEN);
         memcpy(e->date, date, 8);
         e->date[8] = '\0';
         memcpy(e->region, region, region_len);
@@ -289,68 +259,61 @@ add_query_component(luaL_Buffer *b, const char *s, size_t len)
     }
 }
 
-/* 1 for ".", 2 for "..", 0 for any other segment. */
-static int
-dot_segment(const char *s, size_t n)
-{
-    if (n == 1 && s[0] == '.')
-        return 1;
-    if (n == 2 && s[0] == '.' && s[1] == '.')
-        return 2;
-    return 0;
-}
+struct segment {
+    const char *start;
+    size_t len;
+};
 
-/* RFC 3986 dot-segment removal plus empty-segment collapse, keeping a
- * trailing slash: "//a/./b/../" -> "/a/". Pushes the encoded URI. */
+/* Pushes the canonical URI of `path`, the way botocore's normalize_url_path does it: RFC 3986
+ * dot-segment removal, empty segments dropped, and a trailing slash kept only when the path
+ * ends in "/" and something is left ("/a/." is "/a", "/a/.." is "/"). Each segment is then
+ * encoded once more. Without `normalize` (S3), the path is encoded as it is. */
 static void
 push_canonical_uri(lua_State *L, const char *path, size_t len, int normalize)
 {
     luaL_Buffer b;
-    size_t nseg = 0, i = 0;
-    const char *segs[256];
-    size_t seg_len[256];
-    int trailing;
+    struct segment *segs;
+    size_t nseg = 0, i = 0, slashes = 1;
 
-    luaL_buffinit(L, &b);
     if (len == 0) {
-        luaL_addchar(&b, '/');
-        luaL_pushresult(&b);
+        lua_pushliteral(L, "/");
         return;
     }
     if (!normalize) {
+        luaL_buffinit(L, &b);
         add_uri_encoded(&b, path, len, 1);
         luaL_pushresult(&b);
         return;
     }
-    trailing = path[len - 1] == '/';
-    while (i < len) {
+    for (i = 0; i < len; i++)
+        slashes += path[i] == '/';
+    segs = lua_newuserdatauv(L, slashes * sizeof *segs, 0);
+    for (i = 0; i <= len; i++) {
         size_t j = i;
-        int dots;
         while (j < len && path[j] != '/')
             j++;
-        dots = dot_segment(path + i, j - i);
-        if (dots == 2) {
+        if (j - i == 2 && path[i] == '.' && path[i + 1] == '.') {
             if (nseg > 0)
                 nseg--;
-        } else if (j > i && dots == 0) {
-            if (nseg == sizeof segs / sizeof segs[0])
-                luaL_error(L, "sigv4.sign: url path has too many segments");
-            segs[nseg] = path + i;
-            seg_len[nseg] = j - i;
+        } else if (j > i && !(j - i == 1 && path[i] == '.')) {
+            segs[nseg].start = path + i;
+            segs[nseg].len = j - i;
             nseg++;
         }
-        /* A path ending in "/." or "/.." names a directory. */
-        if (j == len && dots > 0)
-            trailing = 1;
-        i = j + 1;
+        i = j;
     }
-    for (i = 0; i < nseg; i++) {
+    luaL_buffinit(L, &b);
+    if (path[0] == '/')
         luaL_addchar(&b, '/');
-        add_uri_encoded(&b, segs[i], seg_len[i], 0);
+    for (i = 0; i < nseg; i++) {
+        if (i > 0)
+            luaL_addchar(&b, '/');
+        add_uri_encoded(&b, segs[i].start, segs[i].len, 0);
     }
-    if (nseg == 0 || trailing)
+    if (path[len - 1] == '/' && nseg > 0)
         luaL_addchar(&b, '/');
     luaL_pushresult(&b);
+    lua_remove(L, -2); /* the segments */
 }
 
 /* ---- sorted lists of pairs ----------------------------------------------- */
@@ -394,21 +357,12 @@ sort_by_name_stable(struct pair *p, size_t n)
     }
 }
 
-static struct pair *
-pair_array(lua_State *L, struct pair *small, size_t n)
-{
-    if (n <= SMALL_COUNT)
-        return small;
-    /* GC-owned, so an error while filling it leaks nothing. */
-    return lua_newuserdatauv(L, n * sizeof(struct pair), 0);
-}
-
 /* Pushes "k1=v1&k2=v2" sorted by encoded key, then encoded value. The
  * encoded pairs live in the table at `keep` while they are sorted. */
 static void
 push_canonical_query(lua_State *L, int keep, const char *q, size_t len)
 {
-    struct pair small[SMALL_COUNT], *pairs;
+    struct pair *pairs;
     size_t n = 0, i, count = 1;
     luaL_Buffer b;
 
@@ -418,9 +372,9 @@ push_canonical_query(lua_State *L, int keep, const char *q, size_t len)
     }
     for (i = 0; i < len; i++)
         count += q[i] == '&';
-    pairs = pair_array(L, small, count);
-    if (pairs != small)
-        lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);
+    /* GC-owned, so an error while filling it leaks nothing. */
+    pairs = lua_newuserdatauv(L, count * sizeof *pairs, 0);
+    lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);
     for (i = 0; i <= len; i++) {
         size_t j = i, eq, slen;
         const char *s;
@@ -466,10 +420,12 @@ add_lower(luaL_Buffer *b, const char *s, size_t len)
         luaL_addchar(b, (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i]);
 }
 
+/* What botocore's str.split() splits a header value on, within one byte: ASCII white space
+ * and the separators 0x1c to 0x1f. */
 static int
 is_space(char c)
 {
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
 }
 
 /* Trim, and fold every run of whitespace (including the line breaks of a
@@ -823,7 +779,7 @@ l_sign(lua_State *L)
     struct tm tm;
     char amz_date[17], payload_hash[64], signature[64];
     unsigned char key[SHA256_LEN], mac[SHA256_LEN];
-    struct pair small[SMALL_COUNT], *pairs = small;
+    struct pair *pairs;
     size_t n, count, canonical_len, sts_len, signed_len;
     const char *canonical, *sts, *signed_headers;
     int keep;
@@ -837,10 +793,8 @@ l_sign(lua_State *L)
     lua_createtable(L, 8, 0);
     keep = lua_gettop(L);
     count = count_headers(L, in.headers) + 4;
-    if (count > SMALL_COUNT) {
-        pairs = lua_newuserdatauv(L, count * sizeof *pairs, 0);
-        lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);
-    }
+    pairs = lua_newuserdatauv(L, count * sizeof *pairs, 0);
+    lua_rawseti(L, keep, (lua_Integer)lua_rawlen(L, keep) + 1);
     n = collect_headers(L, keep, &in, amz_date, payload_hash, pairs);
     sort_by_name_stable(pairs, n);
 
