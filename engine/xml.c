@@ -12,6 +12,7 @@
  * expansion tricks. Nesting deeper than MAX_DEPTH is refused, so no input can exhaust the
  * C or Lua stack.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,21 +24,57 @@
 #define PARSER_MT "atlas.xml.parser"
 /* expat takes an int length; feed larger documents in pieces. */
 #define CHUNK (1 << 30)
-#define KEEP_TEXT (256u * 1024u)
+/* Buffers above this size are released after a document instead of kept for the next. */
+#define KEEP_BUFFER (256u * 1024u)
 
+struct buffer {
+    char *data;
+    size_t len, cap;
+};
+
+/* expat's callbacks never touch Lua (a Lua error would longjmp through expat): they record
+ * the document as a list of events in C memory, and l_parse builds the tables from it once
+ * expat is done. An event is
+ *   'S' tag NUL <uint32 count> (name NUL value NUL){count}    an element starts
+ *   'E' <size_t length> text                                  it ends, with its own text
+ * where a length of SIZE_MAX means "no text". */
 struct xml_parser {
     XML_Parser parser; /* NULL when closed */
-    lua_State *L;
-    int keys;  /* stack index of "tag"; "attr", "text" and the shared empty attr table follow */
-    int base;  /* stack index just below the root element */
-    int depth; /* elements open; element d sits at base + d */
-    char *text;
-    size_t text_len, text_cap;
+    struct buffer events;
+    struct buffer text; /* character data of the open elements, innermost last */
+    int depth;          /* elements open */
     size_t text_start[MAX_DEPTH + 1];
-    lua_Integer children[MAX_DEPTH + 1];
+    int has_children[MAX_DEPTH + 1];
     const char *stop_reason; /* why we stopped the parser ourselves */
     unsigned long stop_line, stop_column;
 };
+
+static void
+buffer_free(struct buffer *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+static int
+buffer_append(struct buffer *b, const void *s, size_t len)
+{
+    if (len > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *p;
+        while (cap - b->len < len)
+            cap *= 2;
+        if ((p = realloc(b->data, cap)) == NULL)
+            return 0;
+        b->data = p;
+        b->cap = cap;
+    }
+    if (len > 0)
+        memcpy(b->data + b->len, s, len);
+    b->len += len;
+    return 1;
+}
 
 /* __gc and __close of the module's parser: safe to call twice. */
 static int
@@ -48,9 +85,8 @@ parser_close(lua_State *L)
         XML_ParserFree(x->parser);
         x->parser = NULL;
     }
-    free(x->text);
-    x->text = NULL;
-    x->text_len = x->text_cap = 0;
+    buffer_free(&x->events);
+    buffer_free(&x->text);
     return 0;
 }
 
@@ -78,12 +114,18 @@ is_namespace_declaration(const char *name)
     return strncmp(name, "xmlns", 5) == 0 && (name[5] == '\0' || name[5] == ':');
 }
 
+static int
+append_string(struct buffer *b, const char *s)
+{
+    return buffer_append(b, s, strlen(s) + 1);
+}
+
 static void XMLCALL
 on_start(void *ud, const XML_Char *name, const XML_Char **attrs)
 {
     struct xml_parser *x = ud;
-    lua_State *L = x->L;
-    int i, nattr = 0;
+    uint32_t count = 0;
+    int i, ok;
 
     if (x->stop_reason != NULL)
         return;
@@ -91,53 +133,28 @@ on_start(void *ud, const XML_Char *name, const XML_Char **attrs)
         stop(x, "elements nested too deeply (limit 200)");
         return;
     }
+    x->has_children[x->depth] = 1;
     x->depth++;
-    x->text_start[x->depth] = x->text_len;
-    x->children[x->depth] = 0;
-    luaL_checkstack(L, 4, "xml: nesting");
+    x->text_start[x->depth] = x->text.len;
+    x->has_children[x->depth] = 0;
     for (i = 0; attrs[i] != NULL; i += 2)
-        nattr++;
-    lua_createtable(L, 0, 3);
-    lua_pushvalue(L, x->keys);
-    lua_pushstring(L, local_name(name));
-    lua_rawset(L, -3);
-    lua_pushvalue(L, x->keys + 1);
-    if (nattr == 0) {
-        /* most AWS elements have no attributes: they share one frozen empty table */
-        lua_pushvalue(L, x->keys + 3);
-    } else {
-        lua_createtable(L, 0, nattr);
-        for (i = 0; attrs[i] != NULL; i += 2) {
-            if (is_namespace_declaration(attrs[i]))
-                continue;
-            lua_pushstring(L, attrs[i + 1]);
-            lua_setfield(L, -2, local_name(attrs[i]));
-        }
-    }
-    lua_rawset(L, -3);
+        count += !is_namespace_declaration(attrs[i]);
+    ok = buffer_append(&x->events, "S", 1) && append_string(&x->events, local_name(name)) &&
+         buffer_append(&x->events, &count, sizeof count);
+    for (i = 0; ok && attrs[i] != NULL; i += 2)
+        if (!is_namespace_declaration(attrs[i]))
+            ok = append_string(&x->events, local_name(attrs[i])) &&
+                 append_string(&x->events, attrs[i + 1]);
+    if (!ok)
+        stop(x, "out of memory");
 }
 
 static void XMLCALL
 on_text(void *ud, const XML_Char *s, int len)
 {
     struct xml_parser *x = ud;
-    if (x->stop_reason != NULL || x->depth == 0)
-        return;
-    if (x->text_len + (size_t)len > x->text_cap) {
-        size_t cap = x->text_cap ? x->text_cap : 256;
-        char *p;
-        while (cap < x->text_len + (size_t)len)
-            cap *= 2;
-        p = realloc(x->text, cap);
-        if (p == NULL) {
-            stop(x, "out of memory");
-            return;
-        }
-        x->text = p;
-        x->text_cap = cap;
-    }
-    memcpy(x->text + x->text_len, s, (size_t)len);
-    x->text_len += (size_t)len;
+    if (x->stop_reason == NULL && x->depth > 0 && !buffer_append(&x->text, s, (size_t)len))
+        stop(x, "out of memory");
 }
 
 static int
@@ -146,48 +163,37 @@ is_blank(char c)
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* Sets t.text on the element at the top of the stack (see the file header). */
-static void
-set_text(struct xml_parser *x, lua_State *L)
-{
-    size_t len = x->text_len - x->text_start[x->depth];
-    size_t first = 0, end = len;
-    const char *s;
-
-    if (len == 0) /* also when no text was ever seen: text is NULL, and NULL + 0 is UB */
-        return;
-    s = x->text + x->text_start[x->depth];
-    while (first < len && is_blank(s[first]))
-        first++;
-    if (first == len)
-        return;
-    if (x->children[x->depth] > 0) {
-        while (end > first && is_blank(s[end - 1]))
-            end--;
-        lua_pushlstring(L, s + first, end - first);
-    } else {
-        lua_pushlstring(L, s, len);
-    }
-    lua_pushvalue(L, x->keys + 2);
-    lua_insert(L, -2);
-    lua_rawset(L, -3);
-}
-
+/* Records the end of the innermost element with its text (see the file header). */
 static void XMLCALL
 on_end(void *ud, const XML_Char *name)
 {
     struct xml_parser *x = ud;
-    lua_State *L = x->L;
+    size_t start, len, first = 0, end;
+    const char *s;
 
     if (x->stop_reason != NULL)
         return;
-    set_text(x, L);
-    x->text_len = x->text_start[x->depth];
-    x->depth--;
-    if (x->depth > 0) {
-        /* append to the parent, just below on the stack */
-        lua_rawseti(L, -2, ++x->children[x->depth]);
+    start = x->text_start[x->depth];
+    len = end = x->text.len - start;
+    s = len > 0 ? x->text.data + start : "";
+
+    while (first < len && is_blank(s[first]))
+        first++;
+    if (first == len) {
+        first = 0;
+        end = SIZE_MAX; /* no text */
+    } else if (x->has_children[x->depth]) {
+        while (end > first && is_blank(s[end - 1]))
+            end--;
+    } else {
+        first = 0;
     }
+    len = end == SIZE_MAX ? SIZE_MAX : end - first;
+    if (!buffer_append(&x->events, "E", 1) || !buffer_append(&x->events, &len, sizeof len) ||
+        (len != SIZE_MAX && !buffer_append(&x->events, s + first, len)))
+        stop(x, "out of memory");
+    x->text.len = start;
+    x->depth--;
 }
 
 static void XMLCALL
@@ -212,67 +218,105 @@ get_parser(lua_State *L)
     XML_SetElementHandler(x->parser, on_start, on_end);
     XML_SetCharacterDataHandler(x->parser, on_text);
     XML_SetStartDoctypeDeclHandler(x->parser, on_doctype);
-    x->L = L;
     x->depth = 0;
-    x->text_len = 0;
+    x->events.len = x->text.len = 0;
     x->stop_reason = NULL;
     return x;
 }
 
-/* The text buffer is reused between documents, unless one made it large. */
 static void
-release_large_text(struct xml_parser *x)
+release_large_buffers(struct xml_parser *x)
 {
-    if (x->text_cap > KEEP_TEXT) {
-        free(x->text);
-        x->text = NULL;
-        x->text_cap = 0;
-    }
-    x->text_len = 0;
+    if (x->events.cap > KEEP_BUFFER)
+        buffer_free(&x->events);
+    if (x->text.cap > KEEP_BUFFER)
+        buffer_free(&x->text);
 }
 
 static int
 push_error(lua_State *L, struct xml_parser *x)
 {
+    unsigned long line = x->stop_line, column = x->stop_column;
+    const char *reason = x->stop_reason;
+    if (reason == NULL) {
+        line = XML_GetCurrentLineNumber(x->parser);
+        column = XML_GetCurrentColumnNumber(x->parser) + 1;
+        reason = XML_ErrorString(XML_GetErrorCode(x->parser));
+    }
     lua_pushnil(L);
-    if (x->stop_reason != NULL)
-        lua_pushfstring(L, "line %d column %d: %s", (int)x->stop_line, (int)x->stop_column,
-                        x->stop_reason);
-    else
-        lua_pushfstring(L, "line %d column %d: %s", (int)XML_GetCurrentLineNumber(x->parser),
-                        (int)XML_GetCurrentColumnNumber(x->parser) + 1,
-                        XML_ErrorString(XML_GetErrorCode(x->parser)));
-    return 2;
+    lua_pushfstring(L, "line %d column %d: %s", (int)line, (int)column, reason);
+    lua_pushliteral(L, "malformed");
+    return 3;
 }
 
-/* parse(s) -> root element, or nil, "line L column C: message" */
+/* Builds the element tables from the recorded events; the root is left on the stack.
+ * Upvalue 2 is the shared, frozen attr table of elements without attributes. */
+static void
+push_tree(lua_State *L, const struct buffer *events)
+{
+    const char *p = events->data, *end = events->data + events->len;
+    lua_Integer children[MAX_DEPTH + 1];
+    int depth = 0;
+
+    luaL_checkstack(L, MAX_DEPTH + 8, "xml: nesting");
+    while (p < end) {
+        if (*p++ == 'S') {
+            uint32_t count, i;
+            lua_createtable(L, 0, 3);
+            lua_pushstring(L, p);
+            lua_setfield(L, -2, "tag");
+            p += strlen(p) + 1;
+            memcpy(&count, p, sizeof count);
+            p += sizeof count;
+            if (count == 0) {
+                lua_pushvalue(L, lua_upvalueindex(2));
+            } else {
+                lua_createtable(L, 0, (int)count);
+                for (i = 0; i < count; i++) {
+                    const char *name = p;
+                    p += strlen(p) + 1;
+                    lua_pushstring(L, p);
+                    lua_setfield(L, -2, name);
+                    p += strlen(p) + 1;
+                }
+            }
+            lua_setfield(L, -2, "attr");
+            children[++depth] = 0;
+        } else {
+            size_t len;
+            memcpy(&len, p, sizeof len);
+            p += sizeof len;
+            if (len != SIZE_MAX) {
+                lua_pushlstring(L, p, len);
+                lua_setfield(L, -2, "text");
+                p += len;
+            }
+            if (--depth > 0)
+                lua_rawseti(L, -2, ++children[depth]);
+        }
+    }
+}
+
+/* parse(s) -> root element, or nil, "line L column C: message", "malformed" */
 static int
 l_parse(lua_State *L)
 {
     size_t len, off = 0;
     const char *s = luaL_checklstring(L, 1, &len);
-    struct xml_parser *x;
+    struct xml_parser *x = get_parser(L);
 
-    lua_settop(L, 1);
-    x = get_parser(L);
-    lua_pushliteral(L, "tag");
-    lua_pushliteral(L, "attr");
-    lua_pushliteral(L, "text");
-    lua_pushvalue(L, lua_upvalueindex(2));
-    x->keys = 2;
-    x->base = lua_gettop(L);
     do {
         size_t n = len - off > CHUNK ? CHUNK : len - off;
         int final = off + n == len;
         if (XML_Parse(x->parser, s + off, (int)n, final) != XML_STATUS_OK) {
-            release_large_text(x);
+            release_large_buffers(x);
             return push_error(L, x);
         }
         off += n;
     } while (off < len);
-    release_large_text(x);
-    if (lua_gettop(L) != x->base + 1) /* unreachable if expat accepted the document */
-        return luaL_error(L, "xml: internal error: unbalanced tree");
+    lua_settop(L, 1);
+    push_tree(L, &x->events);
+    release_large_buffers(x);
     return 1;
 }
 
