@@ -10,6 +10,10 @@
  * (sqlstate, message, detail, hint, host, port, dbname); atlas.sql turns
  * them into atlas.error objects. Misuse (a closed connection, a parameter
  * of a type that has no SQL text form) raises.
+ *
+ * Cells become integers, floats and booleans here; every other type stays
+ * the server's text. atlas.sql converts json and timestamp columns, by the
+ * type OIDs that info.types lists.
  */
 #include "atlas.h"
 
@@ -31,13 +35,8 @@ enum {
     OID_INT8 = 20,
     OID_INT2 = 21,
     OID_INT4 = 23,
-    OID_JSON = 114,
     OID_FLOAT4 = 700,
     OID_FLOAT8 = 701,
-    OID_TIMESTAMP = 1114,
-    OID_TIMESTAMPTZ = 1184,
-    OID_NUMERIC = 1700,
-    OID_JSONB = 3802,
 };
 
 /* How long to wait for the server to acknowledge a cancel before the
@@ -48,11 +47,6 @@ enum {
 #define POLL_SLICE_SECONDS 0.1
 /* A chatty server function must not grow memory without bound. */
 #define MAX_NOTICES 1000
-
-/* Upvalues of the connection methods: require("atlas.json").decode, and
- * stream_rows as a closure made once (not once per query). */
-#define JSON_DECODE_UPVALUE lua_upvalueindex(1)
-#define STREAM_ROWS_UPVALUE lua_upvalueindex(2)
 
 struct notice {
     struct notice *next;
@@ -69,12 +63,12 @@ typedef struct {
 
 typedef struct {
     PGresult *res;
-    PGresult *row; /* a streamed row being converted (single-row mode) */
 } ResultBox;
 
 enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_INTERRUPT, STOP_LOST };
 
 struct wait_state {
+    atlas_wait wait;
     double deadline;  /* 0: none */
     double cancel_at; /* when the cancel was sent, 0: not sent */
     enum stop_reason why;
@@ -169,13 +163,12 @@ check_open(lua_State *L)
 }
 
 /* A userdata that owns a PGresult, so a Lua error while the rows are being
- * converted (out of memory, a JSON decode failure) cannot leak it. */
+ * converted (out of memory) cannot leak it. */
 static ResultBox *
 push_result_box(lua_State *L)
 {
     ResultBox *box = lua_newuserdatauv(L, sizeof *box, 0);
     box->res = NULL;
-    box->row = NULL;
     luaL_setmetatable(L, RESULT_MT);
     return box;
 }
@@ -194,10 +187,6 @@ result_box_gc(lua_State *L)
 {
     ResultBox *box = luaL_checkudata(L, 1, RESULT_MT);
     result_box_set(box, NULL);
-    if (box->row != NULL) {
-        PQclear(box->row);
-        box->row = NULL;
-    }
     return 0;
 }
 
@@ -320,7 +309,7 @@ await_result(PGconn *conn, struct wait_state *ws)
         double now = monotonic_seconds();
         double slice = POLL_SLICE_SECONDS;
         if (ws->cancel_at == 0) {
-            if (atlas_interrupted())
+            if (atlas_wait_interrupted(&ws->wait))
                 ws->why = STOP_INTERRUPT;
             else if (ws->deadline > 0 && now >= ws->deadline)
                 ws->why = STOP_TIMEOUT;
@@ -365,7 +354,7 @@ leave_copy(PGconn *conn, ExecStatusType status, struct wait_state *ws)
         if (n == -2)
             return 0;
         if (n == 0) {
-            if (ws->cancel_at == 0 && atlas_interrupted()) {
+            if (ws->cancel_at == 0 && atlas_wait_interrupted(&ws->wait)) {
                 ws->why = STOP_INTERRUPT;
                 ws->cancel_at = monotonic_seconds();
                 send_cancel(conn);
@@ -407,29 +396,6 @@ collect_results(PGconn *conn, ResultBox *box, struct wait_state *ws)
     }
 }
 
-/* PostgreSQL's ISO output "2024-01-02 03:04:05.5+01" becomes ISO-8601
- * "2024-01-02T03:04:05.5+01:00"; infinity and BC dates stay as they are.
- * A stack buffer, not luaL_Buffer: this runs once per timestamp cell. */
-static void
-push_iso8601(lua_State *L, const char *text, size_t len)
-{
-    char iso[80];
-    const char *space = memchr(text, ' ', len);
-    if (space == NULL || len + 3 > sizeof iso ||
-        (len >= 3 && memcmp(text + len - 3, " BC", 3) == 0)) {
-        lua_pushlstring(L, text, len);
-        return;
-    }
-    memcpy(iso, text, len);
-    iso[space - text] = 'T';
-    /* A zone offset of whole hours comes as "+HH": add the minutes. */
-    if (len >= 3 && text + len - 3 > space && (text[len - 3] == '+' || text[len - 3] == '-')) {
-        memcpy(iso + len, ":00", 3);
-        len += 3;
-    }
-    lua_pushlstring(L, iso, len);
-}
-
 /* Pushes one non-NULL cell, converted by its column's type. */
 static void
 push_value(lua_State *L, Oid type, const char *text, size_t len)
@@ -446,16 +412,6 @@ push_value(lua_State *L, Oid type, const char *text, size_t len)
         break;
     case OID_BOOL:
         lua_pushboolean(L, text[0] == 't');
-        break;
-    case OID_JSON:
-    case OID_JSONB:
-        lua_pushvalue(L, JSON_DECODE_UPVALUE);
-        lua_pushlstring(L, text, len);
-        lua_call(L, 1, 1);
-        break;
-    case OID_TIMESTAMP:
-    case OID_TIMESTAMPTZ:
-        push_iso8601(L, text, len);
         break;
     default: /* numeric included: text keeps every digit */
         lua_pushlstring(L, text, len);
@@ -506,7 +462,7 @@ push_rows(lua_State *L, const PGresult *res)
     lua_settop(L, names - 1);
 }
 
-/* Pushes {command=, rows_affected=, columns={...}} for a successful result. */
+/* Pushes {command=, rows_affected=, columns={...}, types={oid...}} for a successful result. */
 static void
 push_result_info(lua_State *L, const PGresult *res)
 {
@@ -524,51 +480,23 @@ push_result_info(lua_State *L, const PGresult *res)
         lua_rawseti(L, -2, col + 1);
     }
     lua_setfield(L, -2, "columns");
-}
-
-/* Upvalue 1: json decode; argument 1: the result box. */
-static int
-convert_result_unprotected(lua_State *L)
-{
-    ResultBox *box = lua_touserdata(L, 1);
-    push_rows(L, box->res);
-    push_result_info(L, box->res);
-    return 2;
-}
-
-/* Pushes rows, info for the result in the box at box_idx. A large result
- * is converted with the collector paused: otherwise each incremental cycle
- * re-marks every row made so far, which costs more than making them. The
- * pause is undone even when the conversion raises. */
-static void
-convert_result(lua_State *L, int box_idx)
-{
-    ResultBox *box = lua_touserdata(L, box_idx);
-    if (PQntuples(box->res) < 1000) {
-        /* Small: the box frees the result if this raises. */
-        push_rows(L, box->res);
-        push_result_info(L, box->res);
-        return;
+    lua_createtable(L, ncols, 0);
+    for (int col = 0; col < ncols; col++) {
+        lua_pushinteger(L, (lua_Integer)PQftype(res, col));
+        lua_rawseti(L, -2, col + 1);
     }
-    int pause_gc = lua_gc(L, LUA_GCISRUNNING);
-    lua_pushvalue(L, JSON_DECODE_UPVALUE);
-    lua_pushcclosure(L, convert_result_unprotected, 1);
-    lua_pushvalue(L, box_idx);
-    if (pause_gc)
-        lua_gc(L, LUA_GCSTOP);
-    int status = lua_pcall(L, 1, 2, 0);
-    if (pause_gc)
-        lua_gc(L, LUA_GCRESTART);
-    if (status != LUA_OK)
-        lua_error(L);
+    lua_setfield(L, -2, "types");
 }
 
 /* Finishes a query or exec: rows, info on success, nil, errtable otherwise. */
 static int
 finish_statement(lua_State *L, Conn *c, double timeout, double deadline)
 {
-    struct wait_state ws = {
-        .deadline = deadline, .cancel_at = 0, .why = STOP_NONE, .copy_refused = 0};
+    struct wait_state ws = {.wait = atlas_wait_start(),
+                            .deadline = deadline,
+                            .cancel_at = 0,
+                            .why = STOP_NONE,
+                            .copy_refused = 0};
     ResultBox *box = push_result_box(L);
     if (!collect_results(c->conn, box, &ws)) {
         /* The server did not answer: the connection can carry nothing
@@ -601,160 +529,9 @@ finish_statement(lua_State *L, Conn *c, double timeout, double deadline)
         }
         return 2;
     }
-    convert_result(L, lua_gettop(L));
-    result_box_set(box, NULL);
-    return 2;
-}
-
-/* Column types of a result this wide or narrower need no allocation. */
-#define SMALL_COLUMNS 32
-
-/* A query's rows are converted as they arrive (libpq's single-row mode), so
- * the conversion overlaps the server still producing and sending them,
- * rather than starting only once the last one is in. */
-struct stream {
-    PGconn *conn;
-    struct wait_state ws;
-    ResultBox *box; /* row: the row being converted; res: the closing result or first error */
-    int lost;
-    int gc_paused;
-    Oid small_types[SMALL_COLUMNS];
-};
-
-/* Rows beyond which the collector is paused while a result streams in:
- * otherwise every incremental cycle re-marks all the rows made so far. */
-#define PAUSE_GC_AFTER_ROWS 1000
-
-/* Stack: 1 = struct stream (light userdata); upvalue 1 = json decode.
- * Returns the rows table; may raise (out of memory, a JSON decode error):
- * the caller runs it protected and restarts the collector. */
-static int
-stream_rows(lua_State *L)
-{
-    struct stream *st = lua_touserdata(L, 1);
-    lua_newtable(L); /* 2: rows */
-    int names = 0;   /* stack index of the first column name, once known */
-    Oid *types = NULL;
-    lua_Integer count = 0;
-    for (;;) {
-        if (await_result(st->conn, &st->ws) == STOP_LOST) {
-            st->lost = 1;
-            break;
-        }
-        PGresult *res = PQgetResult(st->conn);
-        if (res == NULL)
-            break;
-        ExecStatusType status = PQresultStatus(res);
-        if (status == PGRES_SINGLE_TUPLE) {
-            if (st->box->row != NULL)
-                PQclear(st->box->row);
-            st->box->row = res;
-            if (names == 0) {
-                int ncols = PQnfields(res);
-                luaL_checkstack(L, ncols + 8, "too many columns");
-                types = ncols <= SMALL_COLUMNS ? st->small_types
-                                               : push_scratch(L, sizeof(Oid) * (size_t)ncols);
-                names = lua_gettop(L) + 1;
-                for (int col = 0; col < ncols; col++) {
-                    lua_pushstring(L, PQfname(res, col));
-                    types[col] = PQftype(res, col);
-                }
-            }
-            push_row(L, res, 0, names, types);
-            lua_rawseti(L, 2, ++count);
-            if (count == PAUSE_GC_AFTER_ROWS && lua_gc(L, LUA_GCISRUNNING)) {
-                lua_gc(L, LUA_GCSTOP);
-                st->gc_paused = 1;
-            }
-        } else if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT ||
-                   status == PGRES_COPY_BOTH) {
-            PQclear(res);
-            st->ws.copy_refused = 1;
-            if (!leave_copy(st->conn, status, &st->ws)) {
-                st->lost = 1;
-                break;
-            }
-        } else if (st->box->res == NULL || !is_error_status(PQresultStatus(st->box->res))) {
-            result_box_set(st->box, res);
-        } else {
-            PQclear(res); /* after the first error */
-        }
-    }
-    if (st->box->row != NULL) {
-        PQclear(st->box->row);
-        st->box->row = NULL;
-    }
-    lua_settop(L, 2);
-    return 1;
-}
-
-/* Reads and drops whatever the statement still sends, so the connection is
- * idle again after a conversion raised half-way. */
-static void
-drain_results(PGconn *conn, struct wait_state *ws)
-{
-    for (;;) {
-        if (await_result(conn, ws) == STOP_LOST)
-            return;
-        PGresult *res = PQgetResult(conn);
-        if (res == NULL)
-            return;
-        ExecStatusType status = PQresultStatus(res);
-        PQclear(res);
-        if ((status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) &&
-            !leave_copy(conn, status, ws))
-            return;
-    }
-}
-
-/* Finishes a query sent in single-row mode: rows, info | nil, errtable. */
-static int
-finish_streamed_query(lua_State *L, Conn *c, double timeout, double deadline)
-{
-    struct stream st = {.conn = c->conn, .lost = 0, .gc_paused = 0};
-    st.ws = (struct wait_state){
-        .deadline = deadline, .cancel_at = 0, .why = STOP_NONE, .copy_refused = 0};
-    st.box = push_result_box(L);
-    lua_pushvalue(L, STREAM_ROWS_UPVALUE);
-    lua_pushlightuserdata(L, &st);
-    int status = lua_pcall(L, 1, 1, 0);
-    if (st.gc_paused)
-        lua_gc(L, LUA_GCRESTART);
-    if (status != LUA_OK) {
-        if (!st.lost)
-            drain_results(c->conn, &st.ws);
-        return lua_error(L);
-    }
-    if (st.lost) {
-        push_connection_error(L, c->conn, "08006", "connection lost");
-        mark_stop_reason(L, &st.ws, timeout);
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "connection_lost");
-        PQfinish(c->conn);
-        c->conn = NULL;
-        return 2;
-    }
-    PGresult *res = st.box->res;
-    if (st.ws.copy_refused) {
-        push_connection_error(L, c->conn, "0A000", "");
-        lua_pushliteral(L, "COPY FROM STDIN / TO STDOUT is not supported (COPY to or from a "
-                           "server file, or SELECT, instead)");
-        lua_setfield(L, -2, "message");
-        return 2;
-    }
-    if (res == NULL)
-        return push_connection_error(L, c->conn, "08006", "no result from server");
-    if (is_error_status(PQresultStatus(res))) {
-        push_result_error(L, c->conn, res);
-        mark_stop_reason(L, &st.ws, timeout);
-        if (PQstatus(c->conn) == CONNECTION_BAD) {
-            lua_pushboolean(L, 1);
-            lua_setfield(L, -2, "connection_lost");
-        }
-        return 2;
-    }
+    push_rows(L, res);
     push_result_info(L, res);
-    result_box_set(st.box, NULL);
+    result_box_set(box, NULL);
     return 2;
 }
 
@@ -811,19 +588,13 @@ conn_query(lua_State *L)
     double deadline = deadline_from(L, 5, &timeout);
     lua_settop(L, 5);
     luaL_checkstack(L, nparams + 8, "too many parameters");
-    const char *small_values[8];
-    const char **values =
-        nparams <= 8 ? small_values : push_scratch(L, sizeof(char *) * (size_t)nparams);
+    const char **values = push_scratch(L, sizeof(char *) * (size_t)nparams);
     for (int i = 0; i < nparams; i++) {
         lua_rawgeti(L, 3, i + 1);
         values[i] = param_text(L, lua_gettop(L), i + 1);
     }
-    int sent = nparams > 0 ? PQsendQueryParams(c->conn, sql, nparams, NULL, values, NULL, NULL, 0)
-                           : PQsendQueryParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
-    if (!sent)
+    if (!PQsendQueryParams(c->conn, sql, nparams, NULL, values, NULL, NULL, 0))
         return push_connection_error(L, c->conn, "08006", "could not send the query");
-    if (PQsetSingleRowMode(c->conn))
-        return finish_streamed_query(L, c, timeout, deadline);
     return finish_statement(L, c, timeout, deadline);
 }
 
@@ -943,12 +714,13 @@ static int
 await_connection(lua_State *L, Conn *c, double timeout)
 {
     double deadline = timeout > 0 ? monotonic_seconds() + timeout : 0;
+    atlas_wait wait = atlas_wait_start();
     PostgresPollingStatusType state = PGRES_POLLING_WRITING;
     while (state != PGRES_POLLING_OK) {
         if (state == PGRES_POLLING_FAILED)
             return push_connection_error(L, c->conn, "08001", "connection failed");
         double now = monotonic_seconds();
-        if (atlas_interrupted()) {
+        if (atlas_wait_interrupted(&wait)) {
             push_connection_error(L, c->conn, "57014", "");
             lua_pushliteral(L, "connecting cancelled by Ctrl-C");
             lua_setfield(L, -2, "message");
@@ -1149,19 +921,6 @@ static const luaL_Reg pq_functions[] = {
     {"libversion", pq_libversion},   {NULL, NULL},
 };
 
-/* Pushes require("atlas.json").decode, shared as an upvalue by the
- * functions that convert json columns. */
-static void
-push_json_decode(lua_State *L)
-{
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "atlas.json");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "decode");
-    luaL_checktype(L, -1, LUA_TFUNCTION);
-    lua_remove(L, -2);
-}
-
 int
 luaopen_atlas_pq(lua_State *L)
 {
@@ -1171,11 +930,7 @@ luaopen_atlas_pq(lua_State *L)
     lua_pop(L, 1);
 
     luaL_newmetatable(L, CONN_MT);
-    lua_createtable(L, 0, 8);
-    push_json_decode(L);
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, stream_rows, 1);
-    luaL_setfuncs(L, conn_methods, 2);
+    luaL_newlib(L, conn_methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, conn_gc);
     lua_setfield(L, -2, "__gc");

@@ -175,6 +175,38 @@ local function connection_params(spec)
     return params, options
 end
 
+-- Column types that atlas.pq hands over as the server's text (pg_type OIDs):
+-- json and jsonb are decoded, timestamps made ISO-8601.
+local JSON_TYPES = { [114] = true, [3802] = true }
+local TIMESTAMP_TYPES = { [1114] = true, [1184] = true }
+
+-- PostgreSQL's ISO output "2024-01-02 03:04:05.5+01" as ISO-8601
+-- "2024-01-02T03:04:05.5+01:00"; infinity and BC dates stay as they are.
+local function iso8601(text)
+    local date, time = text:match("^([^ ]*) (.*)$")
+    if not date or text:sub(-3) == " BC" then return text end
+    local sign = time:sub(-3, -3)
+    if #time >= 3 and (sign == "+" or sign == "-") then time = time .. ":00" end
+    return date .. "T" .. time
+end
+
+-- Converts the json and timestamp cells of a native result in place.
+local function convert_cells(rows, info)
+    local types = info.types
+    if not types then return rows end
+    for col, oid in ipairs(types) do
+        local convert = JSON_TYPES[oid] and json.decode or TIMESTAMP_TYPES[oid] and iso8601
+        if convert then
+            local name = info.columns[col]
+            for _, row in ipairs(rows) do
+                local v = row[name]
+                if v ~= json.null then row[name] = convert(v) end
+            end
+        end
+    end
+    return rows
+end
+
 local Conn = {}
 Conn.__index = Conn
 Conn.__name = "atlas.sql.conn"
@@ -565,7 +597,7 @@ function Conn:_dry_statement(op, statement, shown, params, n, timeout)
     end
     self:_remember_setting(statement)
     self:_emit(op, started, "ok")
-    return rows, info
+    return convert_cells(rows, info), info
 end
 
 -- Outside a dry run, a step that may not change the world (not declared
