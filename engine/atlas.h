@@ -18,6 +18,28 @@
  * behind it. Defined by the host; test programs define their own. */
 int atlas_interrupted(void);
 
+/* How every native wait (a curl transfer, a libpq connect or statement, a sleep, waitpid)
+ * treats Ctrl-C. A wait starts with atlas_wait_start() and asks atlas_wait_interrupted()
+ * each time it wakes: only an interrupt that arrives while it waits cuts it short. One that
+ * came before means the run is already ending and this wait belongs to its cleanup (an undo,
+ * a rollback), which may finish; a second Ctrl-C ends the process (main.c). */
+typedef struct {
+    int pending_at_start;
+} atlas_wait;
+
+static inline atlas_wait
+atlas_wait_start(void)
+{
+    atlas_wait w = {atlas_interrupted()};
+    return w;
+}
+
+static inline int
+atlas_wait_interrupted(const atlas_wait *w)
+{
+    return !w->pending_at_start && atlas_interrupted();
+}
+
 /* The one null sentinel: a light userdata holding NULL. Every module that
  * returns data pushes this, so JSON null and SQL NULL compare equal. */
 #define atlas_pushnull(L) lua_pushlightuserdata((L), NULL)

@@ -576,9 +576,7 @@ run(lua_State *L, struct curl_state *st, struct transfer **ts, size_t n)
     int running;
     CURLMsg *msg;
     int left;
-    /* Only a Ctrl-C that arrives during this call aborts it: cleanup code that runs after an
-     * interruption (a pcall'd rollback, say) can still make its calls. */
-    int interrupted_before = atlas_interrupted();
+    atlas_wait wait = atlas_wait_start();
 
     for (i = 0; i < n; i++) {
         if (ts[i]->policy != NULL)
@@ -601,7 +599,7 @@ run(lua_State *L, struct curl_state *st, struct transfer **ts, size_t n)
         }
         if (pending == 0)
             break;
-        if (!interrupted_before && atlas_interrupted()) {
+        if (atlas_wait_interrupted(&wait)) {
             for (i = 0; i < n; i++) {
                 if (ts[i]->in_multi) {
                     ts[i]->interrupted = 1;

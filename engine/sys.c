@@ -56,16 +56,17 @@ sys_time(lua_State *L)
     return 1;
 }
 
-/* sys.sleep(seconds) -> true, or false when a signal cut it short.
+/* sys.sleep(seconds) -> true, or false when a Ctrl-C cut it short (atlas_wait).
  * Sleeps in slices so Ctrl-C during a long wait is seen within 100 ms. */
 static int
 sys_sleep(lua_State *L)
 {
     lua_Number seconds = luaL_checknumber(L, 1);
     struct timespec start, now;
+    atlas_wait wait = atlas_wait_start();
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
-        if (atlas_interrupted()) {
+        if (atlas_wait_interrupted(&wait)) {
             lua_pushboolean(L, 0);
             return 1;
         }
@@ -261,9 +262,10 @@ sys_wait(lua_State *L)
     pid_t pid = (pid_t)luaL_checkinteger(L, 1);
     int status = 0;
     pid_t rc;
+    atlas_wait wait = atlas_wait_start();
     do {
         rc = waitpid(pid, &status, lua_toboolean(L, 2) ? WNOHANG : 0);
-    } while (rc < 0 && errno == EINTR && !atlas_interrupted());
+    } while (rc < 0 && errno == EINTR && !atlas_wait_interrupted(&wait));
     if (rc < 0)
         return push_errno(L, "waitpid");
     if (rc == 0) {
