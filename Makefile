@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 PREFIX ?= /usr/local
 JOBS ?= 2
 
-.PHONY: all build deps demo test test-asan test-c test-lua install clean format bench
+.PHONY: all build deps demo test test-asan fuzz test-c test-lua install clean format bench
 
 all: build
 
@@ -33,6 +33,15 @@ test-asan:
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	scripts/run-sanitized $(ASAN_DIR)
 
+# Each libFuzzer harness of tests/fuzz/ for FUZZ_SECONDS, from its committed seeds; new
+# inputs go to build-fuzz/corpus/, crashes to build-fuzz/artifacts/ (scripts/fuzz).
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz:
+	cmake -S . -B $(FUZZ_DIR) -DCMAKE_C_COMPILER=clang -DATLAS_FUZZ=ON
+	cmake --build $(FUZZ_DIR) --target fuzzers -j $(JOBS)
+	scripts/fuzz $(FUZZ_DIR) $(FUZZ_SECONDS)
+
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
 
@@ -43,4 +52,4 @@ format:
 	clang-format -i engine/*.c engine/*.h tests/c/*.c
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
