@@ -12,9 +12,10 @@
 #include <string.h>
 #include <time.h>
 
-/* OpenSSL's direct SHA256(), deprecated in 3.0 in favour of EVP, is used on purpose: the first
- * EVP digest of a process builds the provider's method store, which costs ~0.8 ms of CPU in a
- * run that makes one AWS call. HMAC() is OpenSSL's, as every SDK's is. */
+/* OpenSSL's direct SHA256_* functions, deprecated in 3.0 in favour of EVP, are used on purpose
+ * for plain digests: EVP looks the digest up in the provider store on each one-shot call, and
+ * the first lookup of a process builds that store (~0.8 ms). HMAC is OpenSSL's, as every
+ * SDK's is. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -29,13 +30,22 @@ static const char hex_upper[] = "0123456789ABCDEF";
 
 /* ---- digests ----------------------------------------------------------- */
 
+/* One HMAC context and one fetched SHA-256 for the process: the one-shot HMAC() of OpenSSL 3
+ * looks the MAC and the digest up in the provider store on every call, which costs more than
+ * the MAC itself. */
 static void
 hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
             unsigned char out[SHA256_LEN])
 {
+    static HMAC_CTX *ctx;
+    static EVP_MD *sha256_md;
     unsigned int len = SHA256_LEN;
-    if (HMAC(EVP_sha256(), key, (int)keylen, msg, msglen, out, &len) == NULL)
-        memset(out, 0, SHA256_LEN); /* only on out of memory: the signature is refused */
+    if ((sha256_md != NULL || (sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL)) != NULL) &&
+        (ctx != NULL || (ctx = HMAC_CTX_new()) != NULL) &&
+        HMAC_Init_ex(ctx, key, (int)keylen, sha256_md, NULL) && HMAC_Update(ctx, msg, msglen) &&
+        HMAC_Final(ctx, out, &len))
+        return;
+    memset(out, 0, SHA256_LEN); /* only on out of memory: the signature is refused */
 }
 
 static void
@@ -49,10 +59,19 @@ hex_encode(const unsigned char *in, size_t len, char *out)
 }
 
 static void
+sha256(const void *data, size_t len, unsigned char out[SHA256_LEN])
+{
+    SHA256_CTX ctx;
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, data, len);
+    SHA256_Final(out, &ctx);
+}
+
+static void
 sha256_hex(const void *data, size_t len, char out[2 * SHA256_LEN])
 {
     unsigned char md[SHA256_LEN];
-    SHA256(data, len, md);
+    sha256(data, len, md);
     hex_encode(md, SHA256_LEN, out);
 }
 
@@ -119,7 +138,7 @@ signing_key(const char *secret, size_t secret_len, const char *date, const char 
     int cacheable =
         fits(region, region_len, sizeof e->region) && fits(service, service_len, sizeof e->service);
 
-    SHA256((const unsigned char *)secret, secret_len, fingerprint);
+    sha256(secret, secret_len, fingerprint);
     if (cacheable) {
         for (i = 0; i < KEY_CACHE_SIZE; i++) {
             e = &key_cache[i];
