@@ -10,10 +10,13 @@ local function fields(data)
     return parts
 end
 
+-- A field that reads as an integer is that number, or with as_text, the number's own text
+-- ("0678" is 678, whose text is "678").
 local function request(parts, as_text)
     local function field(i, default)
         local v = parts[i] or default
-        if not as_text and tonumber(v) and math.type(tonumber(v)) == "integer" then return tonumber(v) end
+        local n = math.tointeger(tonumber(v))
+        if n then return as_text and tostring(n) or n end
         return v
     end
     local headers = {}
