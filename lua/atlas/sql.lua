@@ -478,16 +478,20 @@ function Conn:_emit(op, started, outcome, err)
 end
 
 -- One native call (method `op` of the backend's connection): rows, info or
--- nil, err. Notices are collected; a lost connection is closed.
+-- nil, err. Notices are collected; a lost connection is closed; json and
+-- timestamp cells are converted (atlas.pq leaves them as text).
 function Conn:_native_call(op, statement, a, b, c)
     local native = self._native
     local rows, info = native[op](native, statement, a, b, c)
     if native:has_notices() then self:_collect_notices() end
-    if rows == nil and info and info.connection_lost and self._native then
-        self._native:close()
-        self._native = nil
+    if rows == nil then
+        if info and info.connection_lost and self._native then
+            self._native:close()
+            self._native = nil
+        end
+        return rows, info
     end
-    return rows, info
+    return convert_cells(rows, info), info
 end
 
 function Conn:_raise(op, started, info)
@@ -597,7 +601,7 @@ function Conn:_dry_statement(op, statement, shown, params, n, timeout)
     end
     self:_remember_setting(statement)
     self:_emit(op, started, "ok")
-    return convert_cells(rows, info), info
+    return rows, info
 end
 
 -- Outside a dry run, a step that may not change the world (not declared
