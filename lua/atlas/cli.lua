@@ -510,6 +510,20 @@ local function show_run(options, positional)
             )
         )
         if step.error then print("              " .. log.redact(tostring(step.error))) end
+        -- The world it changed: each mutating call the journal recorded, and
+        -- whether its answer came back ("sent" alone: the outcome is unknown).
+        for _, call in ipairs(step.calls or {}) do
+            if call.mutates then
+                print(
+                    string.format(
+                        "              %s (%s): %s",
+                        tostring(call.op),
+                        tostring(call.region),
+                        tostring(call.status)
+                    )
+                )
+            end
+        end
     end
     return EXIT.ok
 end

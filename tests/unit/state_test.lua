@@ -86,3 +86,60 @@ t.case("a journal write whose outcome was never learnt is no conflict when it la
     assert(store:put("runs/" .. j.run_id .. ".json", "{}"))
     t.raises(function() j:finish("ok", 0) end, "written by another process")
 end)
+
+t.case("show prints a run's timeline from its journal, with the world it changed", function()
+    local dir = t.tmpdir()
+    local s = store(dir)
+    assert(s:put(
+        "runs/r-1.json",
+        json.encode {
+            run_id = "r-1",
+            playbook = "dr_region_outage",
+            status = "interrupted",
+            user = "alice",
+            host = "laptop",
+            started = 1764554400,
+            resumes = { { user = "bob", host = "desk", at = 1764554700 } },
+            params = { failed_region = "eu-west-1" },
+            steps = {
+                {
+                    name = "scale up backup region",
+                    status = "ok",
+                    started = 1764554401,
+                    duration = 2,
+                    calls = {
+                        { op = "ecs.UpdateService", region = "us-east-1", status = "ok", mutates = true },
+                        { op = "ecs.DescribeServices", region = "us-east-1", status = "ok" },
+                    },
+                },
+                {
+                    name = "disable failed region in DNS",
+                    status = "interrupted",
+                    started = 1764554403,
+                    calls = {
+                        {
+                            op = "route53.ChangeResourceRecordSets",
+                            region = "us-east-1",
+                            status = "sent",
+                            mutates = true,
+                        },
+                    },
+                },
+            },
+        }
+    ))
+    local r = t.run({ "show", "r-1" }, { env = { ATLAS_STATE_DIR = dir } })
+    t.eq(r.code, 0, r.stderr)
+    t.match(r.stdout, "started%s+2025%-12%-01 02:00:00 UTC by alice@laptop")
+    t.match(r.stdout, "resumed%s+2025%-12%-01 02:05:00 UTC by bob@desk")
+    t.match(r.stdout, "params%s+failed_region=eu%-west%-1")
+    t.match(r.stdout, "ok%s+1%. scale up backup region.-ecs%.UpdateService %(us%-east%-1%): ok")
+    t.no_match(r.stdout, "DescribeServices")
+    t.match(r.stdout, "interrupted 2%. disable failed region in DNS.-ChangeResourceRecordSets %(us%-east%-1%): sent")
+    r = t.run({ "show", "r-2" }, { env = { ATLAS_STATE_DIR = dir } })
+    t.eq(r.code, 2)
+    t.match(r.stderr, "no run r%-2")
+    r = t.run({ "runs" }, { env = { ATLAS_STATE_DIR = dir } })
+    t.eq(r.code, 0)
+    t.match(r.stdout, "2025%-12%-01 02:00:00%s+dr_region_outage%s+interrupted%s+alice@laptop%s+r%-1")
+end)
