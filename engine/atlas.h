@@ -40,6 +40,10 @@ atlas_wait_interrupted(const atlas_wait *w)
     return !w->pending_at_start && atlas_interrupted();
 }
 
+/* While suspended, atlas_interrupted() reports false: the one exception to
+ * "Ctrl-C is final" is --rollback's undo, which must be able to finish. */
+void atlas_suspend_interrupt(int suspended);
+
 /* The one null sentinel: a light userdata holding NULL. Every module that
  * returns data pushes this, so JSON null and SQL NULL compare equal. */
 #define atlas_pushnull(L) lua_pushlightuserdata((L), NULL)

@@ -21,12 +21,22 @@
 #define EXIT_INTERNAL 70
 
 static volatile sig_atomic_t interrupted_flag = 0;
+static int interrupt_suspended = 0;
 static lua_State *signal_state = NULL;
 
 int
 atlas_interrupted(void)
 {
-    return interrupted_flag != 0;
+    return interrupted_flag != 0 && !interrupt_suspended;
+}
+
+/* --rollback's undo may still call out after Ctrl-C: while it runs, native
+ * waits (curl, libpq, sleep) are not cut short. A second Ctrl-C still ends
+ * the process (on_signal looks at the flag itself). */
+void
+atlas_suspend_interrupt(int suspended)
+{
+    interrupt_suspended = suspended;
 }
 
 /* Runs inside the interpreter at the next instruction after a signal:

@@ -84,12 +84,21 @@ sys_sleep(lua_State *L)
     return 1;
 }
 
-/* sys.interrupted() -> true once SIGINT/SIGTERM arrived */
+/* sys.interrupted() -> true once SIGINT/SIGTERM arrived (false while suspended) */
 static int
 sys_interrupted(lua_State *L)
 {
     lua_pushboolean(L, atlas_interrupted());
     return 1;
+}
+
+/* sys.suspend_interrupt(bool) -> nothing; while true, native waits ignore an
+ * earlier Ctrl-C (for --rollback's undo) */
+static int
+sys_suspend_interrupt(lua_State *L)
+{
+    atlas_suspend_interrupt(lua_toboolean(L, 1));
+    return 0;
 }
 
 /* sys.isatty(fd) -> boolean */
@@ -529,6 +538,7 @@ static const luaL_Reg sys_functions[] = {
     {"time", sys_time},
     {"sleep", sys_sleep},
     {"interrupted", sys_interrupted},
+    {"suspend_interrupt", sys_suspend_interrupt},
     {"isatty", sys_isatty},
     {"term_width", sys_term_width},
     {"getpid", sys_getpid},

@@ -97,6 +97,8 @@ return atlas.playbook {
     steps = {
         {
             name = "verify failed region is down",
+            -- Checked again on --resume: the region may have come back since.
+            check = function(ctx, step) return step.run(ctx) end,
             run = function(ctx)
                 local region = ctx.params.failed_region
                 local url = ctx.params.health_url:gsub("{region}", region)

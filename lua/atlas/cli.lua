@@ -254,12 +254,7 @@ local function run_playbook(options, positional)
         if record.status == "ok" then
             usage_error("--resume: the last run of %s (%s) completed; nothing to resume", pb.name, record.run_id)
         end
-        -- The resumed run keeps its parameters; new ones on the command line win.
-        for k, v in pairs(record.params or {}) do
-            if args[k] == nil and v ~= "[REDACTED]" then
-                args[k] = type(v) == "table" and table.concat(v, ",") or tostring(v)
-            end
-        end
+        args = playbook.resume_args(pb, record, args)
         resumed = record
     end
     local params = params_mod.parse(pb.param_specs, args, pb.validate)
@@ -281,7 +276,15 @@ local function run_playbook(options, positional)
         params,
         { journal = journal, resumed = resumed and resumed.run_id, rollback = options.rollback }
     )
-    if options.report then require("atlas.report").write(options.report, pb, params, result) end
+    local exit = result.exit
+    if options.report then
+        local written, err = require("atlas.report").write(options.report, pb, params, result)
+        if not written then
+            io.stderr:write(string.format("atlas-run: cannot write the report %s: %s\n", options.report, err))
+            -- The report is part of what was asked: a run without it did not succeed.
+            if exit == EXIT.ok then exit = EXIT.failed end
+        end
+    end
     if result.error then
         io.stderr:write(
             string.format("atlas-run: %s %s: %s\n", pb.name, result.status, log.redact(errors.message(result.error)))
@@ -296,7 +299,7 @@ local function run_playbook(options, positional)
             )
         end
     end
-    return result.exit
+    return exit
 end
 
 local function print_params(pb)

@@ -128,6 +128,7 @@ local function apply(zone_id, records, comment, wait)
         changes[#changes + 1] = { Action = "UPSERT", ResourceRecordSet = change_record(r) }
     end
     local resp = route53.change_resource_record_sets {
+        idempotent = true, -- only UPSERTs: the same batch twice leaves the same records
         HostedZoneId = zone_id,
         ChangeBatch = { Comment = comment, Changes = changes },
     }

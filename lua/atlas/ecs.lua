@@ -89,6 +89,9 @@ function M.set_desired_count(args)
         cluster = args.cluster,
         service = args.service,
         desiredCount = args.desiredCount,
+        -- Setting a count twice is setting it once: safe to send again when
+        -- a crash or a timeout hid whether the first one arrived.
+        idempotent = true,
     }
     log.info(
         "%s: desired count %d -> %d%s",

@@ -153,7 +153,8 @@ function text_handlers.step_start(e)
     if config.level == "debug" then write(string.format("-> [%d/%d] %s", e.index, e.total, e.step)) end
 end
 
-local STATUS_MARK = { ok = "ok  ", failed = "FAIL", skipped = "skip", interrupted = "STOP", refused = "REFUSED" }
+local STATUS_MARK =
+    { ok = "ok  ", checked = "chk ", failed = "FAIL", skipped = "skip", interrupted = "STOP", refused = "REFUSED" }
 
 function text_handlers.step_end(e)
     write(

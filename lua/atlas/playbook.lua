@@ -37,6 +37,9 @@ local STEP_FIELDS = {
     unattended = "string",
     undo = "function",
     description = "string",
+    -- check(ctx, step): runs again on --resume although the step completed,
+    -- for a step whose finding can have changed since (is the region still down?)
+    check = "function",
 }
 
 local function allowed_fields()
@@ -281,50 +284,40 @@ local function make_context(pb, params, journal)
     return ctx
 end
 
-local function undo_completed(pb, ctx, journal, upto)
+-- A step changed the world when its journal record holds a mutation that
+-- was (or may have been) made: a completed step always counts.
+local function changed_world(record)
+    if record.status == "ok" then return true end
+    for _, call in ipairs(record.calls or {}) do
+        if call.mutates and call.status ~= "error" then return true end
+    end
+    return false
+end
+
+-- --rollback: the undo of every step that changed the world, newest first,
+-- the failed step included when its journal shows it changed something. An
+-- undone step is not complete: a resume runs it again. Undo may call out
+-- even after Ctrl-C (runtime.undoing_call).
+local function undo_steps(pb, ctx, journal, upto)
     for i = upto, 1, -1 do
-        local step = pb.steps[i]
-        if step.undo and journal.steps[i] and journal.steps[i].status == "ok" then
+        local step, record = pb.steps[i], journal.steps[i]
+        if step.undo and record and record.status ~= "undone" and changed_world(record) then
             log.warn("undo: %s", step.name)
             runtime.enter_step(step, { undo = true })
-            local ok, err = run_step({ run = step.undo }, ctx)
+            local _, ok, err = runtime.undoing_call(run_step, { run = step.undo }, ctx)
             runtime.leave_step()
-            if not ok then log.error("undo of '%s' failed: %s", step.name, errors.message(err)) end
+            if ok then
+                journal:step_undone(i)
+            else
+                log.error("undo of '%s' failed: %s", step.name, errors.message(err))
+            end
         end
     end
 end
 
--- Runs one step: confirmation, then step.run under xpcall. Returns nil on
--- success, or the failure {status=, exit=, error=, traceback=}.
-local function execute_step(step, index, total, ctx, journal)
-    ctx.step = step.name
-    local started = runtime.now()
-    log.event { type = "step_start", step = step.name, index = index, total = total, mutates = step.mutates }
-    journal:step_started(index, step.name)
-    local ok, err, traceback = true, nil, nil
-    -- From here until the step ends, runtime.may_change() answers for it.
-    runtime.enter_step(step)
-    if type(step.confirm) == "string" and not runtime.dry_run then
-        ok, err = pcall(runtime.confirm, step.confirm)
-    end
-    if ok then
-        ok, err, traceback = run_step(step, ctx)
-    end
-    runtime.leave_step()
-    log.end_progress()
-    local duration = runtime.now() - started
-    if ok then
-        journal:step_finished(index, "ok", duration)
-        log.event {
-            type = "step_end",
-            step = step.name,
-            index = index,
-            total = total,
-            status = "ok",
-            duration = duration,
-        }
-        return nil
-    end
+-- The failure of a step (or of its check on resume): journalled, shown,
+-- and returned as {status=, exit=, error=, traceback=}.
+local function step_failed(step, index, total, journal, err, traceback, duration)
     local status, exit = classify(err)
     if errors.is(err) then err.step = step.name end
     local shown = status == "critical" and "failed" or status
@@ -343,6 +336,127 @@ local function execute_step(step, index, total, ctx, journal)
         traceback = (not deliberate and traceback ~= "") and traceback or nil,
     }
     return { status = status, exit = exit, error = err, traceback = traceback }
+end
+
+-- Runs fn(ctx) under xpcall. Ctrl-C is final: a step that caught the
+-- interrupt and returned normally is still interrupted.
+local function run_guarded(fn, ctx)
+    local ok, err, traceback = run_step({ run = fn }, ctx)
+    if ok and runtime.interrupted() then ok, err = false, runtime.interrupted_error() end
+    return ok, err, traceback
+end
+
+-- Runs one step: confirmation, then step.run under xpcall. Returns nil on
+-- success, or the failure {status=, exit=, error=, traceback=}.
+local function execute_step(step, index, total, ctx, journal)
+    ctx.step = step.name
+    local started = runtime.now()
+    log.event { type = "step_start", step = step.name, index = index, total = total, mutates = step.mutates }
+    journal:step_started(index, step.name)
+    local ok, err, traceback = true, nil, nil
+    -- From here until the step ends, runtime.may_change() answers for it.
+    runtime.enter_step(step)
+    if type(step.confirm) == "string" and not runtime.dry_run then
+        ok, err = pcall(runtime.confirm, step.confirm)
+    end
+    if ok then
+        ok, err, traceback = run_guarded(step.run, ctx)
+    end
+    runtime.leave_step()
+    log.end_progress()
+    local duration = runtime.now() - started
+    if not ok then return step_failed(step, index, total, journal, err, traceback, duration) end
+    journal:step_finished(index, "ok", duration)
+    log.event {
+        type = "step_end",
+        step = step.name,
+        index = index,
+        total = total,
+        status = "ok",
+        duration = duration,
+    }
+    return nil
+end
+
+-- On --resume, a completed step with a check runs that check again: its
+-- finding may no longer hold. A failed check stops the run there, and the
+-- step itself runs on the next resume.
+local function recheck_step(step, index, total, ctx, journal)
+    ctx.step = step.name
+    local started = runtime.now()
+    log.event { type = "step_start", step = step.name, index = index, total = total, check = true }
+    -- A check reads: it runs as the step, but without the confirmation a change needs.
+    runtime.enter_step(step)
+    local ok, err, traceback = run_guarded(function(c) return step.check(c, step) end, ctx)
+    runtime.leave_step()
+    log.end_progress()
+    local duration = runtime.now() - started
+    if not ok then
+        -- The finding no longer holds: the step itself runs on the next resume.
+        journal.steps[index].calls = nil
+        return step_failed(step, index, total, journal, err, traceback, duration)
+    end
+    log.event {
+        type = "step_end",
+        step = step.name,
+        index = index,
+        total = total,
+        status = "checked",
+        reason = "completed in an earlier attempt; its check passed again",
+        duration = duration,
+    }
+    return nil
+end
+
+local function skip_step(step, index, total)
+    log.event {
+        type = "step_end",
+        step = step.name,
+        index = index,
+        total = total,
+        status = "skipped",
+        reason = "completed in an earlier attempt",
+        duration = 0,
+    }
+end
+
+-- playbook.resume_args(pb, record, args) -> the arguments of the resumed run.
+-- A resumed run is the same run: it takes the journal's parameters. A value
+-- given again must be the same; a secret (masked in the journal) is given again.
+function M.resume_args(pb, record, args)
+    local recorded = record.params or {}
+    local merged = {}
+    for name, value in pairs(recorded) do
+        if value ~= "[REDACTED]" then
+            merged[name] = type(value) == "table" and table.concat(value, ",") or tostring(value)
+        end
+    end
+    for _, spec in ipairs(pb.param_specs) do
+        local given = args[spec.name]
+        if given ~= nil and not spec.secret and recorded[spec.name] ~= "[REDACTED]" then
+            local value = params_mod.parse({ spec }, { [spec.name] = given })[spec.name]
+            local before = recorded[spec.name]
+            local same = type(value) == "table"
+                    and type(before) == "table"
+                    and table.concat(value, ",") == table.concat(before, ",")
+                or value == before
+            if not same then
+                usage(
+                    "--resume: parameter %s is %s in run %s, not %s; a resumed run keeps its parameters "
+                        .. "(start a new run to change them)",
+                    spec.name,
+                    before == nil and "not set" or type(before) == "table" and table.concat(before, ",")
+                        or tostring(before),
+                    tostring(record.run_id),
+                    given
+                )
+            end
+        end
+    end
+    for name, value in pairs(args) do
+        if merged[name] == nil or recorded[name] == "[REDACTED]" then merged[name] = value end
+    end
+    return merged
 end
 
 -- playbook.run(pb, params, {journal=?, resumed=run_id?, rollback=bool}) -> result
@@ -366,26 +480,27 @@ function M.run(pb, params, options)
     }
 
     local result = { status = "ok", exit = M.EXIT.ok, journal = journal }
+    -- Calls are journalled only while this run's steps run, however it ends.
+    local _ <close> = journal:activate()
     for index, step in ipairs(pb.steps) do
         local record = journal.steps[index]
-        if record and record.status == "ok" then
-            log.event {
-                type = "step_end",
-                step = step.name,
-                index = index,
-                total = total,
-                status = "skipped",
-                reason = "completed in an earlier attempt",
-                duration = 0,
-            }
+        local failure
+        if runtime.interrupted() then
+            failure = { status = "interrupted", exit = M.EXIT.refused, error = runtime.interrupted_error() }
+            failure.error.step = step.name
+            log.event { type = "step_end", step = step.name, index = index, total = total, status = "interrupted" }
+        elseif record and record.status == "ok" and step.check and options.resumed then
+            failure = recheck_step(step, index, total, ctx, journal)
+        elseif record and record.status == "ok" then
+            skip_step(step, index, total)
         else
-            local failure = execute_step(step, index, total, ctx, journal)
-            if failure then
-                result.status, result.exit, result.error = failure.status, failure.exit, failure.error
-                result.step, result.traceback = step.name, failure.traceback
-                if options.rollback and failure.status ~= "refused" then undo_completed(pb, ctx, journal, index - 1) end
-                break
-            end
+            failure = execute_step(step, index, total, ctx, journal)
+        end
+        if failure then
+            result.status, result.exit, result.error = failure.status, failure.exit, failure.error
+            result.step, result.traceback = step.name, failure.traceback
+            if options.rollback and failure.status ~= "refused" then undo_steps(pb, ctx, journal, index) end
+            break
         end
     end
 

@@ -118,7 +118,7 @@ local function markdown(pb, params, result, s)
     return table.concat(lines, "\n") .. "\n"
 end
 
--- report.write(path, playbook, params, result)
+-- report.write(path, playbook, params, result) -> true, or nil and why it could not be written
 function M.write(path, pb, params, result)
     local s = summarize(recorded or {})
     local text
@@ -141,8 +141,7 @@ function M.write(path, pb, params, result)
     else
         text = markdown(pb, params, result, s)
     end
-    local ok, err = sys.write_atomic(path, log.redact(text), 420)
-    if not ok then io.stderr:write("atlas-run: cannot write the report: ", err, "\n") end
+    return sys.write_atomic(path, log.redact(text), 420)
 end
 
 return M

@@ -66,17 +66,49 @@ function M.now()
     return sys.time()
 end
 
--- Raises the interrupted error when Ctrl-C arrived during a native wait.
+-- Ctrl-C is final. The signal raises once, where Lua happens to be; a
+-- playbook's pcall can catch that. So every later outside call (AWS, SQL,
+-- HTTP, commands, sleeps and waits) raises it again: nothing a playbook does
+-- after Ctrl-C reaches the world. The one exception is --rollback's undo
+-- (runtime.undoing), which must be able to finish putting things back.
+M.interrupt_noted = false
+M.undoing = false
+M.replaying = false
+
+-- runtime.interrupted() -> true once the run was interrupted
+function M.interrupted() return M.interrupt_noted or sys.interrupted() end
+
+-- runtime.interrupt(): marks the run interrupted, as SIGINT does (for
+-- in-process tests, which cannot signal themselves)
+function M.interrupt() M.interrupt_noted = true end
+
+function M.interrupted_error()
+    return errors.new { kind = "interrupted", code = "interrupted", message = "interrupted by signal" }
+end
+
+-- Raises the interrupted error once the run was interrupted, unless an undo is running.
 function M.check_interrupted()
-    if sys.interrupted() then
-        errors.raise { kind = "interrupted", code = "interrupted", message = "interrupted by signal" }
-    end
+    if M.interrupted() and not M.undoing then error(M.interrupted_error(), 0) end
+end
+
+-- runtime.undoing_call(fn, ...) -> pcall(fn, ...), with outside calls (and
+-- native waits) allowed even after Ctrl-C: the undo of --rollback.
+function M.undoing_call(fn, ...)
+    local was = M.undoing
+    M.undoing = true
+    sys.suspend_interrupt(true)
+    local result = table.pack(pcall(fn, ...))
+    M.undoing = was
+    sys.suspend_interrupt(was)
+    return table.unpack(result, 1, result.n)
 end
 
 -- runtime.sleep(seconds): advances the virtual clock under the mock world,
 -- so ten minutes of waiting costs microseconds in a test.
 function M.sleep(seconds)
-    if seconds <= 0 then return end
+    M.check_interrupted()
+    -- A step replaying its recorded calls (atlas.journal) has already waited.
+    if seconds <= 0 or M.replaying then return end
     if M.world then
         M.world:advance(seconds)
         return

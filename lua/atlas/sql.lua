@@ -481,6 +481,7 @@ end
 -- nil, err. Notices are collected; a lost connection is closed; json and
 -- timestamp cells are converted (atlas.pq leaves them as text).
 function Conn:_native_call(op, statement, a, b, c)
+    runtime.check_interrupted()
     local native = self._native
     local rows, info = native[op](native, statement, a, b, c)
     if native:has_notices() then self:_collect_notices() end
@@ -782,6 +783,7 @@ end
 -- sql.connect("host=... dbname=...") / sql.connect("postgresql://...") -> conn
 -- Any other string field is passed to libpq as a connection keyword.
 function M.connect(spec)
+    runtime.check_interrupted()
     local params, options = connection_params(spec)
     local password = resolve_password(params, options)
     local host = params.host or params.hostaddr or "localhost"

@@ -272,26 +272,55 @@ function t.capture(fn, ...)
     return events, ok, err
 end
 
--- t.run_playbook(path, args, {scenario=, world=, dry_run=, yes=}) -> result, events
+-- t.run_playbook(path, args, {scenario=, world=, dry_run=, yes=, rollback=, resume=}) -> result, events
 -- Runs a playbook in this process against a mock world: the fast path
 -- for playbook tests. args are strings, as on the command line.
+-- resume: an earlier result, or a journal record from journal.load:
+-- continues that run as --resume does.
 function t.run_playbook(path, args, options)
     options = options or {}
     local playbook = require "atlas.playbook"
     local params_mod = require "atlas.params"
+    local journal_mod = require "atlas.journal"
     runtime.dry_run = options.dry_run or false
     runtime.yes = options.yes ~= false
     local world = options.world or t.world(options.scenario)
     runtime.use_world(world)
     runtime.scenario = options.scenario
     local pb = playbook.load(path)
-    local params = params_mod.parse(pb.param_specs, args or {}, pb.validate)
+    args = args or {}
+    local record, journal = options.resume, nil
+    if record and record.journal then
+        -- As --resume does: the journal as the store holds it.
+        record = assert(journal_mod.load(record.journal.run_id))
+    end
+    if record then args = playbook.resume_args(pb, record, args) end
+    local params = params_mod.parse(pb.param_specs, args, pb.validate)
+    if record then
+        journal = journal_mod.resume(pb, record)
+        journal.params = params
+    end
     local result
-    local events, ok, err = t.capture(function() result = playbook.run(pb, params, { rollback = options.rollback }) end)
+    local events, ok, err = t.capture(
+        function()
+            result = playbook.run(
+                pb,
+                params,
+                { rollback = options.rollback, journal = journal, resumed = record and record.run_id }
+            )
+        end
+    )
     if not ok then error(err, 0) end -- refused before the first step (a missing program)
     result.world = world
     result.events = events
     return result, events
+end
+
+-- t.journal_record(journal) -> the journal's record as a resume reads it
+-- from disk (JSON, secrets masked)
+function t.journal_record(journal)
+    local json = require "atlas.json"
+    return json.decode(json.encode(log.redact_table(journal:to_record())))
 end
 
 -- The runner ------------------------------------------------------------------
@@ -318,6 +347,7 @@ end
 local function reset_runtime()
     runtime.use_real()
     runtime.dry_run, runtime.yes, runtime.scenario = false, false, nil
+    runtime.interrupt_noted, runtime.undoing, runtime.replaying = false, false, false
 end
 
 local function failure_text(err)

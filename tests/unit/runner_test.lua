@@ -98,7 +98,7 @@ t.case("after a crash (SIGKILL) the lock is free and --resume continues the run"
     local state = t.tmpdir()
     local base = state .. "/out"
     local pid = sys.spawn(
-        { t.binary(), "--yes", FIX .. "steps.lua", "mode=sleep" },
+        { t.binary(), "--yes", FIX .. "steps.lua", "sleep_once_file=" .. state .. "/slept" },
         { stdout = base, stderr = base .. ".err", stdin = "/dev/null", env = { ATLAS_STATE_DIR = state } }
     )
     local deadline = sys.monotime() + 10
@@ -112,7 +112,7 @@ t.case("after a crash (SIGKILL) the lock is free and --resume continues the run"
     local record = json.decode(t.read_file(state .. "/runs/" .. run_id .. ".json"))
     t.eq(record.status, "running", "the journal shows the run was cut off")
     t.eq(record.steps[2].status, "running")
-    local r = t.run({ "--yes", "--resume", FIX .. "steps.lua", "mode=ok" }, { env = { ATLAS_STATE_DIR = state } })
+    local r = t.run({ "--yes", "--resume", FIX .. "steps.lua" }, { env = { ATLAS_STATE_DIR = state } })
     t.eq(r.code, 0, r.stdout .. r.stderr)
     t.match(r.stdout, "skip %[1/3%] one")
     t.match(r.stdout, "ok   %[2/3%] two")
@@ -149,4 +149,86 @@ return atlas.playbook { name = "bad", description = "d", lock = "a b/c", steps =
     local r = t.run({ "check", dir .. "/bad.lua" })
     t.eq(r.code, 2)
     t.match(r.stdout, "lock must be a name")
+end)
+
+-- Starts a run of FIX .. name and sends SIGINT once `ready` shows in its output.
+local function interrupt_when(state, args, ready)
+    local base = state .. "/out"
+    local argv = { t.binary(), "--yes" }
+    for _, a in ipairs(args) do
+        argv[#argv + 1] = a
+    end
+    local pid = sys.spawn(argv, { stdout = base, stderr = base .. ".err", stdin = "/dev/null", env = { ATLAS_STATE_DIR = state } })
+    local deadline = sys.monotime() + 10
+    repeat
+        sys.sleep(0.02)
+    until (t.read_file(base) or ""):find(ready) or sys.monotime() > deadline
+    sys.sleep(0.2)
+    sys.kill(pid, "INT")
+    local _, code = sys.wait(pid)
+    return code, t.read_file(base) or "", t.read_file(base .. ".err") or ""
+end
+
+t.case("Ctrl-C is final: a playbook that pcalls around it cannot call out or go on", function()
+    local state = t.tmpdir()
+    local code, out = interrupt_when(state, { "--log-format", "json", FIX .. "swallow.lua" }, "step_start")
+    t.eq(code, 3, out)
+    t.match(out, "pcall caught: false interrupted: interrupted by signal")
+    t.no_match(out, "called out after Ctrl-C")
+    t.no_match(out, "next step ran")
+    t.no_match(out, '"module":"proc"')
+end)
+
+t.case("Ctrl-C is final even when the step returns normally after catching it", function()
+    local state = t.tmpdir()
+    local code, out = interrupt_when(state, { FIX .. "swallow.lua", "after=return" }, "wait")
+    t.eq(code, 3, out)
+    t.match(out, "STOP %[1/2%] wait")
+    t.no_match(out, "next step ran")
+end)
+
+t.case("an unusable state directory exits 2 naming it, not 4", function()
+    local dir = t.tmpdir()
+    local file = t.write_file(dir .. "/not-a-dir", "x")
+    for _, state in ipairs({ file, file .. "/sub" }) do
+        local r = t.run({ "--yes", FIX .. "steps.lua" }, { env = { ATLAS_STATE_DIR = state } })
+        t.eq(r.code, 2, r.stderr)
+        t.match(r.stderr, "state directory " .. file:gsub("%p", "%%%0"))
+        t.no_match(r.stderr, "another run holds the lock")
+    end
+    -- lock = false playbooks write a journal too.
+    local r = t.run({ "--mock", "playbooks/diag_health.lua" }, { env = { ATLAS_STATE_DIR = file } })
+    t.eq(r.code, 2, r.stderr)
+    t.match(r.stderr, "not usable")
+end)
+
+t.case("a report that cannot be written fails the run and says why", function()
+    local state = t.tmpdir()
+    local r = t.run(
+        { "--yes", "--report", state .. "/no/such/dir/report.md", FIX .. "steps.lua" },
+        { env = { ATLAS_STATE_DIR = state } }
+    )
+    t.eq(r.code, 1, r.stdout .. r.stderr)
+    t.match(r.stderr, "cannot write the report " .. state:gsub("%p", "%%%0") .. "/no/such/dir/report.md: ")
+    -- The lock was released: the next run starts.
+    r = t.run({ "--yes", FIX .. "steps.lua" }, { env = { ATLAS_STATE_DIR = state } })
+    t.eq(r.code, 0, r.stderr)
+end)
+
+t.case("--resume keeps the run's parameters: a different value is refused, a secret is given again", function()
+    local state = t.tmpdir()
+    local env = { ATLAS_STATE_DIR = state }
+    local r = t.run({ "--yes", FIX .. "steps.lua", "mode=fail", "token=s3cret-value" }, { env = env })
+    t.eq(r.code, 1)
+    r = t.run({ "--yes", "--resume", FIX .. "steps.lua", "mode=ok" }, { env = env })
+    t.eq(r.code, 2)
+    t.match(r.stderr, "parameter mode is fail in run steps%-.*, not ok")
+    r = t.run({ "--yes", "--resume", FIX .. "steps.lua", "fail_once_file=/tmp/x" }, { env = env })
+    t.eq(r.code, 2)
+    t.match(r.stderr, "parameter fail_once_file is not set in run")
+    -- The same value, and a secret given again, are the same run (which fails the same way).
+    r = t.run({ "--yes", "--resume", FIX .. "steps.lua", "mode=fail", "token=s3cret-value" }, { env = env })
+    t.eq(r.code, 1, r.stderr)
+    t.match(r.stdout, "skip %[1/3%] one")
+    t.no_match(t.read_file(state .. "/runs/" .. t.read_file(state .. "/steps.last") .. ".json"), "s3cret")
 end)

@@ -259,13 +259,11 @@ local function after_failure(req, attempt, started, err)
     return delay
 end
 
--- aws.call{service, action, region, params, endpoint?, profile?, timeout?, idempotent?, max_attempts?}
--- -> response table; raises an aws error object when the call fails for good.
-function M.call(args)
-    local req = normalise(args)
-    if is_dry_run(req) then return dry_run(req) end
+-- send(req) -> response, or nil and the final error: the attempts and retries of one call.
+local function send(req)
     local attempt = 0
     while true do
+        runtime.check_interrupted()
         attempt = attempt + 1
         req.attempt = attempt
         local started = monotime()
@@ -276,26 +274,86 @@ function M.call(args)
             return resp
         end
         local delay = after_failure(req, attempt, started, err)
-        if not delay then error(err, 0) end
+        if not delay then return nil, err end
         runtime.sleep(delay)
     end
+end
+
+-- Credentials and secrets are never written to the journal, so they are
+-- neither recorded nor replayed.
+local UNRECORDED = { sts = true, secretsmanager = true }
+
+-- The journal's view of a call (see atlas.journal): nil when it is not recorded.
+local function journal_begin(req)
+    if req.read_only or UNRECORDED[req.service] then return nil end
+    local ok, svc = pcall(protocol.service, req.service)
+    local token = ok and svc.idempotency_tokens and svc.idempotency_tokens[req.action] or nil
+    local entry = require("atlas.journal").call_begin {
+        service = req.service,
+        action = req.action,
+        region = req.region,
+        params = req.params,
+        token = token,
+        mutates = runtime.is_mutating(req.service, req.action),
+        repeatable = repeatable(req),
+    }
+    if entry and entry.resend_token and token then
+        -- The same client token again: the service treats the call as the earlier one.
+        req.params[token] = entry.resend_token
+    end
+    return entry
+end
+
+local function replayed(req, entry)
+    log.event {
+        type = "call",
+        module = "aws",
+        op = op_name(req),
+        service = req.service,
+        action = req.action,
+        region = req.region,
+        outcome = "replayed",
+        duration_ms = 0,
+    }
+    return entry.replayed
+end
+
+-- aws.call{service, action, region, params, endpoint?, profile?, timeout?, idempotent?, max_attempts?}
+-- -> response table; raises an aws error object when the call fails for good.
+function M.call(args)
+    runtime.check_interrupted()
+    local req = normalise(args)
+    if is_dry_run(req) then return dry_run(req) end
+    local entry = journal_begin(req)
+    if entry and entry.replayed ~= nil then return replayed(req, entry) end
+    local resp, err = send(req)
+    if entry then require("atlas.journal").call_end(entry, resp, err) end
+    if not resp then error(err, 0) end
+    return resp
 end
 
 -- aws.parallel{req, ...} -> list of responses or error objects, in order.
 -- All calls run at once (curl multi in the real backend); a round of retries
 -- waits for the longest backoff among the calls that need one.
 function M.parallel(list)
-    local reqs, results, pending = {}, {}, {}
+    runtime.check_interrupted()
+    local reqs, results, pending, entries = {}, {}, {}, {}
     for i, args in ipairs(list) do
         reqs[i] = normalise(args)
         if is_dry_run(reqs[i]) then
             results[i] = dry_run(reqs[i])
         else
-            pending[#pending + 1] = i
+            entries[i] = journal_begin(reqs[i])
+            if entries[i] and entries[i].replayed ~= nil then
+                results[i] = replayed(reqs[i], entries[i])
+            else
+                pending[#pending + 1] = i
+            end
         end
     end
     local attempt = 0
     while #pending > 0 do
+        runtime.check_interrupted()
         attempt = attempt + 1
         local backend = runtime.backend("aws")
         local batch = {}
@@ -333,6 +391,16 @@ function M.parallel(list)
         end
         pending = again
         if #pending > 0 then runtime.sleep(longest) end
+    end
+    for i, entry in pairs(entries) do
+        if entry.replayed == nil then
+            local v = results[i]
+            if errors.is(v) then
+                require("atlas.journal").call_end(entry, nil, v)
+            else
+                require("atlas.journal").call_end(entry, v)
+            end
+        end
     end
     return results
 end

@@ -38,6 +38,7 @@ end
 -- answered {status = 204, dry_run = true}.
 function M.request(req)
     assert(type(req) == "table" and type(req.url) == "string", "http.request needs a url")
+    runtime.check_interrupted()
     req.method = req.method or "GET"
     req.timeout = req.timeout or 10
     if M.is_mutating(req.method) and runtime.check_change("http " .. req.method .. " " .. req.url) == "dry-run" then

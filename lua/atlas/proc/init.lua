@@ -13,6 +13,7 @@ local M = {}
 function M.run(argv, options)
     assert(type(argv) == "table" and type(argv[1]) == "string", "proc.run needs an argv list")
     options = options or {}
+    runtime.check_interrupted()
     local display = table.concat(argv, " ")
     if options.mutates ~= false and runtime.check_change("proc " .. display) == "dry-run" then
         log.event { type = "call", module = "proc", op = argv[1], outcome = "dry-run", params = display }

@@ -1,0 +1,47 @@
+-- Ctrl-C is final, in-process: the interrupt is simulated where the real
+-- transport would report it (libpq returns a cancelled connection).
+local t = require "atlas.test"
+local runtime = require "atlas.runtime"
+local mock_sql = require "atlas.mock.sql"
+
+t.case("Ctrl-C while diag_replication_lag reads a secondary ends as interrupted, not critical", function()
+    local world = t.world("healthy")
+    local connect = mock_sql.connect
+    t.defer(function() mock_sql.connect = connect end)
+    mock_sql.connect = function(params, ...)
+        if tostring(params.host):find("us%-east%-1") then
+            runtime.interrupt()
+            return nil, { sqlstate = "57014", message = "connecting cancelled by Ctrl-C", interrupted = true }
+        end
+        return connect(params, ...)
+    end
+    local result, events = t.run_playbook("playbooks/diag_replication_lag.lua", {}, { world = world })
+    t.eq(result.status, "interrupted")
+    t.eq(result.exit, 3)
+    t.eq(result.step, "secondary subscriptions")
+    -- Nothing after the interrupt reached the world: ap-southeast-1 was never asked.
+    for _, c in ipairs(world.calls) do
+        t.ok(not tostring(c.host):find("ap%-southeast%-1"), "no call after Ctrl-C: " .. tostring(c.host))
+    end
+    for _, e in ipairs(events) do
+        t.ok(not (e.type == "step_end" and e.step == "assess"), "the assessment never ran")
+    end
+end)
+
+t.case("after Ctrl-C every outside call raises the interrupt again; only an undo may call out", function()
+    t.world("healthy")
+    runtime.interrupt()
+    local ecs = require "atlas.ecs"
+    local args = { region = "us-east-1", cluster = "c", service = "s" }
+    for _, call in ipairs({
+        function() ecs.describe_service(args) end,
+        function() require("atlas.http").get("https://eu-west-1.atlas-crm.com/actuator/health") end,
+        function() require("atlas.proc").run { "true" } end,
+        function() require("atlas.sql").connect "host=localhost dbname=atlas" end,
+        function() runtime.sleep(1) end,
+    }) do
+        t.raises(call, "interrupted by signal")
+    end
+    local ok = runtime.undoing_call(function() runtime.sleep(1) end)
+    t.ok(ok, "an undo may still wait")
+end)
