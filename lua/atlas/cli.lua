@@ -35,8 +35,10 @@ Options:
                        GET/HEAD and commands are printed, not made; SQL runs in a read-only
                        transaction that is rolled back, and each write PostgreSQL refuses is printed
   --yes                pre-approve confirmations (without a terminal and without --yes they are refused)
-  --resume             continue the last failed or interrupted run of this playbook, skipping steps it completed
-  --rollback           when a step fails, run the undo of each completed step, newest first
+  --resume             continue the last failed or interrupted run of this playbook: the same run, with its
+                       parameters (a different value is refused; give secrets again); completed steps are
+                       skipped (a step's check runs again), undone ones run again, no recorded change is repeated
+  --rollback           when a step fails, run the undo of each step that changed the world, newest first
   --report FILE        write a drill report (Markdown, or JSON when FILE ends in .json)
   --state-dir DIR      where journals and run locks live (default $ATLAS_STATE_DIR or ~/.local/state/atlas-run)
   --state s3://BUCKET/PREFIX   share journals and saved DNS records with the team, in S3 ($ATLAS_STATE)
@@ -57,9 +59,10 @@ Examples:
   atlas-run diag_health                                            all regions against the alert thresholds
 
 Exit codes:
-  0 ok   1 the playbook failed   2 bad usage or bad input   3 refused or interrupted (a declined
-  confirmation, Ctrl-C)   4 another run holds the run lock   5 a check found a critical
-  condition   70 internal error in atlas-run
+  0 ok   1 the playbook failed (or its --report could not be written)   2 bad usage or bad input
+  (also: --resume with a different parameter, an unusable state directory)   3 refused or
+  interrupted (a declined confirmation, Ctrl-C: final, a playbook cannot catch it)   4 another run
+  holds the run lock, nothing else   5 a check found a critical condition   70 internal error
 
 Environment:
   AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, ...   the AWS SDK credential chain
@@ -366,6 +369,7 @@ local function describe_playbook(name)
         end
         if step.unattended then marks[#marks + 1] = "runs unattended: " .. step.unattended end
         if step.undo then marks[#marks + 1] = "undoable" end
+        if step.check then marks[#marks + 1] = "checked again on --resume" end
         print(
             string.format(
                 "    %d. %s%s",

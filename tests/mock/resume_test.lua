@@ -3,43 +3,16 @@
 local t = require "atlas.test"
 local sys = require "atlas.sys"
 local json = require "atlas.json"
-local runtime = require "atlas.runtime"
-local journal_mod = require "atlas.journal"
 
 local PLAYBOOK = "playbooks/dr_region_outage.lua"
+local crash = dofile("tests/support/mock_crash.lua")(t)
+local served, assert_failed_over, crash_after_write, last_call_is =
+    crash.served, crash.assert_failed_over, crash.crash_after_write, crash.last_call_is
 
 -- The saved DNS records live in the state directory: this file's own.
 local saved_state_dir = os.getenv("ATLAS_STATE_DIR")
 sys.setenv("ATLAS_STATE_DIR", t.tmpdir())
 t.defer(function() sys.setenv("ATLAS_STATE_DIR", saved_state_dir) end)
-
-local function mutations_sent(world)
-    local n = 0
-    for _, c in ipairs(world.calls) do
-        if c.module == "aws" and runtime.is_mutating(c.service, c.action) then n = n + 1 end
-    end
-    return n
-end
-
-local function served(world)
-    local out = {}
-    for _, r in ipairs(world:snapshot().api_records) do
-        out[r.set_identifier] = r.value
-    end
-    return out
-end
-
--- The end state of a correct failover of eu-west-1 to us-east-1.
-local function assert_failed_over(world, before)
-    local snap = world:snapshot()
-    t.eq(snap.ecs["us-east-1"].desired, 10, "the backup runs the full count")
-    t.eq(snap.ecs["us-east-1"].running, 10)
-    local now = served(world)
-    t.eq(now["eu-west-1"], "us-east-1.atlas-crm.com")
-    for _, id in ipairs({ "us-east-1", "ap-southeast-1", "default" }) do
-        t.eq(now[id], before[id], "record " .. id .. " unchanged")
-    end
-end
 
 t.case("a run rolled back and then resumed runs the undone steps again", function()
     local world = t.world("eu-west-1-outage")
@@ -108,66 +81,12 @@ t.case("resume refuses a parameter that differs from the run's, naming it", func
     t.eq(resumed.status, "ok", tostring(resumed.error))
 end)
 
--- Runs the failover and stops it dead right after its Nth journal write, as
--- SIGKILL would: returns the journal as it was on disk at that moment, or
--- nil when the run has fewer writes.
-local function crash_after_write(world, n, args)
-    local store = require("atlas.state").open()
-    local writes, key, on_disk = 0, nil, nil
-    local original = journal_mod.after_write
-    journal_mod.after_write = function(journal)
-        writes = writes + 1
-        if writes == n then
-            key = "runs/" .. journal.run_id .. ".json"
-            on_disk = assert(store:get(key))
-            error("crash after journal write " .. n, 0)
-        end
-    end
-    local ok, err = pcall(t.run_playbook, PLAYBOOK, args or {}, { world = world })
-    journal_mod.after_write = original
-    if not ok and not on_disk then error(err, 0) end
-    if not on_disk then return nil end
-    -- What the process would have written after the crash never happened.
-    assert(store:put(key, on_disk))
-    return assert(journal_mod.load(key:match("^runs/(.*)%.json$")))
-end
-
-t.case("a failover cut off after any journal write resumes to the right end state, no mutation repeated", function()
-    local clean = t.world("eu-west-1-outage")
-    local clean_run = t.run_playbook(PLAYBOOK, {}, { world = clean })
-    t.eq(clean_run.status, "ok")
-    local expected_mutations = mutations_sent(clean)
-    t.eq(expected_mutations, 2, "one UpdateService, one ChangeResourceRecordSets")
-    local n = 0
-    while true do
-        n = n + 1
-        local world = t.world("eu-west-1-outage")
-        local before = served(world)
-        local record = crash_after_write(world, n)
-        if not record then break end
-        local resumed = t.run_playbook(PLAYBOOK, {}, { world = world, resume = record })
-        t.eq(resumed.status, "ok", "crash after write " .. n .. ": " .. tostring(resumed.error))
-        assert_failed_over(world, before)
-        t.eq(mutations_sent(world), expected_mutations, "crash after write " .. n .. ": mutations sent")
-        -- What undo will need (the count and the records before the failover) is what a clean run saw.
-        t.eq(resumed.journal.state, clean_run.journal.state, "crash after write " .. n .. ": ctx.state")
-    end
-    t.ok(n > 8, "the run has a journal write before and after each mutation, got " .. n - 1)
-end)
-
 t.case("a failover cut off after the DNS change rolls back to the records that were there", function()
     local world = t.world("eu-west-1-outage")
     local before = world:snapshot()
     -- Cut off after the write that records ChangeResourceRecordSets' result,
-    -- while the step waits for the change to be INSYNC.
-    local n, record = 0, nil
-    repeat
-        n = n + 1
-        world = t.world("eu-west-1-outage")
-        record = crash_after_write(world, n)
-        local step = record and record.steps[3]
-        local last = step and step.calls and step.calls[#step.calls]
-    until not record or (last and last.op == "route53.ChangeResourceRecordSets" and last.status == "ok")
+    -- before the step waits for the change to be INSYNC.
+    local record = crash_after_write(world, last_call_is(3, "route53.ChangeResourceRecordSets", "ok"))
     t.ok(record, "the journal records the DNS change's result")
     t.eq(served(world)["eu-west-1"], "us-east-1.atlas-crm.com", "the change was applied")
     -- The resumed run then fails (the backup never stabilises) and rolls back.
@@ -182,15 +101,9 @@ end)
 t.case("a mutation whose answer was never recorded is sent again only when idempotent", function()
     local world = t.world("eu-west-1-outage")
     -- Cut off right after the intent of UpdateService is on disk.
-    local n, record = 0, nil
-    repeat
-        n = n + 1
-        world = t.world("eu-west-1-outage")
-        record = crash_after_write(world, n)
-        local step = record and record.steps[2]
-        local last = step and step.calls and step.calls[#step.calls]
-    until not record or (last and last.op == "ecs.UpdateService" and last.status == "sent")
+    local record = crash_after_write(world, last_call_is(2, "ecs.UpdateService", "sent"))
     t.ok(record, "the intent is on disk before the call")
+    t.eq(#world:calls_to("ecs", "UpdateService"), 0, "and before it is sent")
     -- Pretend the call reached ECS before the crash.
     world:set_service("us-east-1", { desired = 10 })
     local resumed = t.run_playbook(PLAYBOOK, {}, { world = world, resume = record })
