@@ -208,7 +208,7 @@ t.case("--help PLAYBOOK lists its parameters and which steps change the world", 
     local r = run({ "--help", "dr_region_outage" })
     t.eq(r.code, 0, r.stderr)
     t.match(r.stdout, "failed_region=one of eu%-west%-1, us%-east%-1, ap%-southeast%-1 %[default eu%-west%-1%]")
-    t.match(r.stdout, "1%. verify failed region is down\n")
+    t.match(r.stdout, "1%. verify failed region is down  %[checked again on %-%-resume%]\n")
     t.match(r.stdout, "2%. scale up backup region  %[changes the world; asks: ")
     r = run({ "--help", "no_such_playbook" })
     t.eq(r.code, 2)
