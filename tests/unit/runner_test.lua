@@ -226,3 +226,33 @@ t.case("--resume keeps the run's parameters: a different value is refused, a sec
     t.match(r.stdout, "skip %[1/3%] one")
     t.no_match(t.read_file(state .. "/runs/" .. t.read_file(state .. "/steps.last") .. ".json"), "s3cret")
 end)
+
+t.case("the run lock is released even when writing the report raises", function()
+    local state = t.tmpdir()
+    local saved = os.getenv("ATLAS_STATE_DIR")
+    local report = require "atlas.report"
+    local write = report.write
+    t.defer(function()
+        report.write = write
+        sys.setenv("ATLAS_STATE_DIR", saved)
+        require("atlas.log").configure { format = "text", level = "info" }
+    end)
+    report.write = function() error("report exploded") end
+    local code
+    t.capture(function()
+        code = require("atlas.cli").main {
+            "--quiet",
+            "--yes",
+            "--state-dir",
+            state,
+            "--report",
+            state .. "/r.md",
+            FIX .. "steps.lua",
+        }
+    end)
+    t.eq(code, 70)
+    -- flock conflicts between two opens of the file, even in one process.
+    local lock = sys.lock(state .. "/steps.lock", "test")
+    t.ok(lock, "the lock was released")
+    lock:release()
+end)
