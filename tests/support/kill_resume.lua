@@ -2,8 +2,9 @@
 -- shared by tests/integration/dr_kill_moto_test.lua and variants that keep
 -- the state elsewhere. Usage: local proof = dofile("tests/support/kill_resume.lua")(t)
 --   proof.setup() -> world; proof.kill_at_every_write(world, placement)
---   placement(n) -> {killed = env, resumed = env, journal_dir = dir}: where the
---   killed run and its resume keep their state (proof.same_machine(world) is one).
+--   placement(n) -> {killed = env, resumed = env, journal = fn() -> record}: where the
+--   killed run and its resume keep their state, and how to read the run's journal
+--   (proof.same_machine(world) is one: a local directory shared by both).
 return function(t)
     local json = require "atlas.json"
     local runtime = require "atlas.runtime"
@@ -88,12 +89,16 @@ return function(t)
         return env
     end
 
-    -- placement(n) -> {killed = env, resumed = env, journal_dir = dir}: where the
+    -- placement(n) -> {killed = env, resumed = env, journal = fn}: where the
     -- killed run and its resume keep their state in iteration n.
     local function same_machine(world)
         return function(n)
             local dir = world.dir .. "/state-" .. n
-            return { killed = { ATLAS_STATE_DIR = dir }, resumed = { ATLAS_STATE_DIR = dir }, journal_dir = dir }
+            return {
+                killed = { ATLAS_STATE_DIR = dir },
+                resumed = { ATLAS_STATE_DIR = dir },
+                journal = function() return journal_of(dir) end,
+            }
         end
     end
 
@@ -122,7 +127,7 @@ return function(t)
             local label = "killed after journal write " .. n
             t.ok(killed.code ~= 1 and killed.code ~= 2, label .. ": died of the signal, exit " .. tostring(killed.code))
             local sent = mutations_sent(killed.stdout)
-            local record = journal_of(where.journal_dir)
+            local record = where.journal()
             if record.status ~= "ok" then
                 local resumed = t.run(
                     { "--resume", table.unpack(world.args) },
@@ -133,7 +138,7 @@ return function(t)
                     sent[#sent + 1] = op
                 end
                 if resumed.stdout:find('"outcome":"replayed"', 1, true) then replayed_somewhere = true end
-                record = journal_of(where.journal_dir)
+                record = where.journal()
             end
             -- No completed mutation is repeated: one of each, across both processes.
             for _, op in ipairs(expected) do
