@@ -45,3 +45,29 @@ t.case("after Ctrl-C every outside call raises the interrupt again; only an undo
     local ok = runtime.undoing_call(function() runtime.sleep(1) end)
     t.ok(ok, "an undo may still wait")
 end)
+
+t.case("after Ctrl-C, --rollback's undo still calls out and puts the failover back", function()
+    local sys = require "atlas.sys"
+    local journal_mod = require "atlas.journal"
+    local saved_dir = os.getenv("ATLAS_STATE_DIR")
+    sys.setenv("ATLAS_STATE_DIR", t.tmpdir())
+    local after_write = journal_mod.after_write
+    t.defer(function()
+        journal_mod.after_write = after_write
+        sys.setenv("ATLAS_STATE_DIR", saved_dir)
+    end)
+    -- Ctrl-C as the wait for the backup starts.
+    journal_mod.after_write = function(journal)
+        local step = journal.steps[4]
+        if step and step.status == "running" then runtime.interrupt() end
+    end
+    local world = t.world("eu-west-1-outage")
+    local before = world:snapshot()
+    local result = t.run_playbook("playbooks/dr_region_outage.lua", {}, { world = world, rollback = true })
+    t.eq(result.status, "interrupted")
+    t.eq(result.exit, 3)
+    t.eq(result.step, "wait for backup region to be stable")
+    t.eq(world:snapshot().api_records, before.api_records, "the undo restored DNS")
+    t.eq(world:snapshot().ecs["us-east-1"].desired, 2, "the undo scaled the backup back")
+    t.eq(result.journal.steps[3].status, "undone")
+end)
