@@ -126,3 +126,43 @@ t.case("the journal keeps a step's calls up to its last mutation, and json survi
     t.eq(ops, { "ecs.UpdateService ok", "route53.ChangeResourceRecordSets ok" })
     t.ok(json.encode(record), "encodable")
 end)
+
+t.case("a mutation that is not idempotent and whose answer was never recorded stops the resume", function()
+    local dir = t.tmpdir()
+    local path = t.write_file(
+        dir .. "/redeploy.lua",
+        [[
+local atlas = require "atlas"
+local ecs = require "atlas.ecs"
+return atlas.playbook {
+    name = "redeploy",
+    description = "a new deployment: not idempotent",
+    steps = {
+        {
+            name = "redeploy",
+            mutates = true,
+            run = function()
+                ecs.update_service {
+                    region = "us-east-1",
+                    cluster = "atlas-crm-production-cluster-us-east-1",
+                    service = "atlas-crm-production-service-us-east-1",
+                    forceNewDeployment = true,
+                }
+            end,
+        },
+    },
+}
+]]
+    )
+    local world = t.world("healthy")
+    local record = crash_after_write(world, last_call_is(1, "ecs.UpdateService", "sent"), {}, path)
+    t.ok(record, "the intent is on disk")
+    local refused = t.run_playbook(path, {}, { world = world, resume = record })
+    t.eq(refused.status, "failed")
+    t.match(tostring(refused.error), "ecs UpdateService %(us%-east%-1%): UnknownOutcome: .*not safe to repeat")
+    t.eq(#world:calls_to("ecs", "UpdateService"), 0, "not sent while its outcome is unknown")
+    -- The operator checked: the next resume sends it.
+    local resumed = t.run_playbook(path, {}, { world = world, resume = refused })
+    t.eq(resumed.status, "ok", tostring(resumed.error))
+    t.eq(#world:calls_to("ecs", "UpdateService"), 1)
+end)

@@ -37,8 +37,9 @@ return function(t)
     -- Runs the failover and stops it dead right after a journal write, as
     -- SIGKILL would: the Nth write when `at` is a number, else the first write
     -- for which at(journal) is true. Returns the journal as it was in the store
-    -- at that moment, or nil when the run never got there.
-    local function crash_after_write(world, at, args)
+    -- at that moment, or nil when the run never got there. playbook: the
+    -- failover unless given.
+    local function crash_after_write(world, at, args, playbook)
         local store = require("atlas.state").open()
         local writes, key, on_disk = 0, nil, nil
         local original = journal_mod.after_write
@@ -50,7 +51,7 @@ return function(t)
                 error("crash after journal write " .. writes, 0)
             end
         end
-        local ok, err = pcall(t.run_playbook, PLAYBOOK, args or {}, { world = world })
+        local ok, err = pcall(t.run_playbook, playbook or PLAYBOOK, args or {}, { world = world })
         journal_mod.after_write = original
         if not ok and not on_disk then error(err, 0) end
         if not on_disk then return nil end
