@@ -263,7 +263,9 @@ end
 local function send(req)
     local attempt = 0
     while true do
-        runtime.check_interrupted()
+        -- atlas-run's own state (the journal, the run lock) must still be
+        -- written after Ctrl-C: that is how the run records that it stopped.
+        if not req.own_state then runtime.check_interrupted() end
         attempt = attempt + 1
         req.attempt = attempt
         local started = monotime()
@@ -280,12 +282,13 @@ local function send(req)
 end
 
 -- Credentials and secrets are never written to the journal, so they are
--- neither recorded nor replayed.
+-- neither recorded nor replayed; nor is atlas-run's own state (own_state:
+-- the journal's writes and the run lock), which is not the playbook's world.
 local UNRECORDED = { sts = true, secretsmanager = true }
 
 -- The journal's view of a call (see atlas.journal): nil when it is not recorded.
 local function journal_begin(req)
-    if req.read_only or UNRECORDED[req.service] then return nil end
+    if req.read_only or req.own_state or UNRECORDED[req.service] then return nil end
     local ok, svc = pcall(protocol.service, req.service)
     local token = ok and svc.idempotency_tokens and svc.idempotency_tokens[req.action] or nil
     local entry = require("atlas.journal").call_begin {
@@ -321,8 +324,8 @@ end
 -- aws.call{service, action, region, params, endpoint?, profile?, timeout?, idempotent?, max_attempts?}
 -- -> response table; raises an aws error object when the call fails for good.
 function M.call(args)
-    runtime.check_interrupted()
     local req = normalise(args)
+    if not req.own_state then runtime.check_interrupted() end
     if is_dry_run(req) then return dry_run(req) end
     local entry = journal_begin(req)
     if entry and entry.replayed ~= nil then return replayed(req, entry) end
