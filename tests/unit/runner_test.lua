@@ -193,7 +193,7 @@ t.case("a journal that cannot be written stops the run with exit 2, naming where
     -- A read-only playbook takes no lock, but its journal is written all the same.
     local r = t.run({ "--mock", "playbooks/diag_health.lua" }, { env = { ATLAS_STATE_DIR = file } })
     t.eq(r.code, 2, r.stdout .. r.stderr)
-    t.match(r.stderr, "cannot write the journal " .. file:gsub("%p", "%%%0") .. "/mock/runs/.*Not a directory")
+    t.match(r.stderr, file:gsub("%p", "%%%0") .. "/mock.*Not a directory")
 end)
 
 t.case("a report that cannot be written fails the run and says why", function()
