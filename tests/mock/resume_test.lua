@@ -141,6 +141,7 @@ return atlas.playbook {
         {
             name = "redeploy",
             mutates = true,
+            confirm = "Redeploy?",
             run = function()
                 ecs.update_service {
                     region = "us-east-1",
