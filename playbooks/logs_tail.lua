@@ -6,7 +6,6 @@
 -- Read-only.
 local atlas = require "atlas"
 local logs = require "atlas.logs"
-local errors = require "atlas.errors"
 local env = require "atlas.env"
 
 local LAMBDA = "lambda"
@@ -63,7 +62,7 @@ return atlas.playbook {
                     p.filter and (", filter " .. p.filter) or "",
                     p.follow and "; following until Ctrl-C" or ""
                 )
-                local ok, err = pcall(logs.tail, {
+                local tail = {
                     region = p.region,
                     logGroupName = group,
                     since = p.since,
@@ -74,14 +73,13 @@ return atlas.playbook {
                         show(event)
                         ctx.state.shown = ctx.state.shown + 1
                     end,
-                })
-                if not ok then
-                    -- Ctrl-C is how a follow ends; anywhere else it interrupts.
-                    if p.follow and (errors.is(err, "interrupted") or err == "interrupted") then
-                        atlas.log("stopped after %d event(s)", ctx.state.shown)
-                        return
-                    end
-                    error(err, 0)
+                }
+                -- Ctrl-C is how a follow ends; anywhere else it interrupts.
+                if p.follow and not atlas.until_interrupted(logs.tail, tail) then
+                    atlas.log("stopped after %d event(s)", ctx.state.shown)
+                    return
+                elseif not p.follow then
+                    logs.tail(tail)
                 end
                 atlas.log("%d event(s)", ctx.state.shown)
             end,

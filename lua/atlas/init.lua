@@ -34,6 +34,10 @@ function atlas.playbook(declaration) return require("atlas.playbook").declare(de
 -- atlas.confirm(message): asks, or honours --yes; raises "aborted" on no
 function atlas.confirm(message) return runtime.confirm(message) end
 
+-- atlas.until_interrupted(fn, ...) -> true when fn returned, false when Ctrl-C
+-- ended it: the one declared way for a step to end on Ctrl-C (a follow).
+function atlas.until_interrupted(fn, ...) return runtime.until_interrupted(fn, ...) end
+
 -- atlas.fail(message): ends the run as failed (exit 1), without a traceback
 function atlas.fail(fmt, ...)
     errors.raise { kind = "playbook", code = "failed", message = select("#", ...) > 0 and fmt:format(...) or fmt }

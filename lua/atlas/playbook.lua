@@ -339,10 +339,13 @@ local function step_failed(step, index, total, journal, err, traceback, duration
 end
 
 -- Runs fn(ctx) under xpcall. Ctrl-C is final: a step that caught the
--- interrupt and returned normally is still interrupted.
+-- interrupt and returned normally is still interrupted, unless Ctrl-C was
+-- its declared end (atlas.until_interrupted).
 local function run_guarded(fn, ctx)
     local ok, err, traceback = run_step({ run = fn }, ctx)
-    if ok and runtime.interrupted() then ok, err = false, runtime.interrupted_error() end
+    if ok and runtime.interrupted() and not runtime.interrupt_ends_step then
+        ok, err = false, runtime.interrupted_error()
+    end
     return ok, err, traceback
 end
 

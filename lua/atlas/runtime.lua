@@ -91,6 +91,21 @@ function M.check_interrupted()
     if M.interrupted() and not M.undoing then error(M.interrupted_error(), 0) end
 end
 
+-- runtime.until_interrupted(fn, ...) -> true when fn returned, false when
+-- Ctrl-C ended it. For a step whose normal end is Ctrl-C (a log follow, as
+-- `tail -f`): the step may then end normally. The interrupt stays final for
+-- everything else: no later outside call is made and no later step runs.
+M.interrupt_ends_step = false
+function M.until_interrupted(fn, ...)
+    local ok, err = pcall(fn, ...)
+    if ok then return true end
+    if (errors.is(err, "interrupted") or err == "interrupted") and M.interrupted() then
+        M.interrupt_ends_step = true
+        return false
+    end
+    error(err, 0)
+end
+
 -- runtime.undoing_call(fn, ...) -> pcall(fn, ...), with outside calls (and
 -- native waits) allowed even after Ctrl-C: the undo of --rollback.
 function M.undoing_call(fn, ...)

@@ -348,6 +348,7 @@ local function reset_runtime()
     runtime.use_real()
     runtime.dry_run, runtime.yes, runtime.scenario = false, false, nil
     runtime.interrupt_noted, runtime.undoing, runtime.replaying = false, false, false
+    runtime.interrupt_ends_step = false
 end
 
 local function failure_text(err)

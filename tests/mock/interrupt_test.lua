@@ -71,3 +71,36 @@ t.case("after Ctrl-C, --rollback's undo still calls out and puts the failover ba
     t.eq(world:snapshot().ecs["us-east-1"].desired, 2, "the undo scaled the backup back")
     t.eq(result.journal.steps[3].status, "undone")
 end)
+
+t.case("a step that declares Ctrl-C its end (atlas.until_interrupted) ends normally; nothing after it runs", function()
+    local atlas = require "atlas"
+    local dir = t.tmpdir()
+    local path = t.write_file(
+        dir .. "/follow.lua",
+        [[
+local atlas = require "atlas"
+return atlas.playbook {
+    name = "follow",
+    description = "follows until Ctrl-C",
+    lock = false,
+    steps = {
+        { name = "follow", run = function(ctx)
+            ctx.state.followed = atlas.until_interrupted(function()
+                require("atlas.runtime").interrupt() -- Ctrl-C while following
+                atlas.sleep(60)
+            end)
+            ctx.state.sleep_after = pcall(atlas.sleep, 1)
+        end },
+        { name = "after", run = function(ctx) ctx.state.after_ran = true end },
+    },
+}
+]]
+    )
+    local result = t.run_playbook(path, {}, { scenario = "healthy" })
+    t.eq(result.journal.state.followed, false, "Ctrl-C ended the follow")
+    t.eq(result.journal.state.sleep_after, false, "no outside call after it")
+    t.eq(result.journal.steps[1].status, "ok", "the follow step ended normally")
+    t.eq(result.journal.state.after_ran, nil, "the next step never ran")
+    t.eq(result.exit, 3)
+    t.raises(function() atlas.until_interrupted(error, "other") end, "other")
+end)
