@@ -27,6 +27,12 @@ atlas_interrupted(void)
     return 0;
 }
 
+void
+atlas_suspend_interrupt(int suspended)
+{
+    (void)suspended;
+}
+
 static lua_State *state;
 
 #ifdef ATLAS_LIBFUZZER
