@@ -40,6 +40,21 @@ local CASES = {
     },
     { "an empty body", "rds", "DescribeDBInstances", {}, { status = 200, body = "" } },
     { "text where XML belongs", "route53", "GetChange", { Id = "C1" }, { status = 200, body = "not xml at all" } },
+    -- rest-xml: today's danger is not a crash but an empty result ("no records").
+    {
+        "an HTML 200 page from a captive proxy",
+        "route53",
+        "ListResourceRecordSets",
+        { HostedZoneId = "Z1" },
+        { status = 200, headers = { ["Content-Type"] = "text/html" }, body = "<html><body>Welcome</body></html>" },
+    },
+    {
+        "an empty 200",
+        "route53",
+        "ChangeResourceRecordSets",
+        { HostedZoneId = "Z1", ChangeBatch = { Changes = {} } },
+        { status = 200, body = "" },
+    },
     {
         "a JSON array where an object belongs",
         "ecs",

@@ -191,7 +191,7 @@ t.case("the regional health endpoints answer 200 while the region serves", funct
     end
     local err = t.raises(function() w:http_request { url = "https://mars-west-9.atlas-crm.com/actuator/health" } end)
     t.ok(errors.is(err, "http"))
-    t.eq(err.code, "resolve")
+    t.eq(err.code, "dns")
     w:set_endpoint(A, { mode = "unreachable" })
     err = t.raises(function() w:http_request { url = "https://ap-southeast-1.atlas-crm.com/actuator/health" } end)
     t.eq(err.code, "connect")

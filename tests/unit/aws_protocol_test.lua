@@ -514,3 +514,31 @@ t.case("build query: flattened lists, maps, timestamps and blobs", function()
             .. "&Tags.entry.2.Key=b&Tags.entry.2.Value=2&When=1970-01-01T00%3A00%3A00Z&Data=aGk%3D"
     )
 end)
+
+-- A 200 whose document is not the operation's reply (a proxy's HTML page, an
+-- empty body, another operation's answer) is an error, as it is for the JSON
+-- protocol: read as an empty result, it would look like "no records" or "no
+-- change" and let a playbook end in exit 0 with the world unchanged.
+local wrong_replies = {
+    { "route53", "ListResourceRecordSets", "<html><body><h1>200 OK</h1></body></html>", "expected <ListResourceRecordSetsResponse>, got <html>" },
+    { "route53", "ListResourceRecordSets", "", "empty reply, expected <ListResourceRecordSetsResponse>" },
+    { "route53", "ChangeResourceRecordSets", "", "empty reply, expected <ChangeResourceRecordSetsResponse>" },
+    {
+        "route53",
+        "ChangeResourceRecordSets",
+        [[<GetChangeResponse><ChangeInfo><Id>/change/C1</Id></ChangeInfo></GetChangeResponse>]],
+        "expected <ChangeResourceRecordSetsResponse>, got <GetChangeResponse>",
+    },
+    { "route53", "GetHealthCheckStatus", "<html/>", "expected <GetHealthCheckStatusResponse>, got <html>" },
+    { "rds", "DescribeDBInstances", "<html><body>hello</body></html>", "expected <DescribeDBInstancesResponse>, got <html>" },
+}
+
+for _, case in ipairs(wrong_replies) do
+    local service, action, body, why = table.unpack(case)
+    t.case(string.format("decode: %s %s 200 with %q is an InvalidResponse", service, action, body:sub(1, 20)), function()
+        local v, err = protocol.decode(protocol.service(service), action, "us-east-1", ok_response(body))
+        t.eq(v, nil)
+        t.ok(require("atlas.errors").is(err, "aws"), "an aws error object")
+        t.eq({ err.code, err.message, err.service, err.action }, { "InvalidResponse", why, service, action })
+    end)
+end

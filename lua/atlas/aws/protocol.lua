@@ -573,10 +573,33 @@ local function rest_members(svc, shape, resp, out)
     end
 end
 
-local function decode_query(svc, op, action, resp)
-    if not op.output then return {} end
+-- The reply's document, when it is the one the operation answers with:
+-- a proxy's HTML page or an empty 200 is an error, never an empty result
+-- (the generated shapes name each operation's root element).
+local function reply_root(svc, op, action, resp)
+    if resp.body == "" then
+        return nil, bad_response(svc, action, "empty reply, expected <" .. op.output_root .. ">")
+    end
     local root, msg = parse_xml(resp.body)
     if not root then return nil, bad_response(svc, action, "malformed XML: " .. tostring(msg)) end
+    local got = local_name(root.tag)
+    if got ~= op.output_root then
+        return nil, bad_response(svc, action, "expected <" .. op.output_root .. ">, got <" .. got .. ">")
+    end
+    return root
+end
+
+local function decode_query(svc, op, action, resp)
+    if not op.output then return {} end
+    local root, err
+    if op.output_root then
+        root, err = reply_root(svc, op, action, resp)
+        if not root then return nil, err end
+    else
+        local msg
+        root, msg = parse_xml(resp.body)
+        if not root then return nil, bad_response(svc, action, "malformed XML: " .. tostring(msg)) end
+    end
     local node = root
     if op.result_wrapper then
         node = child_named(root, op.result_wrapper)
@@ -607,7 +630,11 @@ local function decode_rest(svc, op, action, resp)
             out[payload] = resp.body
         end
     elseif svc.protocol == "rest-xml" then
-        if resp.body ~= "" then
+        if op.output_root then
+            local root, err = reply_root(svc, op, action, resp)
+            if not root then return nil, err end
+            out = decode_xml(svc, op.output, root)
+        elseif resp.body ~= "" then
             local root, msg = parse_xml(resp.body)
             if not root then return nil, bad_response(svc, action, "malformed XML: " .. tostring(msg)) end
             out = decode_xml(svc, op.output, root)

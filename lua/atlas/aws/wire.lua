@@ -136,6 +136,9 @@ function M.endpoint(svc, region, req)
 end
 
 -- curl's failure codes (engine/curl.c): dns, connect, timeout, reset, tls, interrupted, policy, ...
+-- transport_error(svc, req, message, code, sent) -> the aws error object of a
+-- call that got no HTTP answer. The mock world's network faults are built
+-- here too, so that they look exactly like the real transport's.
 local function transport_error(svc, req, message, code, sent)
     if code == "interrupted" then
         errors.raise { kind = "interrupted", code = "interrupted", message = "interrupted by signal" }
@@ -155,6 +158,8 @@ local function transport_error(svc, req, message, code, sent)
         retryable = false,
     }
 end
+
+M.transport_error = transport_error
 
 -- S3 as the SDKs address it: virtual-hosted (https://bucket.s3.region.amazonaws.com/key)
 -- on AWS, path-style (endpoint/bucket/key) with a custom endpoint. A bucket

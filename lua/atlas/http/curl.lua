@@ -1,6 +1,5 @@
 -- The real http backend: one libcurl request.
 local curl = require "atlas.curl"
-local errors = require "atlas.errors"
 
 local M = {}
 
@@ -15,16 +14,8 @@ local function curl_request(req)
     }
 end
 
-local function http_error(req, message, code)
-    return errors.new {
-        kind = "http",
-        code = code,
-        message = message,
-        url = req.url,
-        method = req.method,
-        retryable = code ~= "policy",
-    }
-end
+-- atlas.http builds the error object, the same one the mock world's faults produce.
+local function http_error(req, message, code) return require("atlas.http").transport_error(req, message, code) end
 
 function M.request(req)
     local response, message, code = curl.request(curl_request(req))

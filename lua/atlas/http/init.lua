@@ -32,6 +32,31 @@ local function dry_run(req)
     return { status = 204, headers = {}, body = "", dry_run = true }
 end
 
+-- http.transport_error(req, message, code) -> the "http" error object of a
+-- request that got no HTTP answer; code is curl's (engine/curl.c): dns,
+-- connect, timeout, reset, tls, policy, ... The mock world's network faults
+-- are built here too, so that they look exactly like the real ones.
+function M.transport_error(req, message, code)
+    return errors.new {
+        kind = "http",
+        code = code,
+        message = message,
+        url = req.url,
+        method = req.method or "GET",
+        retryable = code ~= "policy",
+    }
+end
+
+-- Transport failures that point at the far side: it did not answer in time,
+-- refused the connection or cut it. A name that does not resolve, a TLS
+-- failure or a refused plain-http URL points at our own network or setup.
+-- http.far_side(err) -> true for those, for http and aws errors alike
+local FAR_SIDE = { connect = true, timeout = true, reset = true }
+function M.far_side(err)
+    if errors.is(err, "http") then return FAR_SIDE[err.code] == true end
+    return errors.is(err, "aws") and FAR_SIDE[err.transport] == true
+end
+
 -- http.request{method="GET", url=, headers=, body=, timeout=10}
 --   -> {status=, headers=, body=}
 -- Under --dry-run a method other than GET or HEAD is printed, not sent, and
@@ -98,13 +123,15 @@ function M.get(url, options)
     return M.request(req)
 end
 
--- http.check(url, options) -> healthy, status-or-error-text
--- A health probe: any failure is an answer, never an exception.
+-- http.check(url, options) -> healthy, status-or-error-text, error object|nil
+-- A health probe: any failure is an answer, never an exception. The error
+-- object lets a caller tell "the endpoint is down" from "we could not ask"
+-- (http.far_side).
 function M.check(url, options)
     local ok, response = pcall(M.get, url, options)
     if not ok then
         if errors.is(response, "interrupted") then error(response, 0) end
-        return false, errors.message(response)
+        return false, errors.message(response), response
     end
     return response.status >= 200 and response.status < 300, response.status
 end

@@ -238,13 +238,43 @@ local function matches(fault, service, action, region)
         and (fault.region == nil or fault.region == region)
 end
 
+-- What curl (engine/curl.c) says for each network failure, and whether the
+-- request may have left this machine (`sent`), as atlas.curl reports them.
+local NETWORK = {
+    dns = { sent = false, message = "Could not resolve host: %s" },
+    connect = { sent = false, message = "Failed to connect to %s port %d after 0 ms: Couldn't connect to server" },
+    timeout = { sent = true, message = "Operation timed out after %d milliseconds with 0 bytes received" },
+    reset = { sent = true, message = "Recv failure: Connection reset by peer" },
+}
+
+-- -> message, code, sent: a network fault as atlas.curl returns it
+local function network_failure(fault, host, port, timeout)
+    local kind = NETWORK[fault.network]
+    local message
+    if fault.network == "timeout" then
+        message = string.format(kind.message, math.floor(timeout * 1000))
+    else
+        message = string.format(kind.message, host, port)
+    end
+    local sent = kind.sent
+    if fault.sent ~= nil then sent = fault.sent end
+    return fault.message or message, fault.network, sent
+end
+
 -- w:inject{service=, action=, region=, code=, status=, message=, times=n,
 -- retryable=, each_action=bool, after=n}: the next matching calls fail.
 -- nil fields match anything; times=nil means forever. each_action counts
 -- `times` separately for every action ("the first 2 calls of each
 -- operation"); after=n lets n matching calls through first.
+-- network="dns"|"connect"|"timeout"|"reset" instead of a code fails the
+-- call with no HTTP answer at all, exactly as the real transport reports
+-- it (sent= overrides whether the request may have left); a timeout costs
+-- its seconds of virtual time. http=true aims the fault at the health
+-- endpoints (region= the endpoint's region) instead of AWS.
 function World:inject(fault)
-    assert(type(fault) == "table" and fault.code, "inject needs at least a code")
+    assert(type(fault) == "table" and (fault.code or fault.network), "inject needs a code or a network failure")
+    assert(fault.network == nil or NETWORK[fault.network], "inject: unknown network failure " .. tostring(fault.network))
+    assert(not fault.http or fault.network, "inject: an http fault is a network failure (use set_endpoint for a status)")
     fault = util.copy(fault)
     fault.used = {}
     fault.skipped = {}
@@ -254,9 +284,9 @@ end
 
 function World:clear_faults() self.faults = {} end
 
-local function take_fault(self, service, action, region)
+local function take_fault(self, service, action, region, http)
     for _, fault in ipairs(self.faults) do
-        if matches(fault, service, action, region) then
+        if (fault.http or false) == (http or false) and matches(fault, service, action, region) then
             local key = fault.each_action and action or "*"
             local skipped = fault.skipped[key] or 0
             if fault.after and skipped < fault.after then
@@ -313,7 +343,18 @@ function World:aws_invoke(service, action, region, params)
     }
     self.calls[#self.calls + 1] = call
     local fault = take_fault(self, service, action, region)
-    if fault then
+    if fault and fault.network then
+        local wire = require "atlas.aws.wire"
+        local svc = require("atlas.aws.protocol").service(service)
+        local ok, ep = pcall(wire.endpoint, svc, region, {})
+        local host = ok and ep.url:match("^%a+://([^/:]+)") or (svc.endpoint_prefix .. "." .. region .. ".amazonaws.com")
+        local timeout = wire.defaults.timeout
+        if fault.network == "timeout" then self:advance(timeout) end
+        local message, code, sent = network_failure(fault, host, 443, timeout)
+        call.error = code
+        call.fault = true
+        error(wire.transport_error(svc, { action = action, region = region }, message, code, sent), 0)
+    elseif fault then
         local code = fault.code
         local err = self:aws_error(
             service,
@@ -427,22 +468,14 @@ function World:http_request(request)
     local call = { module = "http", method = method, url = request.url, t = self.t }
     self.calls[#self.calls + 1] = call
     local scheme, host, path = request.url:match("^(https?)://([^/:]+)[^/]*(.*)$")
-    local function fail(code, message)
+    -- the real backend's error objects (atlas.http), with curl's codes and messages
+    local function fail(message, code)
         call.error = code
-        error(
-            errors.new {
-                kind = "http",
-                code = code,
-                message = message,
-                method = method,
-                url = request.url,
-                retryable = code ~= "resolve",
-            },
-            0
-        )
+        error(require("atlas.http").transport_error({ url = request.url, method = method }, message, code), 0)
     end
-    if not scheme then fail("url", "malformed url " .. request.url) end
+    if not scheme then fail("URL rejected: Malformed input to a URL function", "other") end
     host = host:lower()
+    local port = scheme == "https" and 443 or 80
     if host == "cdn.atlas-crm.com" then
         call.status = self.cdn.status
         return { status = self.cdn.status, body = "", headers = { server = "cloudflare" } }
@@ -451,10 +484,13 @@ function World:http_request(request)
     if host == "api.atlas-crm.com" then
         region = require("atlas.mock.route53").resolve_region(self, "api.atlas-crm.com", request.continent)
     end
-    if not region or not self.endpoints[region] then fail("resolve", "Could not resolve host: " .. host) end
-    if self.endpoints[region].mode == "unreachable" then
-        fail("connect", "Failed to connect to " .. host .. " port 443: Connection timed out")
+    local fault = take_fault(self, nil, nil, region, true)
+    if fault then
+        if fault.network == "timeout" then self:advance(request.timeout or 10) end
+        fail(network_failure(fault, host, port, request.timeout or 10))
     end
+    if not region or not self.endpoints[region] then fail(network_failure({ network = "dns" }, host, port)) end
+    if self.endpoints[region].mode == "unreachable" then fail(network_failure({ network = "connect" }, host, port)) end
     local response
     if path:match("^/actuator/health") then
         response = health_response(self, region)

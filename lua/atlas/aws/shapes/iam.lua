@@ -35,9 +35,9 @@ return {
     idempotency_tokens = {},
     name = "iam",
     operations = {
-        CreateAccessKey = {input = "CreateAccessKeyRequest", method = "POST", output = "CreateAccessKeyResponse", result_wrapper = "CreateAccessKeyResult", uri = "/"},
-        CreateUser = {input = "CreateUserRequest", method = "POST", output = "CreateUserResponse", result_wrapper = "CreateUserResult", uri = "/"},
-        GetUser = {input = "GetUserRequest", method = "POST", output = "GetUserResponse", result_wrapper = "GetUserResult", uri = "/"},
+        CreateAccessKey = {input = "CreateAccessKeyRequest", method = "POST", output = "CreateAccessKeyResponse", output_root = "CreateAccessKeyResponse", result_wrapper = "CreateAccessKeyResult", uri = "/"},
+        CreateUser = {input = "CreateUserRequest", method = "POST", output = "CreateUserResponse", output_root = "CreateUserResponse", result_wrapper = "CreateUserResult", uri = "/"},
+        GetUser = {input = "GetUserRequest", method = "POST", output = "GetUserResponse", output_root = "GetUserResponse", result_wrapper = "GetUserResult", uri = "/"},
         PutUserPolicy = {input = "PutUserPolicyRequest", method = "POST", uri = "/"},
     },
     protocol = "query",

@@ -48,9 +48,9 @@ return {
     idempotency_tokens = {},
     name = "sts",
     operations = {
-        AssumeRole = {input = "AssumeRoleRequest", method = "POST", output = "AssumeRoleResponse", result_wrapper = "AssumeRoleResult", uri = "/"},
-        AssumeRoleWithWebIdentity = {input = "AssumeRoleWithWebIdentityRequest", method = "POST", output = "AssumeRoleWithWebIdentityResponse", result_wrapper = "AssumeRoleWithWebIdentityResult", uri = "/"},
-        GetCallerIdentity = {input = "GetCallerIdentityRequest", method = "POST", output = "GetCallerIdentityResponse", result_wrapper = "GetCallerIdentityResult", uri = "/"},
+        AssumeRole = {input = "AssumeRoleRequest", method = "POST", output = "AssumeRoleResponse", output_root = "AssumeRoleResponse", result_wrapper = "AssumeRoleResult", uri = "/"},
+        AssumeRoleWithWebIdentity = {input = "AssumeRoleWithWebIdentityRequest", method = "POST", output = "AssumeRoleWithWebIdentityResponse", output_root = "AssumeRoleWithWebIdentityResponse", result_wrapper = "AssumeRoleWithWebIdentityResult", uri = "/"},
+        GetCallerIdentity = {input = "GetCallerIdentityRequest", method = "POST", output = "GetCallerIdentityResponse", output_root = "GetCallerIdentityResponse", result_wrapper = "GetCallerIdentityResult", uri = "/"},
     },
     protocol = "query",
     service_id = "STS",
