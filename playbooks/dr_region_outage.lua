@@ -17,18 +17,14 @@ local cluster, service = env.cluster, env.service
 
 -- Three independent signals; a single failing probe is not an outage.
 -- A probe that fails because of our side (no credentials, access denied, a
--- bad request) says nothing about the region: it is "unknown", never
--- "DOWN", or a broken laptop profile would fail over a healthy region.
--- Transport failures that point at the region: it did not answer in time,
--- refused, or cut the connection. A name that does not resolve, a TLS
--- failure or a refused plain-http URL points at our own network or setup.
-local REGION_SIDE_TRANSPORT = { connect = true, timeout = true, reset = true }
-
+-- bad request, a name that does not resolve, TLS) says nothing about the
+-- region: it is "unknown", never "DOWN", or a broken laptop profile or
+-- resolver would fail over a healthy region. Which transport failures point
+-- at the far side is atlas.http's rule (http.far_side).
 local function region_side_failure(err)
     if errors.is(err, "interrupted") then error(err, 0) end
-    if not errors.is(err, "aws") then return false end
-    if err.status then return err.status >= 500 end
-    return REGION_SIDE_TRANSPORT[err.transport] == true
+    if errors.is(err, "aws") and err.status then return err.status >= 500 end
+    return http.far_side(err)
 end
 
 local function ecs_signal(region)
@@ -62,9 +58,33 @@ local function health_check_signal(region)
 end
 
 local function endpoint_signal(url)
-    local healthy, detail = http.check(url, { timeout = 5 })
+    local healthy, detail, err = http.check(url, { timeout = 5 })
+    if err and not region_side_failure(err) then
+        return nil, string.format("cannot probe %s from here: %s", url, tostring(detail))
+    end
     return healthy, string.format("%s -> %s", url, tostring(detail))
 end
+
+-- probe_region(region, health_url) -> { {name, healthy|false|nil, detail}, ... }, logged
+local function probe_region(region, health_url)
+    local url = health_url:gsub("{region}", region)
+    local list = {
+        { "ECS service", ecs_signal(region) },
+        { "Route53 health check", health_check_signal(region) },
+        { "health endpoint", endpoint_signal(url) },
+    }
+    for _, s in ipairs(list) do
+        atlas.log("%s %s: %s (%s)", region, s[1], s[2] == nil and "unknown" or s[2] and "healthy" or "DOWN", s[3])
+    end
+    return list
+end
+
+local function describe(region)
+    return ecs.describe_service { region = region, cluster = cluster(region), service = service(region) }
+end
+
+-- The task count DNS waits for: min_backup_tasks, by default all of desired_count.
+local function capacity_needed(p) return p.min_backup_tasks or p.desired_count end
 
 return atlas.playbook {
     name = "dr_region_outage",
@@ -86,12 +106,30 @@ return atlas.playbook {
             default = false,
             description = "fail over even though the region looks healthy (planned drills)",
         },
+        min_backup_tasks = {
+            type = "integer",
+            min = 1,
+            max = 10,
+            description = "running backup tasks required before DNS moves (default: desired_count, all of them)",
+        },
+        force_backup = {
+            type = "boolean",
+            default = false,
+            description = "fail over even though the backup region does not look healthy",
+        },
         health_url = env.health_url_param(),
         stable_timeout = env.stable_timeout_param("the backup region"),
     },
     validate = function(p)
         if p.failed_region == p.backup_region then
             return "failed_region and backup_region must differ (both are " .. p.failed_region .. ")"
+        end
+        if p.min_backup_tasks and p.min_backup_tasks > p.desired_count then
+            return string.format(
+                "min_backup_tasks (%d) cannot exceed desired_count (%d)",
+                p.min_backup_tasks,
+                p.desired_count
+            )
         end
     end,
     steps = {
@@ -101,26 +139,13 @@ return atlas.playbook {
             check = function(ctx, step) return step.run(ctx) end,
             run = function(ctx)
                 local region = ctx.params.failed_region
-                local url = ctx.params.health_url:gsub("{region}", region)
-                local signals = {
-                    { "ECS service", ecs_signal(region) },
-                    { "Route53 health check", health_check_signal(region) },
-                    { "health endpoint", endpoint_signal(url) },
-                }
+                local signals = probe_region(region, ctx.params.health_url)
                 local down, known = 0, 0
                 for _, s in ipairs(signals) do
-                    local name, healthy, detail = s[1], s[2], s[3]
-                    if healthy ~= nil then
+                    if s[2] ~= nil then
                         known = known + 1
-                        if not healthy then down = down + 1 end
+                        if not s[2] then down = down + 1 end
                     end
-                    atlas.log(
-                        "%s %s: %s (%s)",
-                        region,
-                        name,
-                        healthy == nil and "unknown" or healthy and "healthy" or "DOWN",
-                        detail
-                    )
                 end
                 ctx.state.signals_down = down
                 if signals[1][2] and down > 0 then
@@ -161,6 +186,35 @@ return atlas.playbook {
             end,
         },
         {
+            -- Before anything changes: moving the failed region's clients onto a
+            -- backup that is failing too takes both regions down.
+            name = "verify backup region is healthy",
+            run = function(ctx)
+                local region = ctx.params.backup_region
+                local bad = {}
+                for _, s in ipairs(probe_region(region, ctx.params.health_url)) do
+                    if s[2] ~= true then
+                        bad[#bad + 1] = string.format("%s %s (%s)", s[1], s[2] == nil and "unknown" or "DOWN", s[3])
+                    end
+                end
+                if #bad == 0 then return end
+                if ctx.params.force_backup then
+                    atlas.warn(
+                        "backup region %s is not verified healthy, failing over anyway: force_backup=true",
+                        region
+                    )
+                    return
+                end
+                ctx.fail(
+                    "backup region %s is not healthy: %s. Nothing was changed. Fix %s first, choose another "
+                        .. "backup_region, or use force_backup=true if you know it can take the traffic",
+                    region,
+                    table.concat(bad, "; "),
+                    region
+                )
+            end,
+        },
+        {
             name = "scale up backup region",
             mutates = true,
             confirm = "Scale the backup region's service up?",
@@ -188,6 +242,22 @@ return atlas.playbook {
             end,
         },
         {
+            -- DNS moves the failed region's clients at once: the backup must be
+            -- able to take them before, or its own clients go down too.
+            name = "wait for backup capacity",
+            run = function(ctx)
+                local region = ctx.params.backup_region
+                ecs.wait_running {
+                    region = region,
+                    cluster = cluster(region),
+                    service = service(region),
+                    count = capacity_needed(ctx.params),
+                    timeout = ctx.params.stable_timeout,
+                    delay = 15,
+                }
+            end,
+        },
+        {
             name = "disable failed region in DNS",
             mutates = true,
             confirm = "Route the failed region's API traffic to the backup region?",
@@ -201,7 +271,11 @@ return atlas.playbook {
                 end
             end,
             undo = function(ctx)
-                dns.enable_region { region = ctx.params.failed_region, records = ctx.state.dns_previous }
+                dns.enable_region {
+                    region = ctx.params.failed_region,
+                    backup = ctx.params.backup_region,
+                    records = ctx.state.dns_previous,
+                }
             end,
         },
         {
@@ -218,6 +292,7 @@ return atlas.playbook {
             end,
         },
         {
+            -- Verified, not assumed: a change that silently did not happen fails here.
             name = "report",
             run = function(ctx)
                 local failed, backup = ctx.params.failed_region, ctx.params.backup_region
@@ -225,19 +300,32 @@ return atlas.playbook {
                     atlas.log("dry run: nothing was changed; the calls above are what a real run makes")
                     return
                 end
-                local served = dns.regions_served()
-                local ids = {}
-                for id in pairs(served) do
-                    ids[#ids + 1] = id
+                local _, records = dns.records {}
+                if #records == 0 then
+                    ctx.fail("no routing records found for %s; cannot verify the failover", dns.API_NAME)
                 end
-                table.sort(ids)
+                local backup_check = dns.health_check_id(backup)
                 local still = {}
-                for _, id in ipairs(ids) do
-                    atlas.log("api.atlas-crm.com [%s] -> %s", id, served[id])
-                    if served[id] == failed then still[#still + 1] = id end
+                for _, r in ipairs(records) do
+                    local id, value = r.SetIdentifier, dns.record_value(r)
+                    atlas.log("%s [%s] -> %s", dns.API_NAME, id, tostring(value))
+                    if value == dns.regional_name(failed) then still[#still + 1] = id end
+                    if value == dns.regional_name(backup) and r.HealthCheckId ~= backup_check then
+                        ctx.fail("%s [%s] points at %s without its health check", dns.API_NAME, id, backup)
+                    end
                 end
                 if #still > 0 then ctx.fail("records still resolve to %s: %s", failed, table.concat(still, ", ")) end
-                local s = ecs.describe_service { region = backup, cluster = cluster(backup), service = service(backup) }
+                local s = describe(backup)
+                if not s or s.desiredCount < ctx.params.desired_count or s.runningCount < ctx.params.desired_count then
+                    ctx.fail(
+                        "%s runs %d/%d tasks, below the desired count %d: it may not carry %s's clients",
+                        backup,
+                        s and s.runningCount or 0,
+                        s and s.desiredCount or 0,
+                        ctx.params.desired_count,
+                        failed
+                    )
+                end
                 atlas.log("%s now runs %d/%d tasks; %s is out of DNS", backup, s.runningCount, s.desiredCount, failed)
             end,
         },

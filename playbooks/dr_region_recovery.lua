@@ -14,6 +14,10 @@ local env = require "atlas.env"
 
 local cluster, service = env.cluster, env.service
 
+local function restore_args(p)
+    return { region = p.recovered_region, backup = p.backup_region, from_layout = p.from_layout }
+end
+
 local function describe(region)
     return ecs.describe_service { region = region, cluster = cluster(region), service = service(region) }
 end
@@ -78,6 +82,11 @@ return atlas.playbook {
             min = 2,
             max = 10,
             description = "the backup region's normal desired count",
+        },
+        from_layout = {
+            type = "boolean",
+            default = false,
+            description = "when no saved records exist, rebuild the region's records from the reference layout",
         },
         health_url = env.health_url_param(),
         stable_timeout = env.stable_timeout_param("each region"),
@@ -191,21 +200,54 @@ return atlas.playbook {
             end,
         },
         {
+            -- Read-only, and before the confirmation: what will be written is
+            -- shown, and records someone changed since the failover stop the run.
+            name = "check DNS records to restore",
+            run = function(ctx)
+                local plan = dns.plan_enable(restore_args(ctx.params))
+                if plan.source == "layout" then
+                    atlas.warn(
+                        "dns: nothing saved for %s; rebuilding its records from the reference layout",
+                        ctx.params.recovered_region
+                    )
+                end
+                if #plan.changed > 0 then
+                    ctx.fail(
+                        "not restoring %s: its records changed since the failover: %s. Fix them by hand, or remove %s and use from_layout=true",
+                        ctx.params.recovered_region,
+                        table.concat(plan.changed, "; "),
+                        tostring(plan.saved)
+                    )
+                end
+                for _, r in ipairs(plan.restore) do
+                    atlas.log("dns: will restore %s [%s] -> %s", dns.API_NAME, r.SetIdentifier, dns.describe_record(r))
+                end
+                for _, r in ipairs(plan.already) do
+                    atlas.log(
+                        "dns: %s [%s] is already restored (%s)",
+                        dns.API_NAME,
+                        r.SetIdentifier,
+                        dns.describe_record(r)
+                    )
+                end
+                if #plan.restore == 0 and (plan.source ~= "saved" or #plan.already == 0) then
+                    ctx.fail(
+                        "nothing to restore for %s: its records already are %s",
+                        ctx.params.recovered_region,
+                        plan.source == "layout" and "as the reference layout has them" or "empty"
+                    )
+                end
+            end,
+        },
+        {
             name = "restore DNS records",
             mutates = true,
             confirm = "Send the recovered region's API traffic back to it?",
             run = function(ctx)
-                local region = ctx.params.recovered_region
-                local served = dns.regions_served()
-                local moved = false
-                for id, target in pairs(served) do
-                    if id == region and target ~= region then moved = true end
-                end
-                if not moved then
-                    atlas.log("dns: %s already serves its own record; nothing to restore", region)
-                    return
-                end
-                local result = dns.enable_region { region = region }
+                local args = restore_args(ctx.params)
+                -- Forgotten only once the report has verified the records.
+                args.keep_saved = true
+                local result = dns.enable_region(args)
                 for _, r in ipairs(result.restored) do
                     atlas.log("dns: api.atlas-crm.com [%s] -> %s", r.SetIdentifier, dns.record_value(r))
                 end
@@ -249,7 +291,25 @@ return atlas.playbook {
                 if served[region] ~= region then
                     ctx.fail("the %s record still resolves to %s", region, tostring(served[region]))
                 end
+                local plan = dns.plan_enable(restore_args(ctx.params))
+                if #plan.restore > 0 or #plan.changed > 0 then
+                    ctx.fail(
+                        "the records of %s are not as restored: %d to restore, %s",
+                        region,
+                        #plan.restore,
+                        table.concat(plan.changed, "; ")
+                    )
+                end
+                dns.forget_saved { region = region }
                 local s = describe(ctx.params.backup_region)
+                if not s or s.desiredCount ~= ctx.params.normal_count then
+                    ctx.fail(
+                        "%s wants %s tasks, not its normal %d",
+                        ctx.params.backup_region,
+                        tostring(s and s.desiredCount),
+                        ctx.params.normal_count
+                    )
+                end
                 atlas.log(
                     "%s serves its own clients again; %s runs %d/%d tasks",
                     region,

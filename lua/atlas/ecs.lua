@@ -82,7 +82,7 @@ function M.set_desired_count(args)
         log.info("%s already wants %d tasks", args.region, current.desiredCount)
         return current.desiredCount
     end
-    M.update_service {
+    local resp = M.update_service {
         region = args.region,
         profile = args.profile,
         endpoint = args.endpoint,
@@ -93,6 +93,22 @@ function M.set_desired_count(args)
         -- a crash or a timeout hid whether the first one arrived.
         idempotent = true,
     }
+    -- An answer that does not show the new count is not a change ECS made.
+    local now = resp.service and resp.service.desiredCount
+    if not require("atlas.runtime").dry_run and now ~= args.desiredCount then
+        require("atlas.errors").raise {
+            kind = "aws",
+            code = "InvalidResponse",
+            message = string.format(
+                "UpdateService answered desired count %s, not %d; the service may not have changed",
+                tostring(now),
+                args.desiredCount
+            ),
+            service = "ecs",
+            action = "UpdateService",
+            region = args.region,
+        }
+    end
     log.info(
         "%s: desired count %d -> %d%s",
         args.region,
@@ -262,6 +278,47 @@ function M.wait_stable(args)
         progress = function(r) return progress_text(args.region, r.services or {}) end,
     }
     return resp and resp.services
+end
+
+-- wait_running{region, cluster, service, count, timeout = 600, delay = 15} -> the service
+-- Until at least `count` tasks run; fails at once on MISSING, DRAINING or
+-- INACTIVE, raises kind "timeout" after timeout.
+function M.wait_running(args)
+    local resp = aws.wait {
+        name = string.format("%d running tasks in %s (%s)", args.count, args.region or "?", args.service),
+        service = "ecs",
+        action = "DescribeServices",
+        region = args.region,
+        delay = args.delay or 15,
+        timeout = args.timeout or 600,
+        poll = function()
+            return M.describe_services {
+                region = args.region,
+                profile = args.profile,
+                endpoint = args.endpoint,
+                cluster = args.cluster,
+                services = { args.service },
+            }
+        end,
+        acceptors = {
+            {
+                state = "failure",
+                matcher = function(r)
+                    local why = failure_reason(r)
+                    return why ~= nil, why
+                end,
+            },
+            {
+                state = "success",
+                matcher = function(r)
+                    local s = (r.services or {})[1]
+                    return s ~= nil and (s.runningCount or 0) >= args.count
+                end,
+            },
+        },
+        progress = function(r) return progress_text(args.region, r.services or {}) end,
+    }
+    return resp and resp.services[1]
 end
 
 M.progress_text = progress_text

@@ -63,6 +63,25 @@ function M.alb_dns_name(region) return M.alb_name(region) .. "." .. region .. ".
 function M.regional_name(region) return region .. "." .. M.ZONE end
 function M.health_url(region) return "https://" .. M.regional_name(region) .. "/actuator/health" end
 
+-- api.atlas-crm.com: one geolocation CNAME per region (SetIdentifier = the
+-- region, value R.atlas-crm.com, that region's health check) and the
+-- default location ("*"), all with this TTL.
+M.API_CONTINENT = { ["eu-west-1"] = "EU", ["us-east-1"] = "NA", ["ap-southeast-1"] = "AS" }
+M.API_DEFAULT_REGION = "us-east-1"
+M.API_TTL = 60
+
+-- env.api_layout() -> { {set_identifier=, region=, location=GeoLocation}, ... }
+-- the records of the global API name as the reference environment has them
+function M.api_layout()
+    local out = {}
+    for _, region in ipairs(M.REGIONS) do
+        out[#out + 1] =
+            { set_identifier = region, region = region, location = { ContinentCode = M.API_CONTINENT[region] } }
+    end
+    out[#out + 1] = { set_identifier = "default", region = M.API_DEFAULT_REGION, location = { CountryCode = "*" } }
+    return out
+end
+
 -- The default of the playbooks' health_url parameter.
 M.HEALTH_URL_TEMPLATE = "https://{region}." .. M.ZONE .. "/actuator/health"
 

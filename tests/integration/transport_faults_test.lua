@@ -23,9 +23,7 @@ local function fields_of(err, names)
 end
 
 -- The message without hosts, ports and numbers: the same words.
-local function shape(message)
-    return (tostring(message):gsub("[%w%-]+%.[%w%.%-]+", "HOST"):gsub("%d+", "N"))
-end
+local function shape(message) return (tostring(message):gsub("[%w%-]+%.[%w%.%-]+", "HOST"):gsub("%d+", "N")) end
 
 local function with_credentials()
     local saved = {}
@@ -42,17 +40,19 @@ local function with_credentials()
 end
 
 local function describe(endpoint)
-    return t.raises(function()
-        aws.call {
-            service = "ecs",
-            action = "DescribeServices",
-            region = "eu-west-1",
-            params = { cluster = "c", services = { "s" } },
-            endpoint = endpoint,
-            timeout = 1,
-            max_attempts = 1,
-        }
-    end)
+    return t.raises(
+        function()
+            aws.call {
+                service = "ecs",
+                action = "DescribeServices",
+                region = "eu-west-1",
+                params = { cluster = "c", services = { "s" } },
+                endpoint = endpoint,
+                timeout = 1,
+                max_attempts = 1,
+            }
+        end
+    )
 end
 
 local function real_endpoint(kind)
@@ -82,7 +82,9 @@ for _, kind in ipairs { "connect", "timeout", "reset", "dns" } do
         local real = t.raises(function() http.get(url, { timeout = 1 }) end)
         local world = t.world("healthy")
         world:inject { http = true, region = "eu-west-1", network = kind, times = 1 }
-        local mock = t.raises(function() http.get("https://eu-west-1.atlas-crm.com/actuator/health", { timeout = 1 }) end)
+        local mock = t.raises(
+            function() http.get("https://eu-west-1.atlas-crm.com/actuator/health", { timeout = 1 }) end
+        )
         t.eq(fields_of(mock, HTTP_FIELDS), fields_of(real, HTTP_FIELDS))
         t.eq(shape(mock.message), shape(real.message))
         t.eq(http.far_side(mock), http.far_side(real))

@@ -520,7 +520,12 @@ end)
 -- protocol: read as an empty result, it would look like "no records" or "no
 -- change" and let a playbook end in exit 0 with the world unchanged.
 local wrong_replies = {
-    { "route53", "ListResourceRecordSets", "<html><body><h1>200 OK</h1></body></html>", "expected <ListResourceRecordSetsResponse>, got <html>" },
+    {
+        "route53",
+        "ListResourceRecordSets",
+        "<html><body><h1>200 OK</h1></body></html>",
+        "expected <ListResourceRecordSetsResponse>, got <html>",
+    },
     { "route53", "ListResourceRecordSets", "", "empty reply, expected <ListResourceRecordSetsResponse>" },
     { "route53", "ChangeResourceRecordSets", "", "empty reply, expected <ChangeResourceRecordSetsResponse>" },
     {
@@ -530,15 +535,23 @@ local wrong_replies = {
         "expected <ChangeResourceRecordSetsResponse>, got <GetChangeResponse>",
     },
     { "route53", "GetHealthCheckStatus", "<html/>", "expected <GetHealthCheckStatusResponse>, got <html>" },
-    { "rds", "DescribeDBInstances", "<html><body>hello</body></html>", "expected <DescribeDBInstancesResponse>, got <html>" },
+    {
+        "rds",
+        "DescribeDBInstances",
+        "<html><body>hello</body></html>",
+        "expected <DescribeDBInstancesResponse>, got <html>",
+    },
 }
 
 for _, case in ipairs(wrong_replies) do
     local service, action, body, why = table.unpack(case)
-    t.case(string.format("decode: %s %s 200 with %q is an InvalidResponse", service, action, body:sub(1, 20)), function()
-        local v, err = protocol.decode(protocol.service(service), action, "us-east-1", ok_response(body))
-        t.eq(v, nil)
-        t.ok(require("atlas.errors").is(err, "aws"), "an aws error object")
-        t.eq({ err.code, err.message, err.service, err.action }, { "InvalidResponse", why, service, action })
-    end)
+    t.case(
+        string.format("decode: %s %s 200 with %q is an InvalidResponse", service, action, body:sub(1, 20)),
+        function()
+            local v, err = protocol.decode(protocol.service(service), action, "us-east-1", ok_response(body))
+            t.eq(v, nil)
+            t.ok(require("atlas.errors").is(err, "aws"), "an aws error object")
+            t.eq({ err.code, err.message, err.service, err.action }, { "InvalidResponse", why, service, action })
+        end
+    )
 end

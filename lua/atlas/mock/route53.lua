@@ -23,8 +23,7 @@ local CHECKER_REGIONS = {
     "us-west-2",
 }
 local CONTINENTS = { AF = true, AN = true, AS = true, EU = true, OC = true, NA = true, SA = true }
-M.GEO = { ["eu-west-1"] = "EU", ["us-east-1"] = "NA", ["ap-southeast-1"] = "AS" }
-M.DEFAULT_REGION = "us-east-1"
+local env = require "atlas.env"
 
 local function fqdn(name)
     name = tostring(name):lower()
@@ -46,7 +45,7 @@ local function cname(name, value, ttl)
 end
 
 local function geo_record(region, identifier, location, health_check_id)
-    local record = cname(util.API_NAME, region .. ".atlas-crm.com", 60)
+    local record = cname(util.API_NAME, region .. ".atlas-crm.com", env.API_TTL)
     record.SetIdentifier = identifier
     record.GeoLocation = location
     record.HealthCheckId = health_check_id
@@ -124,11 +123,10 @@ function M.build(w)
     }
     for _, region in ipairs(util.REGIONS) do
         records[#records + 1] = cname(region .. ".atlas-crm.com.", M.alb_dns(region), 60)
-        records[#records + 1] =
-            geo_record(region, region, { ContinentCode = M.GEO[region] }, health_check_for(w, region).Id)
     end
-    records[#records + 1] =
-        geo_record(M.DEFAULT_REGION, "default", { CountryCode = "*" }, health_check_for(w, M.DEFAULT_REGION).Id)
+    for _, r in ipairs(env.api_layout()) do
+        records[#records + 1] = geo_record(r.region, r.set_identifier, r.location, health_check_for(w, r.region).Id)
+    end
     sort_records(records)
     s.zones[ZONE_ID] = {
         Id = "/hostedzone/" .. ZONE_ID,

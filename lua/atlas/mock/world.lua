@@ -271,10 +271,21 @@ end
 -- it (sent= overrides whether the request may have left); a timeout costs
 -- its seconds of virtual time. http=true aims the fault at the health
 -- endpoints (region= the endpoint's region) instead of AWS.
+-- reply={...} answers the call with that success reply and does nothing:
+-- a change that silently did not happen.
 function World:inject(fault)
-    assert(type(fault) == "table" and (fault.code or fault.network), "inject needs a code or a network failure")
-    assert(fault.network == nil or NETWORK[fault.network], "inject: unknown network failure " .. tostring(fault.network))
-    assert(not fault.http or fault.network, "inject: an http fault is a network failure (use set_endpoint for a status)")
+    assert(
+        type(fault) == "table" and (fault.code or fault.network or fault.reply),
+        "inject needs a code, a network failure or a reply"
+    )
+    assert(
+        fault.network == nil or NETWORK[fault.network],
+        "inject: unknown network failure " .. tostring(fault.network)
+    )
+    assert(
+        not fault.http or fault.network,
+        "inject: an http fault is a network failure (use set_endpoint for a status)"
+    )
     fault = util.copy(fault)
     fault.used = {}
     fault.skipped = {}
@@ -347,13 +358,17 @@ function World:aws_invoke(service, action, region, params)
         local wire = require "atlas.aws.wire"
         local svc = require("atlas.aws.protocol").service(service)
         local ok, ep = pcall(wire.endpoint, svc, region, {})
-        local host = ok and ep.url:match("^%a+://([^/:]+)") or (svc.endpoint_prefix .. "." .. region .. ".amazonaws.com")
+        local host = ok and ep.url:match("^%a+://([^/:]+)")
+            or (svc.endpoint_prefix .. "." .. region .. ".amazonaws.com")
         local timeout = wire.defaults.timeout
         if fault.network == "timeout" then self:advance(timeout) end
         local message, code, sent = network_failure(fault, host, 443, timeout)
         call.error = code
         call.fault = true
         error(wire.transport_error(svc, { action = action, region = region }, message, code, sent), 0)
+    elseif fault and fault.reply then
+        call.fault = true
+        return util.copy(fault.reply)
     elseif fault then
         local code = fault.code
         local err = self:aws_error(
