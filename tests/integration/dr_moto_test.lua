@@ -18,7 +18,9 @@ local function by_id(records)
     return out
 end
 
-t.case("dr_region_outage then dr_region_recovery against moto, checked by boto3", function()
+-- moto seeded with the reference environment, health endpoints on loopback,
+-- and the environment a run sees -> endpoint, env, health parameter
+local function seeded_world()
     local endpoint = t.moto()
     local seeded = t.spawn({ "python3", "tests/support/seed_moto.py", endpoint }, { timeout = 120 })
     t.eq(seeded.code, 0, seeded.stderr)
@@ -35,6 +37,11 @@ t.case("dr_region_outage then dr_region_recovery against moto, checked by boto3"
         ATLAS_STATE_DIR = dir,
     }
     local health = "health_url=http://127.0.0.1:" .. port .. "/{region}/actuator/health"
+    return endpoint, env, health, dir
+end
+
+t.case("dr_region_outage then dr_region_recovery against moto, checked by boto3", function()
+    local endpoint, env, health = seeded_world()
     local before = boto3_view(endpoint)
 
     -- moto's health checks always pass, so the region looks healthy: a planned drill.
@@ -61,3 +68,42 @@ t.case("dr_region_outage then dr_region_recovery against moto, checked by boto3"
     t.eq(recovered.records, before.records, "the records are back exactly as they were")
     t.eq(recovered.ecs["us-east-1"], { desired = 2, running = 2 })
 end)
+
+t.case(
+    "against moto: a record changed since the failover is not restored; from_layout rebuilds lost records",
+    function()
+        local endpoint, env, health, dir = seeded_world()
+        local before = boto3_view(endpoint)
+        local r = t.run(
+            { "--yes", "playbooks/dr_region_outage.lua", "force=true", "desired_count=4", health },
+            { env = env }
+        )
+        t.eq(r.code, 0, r.stdout .. r.stderr)
+        -- Someone changes the moved record by hand.
+        local edit = t.spawn(
+            { "python3", "tests/support/set_record_ttl.py", endpoint, "eu-west-1", "300" },
+            { timeout = 60 }
+        )
+        t.eq(edit.code, 0, edit.stderr)
+        local edited = boto3_view(endpoint)
+        r = t.run({ "--yes", "playbooks/dr_region_recovery.lua", health }, { env = env })
+        t.eq(r.code, 1, r.stdout .. r.stderr)
+        t.match(
+            r.stdout .. r.stderr,
+            "its records changed since the failover: api%.atlas%-crm%.com %[eu%-west%-1%]: TTL 300 %(expected 60%)"
+        )
+        t.eq(boto3_view(endpoint), edited, "nothing changed")
+
+        -- The saved records are lost: recovery says so, and from_layout=true rebuilds them.
+        os.execute("rm -rf '" .. dir .. "/dns'")
+        r = t.run({ "--yes", "playbooks/dr_region_recovery.lua", health }, { env = env })
+        t.eq(r.code, 1, r.stdout .. r.stderr)
+        t.match(r.stdout .. r.stderr, "no saved records for eu%-west%-1")
+        r = t.run({ "--yes", "playbooks/dr_region_recovery.lua", "from_layout=true", health }, { env = env })
+        t.eq(r.code, 0, r.stdout .. r.stderr)
+        t.match(r.stdout, "will restore api%.atlas%-crm%.com %[eu%-west%-1%] %-> eu%-west%-1%.atlas%-crm%.com, TTL 60")
+        local recovered = boto3_view(endpoint)
+        t.eq(recovered.records, before.records, "the records are as the reference layout has them")
+        t.eq(recovered.ecs["us-east-1"], { desired = 2, running = 2 })
+    end
+)
