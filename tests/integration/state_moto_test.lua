@@ -212,7 +212,7 @@ t.case("a failover started on one machine is finished by a second and recovered 
     r = t.run({ "--yes", "--resume", "playbooks/dr_region_outage.lua" }, { env = machines.b })
     t.eq(r.code, 0, r.stdout .. r.stderr)
     -- "Is it down?" is checked again on resume; the steps after it were never run.
-    t.match(r.stdout, "chk  %[1/5%] verify failed region is down")
+    t.match(r.stdout, "chk  %[1/%d+%] verify failed region is down")
     t.eq(dns.regions_served()["eu-west-1"], "us-east-1")
     local store = shared.store()
     local saved = assert(store:get("dns/api.atlas-crm.com.eu-west-1.json"), "the replaced records are in S3")
