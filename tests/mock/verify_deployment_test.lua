@@ -58,5 +58,5 @@ t.case("a database that is not available, or an endpoint that does not answer, i
     result = t.run_playbook(PLAYBOOK, {}, { world = world })
     t.eq(result.status, "failed")
     t.eq(#result.journal.state.mismatches, 1)
-    t.match(result.journal.state.mismatches[1], "^us%-east%-1: https://us%-east%-1.atlas%-crm.com/actuator/health answers 2xx %(.*Connection timed out%)")
+    t.match(result.journal.state.mismatches[1], "^us%-east%-1: https://us%-east%-1.atlas%-crm.com/actuator/health answers 2xx %(.*Failed to connect to us%-east%-1%.atlas%-crm%.com port 443.*%)")
 end)
