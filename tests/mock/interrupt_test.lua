@@ -58,7 +58,7 @@ t.case("after Ctrl-C, --rollback's undo still calls out and puts the failover ba
     end)
     -- Ctrl-C as the wait for the backup starts.
     journal_mod.after_write = function(journal)
-        local step = journal.steps[4]
+        local step = journal.steps[6]
         if step and step.status == "running" then runtime.interrupt() end
     end
     local world = t.world("eu-west-1-outage")
@@ -69,7 +69,7 @@ t.case("after Ctrl-C, --rollback's undo still calls out and puts the failover ba
     t.eq(result.step, "wait for backup region to be stable")
     t.eq(world:snapshot().api_records, before.api_records, "the undo restored DNS")
     t.eq(world:snapshot().ecs["us-east-1"].desired, 2, "the undo scaled the backup back")
-    t.eq(result.journal.steps[3].status, "undone")
+    t.eq(result.journal.steps[5].status, "undone")
 end)
 
 t.case("a step that declares Ctrl-C its end (atlas.until_interrupted) ends normally; nothing after it runs", function()
