@@ -2,9 +2,10 @@
 -- shared by tests/integration/dr_kill_moto_test.lua and variants that keep
 -- the state elsewhere. Usage: local proof = dofile("tests/support/kill_resume.lua")(t)
 --   proof.setup() -> world; proof.kill_at_every_write(world, placement)
---   placement(n) -> {killed = env, resumed = env, journal = fn() -> record}: where the
---   killed run and its resume keep their state, and how to read the run's journal
---   (proof.same_machine(world) is one: a local directory shared by both).
+--   placement(n) -> {killed = env, resumed = env, journal = fn() -> record, before_resume = fn(record)?}:
+--   where the killed run and its resume keep their state, how to read the run's journal,
+--   and what an operator does before resuming (proof.same_machine(world) is one: a local
+--   directory shared by both).
 return function(t)
     local json = require "atlas.json"
     local runtime = require "atlas.runtime"
@@ -129,6 +130,7 @@ return function(t)
             local sent = mutations_sent(killed.stdout)
             local record = where.journal()
             if record.status ~= "ok" then
+                if where.before_resume then where.before_resume(record) end
                 local resumed = t.run(
                     { "--resume", table.unpack(world.args) },
                     { env = with_env(world.env, where.resumed), timeout = 120 }
