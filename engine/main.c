@@ -131,11 +131,11 @@ load_from_dev_path(lua_State *L, const char *name)
     return 0;
 }
 
-/* package.searchers entry: finds atlas modules compiled into the binary. */
+/* Finds a module in ATLAS_LUA_PATH or compiled in: pushes its loader and
+ * where it came from (2), or nothing (0). */
 static int
-embedded_searcher(lua_State *L)
+find_module(lua_State *L, const char *name)
 {
-    const char *name = luaL_checkstring(L, 1);
     int found = load_from_dev_path(L, name);
     if (found)
         return found;
@@ -148,6 +148,42 @@ embedded_searcher(lua_State *L)
                               lua_tostring(L, -1));
         lua_pushstring(L, chunkname + 1);
         return 2;
+    }
+    return 0;
+}
+
+/* The loader of a short name: requires the full one, so both names share one
+ * module table (package.loaded holds it once, under the full name). */
+static int
+alias_loader(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+/* package.searchers entry: finds atlas modules compiled into the binary.
+ * Playbooks require the service helpers by short, stable names
+ * ("atlas.ecs"); they live in lua/atlas/services/, so a one-part name that
+ * is no module of its own resolves there. */
+static int
+embedded_searcher(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    int found = find_module(L, name);
+    if (found)
+        return found;
+    if (strncmp(name, "atlas.", 6) == 0 && strchr(name + 6, '.') == NULL) {
+        const char *full = lua_pushfstring(L, "atlas.services.%s", name + 6);
+        int top = lua_gettop(L);
+        if (find_module(L, full)) {
+            lua_settop(L, top);
+            lua_pushcclosure(L, alias_loader, 1);
+            lua_pushstring(L, full);
+            return 2;
+        }
+        lua_pop(L, 1);
     }
     lua_pushfstring(L, "no embedded module '%s'", name);
     return 1;
@@ -258,7 +294,7 @@ run_cli(lua_State *L)
     install_modules(L);
 
     lua_getglobal(L, "require");
-    lua_pushliteral(L, "atlas.cli");
+    lua_pushliteral(L, "atlas.run.cli");
     lua_call(L, 1, 1);
     lua_getfield(L, -1, "main");
     luaL_checkstack(L, argc + 1, "too many arguments");

@@ -1,8 +1,8 @@
 -- require "atlas": what every playbook uses.
 local json = require "atlas.json"
 local sys = require "atlas.sys"
-local log = require "atlas.log"
-local runtime = require "atlas.runtime"
+local log = require "atlas.run.log"
+local runtime = require "atlas.run.runtime"
 local errors = require "atlas.errors"
 
 local atlas = {
@@ -29,7 +29,7 @@ function atlas.sleep(seconds) runtime.sleep(seconds) end
 function atlas.now() return runtime.now() end
 
 -- atlas.playbook{...} -> the checked declaration of a playbook
-function atlas.playbook(declaration) return require("atlas.playbook").declare(declaration) end
+function atlas.playbook(declaration) return require("atlas.run.playbook").declare(declaration) end
 
 -- atlas.confirm(message): asks, or honours --yes; raises "aborted" on no
 function atlas.confirm(message) return runtime.confirm(message) end

@@ -5,8 +5,8 @@
 -- when a case fails, and ends with the line "N passed, N failed".
 local sys = require "atlas.sys"
 local errors = require "atlas.errors"
-local log = require "atlas.log"
-local runtime = require "atlas.runtime"
+local log = require "atlas.run.log"
+local runtime = require "atlas.run.runtime"
 local json = require "atlas.json"
 
 local t = {}
@@ -279,9 +279,9 @@ end
 -- continues that run as --resume does.
 function t.run_playbook(path, args, options)
     options = options or {}
-    local playbook = require "atlas.playbook"
-    local params_mod = require "atlas.params"
-    local journal_mod = require "atlas.journal"
+    local playbook = require "atlas.run.playbook"
+    local params_mod = require "atlas.run.params"
+    local journal_mod = require "atlas.run.journal"
     runtime.dry_run = options.dry_run or false
     runtime.yes = options.yes ~= false
     local world = options.world or t.world(options.scenario)

@@ -6,7 +6,7 @@ local t = require "atlas.test"
 local aws = require "atlas.aws"
 local json = require "atlas.json"
 local errors = require "atlas.errors"
-local log = require "atlas.log"
+local log = require "atlas.run.log"
 
 local ecs = require "atlas.ecs"
 local route53 = require "atlas.route53"
@@ -425,7 +425,7 @@ t.case("json 1.0 (DynamoDB) and Application Auto Scaling through aws.call", func
 end)
 
 t.case("dry-run: a mutating helper is printed, not made", function()
-    local runtime = require "atlas.runtime"
+    local runtime = require "atlas.run.runtime"
     runtime.dry_run = true
     local n = names("eu-west-1")
     local events = t.capture(

@@ -7,7 +7,7 @@
 -- protocols are left to the SigV4 suite; see tests/integration/sigv4_moto_test.lua.)
 local t = require "atlas.test"
 local aws = require "atlas.aws"
-local wire = require "atlas.aws.wire"
+local wire = require "atlas.aws.real"
 local credentials = require "atlas.aws.credentials"
 
 -- The first three requests (user, policy, access key) go unchecked; every later one is verified.

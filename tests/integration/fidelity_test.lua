@@ -10,7 +10,7 @@
 -- mapped to names first; see docs/aws.md "moto notes" for what moto cannot show.
 local t = require "atlas.test"
 local aws = require "atlas.aws"
-local runtime = require "atlas.runtime"
+local runtime = require "atlas.run.runtime"
 
 local ecs = require "atlas.ecs"
 local route53 = require "atlas.route53"

@@ -487,7 +487,7 @@ end)
 
 t.case("password_secret reads the password from Secrets Manager (moto) and shows it nowhere", function()
     -- atlas.aws pointed at a fresh moto_server, as tests/support/moto_world.lua does.
-    local wire = require "atlas.aws.wire"
+    local wire = require "atlas.aws.real"
     local credentials = require "atlas.aws.credentials"
     local env = {
         AWS_ENDPOINT_URL = t.moto(),
@@ -526,5 +526,5 @@ t.case("password_secret reads the password from Secrets Manager (moto) and shows
     -- the server, and no log line can show it.
     local literal = sql.subscription_connection(spec)
     t.ok(literal:find("password=pw-Secret-42", 1, true), "CONNECTION holds the password")
-    t.no_match(require("atlas.log").redact("CREATE SUBSCRIPTION s CONNECTION " .. literal), "pw%-Secret%-42")
+    t.no_match(require("atlas.run.log").redact("CREATE SUBSCRIPTION s CONNECTION " .. literal), "pw%-Secret%-42")
 end)

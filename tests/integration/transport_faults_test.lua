@@ -8,7 +8,7 @@ local sys = require "atlas.sys"
 local aws = require "atlas.aws"
 local http = require "atlas.http"
 local errors = require "atlas.errors"
-local runtime = require "atlas.runtime"
+local runtime = require "atlas.run.runtime"
 
 local FIELDS = { "kind", "code", "transport", "sent", "timeout", "retryable", "status", "service", "action", "region" }
 local HTTP_FIELDS = { "kind", "code", "retryable", "status", "method" }

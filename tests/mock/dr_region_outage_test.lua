@@ -2,7 +2,7 @@
 -- simulated waiting per case, milliseconds of real time.
 local t = require "atlas.test"
 local dns = require "atlas.dns"
-local runtime = require "atlas.runtime"
+local runtime = require "atlas.run.runtime"
 
 local PLAYBOOK = "playbooks/dr_region_outage.lua"
 

@@ -1,8 +1,8 @@
 -- Ctrl-C is final, in-process: the interrupt is simulated where the real
 -- transport would report it (libpq returns a cancelled connection).
 local t = require "atlas.test"
-local runtime = require "atlas.runtime"
-local mock_sql = require "atlas.mock.sql"
+local runtime = require "atlas.run.runtime"
+local mock_sql = require "atlas.sql.mock"
 
 t.case("Ctrl-C while diag_replication_lag reads a secondary ends as interrupted, not critical", function()
     local world = t.world("healthy")
@@ -48,7 +48,7 @@ end)
 
 t.case("after Ctrl-C, --rollback's undo still calls out and puts the failover back", function()
     local sys = require "atlas.sys"
-    local journal_mod = require "atlas.journal"
+    local journal_mod = require "atlas.run.journal"
     local saved_dir = os.getenv("ATLAS_STATE_DIR")
     sys.setenv("ATLAS_STATE_DIR", t.tmpdir())
     local after_write = journal_mod.after_write
@@ -86,7 +86,7 @@ return atlas.playbook {
     steps = {
         { name = "follow", run = function(ctx)
             ctx.state.followed = atlas.until_interrupted(function()
-                require("atlas.runtime").interrupt() -- Ctrl-C while following
+                require("atlas.run.runtime").interrupt() -- Ctrl-C while following
                 atlas.sleep(60)
             end)
             ctx.state.sleep_after = pcall(atlas.sleep, 1)

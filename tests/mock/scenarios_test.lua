@@ -26,7 +26,7 @@ end
 
 t.case("every shipped scenario loads by name and says what it does", function()
     for _, name in ipairs(World.scenario_names()) do
-        local scenario = require("atlas.scenarios." .. name)
+        local scenario = require("atlas.mock.scenarios." .. name)
         t.eq(type(scenario.description), "string", name)
         t.eq(type(scenario.apply), "function", name)
         t.ok(World.new { scenario = name }, name)

@@ -1,4 +1,4 @@
--- The three database playbooks in the mock world (atlas.mock.sql over
+-- The three database playbooks in the mock world (atlas.sql.mock over
 -- world.db): same code path as against real servers, virtual time.
 local t = require "atlas.test"
 local json = require "atlas.json"

@@ -297,8 +297,8 @@ t.case("snapshot reads the state that matters, and it compares", function()
 end)
 
 t.case("the mock aws backend answers for the current world: response or nil and the error", function()
-    local runtime = require "atlas.runtime"
-    local backend = require "atlas.mock.aws"
+    local runtime = require "atlas.run.runtime"
+    local backend = require "atlas.aws.mock"
     local previous = runtime.world
     local w = World.new {}
     runtime.use_world(w)

@@ -8,7 +8,7 @@
 --   directory shared by both).
 return function(t)
     local json = require "atlas.json"
-    local runtime = require "atlas.runtime"
+    local runtime = require "atlas.run.runtime"
 
     local PLAYBOOK = "playbooks/dr_region_outage.lua"
 

@@ -2,8 +2,8 @@
 -- right after a journal write, as SIGKILL would stop it, and what a correct
 -- failover ends with. Usage: local crash = dofile("tests/support/mock_crash.lua")(t)
 return function(t)
-    local runtime = require "atlas.runtime"
-    local journal_mod = require "atlas.journal"
+    local runtime = require "atlas.run.runtime"
+    local journal_mod = require "atlas.run.journal"
     local PLAYBOOK = "playbooks/dr_region_outage.lua"
 
     local function mutations_sent(world)

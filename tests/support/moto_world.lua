@@ -3,7 +3,7 @@
 -- "testing"). Usage: local moto = dofile("tests/support/moto_world.lua")(t)
 return function(t)
     local json = require "atlas.json"
-    local wire = require "atlas.aws.wire"
+    local wire = require "atlas.aws.real"
     local credentials = require "atlas.aws.credentials"
     local endpoint = t.moto()
     local seeded = t.spawn({ "python3", "tests/support/seed_moto.py", endpoint }, { timeout = 120 })

@@ -10,7 +10,7 @@ local created = {}
 return function(t, options)
     options = options or {}
     local moto = options.moto
-    local wire = require "atlas.aws.wire"
+    local wire = require "atlas.aws.real"
     local credentials = require "atlas.aws.credentials"
     local env
     if moto then

@@ -1,7 +1,7 @@
 -- The credential chain, with a fake environment and files in a temporary HOME.
 local t = require "atlas.test"
 local credentials = require "atlas.aws.credentials"
-local log = require "atlas.log"
+local log = require "atlas.run.log"
 
 -- use(env) -> HOME path: from now on credentials see only `env` (+ HOME)
 local function use(env)
@@ -101,7 +101,7 @@ t.case("role_arn + source_profile: AssumeRole with the source's keys, cached unt
     local home = use {}
     t.write_file(home .. "/.aws/credentials", CREDENTIALS_FILE)
     t.write_file(home .. "/.aws/config", CONFIG_FILE)
-    local wire = require "atlas.aws.wire"
+    local wire = require "atlas.aws.real"
     local saved = wire.invoke
     t.defer(function() wire.invoke = saved end)
     local calls = {}
@@ -177,7 +177,7 @@ t.case("web identity: the token file and role from the environment, an unsigned 
         AWS_ROLE_SESSION_NAME = "pod-1",
         HOME = home,
     }
-    local wire = require "atlas.aws.wire"
+    local wire = require "atlas.aws.real"
     local saved = wire.invoke
     t.defer(function() wire.invoke = saved end)
     local calls = {}
@@ -207,9 +207,9 @@ t.case("web identity in dry-run still resolves (the STS call is read-only)", fun
     local home = use {}
     t.write_file(home .. "/token", "tok")
     use { AWS_WEB_IDENTITY_TOKEN_FILE = home .. "/token", AWS_ROLE_ARN = "arn:aws:iam::1:role/r", HOME = home }
-    local runtime = require "atlas.runtime"
+    local runtime = require "atlas.run.runtime"
     runtime.dry_run = true
-    local wire = require "atlas.aws.wire"
+    local wire = require "atlas.aws.real"
     local saved = wire.invoke
     t.defer(function() wire.invoke = saved end)
     wire.invoke = function() return { Credentials = { AccessKeyId = "A", SecretAccessKey = "S", SessionToken = "T" } } end

@@ -3,7 +3,7 @@
 local t = require "atlas.test"
 local aws = require "atlas.aws"
 local errors = require "atlas.errors"
-local runtime = require "atlas.runtime"
+local runtime = require "atlas.run.runtime"
 
 -- Installs a fake real-mode backend answering from `script` (a list of
 -- responses / error field tables, one per attempt) and a recording clock.
@@ -32,8 +32,8 @@ local function fake(script)
         return out
     end
     local saved_wire, saved_sleep, saved_now, saved_random =
-        package.loaded["atlas.aws.wire"], runtime.sleep, runtime.now, aws.random
-    package.loaded["atlas.aws.wire"] = backend
+        package.loaded["atlas.aws.real"], runtime.sleep, runtime.now, aws.random
+    package.loaded["atlas.aws.real"] = backend
     runtime.sleep = function(s)
         state.sleeps[#state.sleeps + 1] = s
         state.now = state.now + s
@@ -42,7 +42,7 @@ local function fake(script)
     aws.random = function() return 1 end -- the top of the jitter range: delays are exact
     aws.reset_quota()
     t.defer(function()
-        package.loaded["atlas.aws.wire"], runtime.sleep, runtime.now, aws.random =
+        package.loaded["atlas.aws.real"], runtime.sleep, runtime.now, aws.random =
             saved_wire, saved_sleep, saved_now, saved_random
         aws.reset_quota()
     end)
@@ -192,7 +192,7 @@ end)
 t.case("parallel: results in order, only the failed call is retried", function()
     local state = fake { OK }
     local n = 0
-    package.loaded["atlas.aws.wire"].invoke_many = function(reqs)
+    package.loaded["atlas.aws.real"].invoke_many = function(reqs)
         n = n + 1
         local out = {}
         for i, req in ipairs(reqs) do
@@ -320,7 +320,7 @@ end)
 t.case("a profile template gives each region its own profile unless the call names one", function()
     local profiles = {}
     local state = fake { OK }
-    package.loaded["atlas.aws.wire"].invoke = function(req)
+    package.loaded["atlas.aws.real"].invoke = function(req)
         profiles[#profiles + 1] = req.profile or "-"
         return OK
     end

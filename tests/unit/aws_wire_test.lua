@@ -1,7 +1,7 @@
--- atlas.aws.wire: endpoint resolution as the SDKs do it, the http policy,
+-- atlas.aws.real: endpoint resolution as the SDKs do it, the http policy,
 -- and the helpers' pagination.
 local t = require "atlas.test"
-local wire = require "atlas.aws.wire"
+local wire = require "atlas.aws.real"
 local protocol = require "atlas.aws.protocol"
 
 local function with_env(env)
@@ -121,15 +121,15 @@ end)
 -- ---- pagination through a fake backend -----------------------------------------
 
 local function fake_pages(pages)
-    local saved = package.loaded["atlas.aws.wire"]
+    local saved = package.loaded["atlas.aws.real"]
     local seen = {}
-    package.loaded["atlas.aws.wire"] = {
+    package.loaded["atlas.aws.real"] = {
         invoke = function(req)
             seen[#seen + 1] = req.params
             return pages[#seen] or pages[#pages]
         end,
     }
-    t.defer(function() package.loaded["atlas.aws.wire"] = saved end)
+    t.defer(function() package.loaded["atlas.aws.real"] = saved end)
     return seen
 end
 
@@ -219,7 +219,7 @@ t.case("expired credentials are resolved again and the call retried once", funct
         { 200, {}, '{"services":[],"failures":[]}' },
     }
     local aws = require "atlas.aws"
-    local saved = package.loaded["atlas.aws.wire"]
+    local saved = package.loaded["atlas.aws.real"]
     -- the key rotates between the two attempts, as a refreshed role session would
     local invoke = wire.invoke
     local n = 0
@@ -230,7 +230,7 @@ t.case("expired credentials are resolved again and the call retried once", funct
     end
     t.defer(function()
         wire.invoke = invoke
-        package.loaded["atlas.aws.wire"] = saved
+        package.loaded["atlas.aws.real"] = saved
     end)
     aws.call { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {} }
     t.eq(#seen, 2)
@@ -266,8 +266,8 @@ end)
 
 t.case("pagination: a server that never stops is cut off after MAX_PAGES", function()
     local n = 0
-    local saved = package.loaded["atlas.aws.wire"]
-    package.loaded["atlas.aws.wire"] = {
+    local saved = package.loaded["atlas.aws.real"]
+    package.loaded["atlas.aws.real"] = {
         invoke = function()
             n = n + 1
             return { DBInstances = {}, Marker = "m" .. n }
@@ -277,7 +277,7 @@ t.case("pagination: a server that never stops is cut off after MAX_PAGES", funct
     local max = helper.MAX_PAGES
     helper.MAX_PAGES = 5
     t.defer(function()
-        package.loaded["atlas.aws.wire"] = saved
+        package.loaded["atlas.aws.real"] = saved
         helper.MAX_PAGES = max
     end)
     local err = t.raises(function() require("atlas.rds").describe_db_instances { region = "eu-west-1" } end)

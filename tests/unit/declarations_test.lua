@@ -71,7 +71,7 @@ end)
 
 t.case("every playbook that ships and every fixture that loads declares its mutating steps", function()
     local sys = require "atlas.sys"
-    local playbook = require "atlas.playbook"
+    local playbook = require "atlas.run.playbook"
     for _, dir in ipairs { "playbooks", "tests/fixtures/playbooks" } do
         for _, name in ipairs(sys.readdir(dir)) do
             local ok, pb = pcall(playbook.load, dir .. "/" .. name)

@@ -4,7 +4,7 @@
 -- counts the /delay requests it receives; and the mock world's equivalent.
 local t = require "atlas.test"
 local http = require "atlas.http"
-local runtime = require "atlas.runtime"
+local runtime = require "atlas.run.runtime"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local server_script = here .. "/../support/http_test_server.py"

@@ -1,5 +1,5 @@
 local t = require "atlas.test"
-local params = require "atlas.params"
+local params = require "atlas.run.params"
 
 local specs = params.check_specs("p", {
     failed_region = { type = "region", default = "eu-west-1" },

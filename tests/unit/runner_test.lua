@@ -230,17 +230,17 @@ end)
 t.case("the run lock is released even when writing the report raises", function()
     local state = t.tmpdir()
     local saved = os.getenv("ATLAS_STATE_DIR")
-    local report = require "atlas.report"
+    local report = require "atlas.run.report"
     local write = report.write
     t.defer(function()
         report.write = write
         sys.setenv("ATLAS_STATE_DIR", saved)
-        require("atlas.log").configure { format = "text", level = "info" }
+        require("atlas.run.log").configure { format = "text", level = "info" }
     end)
     report.write = function() error("report exploded") end
     local code
     t.capture(function()
-        code = require("atlas.cli").main {
+        code = require("atlas.run.cli").main {
             "--quiet",
             "--yes",
             "--state-dir",

@@ -148,7 +148,7 @@ for _, case in ipairs(QUOTE_LITERAL) do
 end
 
 t.case("subscription_connection quotes the password twice and registers it as a secret", function()
-    local log = require "atlas.log"
+    local log = require "atlas.run.log"
     local password = [[p'w\ s3cret]]
     local literal, conninfo = sql.subscription_connection {
         host = "atlas-db.example.com",

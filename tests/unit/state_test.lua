@@ -42,13 +42,13 @@ t.case("two processes cannot both continue one run: the journal write is conditi
     t.eq(r.code, 1)
     local run_id = t.read_file(dir .. "/steps.last")
     -- Two resumers read the same journal; the first to write wins.
-    local runtime = require "atlas.runtime"
+    local runtime = require "atlas.run.runtime"
     runtime.use_real()
     local previous = os.getenv("ATLAS_STATE_DIR")
     require("atlas.sys").setenv("ATLAS_STATE_DIR", dir)
     t.defer(function() require("atlas.sys").setenv("ATLAS_STATE_DIR", previous) end)
-    local journal = require "atlas.journal"
-    local pb = require("atlas.playbook").load(FIX .. "steps.lua")
+    local journal = require "atlas.run.journal"
+    local pb = require("atlas.run.playbook").load(FIX .. "steps.lua")
     local first = journal.resume(pb, assert(journal.last("steps")))
     local second = journal.resume(pb, assert(journal.last("steps")))
     t.eq(first.run_id, run_id)
@@ -64,10 +64,10 @@ t.case("a journal write whose outcome was never learnt is no conflict when it la
     local previous = os.getenv("ATLAS_STATE_DIR")
     require("atlas.sys").setenv("ATLAS_STATE_DIR", dir)
     t.defer(function() require("atlas.sys").setenv("ATLAS_STATE_DIR", previous) end)
-    require("atlas.runtime").use_real()
-    local journal = require "atlas.journal"
+    require("atlas.run.runtime").use_real()
+    local journal = require "atlas.run.journal"
     local store = require("atlas.state").open()
-    local pb = require("atlas.playbook").load(FIX .. "steps.lua")
+    local pb = require("atlas.run.playbook").load(FIX .. "steps.lua")
     local j = journal.new(pb, {})
     j:step_started(1, "one")
     -- The next write lands, but the answer is lost (the store raises after writing).

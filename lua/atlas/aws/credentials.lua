@@ -9,7 +9,7 @@
 --   4. EC2 instance metadata, IMDSv2 (token first), unless AWS_EC2_METADATA_DISABLED=true.
 -- Secret keys and session tokens are registered with atlas.log so no output shows them.
 local errors = require "atlas.errors"
-local log = require "atlas.log"
+local log = require "atlas.run.log"
 
 local M = {}
 

@@ -112,7 +112,7 @@ function M.paginate(service, action, args, spec)
             params[spec.input] = token
         end
         if not changed then
-            require("atlas.log").warn("%s %s: the service repeated its pagination cursor; stopping", service, action)
+            require("atlas.run.log").warn("%s %s: the service repeated its pagination cursor; stopping", service, action)
             break
         end
     end

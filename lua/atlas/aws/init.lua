@@ -6,11 +6,11 @@
 --   aws.sign{...} -> headers (atlas.sigv4.sign)
 --
 -- Retries, dry-run and logging live here, above the backend, so they behave
--- the same against AWS (atlas.aws.wire) and against the mock world
--- (atlas.mock.aws). The policy is the SDKs' "standard" mode; see docs/aws.md.
+-- the same against AWS (atlas.aws.real) and against the mock world
+-- (atlas.aws.mock). The policy is the SDKs' "standard" mode; see docs/aws.md.
 local errors = require "atlas.errors"
-local log = require "atlas.log"
-local runtime = require "atlas.runtime"
+local log = require "atlas.run.log"
+local runtime = require "atlas.run.runtime"
 local protocol = require "atlas.aws.protocol"
 
 local M = {}
@@ -291,7 +291,7 @@ local function journal_begin(req)
     if req.read_only or req.own_state or UNRECORDED[req.service] then return nil end
     local ok, svc = pcall(protocol.service, req.service)
     local token = ok and svc.idempotency_tokens and svc.idempotency_tokens[req.action] or nil
-    local entry = require("atlas.journal").call_begin {
+    local entry = require("atlas.run.journal").call_begin {
         service = req.service,
         action = req.action,
         region = req.region,
@@ -330,7 +330,7 @@ function M.call(args)
     local entry = journal_begin(req)
     if entry and entry.replayed ~= nil then return replayed(req, entry) end
     local resp, err = send(req)
-    if entry then require("atlas.journal").call_end(entry, resp, err) end
+    if entry then require("atlas.run.journal").call_end(entry, resp, err) end
     if not resp then error(err, 0) end
     return resp
 end
@@ -399,9 +399,9 @@ function M.parallel(list)
         if entry.replayed == nil then
             local v = results[i]
             if errors.is(v) then
-                require("atlas.journal").call_end(entry, nil, v)
+                require("atlas.run.journal").call_end(entry, nil, v)
             else
-                require("atlas.journal").call_end(entry, v)
+                require("atlas.run.journal").call_end(entry, v)
             end
         end
     end

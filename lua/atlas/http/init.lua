@@ -2,8 +2,8 @@
 -- Real requests go through libcurl; under the mock world the world answers
 -- for its endpoints. A transport failure raises an "http" error object;
 -- any HTTP status is data and is returned.
-local runtime = require "atlas.runtime"
-local log = require "atlas.log"
+local runtime = require "atlas.run.runtime"
+local log = require "atlas.run.log"
 local errors = require "atlas.errors"
 
 local M = {}

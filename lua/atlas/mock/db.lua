@@ -1,5 +1,5 @@
 -- The mock world's databases: the three regional PostgreSQL 15 instances
--- as atlas.mock.sql sees them. world.db = db.new(world).
+-- as atlas.sql.mock sees them. world.db = db.new(world).
 --
 -- State, per region R, in db.regions[R] (scenarios and tests may set it):
 --   reachable        false: every connection fails (08001), while the RDS

@@ -70,9 +70,9 @@ local function load_scenario(scenario)
         end
         loaded = chunk()
     else
-        local ok, result = pcall(require, "atlas.scenarios." .. scenario)
+        local ok, result = pcall(require, "atlas.mock.scenarios." .. scenario)
         if not ok then
-            if tostring(result):find("module 'atlas.scenarios." .. scenario .. "' not found", 1, true) then
+            if tostring(result):find("module 'atlas.mock.scenarios." .. scenario .. "' not found", 1, true) then
                 error(
                     errors.new {
                         kind = "usage",
@@ -355,7 +355,7 @@ function World:aws_invoke(service, action, region, params)
     self.calls[#self.calls + 1] = call
     local fault = take_fault(self, service, action, region)
     if fault and fault.network then
-        local wire = require "atlas.aws.wire"
+        local wire = require "atlas.aws.real"
         local svc = require("atlas.aws.protocol").service(service)
         local ok, ep = pcall(wire.endpoint, svc, region, {})
         local host = ok and ep.url:match("^%a+://([^/:]+)")

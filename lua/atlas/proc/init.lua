@@ -2,8 +2,8 @@
 -- a CDN purge script). Under the mock world the world scripts the answers.
 -- The command is an argv list, never a shell string, so parameters cannot
 -- inject shell syntax.
-local runtime = require "atlas.runtime"
-local log = require "atlas.log"
+local runtime = require "atlas.run.runtime"
+local log = require "atlas.run.log"
 local errors = require "atlas.errors"
 
 local M = {}

@@ -21,7 +21,7 @@
 --
 -- A version is opaque: pass back what get or put returned.
 local errors = require "atlas.errors"
-local runtime = require "atlas.runtime"
+local runtime = require "atlas.run.runtime"
 
 local M = {}
 

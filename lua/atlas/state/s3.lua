@@ -13,10 +13,10 @@
 -- lease that ran out (its machine died) is taken over with a warning.
 local sys = require "atlas.sys"
 local errors = require "atlas.errors"
-local log = require "atlas.log"
-local runtime = require "atlas.runtime"
-local s3 = require "atlas.s3"
-local dynamodb = require "atlas.dynamodb"
+local log = require "atlas.run.log"
+local runtime = require "atlas.run.runtime"
+local s3 = require "atlas.services.s3"
+local dynamodb = require "atlas.services.dynamodb"
 
 local M = {}
 

@@ -1,7 +1,7 @@
 -- The parameter converter (atlas.params.parse) on any command-line value. Input: byte 1 picks
 -- the type, byte 2 the constraints, the rest is the value. Property: the typed value, or a
 -- usage error object (exit 2); never a bare Lua error.
-local params = require "atlas.params"
+local params = require "atlas.run.params"
 
 local TYPES = { "string", "integer", "number", "boolean", "list", "region" }
 

@@ -1,7 +1,7 @@
 -- S3 helpers: objects as strings. Arguments: region (+ profile, endpoint)
 -- and S3's own parameters, as in boto3 (Bucket, Key, Body, IfMatch, ...).
 -- A custom endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3) is addressed
--- path-style, AWS itself virtual-hosted, as the SDKs do (atlas.aws.wire).
+-- path-style, AWS itself virtual-hosted, as the SDKs do (atlas.aws.real).
 local helper = require "atlas.aws.helper"
 
 local M = {}

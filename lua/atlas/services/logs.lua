@@ -1,7 +1,7 @@
 -- CloudWatch Logs helpers. Parameters are the API's camelCase ones
 -- (logGroupName, startTime, endTime in milliseconds, filterPattern).
 local helper = require "atlas.aws.helper"
-local runtime = require "atlas.runtime"
+local runtime = require "atlas.run.runtime"
 
 local M = {}
 

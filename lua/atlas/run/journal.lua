@@ -20,8 +20,8 @@
 -- deduplicates, reused from the record); otherwise the step stops and says so.
 local sys = require "atlas.sys"
 local json = require "atlas.json"
-local runtime = require "atlas.runtime"
-local log = require "atlas.log"
+local runtime = require "atlas.run.runtime"
+local log = require "atlas.run.log"
 local errors = require "atlas.errors"
 local state = require "atlas.state"
 
@@ -96,7 +96,7 @@ function M:to_record()
         playbook = self.playbook,
         path = self.path,
         -- Secret parameters are masked: --resume asks for them again.
-        params = self.specs and require("atlas.params").display(self.specs, self.params) or self.params,
+        params = self.specs and require("atlas.run.params").display(self.specs, self.params) or self.params,
         mode = self.mode,
         status = self.status,
         user = self.user,

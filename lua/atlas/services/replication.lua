@@ -414,7 +414,7 @@ M.PASSWORD_SECRET = "atlas-db-master-password"
 -- the password comes from the master-password secret (eu-west-1).
 local function rds_target(region, password_secret, identifier)
     identifier = identifier or require("atlas.env").db_instance(region)
-    local instances = require("atlas.rds").describe_db_instances { region = region, DBInstanceIdentifier = identifier }
+    local instances = require("atlas.services.rds").describe_db_instances { region = region, DBInstanceIdentifier = identifier }
     local instance = instances[1]
     if not instance or not instance.Endpoint or not instance.Endpoint.Address then
         require("atlas.errors").raise {

@@ -1,7 +1,7 @@
 -- STS helpers. assume_role registers the returned secret key and session
 -- token for redaction.
 local helper = require "atlas.aws.helper"
-local log = require "atlas.log"
+local log = require "atlas.run.log"
 
 local M = {}
 

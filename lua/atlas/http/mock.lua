@@ -1,7 +1,7 @@
 -- The mock http backend: the mock world answers for its endpoints.
 local M = {}
 
-function M.request(req) return require("atlas.runtime").world:http_request(req) end
+function M.request(req) return require("atlas.run.runtime").world:http_request(req) end
 
 -- The world answers at once, so one after another is as fast as at once.
 function M.request_many(reqs)

@@ -8,11 +8,11 @@
 -- alone. The records as they were are returned and saved in the run's state
 -- store (atlas.state), so enabling F again, from any machine that shares the
 -- store, restores them to the letter: TTL, health check, location and all.
-local route53 = require "atlas.route53"
+local route53 = require "atlas.services.route53"
 local json = require "atlas.json"
-local log = require "atlas.log"
+local log = require "atlas.run.log"
 local errors = require "atlas.errors"
-local runtime = require "atlas.runtime"
+local runtime = require "atlas.run.runtime"
 
 local M = {}
 

@@ -1,4 +1,4 @@
--- The mock AWS backend: the same contract as atlas.aws.wire, answered by the
+-- The mock AWS backend: the same contract as atlas.aws.real, answered by the
 -- current mock world (atlas.runtime.world). atlas.aws above it does the
 -- retries, dry-run and logging, so an injected throttle is retried exactly
 -- as a real one would be.
@@ -7,8 +7,8 @@ local errors = require "atlas.errors"
 local M = {}
 
 local function current_world()
-    local world = require("atlas.runtime").world
-    if not world then error("atlas.mock.aws: no mock world is current (runtime.use_world or --mock)", 2) end
+    local world = require("atlas.run.runtime").world
+    if not world then error("atlas.aws.mock: no mock world is current (runtime.use_world or --mock)", 2) end
     return world
 end
 

@@ -5,14 +5,14 @@
 --                                   password_secret = "atlas-db-master-password" }
 --   local rows = db:query("SELECT slot_name, active FROM pg_replication_slots WHERE slot_name = $1", name)
 --
--- The backend is atlas.pq (libpq) for real runs and atlas.mock.sql under the
+-- The backend is atlas.pq (libpq) for real runs and atlas.sql.mock under the
 -- mock world; both take the same calls, so this file is the one place that
 -- decides defaults, dry-run, events, redaction and the error objects.
 -- Documented in docs/sql.md.
 local errors = require "atlas.errors"
 local json = require "atlas.json"
-local log = require "atlas.log"
-local runtime = require "atlas.runtime"
+local log = require "atlas.run.log"
+local runtime = require "atlas.run.runtime"
 local sys = require "atlas.sys"
 
 local monotime = sys.monotime
@@ -98,7 +98,7 @@ end
 -- The password for connect: the one given, or the secret's value.
 local function resolve_password(params, options)
     if options.password_secret then
-        local secrets = require "atlas.secrets"
+        local secrets = require "atlas.services.secrets"
         local value = secrets.get_secret_value {
             SecretId = options.password_secret,
             region = options.secret_region or "eu-west-1",

@@ -1,7 +1,7 @@
 -- Drill reports: what a run did, for the post-drill review and the audit
 -- trail. Records the run's events while it runs (tee on the event sink) and
 -- writes Markdown, or JSON when the file name ends in .json.
-local log = require "atlas.log"
+local log = require "atlas.run.log"
 local json = require "atlas.json"
 local sys = require "atlas.sys"
 local errors = require "atlas.errors"

@@ -6,9 +6,9 @@
 -- each step so a crashed run can resume, and reports every boundary as an
 -- event (atlas.log), which the sinks turn into the timeline or JSON lines.
 local errors = require "atlas.errors"
-local log = require "atlas.log"
-local runtime = require "atlas.runtime"
-local params_mod = require "atlas.params"
+local log = require "atlas.run.log"
+local runtime = require "atlas.run.runtime"
+local params_mod = require "atlas.run.params"
 
 local M = {}
 
@@ -23,7 +23,7 @@ M.EXIT = {
     internal = 70,
 }
 
-local PLAYBOOK_MT = { __name = "atlas.playbook" }
+local PLAYBOOK_MT = { __name = "atlas.run.playbook" }
 
 local function usage(fmt, ...)
     errors.raise { kind = "usage", message = select("#", ...) > 0 and fmt:format(...) or fmt }
@@ -225,7 +225,7 @@ end
 
 -- The journal ---------------------------------------------------------------
 
-local journal_mod = require "atlas.journal"
+local journal_mod = require "atlas.run.journal"
 
 -- The runner ----------------------------------------------------------------
 

@@ -171,7 +171,7 @@ function M.check_file(path)
         end
     end
     if #problems > 0 then return problems end
-    local playbook = require "atlas.playbook"
+    local playbook = require "atlas.run.playbook"
     local loaded, pb = pcall(playbook.load, path)
     if not loaded then
         problems[#problems + 1] = require("atlas.errors").message(pb)

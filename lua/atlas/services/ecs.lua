@@ -77,7 +77,7 @@ end
 -- changes nothing; says what it did in the run's timeline.
 function M.set_desired_count(args)
     local current = existing_service(args)
-    local log = require "atlas.log"
+    local log = require "atlas.run.log"
     if current.desiredCount == args.desiredCount then
         log.info("%s already wants %d tasks", args.region, current.desiredCount)
         return current.desiredCount
@@ -95,7 +95,7 @@ function M.set_desired_count(args)
     }
     -- An answer that does not show the new count is not a change ECS made.
     local now = resp.service and resp.service.desiredCount
-    if not require("atlas.runtime").dry_run and now ~= args.desiredCount then
+    if not require("atlas.run.runtime").dry_run and now ~= args.desiredCount then
         require("atlas.errors").raise {
             kind = "aws",
             code = "InvalidResponse",
@@ -114,7 +114,7 @@ function M.set_desired_count(args)
         args.region,
         current.desiredCount,
         args.desiredCount,
-        require("atlas.runtime").dry_run and " (dry run: not changed)" or ""
+        require("atlas.run.runtime").dry_run and " (dry run: not changed)" or ""
     )
     return current.desiredCount
 end
@@ -178,7 +178,7 @@ end
 -- rerun or --resume changes nothing; says what it did in the run's timeline.
 function M.deploy_task_definition(args)
     local current = existing_service(args)
-    local log = require "atlas.log"
+    local log = require "atlas.run.log"
     if current.taskDefinition == args.taskDefinition then
         log.info("%s already deploys %s", args.region, args.taskDefinition)
         return current.taskDefinition
@@ -197,7 +197,7 @@ function M.deploy_task_definition(args)
         tostring(args.service),
         tostring(M.revision_of(current.taskDefinition)),
         tostring(M.revision_of(args.taskDefinition)),
-        require("atlas.runtime").dry_run and " (dry run: not changed)" or ""
+        require("atlas.run.runtime").dry_run and " (dry run: not changed)" or ""
     )
     return current.taskDefinition
 end

@@ -1,7 +1,7 @@
 -- Secrets Manager. Every value it returns is registered with atlas.log as a
 -- secret first, so no event, error or report can show it.
 local helper = require "atlas.aws.helper"
-local log = require "atlas.log"
+local log = require "atlas.run.log"
 
 local M = {}
 

@@ -1,7 +1,7 @@
 -- The command line of atlas-run. engine/main.c calls main(argv) inside its
 -- one protected call and exits with the number returned here.
 local errors = require "atlas.errors"
-local log = require "atlas.log"
+local log = require "atlas.run.log"
 local sys = require "atlas.sys"
 
 local M = {}
@@ -168,12 +168,12 @@ local function scenario_names()
         end
     end
     for _, name in ipairs(require "atlas.embedded") do
-        add(name:match("^atlas%.scenarios%.(.+)$"))
+        add(name:match("^atlas%.mock%.scenarios%.(.+)$"))
     end
     -- During development the sources in ATLAS_LUA_PATH win, new files included.
     local dev = os.getenv("ATLAS_LUA_PATH")
     if dev and dev ~= "" then
-        for _, file in ipairs(sys.readdir(dev .. "/atlas/scenarios") or {}) do
+        for _, file in ipairs(sys.readdir(dev .. "/atlas/mock/scenarios") or {}) do
             add(file:match("^(.+)%.lua$"))
         end
     end
@@ -182,7 +182,7 @@ local function scenario_names()
 end
 
 local function check_scenario(name)
-    if name == nil or require("atlas.runtime").scenario_is_path(name) then return end
+    if name == nil or require("atlas.run.runtime").scenario_is_path(name) then return end
     for _, known in ipairs(scenario_names()) do
         if known == name then return end
     end
@@ -217,7 +217,7 @@ end
 -- take_run_lock(pb, journal) -> lock (nil when none is needed) | nil, exit code.
 -- Only another run's lock is exit 4; a store that cannot be used is exit 2.
 local function take_run_lock(pb, journal)
-    local runtime = require "atlas.runtime"
+    local runtime = require "atlas.run.runtime"
     if runtime.dry_run then return nil end
     local usable, why = require("atlas.state").open():check()
     if not usable then
@@ -225,7 +225,7 @@ local function take_run_lock(pb, journal)
         return nil, EXIT.usage
     end
     if not pb.lock then return nil end
-    local lock, holder, code = require("atlas.journal").lock(pb.lock, { run_id = journal.run_id })
+    local lock, holder, code = require("atlas.run.journal").lock(pb.lock, { run_id = journal.run_id })
     if lock then return lock end
     if code ~= "LockHeld" then
         io.stderr:write(string.format("atlas-run: %s cannot take the run lock %q: %s\n", pb.name, pb.lock, holder))
@@ -238,10 +238,10 @@ local function take_run_lock(pb, journal)
 end
 
 local function run_playbook(options, positional)
-    local playbook = require "atlas.playbook"
-    local params_mod = require "atlas.params"
-    local journal_mod = require "atlas.journal"
-    local runtime = require "atlas.runtime"
+    local playbook = require "atlas.run.playbook"
+    local params_mod = require "atlas.run.params"
+    local journal_mod = require "atlas.run.journal"
+    local runtime = require "atlas.run.runtime"
 
     check_scenario(options.scenario)
     runtime.setup { mock = options.mock, scenario = options.scenario, dry_run = options.dry_run, yes = options.yes }
@@ -273,7 +273,7 @@ local function run_playbook(options, positional)
     -- Closed on every way out, an error included: a shared lock would
     -- otherwise stay held until its lease runs out.
     local held <close> = lock
-    if options.report then require("atlas.report").start() end
+    if options.report then require("atlas.run.report").start() end
     local result = playbook.run(
         pb,
         params,
@@ -281,7 +281,7 @@ local function run_playbook(options, positional)
     )
     local exit = result.exit
     if options.report then
-        local written, err = require("atlas.report").write(options.report, pb, params, result)
+        local written, err = require("atlas.run.report").write(options.report, pb, params, result)
         if not written then
             io.stderr:write(string.format("atlas-run: cannot write the report %s: %s\n", options.report, err))
             -- The report is part of what was asked: a run without it did not succeed.
@@ -306,7 +306,7 @@ local function run_playbook(options, positional)
 end
 
 local function print_params(pb)
-    local params_mod = require "atlas.params"
+    local params_mod = require "atlas.run.params"
     for _, spec in ipairs(pb.param_specs) do
         local default = ""
         if spec.default ~= nil then
@@ -327,7 +327,7 @@ local function print_params(pb)
 end
 
 local function list_playbooks(positional)
-    local playbook = require "atlas.playbook"
+    local playbook = require "atlas.run.playbook"
     local dir = positional[2] or "playbooks"
     local names, err = sys.readdir(dir)
     if not names then usage_error("cannot list %s", err) end
@@ -351,7 +351,7 @@ end
 -- `atlas-run --help PLAYBOOK`: what it does, what it takes, what it changes.
 local function describe_playbook(name)
     local path = resolve_playbook(name)
-    local pb = require("atlas.playbook").load(path)
+    local pb = require("atlas.run.playbook").load(path)
     print(string.format("%s  (%s)", pb.name, path))
     print("    " .. pb.description)
     if pb.requires then print("    needs: " .. table.concat(pb.requires, ", ")) end
@@ -383,7 +383,7 @@ local function describe_playbook(name)
 end
 
 local function check_playbooks(positional)
-    local lint = require "atlas.lint"
+    local lint = require "atlas.run.lint"
     if #positional < 2 then usage_error("check needs at least one playbook") end
     local problems = 0
     for i = 2, #positional do
@@ -400,7 +400,7 @@ end
 
 local function list_scenarios()
     for _, name in ipairs(scenario_names()) do
-        local ok, scenario = pcall(require, "atlas.scenarios." .. name)
+        local ok, scenario = pcall(require, "atlas.mock.scenarios." .. name)
         local description = ok and type(scenario) == "table" and scenario.description or ""
         print(string.format("%-24s %s", name, description))
     end
@@ -411,7 +411,7 @@ end
 
 local function setup_for_records(options)
     check_scenario(options.scenario)
-    require("atlas.runtime").setup { mock = options.mock, scenario = options.scenario }
+    require("atlas.run.runtime").setup { mock = options.mock, scenario = options.scenario }
 end
 
 -- An outside failure of the store: exit 2 with what and why.
@@ -435,7 +435,7 @@ local function list_runs(options)
     print(string.format("runs in %s (newest first, at most %d):", store:where(), M.RUNS_SHOWN))
     if #items == 0 then print("  none") end
     print(string.format("  %-19s  %-26s  %-11s  %-24s  %s", "STARTED (UTC)", "PLAYBOOK", "STATUS", "WHO@WHERE", "RUN"))
-    local journal = require "atlas.journal"
+    local journal = require "atlas.run.journal"
     for i = 1, math.min(#items, M.RUNS_SHOWN) do
         local run_id = items[i].key:match("^runs/(.+)%.json$")
         if run_id then
@@ -486,7 +486,7 @@ end
 local function show_run(options, positional)
     if not positional[2] then usage_error("show needs a run id (see `atlas-run runs`)") end
     setup_for_records(options)
-    local record, err = require("atlas.journal").load(positional[2])
+    local record, err = require("atlas.run.journal").load(positional[2])
     if not record then
         if err and err:match("^no run ") then usage_error("%s", err) end
         return store_failure("%s", err)
@@ -542,7 +542,7 @@ local function unlock(options, positional)
     local what = positional[2]
     if not what then usage_error("unlock needs a run id or a lock name (the lock-held message names both)") end
     setup_for_records(options)
-    require("atlas.runtime").yes = options.yes and true or false
+    require("atlas.run.runtime").yes = options.yes and true or false
     local store = require("atlas.state").open()
     local found, err = store:find_lock(what)
     if not found then
@@ -551,7 +551,7 @@ local function unlock(options, positional)
         return EXIT.ok
     end
     if found.live and store.kind ~= "local" then
-        require("atlas.runtime").confirm(
+        require("atlas.run.runtime").confirm(
             string.format(
                 "The lock %s is held by %s, whose lease is live. Release it anyway?",
                 found.name,
@@ -601,7 +601,7 @@ local function dispatch(argv)
         return EXIT.ok
     elseif options.code then
         check_scenario(options.scenario)
-        require("atlas.runtime").setup {
+        require("atlas.run.runtime").setup {
             mock = options.mock,
             scenario = options.scenario,
             dry_run = options.dry_run,

@@ -8,7 +8,7 @@
 -- anything else is an SQL error 0A000 naming the statement, so a playbook
 -- that needs more fails loudly in its mock test. Every statement is recorded
 -- in world.calls as {module="sql", host=, sql=, params=}.
-local runtime = require "atlas.runtime"
+local runtime = require "atlas.run.runtime"
 local json = require "atlas.json"
 
 local M = {}
@@ -17,7 +17,7 @@ local null = json.null
 
 local function world()
     local w = runtime.world
-    assert(w, "atlas.mock.sql used without a mock world")
+    assert(w, "atlas.sql.mock used without a mock world")
     assert(w.db, "the mock world has no database model (atlas.mock.db)")
     return w
 end
@@ -161,7 +161,7 @@ end
 
 local Conn = {}
 Conn.__index = Conn
-Conn.__name = "atlas.mock.sql.conn"
+Conn.__name = "atlas.sql.mock.conn"
 
 local answers = {}
 local WRITING_TAGS

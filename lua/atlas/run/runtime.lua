@@ -14,13 +14,9 @@ local M = {
 }
 
 -- Each world-facing interface has a real and a mock implementation, both
--- modules with the same functions.
-local BACKENDS = {
-    aws = { real = "atlas.aws.wire", mock = "atlas.mock.aws" },
-    sql = { real = "atlas.pq", mock = "atlas.mock.sql" },
-    http = { real = "atlas.http.curl", mock = "atlas.http.world" },
-    proc = { real = "atlas.proc.shell", mock = "atlas.proc.world" },
-}
+-- modules with the same functions, named atlas.<interface>.real and
+-- atlas.<interface>.mock: the folder is the interface.
+local INTERFACES = { aws = true, sql = true, http = true, proc = true }
 
 -- Work that must go on while a run waits or calls out, without threads:
 -- the shared run lock renews its lease here. tick() runs before each outside
@@ -54,10 +50,9 @@ end
 
 -- runtime.backend(name) -> the implementation module for the current mode
 function M.backend(name)
-    local choice = BACKENDS[name]
-    if not choice then error("no backend named " .. tostring(name), 2) end
+    if not INTERFACES[name] then error("no backend named " .. tostring(name), 2) end
     M.tick()
-    return require(M.world and choice.mock or choice.real)
+    return require("atlas." .. name .. (M.world and ".mock" or ".real"))
 end
 
 -- runtime.now() -> seconds since the epoch: virtual under the mock world
@@ -277,7 +272,7 @@ end
 -- With no terminal and no --yes it refuses: cron must never hang on a prompt.
 function M.confirm(message)
     if M.yes then
-        require("atlas.log").info("confirmed by --yes: %s", message)
+        require("atlas.run.log").info("confirmed by --yes: %s", message)
         if M.step then M.step.confirmed = true end
         return true
     end
@@ -288,7 +283,7 @@ function M.confirm(message)
             message = 'needs confirmation ("' .. message .. '"), no terminal to ask and --yes not given',
         }
     end
-    require("atlas.log").end_progress()
+    require("atlas.run.log").end_progress()
     io.stdout:write(message, " [y/N] ")
     io.stdout:flush()
     local answer = io.stdin:read("l")

@@ -6,7 +6,7 @@
 -- line for machines. Every string in every event passes redact() first, so
 -- a value registered with secret() never reaches any output.
 local sys = require "atlas.sys"
-local runtime = require "atlas.runtime"
+local runtime = require "atlas.run.runtime"
 
 local M = {}
 

@@ -19,15 +19,15 @@
 -- Read-only. Each check takes the walk {region=, health_url=,
 -- endpoint_timeout=, since_minutes=} and returns holds, text; the health
 -- check's link also sets walk.health_check and walk.down for the next links.
-local log = require "atlas.log"
-local runtime = require "atlas.runtime"
+local log = require "atlas.run.log"
+local runtime = require "atlas.run.runtime"
 local aws = require "atlas.aws"
 local http = require "atlas.http"
-local dns = require "atlas.dns"
-local cloudwatch = require "atlas.cloudwatch"
-local eventbridge = require "atlas.eventbridge"
-local lambda = require "atlas.lambda"
-local logs = require "atlas.logs"
+local dns = require "atlas.services.dns"
+local cloudwatch = require "atlas.services.cloudwatch"
+local eventbridge = require "atlas.services.eventbridge"
+local lambda = require "atlas.services.lambda"
+local logs = require "atlas.services.logs"
 local json = require "atlas.json"
 local errors = require "atlas.errors"
 local env = require "atlas.env"

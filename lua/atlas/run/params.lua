@@ -220,7 +220,7 @@ function M.parse(specs, args, validate)
         else
             local value, err = convert(spec, raw)
             if err then usage("%s", err) end
-            if spec.secret then require("atlas.log").secret(type(value) == "string" and value or nil) end
+            if spec.secret then require("atlas.run.log").secret(type(value) == "string" and value or nil) end
             values[spec.name] = value
         end
     end
