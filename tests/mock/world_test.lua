@@ -19,7 +19,7 @@ t.case("the world starts at a fixed realistic time and virtual time only moves o
     t.eq(os.date("!%Y-%m-%d %H:%M", w:now()), "2025-11-18 09:30")
     w:advance(90)
     t.eq(w:now(), World.START_TIME + 90)
-    w:sleep(10)
+    w:advance(10)
     t.eq(w:now(), World.START_TIME + 100)
     local other = World.new { start_time = 1000 }
     t.eq(other:now(), 1000)
@@ -180,6 +180,32 @@ t.case("faults can count per action, start after n calls, and carry status, mess
     local err = t.raises(function() w:aws_invoke("sts", "GetCallerIdentity", U, {}) end, "AccessDenied")
     t.eq({ err.status, err.message, err.retryable }, { 403, "nope", false })
     w:aws_invoke("sts", "GetCallerIdentity", U, {})
+end)
+
+-- The mock once kept its own list of retryable codes, and it had drifted from atlas.aws's.
+t.case("an injected fault is retryable exactly when atlas.aws's classification retries it", function()
+    local aws = require "atlas.aws"
+    local cases = {
+        { code = "ThrottlingException", retryable = true },
+        { code = "IDPCommunicationError", retryable = true },
+        { code = "InternalServerError", status = 400, retryable = true },
+        { code = "ServerException", status = 400, retryable = false },
+        { code = "ServiceUnavailableException", status = 400, retryable = false },
+        { code = "AccessDeniedException", retryable = false },
+        { code = "SomethingElse", status = 502, retryable = true },
+    }
+    for _, case in ipairs(cases) do
+        local w = World.new {}
+        w:inject { service = "sts", code = case.code, status = case.status, times = 1 }
+        local err = t.raises(function() w:aws_invoke("sts", "GetCallerIdentity", U, {}) end, case.code)
+        t.eq({ case.code, err.retryable }, { case.code, case.retryable })
+        t.eq({ case.code, err.retryable }, { case.code, aws.classify(err) ~= nil })
+    end
+    local message = t.raises(
+        function() World.new {}:inject { code = "AccessDeniedException", retryable = true } end,
+        "not retryable by atlas.aws's classification"
+    )
+    t.match(tostring(message), "AccessDeniedException")
 end)
 
 t.case("the regional health endpoints answer 200 while the region serves", function()

@@ -12,32 +12,6 @@ M.ACCOUNT = "123456789012"
 M.ZONE_NAME = env.ZONE .. "."
 M.API_NAME = env.API_NAME .. "."
 
--- Codes the SDKs treat as throttling or transient; an injected fault with one
--- of them is marked retryable like the real answer would be.
-M.RETRYABLE_CODES = {
-    Throttling = true,
-    ThrottlingException = true,
-    ThrottledException = true,
-    RequestThrottledException = true,
-    TooManyRequestsException = true,
-    ProvisionedThroughputExceededException = true,
-    TransactionInProgressException = true,
-    RequestLimitExceeded = true,
-    BandwidthLimitExceeded = true,
-    LimitExceededException = true,
-    RequestThrottled = true,
-    SlowDown = true,
-    PriorRequestNotComplete = true,
-    EC2ThrottledException = true,
-    RequestTimeout = true,
-    RequestTimeoutException = true,
-    InternalError = true,
-    InternalFailure = true,
-    ServiceUnavailable = true,
-    ServerException = true,
-    ServiceUnavailableException = true,
-}
-
 local FAULT_TEXT = {
     Throttling = { 400, "Rate exceeded" },
     ThrottlingException = { 400, "Rate exceeded" },

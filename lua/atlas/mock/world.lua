@@ -192,8 +192,6 @@ function World:advance(seconds)
     self:refresh()
 end
 
-World.sleep = World.advance
-
 -- Recomputes derived state (endpoint health and when it last changed) after
 -- anything that may have moved it.
 function World:refresh()
@@ -224,11 +222,12 @@ function World:aws_error(service, action, region, code, message, status, extra)
         action = action,
         region = region,
         request_id = util.request_id(self.seq),
-        retryable = util.RETRYABLE_CODES[code] or (status or 400) >= 500 or false,
     }
     for k, v in pairs(extra or {}) do
         fields[k] = v
     end
+    -- atlas.aws's own classification: a mock error says what the retry layer will do with it.
+    fields.retryable = require("atlas.aws").classify(fields) ~= nil
     return errors.new(fields)
 end
 
@@ -262,7 +261,9 @@ local function network_failure(fault, host, port, timeout)
 end
 
 -- w:inject{service=, action=, region=, code=, status=, message=, times=n,
--- retryable=, each_action=bool, after=n}: the next matching calls fail.
+-- each_action=bool, after=n}: the next matching calls fail. Whether such an
+-- error is retryable is atlas.aws's classification of its code and status,
+-- as for a real answer (a `retryable` that says otherwise is refused).
 -- nil fields match anything; times=nil means forever. each_action counts
 -- `times` separately for every action ("the first 2 calls of each
 -- operation"); after=n lets n matching calls through first.
@@ -286,6 +287,22 @@ function World:inject(fault)
         not fault.http or fault.network,
         "inject: an http fault is a network failure (use set_endpoint for a status)"
     )
+    if fault.retryable ~= nil and fault.code then
+        local classified = require("atlas.aws").classify {
+            code = fault.code,
+            status = fault.status or util.fault_status(fault.code),
+            timeout = fault.timeout,
+        } ~= nil
+        assert(
+            fault.retryable == classified,
+            string.format(
+                "inject: %s (status %s) is %sretryable by atlas.aws's classification; drop retryable=",
+                fault.code,
+                tostring(fault.status or util.fault_status(fault.code)),
+                classified and "" or "not "
+            )
+        )
+    end
     fault = util.copy(fault)
     fault.used = {}
     fault.skipped = {}
@@ -378,9 +395,8 @@ function World:aws_invoke(service, action, region, params)
             code,
             fault.message or util.fault_message(code),
             fault.status or util.fault_status(code),
-            { retryable = fault.retryable, sent = fault.sent, timeout = fault.timeout, retry_after = fault.retry_after }
+            { sent = fault.sent, timeout = fault.timeout, retry_after = fault.retry_after }
         )
-        if err.retryable == nil then err.retryable = util.RETRYABLE_CODES[code] or (err.status or 0) >= 500 or false end
         call.error = code
         call.fault = true
         error(err, 0)
