@@ -213,3 +213,28 @@ t.case("--help PLAYBOOK lists its parameters and which steps change the world", 
     r = run({ "--help", "no_such_playbook" })
     t.eq(r.code, 2)
 end)
+
+-- The exit codes were once written out in both cli.lua and playbook.lua. With one
+-- owner, changing its table changes what every path returns.
+t.case("every exit code comes from atlas.run.exit, for commands and for runs alike", function()
+    local exit = require "atlas.run.exit"
+    local saved = {}
+    for k, v in pairs(exit.codes) do
+        saved[k] = v
+    end
+    t.defer(function()
+        for k, v in pairs(saved) do
+            exit.codes[k] = v
+        end
+    end)
+    exit.codes.usage, exit.codes.critical, exit.codes.refused = 42, 45, 43
+    local previous = io.stderr
+    io.stderr = assert(io.open("/dev/null", "w"))
+    local code = require("atlas.run.cli").main { "--frobnicate" }
+    io.stderr:close()
+    io.stderr = previous
+    t.eq(code, 42)
+    t.eq(t.run_playbook(FIX .. "steps.lua", { mode = "critical" }).exit, 45)
+    local status, refused = exit.of_error(require("atlas.errors").new { kind = "aborted", message = "no" })
+    t.eq({ status, refused }, { "refused", 43 })
+end)

@@ -6,7 +6,8 @@ local sys = require "atlas.sys"
 
 local M = {}
 
-local EXIT = { ok = 0, failed = 1, usage = 2, refused = 3, locked = 4, critical = 5, internal = 70 }
+local exit = require "atlas.run.exit"
+local EXIT = exit.codes
 
 M.HELP = [[
 atlas-run %s - run operational runbooks as tested Lua playbooks
@@ -279,13 +280,13 @@ local function run_playbook(options, positional)
         params,
         { journal = journal, resumed = resumed and resumed.run_id, rollback = options.rollback }
     )
-    local exit = result.exit
+    local code = result.exit
     if options.report then
         local written, err = require("atlas.run.report").write(options.report, pb, params, result)
         if not written then
             io.stderr:write(string.format("atlas-run: cannot write the report %s: %s\n", options.report, err))
             -- The report is part of what was asked: a run without it did not succeed.
-            if exit == EXIT.ok then exit = EXIT.failed end
+            if code == EXIT.ok then code = EXIT.failed end
         end
     end
     if result.error then
@@ -302,7 +303,7 @@ local function run_playbook(options, positional)
             )
         end
     end
-    return exit
+    return code
 end
 
 local function print_params(pb)
@@ -639,14 +640,9 @@ function M.main(argv)
     end, argv)
     if ok then return result end
     report_error(result)
-    if errors.is(result, "usage") then
-        return EXIT.usage
-    elseif errors.is(result, "interrupted") or errors.is(result, "aborted") then
-        return EXIT.refused
-    elseif errors.is(result) then
-        return EXIT.failed
-    end
-    return EXIT.internal
+    if not errors.is(result) then return EXIT.internal end
+    local _, code = exit.of_error(result)
+    return code
 end
 
 return M

@@ -12,16 +12,8 @@ local params_mod = require "atlas.run.params"
 
 local M = {}
 
--- Exit codes, documented in README.md; cron and monitoring rely on them.
-M.EXIT = {
-    ok = 0,
-    failed = 1,
-    usage = 2,
-    refused = 3,
-    locked = 4,
-    critical = 5,
-    internal = 70,
-}
+local exit = require "atlas.run.exit"
+local EXIT = exit.codes
 
 local PLAYBOOK_MT = { __name = "atlas.run.playbook" }
 
@@ -229,19 +221,6 @@ local journal_mod = require "atlas.run.journal"
 
 -- The runner ----------------------------------------------------------------
 
-local function classify(err)
-    if errors.is(err, "interrupted") then
-        return "interrupted", M.EXIT.refused
-    elseif errors.is(err, "aborted") then
-        return "refused", M.EXIT.refused
-    elseif errors.is(err, "playbook") and err.code == "critical" then
-        return "critical", M.EXIT.critical
-    elseif errors.is(err, "usage") then
-        return "failed", M.EXIT.usage
-    end
-    return "failed", M.EXIT.failed
-end
-
 -- Keeps the frames a playbook author can act on: their own files, not the
 -- runner's or the C boundary.
 local function trim_traceback(tb)
@@ -318,7 +297,7 @@ end
 -- The failure of a step (or of its check on resume): journalled, shown,
 -- and returned as {status=, exit=, error=, traceback=}.
 local function step_failed(step, index, total, journal, err, traceback, duration)
-    local status, exit = classify(err)
+    local status, code = exit.of_error(err)
     if errors.is(err) then err.step = step.name end
     local shown = status == "critical" and "failed" or status
     journal:step_finished(index, shown, duration, errors.message(err))
@@ -335,7 +314,7 @@ local function step_failed(step, index, total, journal, err, traceback, duration
         error = errors.message(err),
         traceback = (not deliberate and traceback ~= "") and traceback or nil,
     }
-    return { status = status, exit = exit, error = err, traceback = traceback }
+    return { status = status, exit = code, error = err, traceback = traceback }
 end
 
 -- Runs fn(ctx) under xpcall. Ctrl-C is final: a step that caught the
@@ -482,14 +461,14 @@ function M.run(pb, params, options)
         resumed = options.resumed or nil,
     }
 
-    local result = { status = "ok", exit = M.EXIT.ok, journal = journal }
+    local result = { status = "ok", exit = EXIT.ok, journal = journal }
     -- Calls are journalled only while this run's steps run, however it ends.
     local _ <close> = journal:activate()
     for index, step in ipairs(pb.steps) do
         local record = journal.steps[index]
         local failure
         if runtime.interrupted() then
-            failure = { status = "interrupted", exit = M.EXIT.refused, error = runtime.interrupted_error() }
+            failure = { status = "interrupted", exit = EXIT.refused, error = runtime.interrupted_error() }
             failure.error.step = step.name
             log.event { type = "step_end", step = step.name, index = index, total = total, status = "interrupted" }
         elseif record and record.status == "ok" and step.check and options.resumed then
