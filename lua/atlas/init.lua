@@ -51,7 +51,4 @@ end
 -- atlas.is_dry_run() -> true under --dry-run
 function atlas.is_dry_run() return runtime.dry_run end
 
--- atlas.is_mock() -> true under --mock / --scenario (for reports, not for branching)
-function atlas.is_mock() return runtime.world ~= nil end
-
 return atlas

@@ -254,7 +254,6 @@ local function make_context(pb, params, journal)
         state = journal.state,
         run_id = journal.run_id,
         dry_run = runtime.dry_run,
-        mock = runtime.world ~= nil,
     }
     function ctx.log(fmt, ...) log.info(fmt, ...) end
     function ctx.warn(fmt, ...) log.warn(fmt, ...) end
