@@ -238,3 +238,31 @@ t.case("every exit code comes from atlas.run.exit, for commands and for runs ali
     local status, refused = exit.of_error(require("atlas.errors").new { kind = "aborted", message = "no" })
     t.eq({ status, refused }, { "refused", 43 })
 end)
+
+-- Scenario discovery was written three times (cli, runtime, world), and the world's copy
+-- had a hard-coded list of names. Now a scenario file added under ATLAS_LUA_PATH is known
+-- to every one of them, and an unknown name gets the same message from each.
+t.case("a scenario in ATLAS_LUA_PATH is listed, runs by name, and is named in every unknown-scenario message", function()
+    local dir = t.tmpdir()
+    assert(require("atlas.sys").mkdir(dir .. "/atlas/mock/scenarios"))
+    t.write_file(
+        dir .. "/atlas/mock/scenarios/extra-drill.lua",
+        'return { description = "an extra drill", apply = function(w) w:set_service("us-east-1", { running = 1 }) end }'
+    )
+    local env = { ATLAS_LUA_PATH = dir }
+    local r = t.run({ "scenarios" }, { env = env })
+    t.eq(r.code, 0, r.stderr)
+    t.match(r.stdout, "extra%-drill +an extra drill\n")
+    t.match(r.stdout, "eu%-west%-1%-outage +")
+    r = t.run({ "--scenario", "extra-drill", "-e", 'print(require("atlas.run.runtime").world.scenario.description)' }, { env = env })
+    t.eq({ r.code, r.stdout }, { 0, "an extra drill\n" }, r.stderr)
+    r = t.run({ "--scenario", "no-such", "-e", "" }, { env = env })
+    t.eq(r.code, 2)
+    t.match(r.stderr, 'unknown scenario "no%-such" %(scenarios: [^)]*extra%-drill')
+    local from_cli = r.stderr:match('(unknown scenario [^\n]*)')
+    r = t.run({
+        "-e",
+        'local ok, err = pcall(require("atlas.mock.world").new, { scenario = "no-such" }) print(err.message)',
+    }, { env = env })
+    t.eq(r.stdout, from_cli .. "\n")
+end)

@@ -8,6 +8,7 @@
 -- timestamps, errors) in atlas.mock.util.
 local errors = require "atlas.errors"
 local util = require "atlas.mock.util"
+local scenarios = require "atlas.mock.scenarios"
 
 local World = {}
 World.__index = World
@@ -54,59 +55,6 @@ local QUERY_PROTOCOL = { rds = true, sts = true, cloudwatch = true }
 local function canonical_service(service) return SERVICE_ALIASES[service] or service end
 World.canonical_service = canonical_service
 
-local function load_scenario(scenario)
-    if scenario == nil then return nil end
-    if type(scenario) == "function" then return { description = "inline scenario", apply = scenario } end
-    if type(scenario) == "table" then
-        assert(type(scenario.apply) == "function", "scenario table needs an apply function")
-        return scenario
-    end
-    assert(type(scenario) == "string", "scenario must be a name, a file, a table or a function")
-    local loaded
-    if scenario:find("/", 1, true) or scenario:match("%.lua$") then
-        local chunk, message = loadfile(scenario)
-        if not chunk then
-            error(errors.new { kind = "usage", code = "scenario", message = "scenario " .. message }, 0)
-        end
-        loaded = chunk()
-    else
-        local ok, result = pcall(require, "atlas.mock.scenarios." .. scenario)
-        if not ok then
-            if tostring(result):find("module 'atlas.mock.scenarios." .. scenario .. "' not found", 1, true) then
-                error(
-                    errors.new {
-                        kind = "usage",
-                        code = "scenario",
-                        message = "unknown scenario '" .. scenario .. "' (known: " .. table.concat(
-                            World.scenario_names(),
-                            ", "
-                        ) .. ")",
-                    },
-                    0
-                )
-            end
-            error(result, 0)
-        end
-        loaded = result
-    end
-    if type(loaded) ~= "table" or type(loaded.apply) ~= "function" then
-        error(
-            errors.new {
-                kind = "usage",
-                code = "scenario",
-                message = "scenario " .. scenario .. " must return {description=..., apply=function(world) end}",
-            },
-            0
-        )
-    end
-    return loaded
-end
-
--- The shipped scenarios, for usage messages and `atlas-run list`.
-function World.scenario_names()
-    return { "healthy", "eu-west-1-outage", "eu-west-1-db-failure", "replication-lag", "throttling" }
-end
-
 -- World.new{scenario=name|file|table|function, start_time=seconds} -> world
 function World.new(options)
     options = options or {}
@@ -144,7 +92,7 @@ function World.new(options)
         error(db, 0) -- a broken model must not pass for an absent one
     end
     w:refresh()
-    local scenario = load_scenario(options.scenario)
+    local scenario = options.scenario ~= nil and scenarios.load(options.scenario) or nil
     if scenario then
         w.scenario = scenario
         scenario.apply(w)

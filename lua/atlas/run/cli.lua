@@ -160,40 +160,6 @@ local function configure_output(options)
     end
 end
 
-local function scenario_names()
-    local names, seen = {}, {}
-    local function add(name)
-        if name and not seen[name] then
-            seen[name] = true
-            names[#names + 1] = name
-        end
-    end
-    for _, name in ipairs(require "atlas.embedded") do
-        add(name:match("^atlas%.mock%.scenarios%.(.+)$"))
-    end
-    -- During development the sources in ATLAS_LUA_PATH win, new files included.
-    local dev = os.getenv("ATLAS_LUA_PATH")
-    if dev and dev ~= "" then
-        for _, file in ipairs(sys.readdir(dev .. "/atlas/mock/scenarios") or {}) do
-            add(file:match("^(.+)%.lua$"))
-        end
-    end
-    table.sort(names)
-    return names
-end
-
-local function check_scenario(name)
-    if name == nil or require("atlas.run.runtime").scenario_is_path(name) then return end
-    for _, known in ipairs(scenario_names()) do
-        if known == name then return end
-    end
-    usage_error(
-        "unknown scenario %q (scenarios: %s; or a path to a scenario file)",
-        name,
-        table.concat(scenario_names(), ", ")
-    )
-end
-
 -- Finds PLAYBOOK as given, or by name in playbooks/.
 local function resolve_playbook(name)
     if sys.stat(name) then return name end
@@ -244,7 +210,6 @@ local function run_playbook(options, positional)
     local journal_mod = require "atlas.run.journal"
     local runtime = require "atlas.run.runtime"
 
-    check_scenario(options.scenario)
     runtime.setup { mock = options.mock, scenario = options.scenario, dry_run = options.dry_run, yes = options.yes }
 
     local path = resolve_playbook(positional[1])
@@ -400,10 +365,9 @@ local function check_playbooks(positional)
 end
 
 local function list_scenarios()
-    for _, name in ipairs(scenario_names()) do
-        local ok, scenario = pcall(require, "atlas.mock.scenarios." .. name)
-        local description = ok and type(scenario) == "table" and scenario.description or ""
-        print(string.format("%-24s %s", name, description))
+    local scenarios = require "atlas.mock.scenarios"
+    for _, name in ipairs(scenarios.names()) do
+        print(string.format("%-24s %s", name, scenarios.description(name)))
     end
     return EXIT.ok
 end
@@ -411,7 +375,6 @@ end
 -- ---- the run records: runs, show, unlock ----------------------------------------
 
 local function setup_for_records(options)
-    check_scenario(options.scenario)
     require("atlas.run.runtime").setup { mock = options.mock, scenario = options.scenario }
 end
 
@@ -601,8 +564,7 @@ local function dispatch(argv)
         print("atlas-run " .. sys.version)
         return EXIT.ok
     elseif options.code then
-        check_scenario(options.scenario)
-        require("atlas.run.runtime").setup {
+            require("atlas.run.runtime").setup {
             mock = options.mock,
             scenario = options.scenario,
             dry_run = options.dry_run,

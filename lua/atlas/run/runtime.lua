@@ -132,24 +132,6 @@ function M.sleep(seconds)
     until sys.monotime() >= deadline
 end
 
--- runtime.scenario_is_path(s) -> true when --scenario names a file (it has a
--- "/" or ends in .lua) rather than a shipped scenario
-function M.scenario_is_path(scenario)
-    return type(scenario) == "string" and (scenario:find("/", 1, true) ~= nil or scenario:match("%.lua$") ~= nil)
-end
-
-local function load_scenario(scenario)
-    if not M.scenario_is_path(scenario) then return scenario end
-    -- A path: a user's own scenario file, same format as the shipped ones.
-    local chunk, err = loadfile(scenario)
-    if not chunk then errors.raise { kind = "usage", message = "cannot load scenario: " .. err } end
-    local ok, value = pcall(chunk)
-    if not ok then
-        errors.raise { kind = "usage", message = "scenario " .. scenario .. " failed: " .. errors.message(value) }
-    end
-    return value
-end
-
 -- runtime.use_world(world): from now on, calls go to this mock world.
 function M.use_world(world)
     M.world = world
@@ -165,7 +147,7 @@ function M.setup(options)
     M.scenario = options.scenario
     if options.mock or options.scenario then
         local World = require "atlas.mock.world"
-        M.use_world(World.new { scenario = load_scenario(options.scenario or "healthy") })
+        M.use_world(World.new { scenario = options.scenario or "healthy" })
     else
         M.use_real()
     end

@@ -1,0 +1,90 @@
+-- atlas.mock.scenarios: where the mock world's scenarios are found and how
+-- one is loaded. The one owner of that rule: the command line (`--scenario`,
+-- `atlas-run scenarios`), the runtime and the world all ask here.
+--
+-- A scenario is a table {description=, apply=function(world) end}. It is
+-- named by a module atlas.mock.scenarios.<name> (compiled in, or a file in
+-- $ATLAS_LUA_PATH/atlas/mock/scenarios/ during development), or given as a
+-- file path (it has a "/" or ends in .lua), a table or a function.
+local errors = require "atlas.errors"
+
+local M = {}
+
+local PREFIX = "atlas.mock.scenarios."
+
+local function usage(fmt, ...) errors.raise { kind = "usage", code = "scenario", message = string.format(fmt, ...) } end
+
+-- scenarios.names() -> the sorted names of the scenarios that can be named
+function M.names()
+    local names, seen = {}, {}
+    local function add(name)
+        if name and not seen[name] then
+            seen[name] = true
+            names[#names + 1] = name
+        end
+    end
+    for _, module in ipairs(require "atlas.embedded") do
+        if module:sub(1, #PREFIX) == PREFIX then add(module:sub(#PREFIX + 1)) end
+    end
+    -- During development the sources in ATLAS_LUA_PATH win, new files included.
+    local dev = os.getenv("ATLAS_LUA_PATH")
+    if dev and dev ~= "" then
+        for _, file in ipairs(require("atlas.sys").readdir(dev .. "/atlas/mock/scenarios") or {}) do
+            add(file:match("^(.+)%.lua$"))
+        end
+    end
+    table.sort(names)
+    return names
+end
+
+-- scenarios.is_path(s) -> true when s names a scenario file rather than a scenario
+function M.is_path(s) return type(s) == "string" and (s:find("/", 1, true) ~= nil or s:match("%.lua$") ~= nil) end
+
+-- scenarios.check(s): raises the usage error for a name no scenario has;
+-- lets a path, a table or a function through (load checks those).
+function M.check(s)
+    if type(s) ~= "string" or M.is_path(s) then return end
+    for _, known in ipairs(M.names()) do
+        if known == s then return end
+    end
+    usage("unknown scenario %q (scenarios: %s; or a path to a scenario file)", s, table.concat(M.names(), ", "))
+end
+
+local function from_file(path)
+    local chunk, err = loadfile(path)
+    if not chunk then usage("cannot load scenario: %s", err) end
+    local ok, value = pcall(chunk)
+    if not ok then usage("scenario %s failed: %s", path, errors.message(value)) end
+    return value
+end
+
+-- scenarios.load(name | path | table | function) -> {description=, apply=}
+-- Raises a usage error (exit 2) for a scenario that is unknown, does not
+-- load or has the wrong shape.
+function M.load(s)
+    local scenario
+    if type(s) == "function" then
+        return { description = "inline scenario", apply = s }
+    elseif type(s) == "table" then
+        scenario = s
+    elseif M.is_path(s) then
+        scenario = from_file(s)
+    elseif type(s) == "string" then
+        M.check(s)
+        scenario = require(PREFIX .. s)
+    else
+        error("a scenario is a name, a file, a table or a function", 2)
+    end
+    if type(scenario) ~= "table" or type(scenario.apply) ~= "function" then
+        usage("scenario %s must return {description=..., apply=function(world) end}", tostring(s))
+    end
+    return scenario
+end
+
+-- scenarios.description(name) -> its one-line description ("" when it has none)
+function M.description(name)
+    local ok, scenario = pcall(M.load, name)
+    return ok and type(scenario.description) == "string" and scenario.description or ""
+end
+
+return M
