@@ -1,6 +1,6 @@
 -- Whole requests of atlas.aws, signed, checked by an independent implementation:
 -- moto with IAM authentication on recomputes each signature with botocore and
--- refuses any that differs. This covers what the layer adds to atlas.sigv4:
+-- refuses any that differs. This covers what the layer adds to atlas.aws.sigv4:
 -- the form encoding of query bodies, the JSON bodies and targets, the endpoint
 -- and signing-region choice, and the credential chain feeding the signer.
 -- (moto rebuilds GET requests imperfectly when it checks them, so the REST

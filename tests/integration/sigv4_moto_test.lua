@@ -1,4 +1,4 @@
--- atlas.sigv4 signatures checked by an independent implementation: moto with IAM
+-- atlas.aws.sigv4 signatures checked by an independent implementation: moto with IAM
 -- authentication on (INITIAL_NO_AUTH_ACTION_COUNT) recomputes every signature with
 -- botocore's SigV4Auth and answers SignatureDoesNotMatch when ours differs.
 --
@@ -8,7 +8,7 @@
 -- The GET/rest paths are covered by the SigV4 suite (tests/unit/sigv4_test.lua).
 local t = require "atlas.test"
 local curl = require "atlas.curl"
-local sigv4 = require "atlas.sigv4"
+local sigv4 = require "atlas.aws.sigv4"
 local xml = require "atlas.xml"
 
 -- The first three requests (user, policy, access key) go unchecked; every later one is verified.

@@ -309,5 +309,5 @@ t.case("S3: virtual-hosted on AWS, path-style with a custom endpoint or a dotted
         "http://127.0.0.1:5000/ops-state/team/k",
     })
     t.eq(seen[3]["If-None-Match"], "*")
-    t.eq(seen[3]["X-Amz-Content-Sha256"], require("atlas.sigv4").sha256_hex("x"))
+    t.eq(seen[3]["X-Amz-Content-Sha256"], require("atlas.aws.sigv4").sha256_hex("x"))
 end)

@@ -1,10 +1,10 @@
--- atlas.sigv4 against botocore's SigV4Auth, byte for byte, on the requests the runbook's
+-- atlas.aws.sigv4 against botocore's SigV4Auth, byte for byte, on the requests the runbook's
 -- services actually send: rest-xml paths and queries (Route53), an encoded ARN in a rest-json
 -- path (Lambda), JSON and query bodies, session tokens, non-default ports.
 -- tests/support/botocore_sigv4.py signs the same table with botocore.
 local t = require "atlas.test"
 local json = require "atlas.json"
-local sigv4 = require "atlas.sigv4"
+local sigv4 = require "atlas.aws.sigv4"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local signer = here .. "/../support/botocore_sigv4.py"

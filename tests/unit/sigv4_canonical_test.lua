@@ -1,8 +1,8 @@
--- atlas.sigv4's canonical request where neither the AWS SigV4 suite nor botocore's
+-- atlas.aws.sigv4's canonical request where neither the AWS SigV4 suite nor botocore's
 -- cross-check pins it down: url pieces, query edge cases, header folding, time and misuse.
--- They pin the signer's behaviour byte for byte before issue 10 moves it to Lua.
+-- Each case passed against the C signer before issue 10 moved the canonicalisation to Lua.
 local t = require "atlas.test"
-local sigv4 = require "atlas.sigv4"
+local sigv4 = require "atlas.aws.sigv4"
 
 local creds = { access_key_id = "AKIDEXAMPLE", secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY" }
 local T = 1440938160 -- 2015-08-30T12:36:00Z

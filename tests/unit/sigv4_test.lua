@@ -1,8 +1,8 @@
--- atlas.sigv4 against every case of the AWS SigV4 suite (header-signed variant),
+-- atlas.aws.sigv4 against every case of the AWS SigV4 suite (header-signed variant),
 -- plus the behaviours the AWS layer relies on beyond the suite.
 local t = require "atlas.test"
 local json = require "atlas.json"
-local sigv4 = require "atlas.sigv4"
+local sigv4 = require "atlas.aws.sigv4"
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local suite = here .. "/../../vendor/aws-sigv4-suite"

@@ -3,7 +3,7 @@
 --   aws.call{service=, action=, region=, params=, endpoint=, profile=, timeout=} -> response
 --   aws.parallel{ {service=, action=, region=, params=}, ... } -> list of responses or error objects
 --   aws.wait{name=, poll=, acceptors=, progress=, delay=, timeout=} -> last polled value
---   aws.sign{...} -> headers (atlas.sigv4.sign)
+--   aws.sign{...} -> headers (atlas.aws.sigv4.sign)
 --
 -- Retries, dry-run and logging live here, above the backend, so they behave
 -- the same against AWS (atlas.aws.real) and against the mock world
@@ -28,7 +28,7 @@ M.config = {
 -- Replaceable in tests for a deterministic jitter.
 M.random = math.random
 
-function M.sign(args) return require("atlas.sigv4").sign(args) end
+function M.sign(args) return require("atlas.aws.sigv4").sign(args) end
 
 -- ---- retry policy --------------------------------------------------------------
 

@@ -20,7 +20,7 @@ M.clock_skew = 0
 
 local sigv4, curl
 local function natives()
-    sigv4 = sigv4 or require "atlas.sigv4"
+    sigv4 = sigv4 or require "atlas.aws.sigv4"
     -- M.http replaces libcurl in tests (same request/request_many contract)
     curl = M.http or require "atlas.curl"
 end

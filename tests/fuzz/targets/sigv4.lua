@@ -1,6 +1,6 @@
 -- sigv4.sign on requests cut from the input: fields are strings or, when they read as
 -- numbers, numbers. Properties: signing is deterministic, and a number signs as its text.
-local sigv4 = require "atlas.sigv4"
+local sigv4 = require "atlas.aws.sigv4"
 
 local function fields(data)
     local parts = {}
