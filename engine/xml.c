@@ -320,11 +320,11 @@ l_parse(lua_State *L)
     return 1;
 }
 
-static int
-needs_escape(unsigned char c)
-{
-    return c == '&' || c == '<' || c == '>' || c == '"' || c == '\'' || c < 0x20;
-}
+/* The references escape() writes, by byte; other bytes below 0x20 cannot appear in XML 1.0. */
+static const char *const references[128] = {
+    ['&'] = "&amp;",   ['<'] = "&lt;",  ['>'] = "&gt;",   ['"'] = "&quot;",
+    ['\''] = "&apos;", ['\t'] = "&#9;", ['\n'] = "&#10;", ['\r'] = "&#13;",
+};
 
 /* escape(s) -> s with & < > " ' and line breaks / tabs as references, safe in text and in
  * attribute values. Other control characters cannot appear in XML 1.0 at all: misuse. */
@@ -335,47 +335,15 @@ l_escape(lua_State *L)
     const char *s = luaL_checklstring(L, 1, &len);
     luaL_Buffer b;
 
-    for (i = 0; i < len && !needs_escape((unsigned char)s[i]); i++)
-        ;
-    if (i == len) {
-        lua_settop(L, 1);
-        return 1;
-    }
     luaL_buffinit(L, &b);
-    luaL_addlstring(&b, s, i);
-    for (; i < len; i++) {
+    for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '&':
-            luaL_addstring(&b, "&amp;");
-            break;
-        case '<':
-            luaL_addstring(&b, "&lt;");
-            break;
-        case '>':
-            luaL_addstring(&b, "&gt;");
-            break;
-        case '"':
-            luaL_addstring(&b, "&quot;");
-            break;
-        case '\'':
-            luaL_addstring(&b, "&apos;");
-            break;
-        case '\t':
-            luaL_addstring(&b, "&#9;");
-            break;
-        case '\n':
-            luaL_addstring(&b, "&#10;");
-            break;
-        case '\r':
-            luaL_addstring(&b, "&#13;");
-            break;
-        default:
-            if (c < 0x20)
-                return luaL_error(L, "xml.escape: control character %d is not allowed in XML 1.0",
-                                  c);
+        if (c < 128 && references[c] != NULL)
+            luaL_addstring(&b, references[c]);
+        else if (c < 0x20)
+            return luaL_error(L, "xml.escape: control character %d is not allowed in XML 1.0", c);
+        else
             luaL_addchar(&b, (char)c);
-        }
     }
     luaL_pushresult(&b);
     return 1;

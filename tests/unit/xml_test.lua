@@ -172,3 +172,11 @@ end]]
     t.eq(xml.escape("plain"), "plain")
     t.raises(function() xml.escape("bell\7") end, "not allowed")
 end)
+
+t.case("escape: carriage returns become references; UTF-8 and DEL pass; NUL and other controls raise", function()
+    t.eq(xml.escape("a\r\nb"), "a&#13;&#10;b")
+    t.eq(xml.escape("é€\127~"), "é€\127~")
+    t.eq(xml.escape(""), "")
+    t.raises(function() xml.escape("a\0b") end, "control character 0")
+    t.raises(function() xml.escape("\31") end, "control character 31")
+end)
