@@ -9,3 +9,8 @@ for script in bench/startup.py bench/aws_bench.sh bench/aws_keepalive.py bench/s
         "$script"
     fi
 done
+echo "== bench/sigv4_sign.lua"
+build/atlas-run -e 'dofile("bench/sigv4_sign.lua")'
+echo "== bench/aws_call_canned.lua"
+AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true \
+    build/atlas-run -e 'dofile("bench/aws_call_canned.lua")'
