@@ -348,3 +348,44 @@ t.case("the mock aws backend answers for the current world: response or nil and 
     t.ok(errors.is(many[1]) and many[1].code == "ThrottlingException")
     t.eq(many[2].Account, "123456789012")
 end)
+
+-- atlas.env holds every name of the reference environment "in one place"; the mock's
+-- services once wrote many of them out again. A rename in atlas.env must reach the world.
+t.case("renaming resources in atlas.env renames them in the mock world", function()
+    local env = require "atlas.env"
+    local saved = {}
+    local function set(key, value)
+        saved[key] = env[key]
+        env[key] = value
+    end
+    t.defer(function()
+        for k, v in pairs(saved) do
+            env[k] = v
+        end
+    end)
+    set("db_instance", function(region) return "crm-db-" .. region end)
+    set("REPLICA", "crm-db-replica")
+    set("SNAPSHOTS", { "crm-snap-1", "crm-snap-2" })
+    set("DB_USER", "crm_admin")
+    set("log_group", function(region) return "/ecs/crm-" .. region end)
+    set("PASSWORD_SECRET", "crm-db-password")
+    set("FAILOVER_LAMBDA", "crm-failover")
+    set("CDN_NAME", "static.example.net")
+    set("regional_name", function(region) return region .. ".example.net" end)
+    local w = World.new { scenario = "eu-west-1-db-failure" }
+    local ids = {}
+    for _, db in ipairs(w:aws_invoke("rds", "DescribeDBInstances", E, {}).DBInstances) do
+        ids[#ids + 1] = db.DBInstanceIdentifier .. " " .. db.DBInstanceStatus .. " " .. db.MasterUsername
+    end
+    table.sort(ids)
+    t.eq(ids, { "crm-db-eu-west-1 failed crm_admin", "crm-db-replica available crm_admin" })
+    local snaps = w:aws_invoke("rds", "DescribeDBSnapshots", E, {}).DBSnapshots
+    t.eq({ snaps[1].DBSnapshotIdentifier, snaps[2].DBSnapshotIdentifier }, { "crm-snap-1", "crm-snap-2" })
+    local groups = w:aws_invoke("logs", "DescribeLogGroups", U, { logGroupNamePrefix = "/ecs/crm-" }).logGroups
+    t.eq(groups[1].logGroupName, "/ecs/crm-us-east-1")
+    t.eq(w:aws_invoke("secretsmanager", "GetSecretValue", E, { SecretId = "crm-db-password" }).Name, "crm-db-password")
+    t.eq(w:aws_invoke("lambda", "GetFunction", E, { FunctionName = "crm-failover" }).Configuration.FunctionName, "crm-failover")
+    t.eq(w:http_request { url = "https://static.example.net/" }.status, 200)
+    t.eq(w:http_request { url = "https://us-east-1.example.net/actuator/health" }.status, 200)
+    t.eq(w:http_request { url = "https://eu-west-1.example.net/actuator/health" }.status, 503)
+end)

@@ -5,10 +5,11 @@
 -- counts, 5xx while an endpoint is down, health-check status). Alarms are
 -- evaluated from the same world state when they are described.
 local util = require "atlas.mock.util"
+local env = require "atlas.env"
 
 local M = {}
 
-local NAMESPACE = "AtlasCRM/Production"
+local NAMESPACE = env.METRIC_NAMESPACE
 local MAX_DATAPOINTS = 1440
 local LATENCY_BASE = { ["eu-west-1"] = 38, ["us-east-1"] = 72, ["ap-southeast-1"] = 164 }
 
@@ -48,7 +49,7 @@ local function wiggle(t, amplitude)
 end
 
 local function alb_dimension(region)
-    return "app/atlas-crm-production-alb-" .. region .. "/" .. util.hex_digits(#region * 43, 16)
+    return "app/" .. env.alb_name(region) .. "/" .. util.hex_digits(#region * 43, 16)
 end
 M.alb_dimension = alb_dimension
 
@@ -153,9 +154,9 @@ local function alarm_definitions(w, region)
         -- Route53 publishes health-check metrics in us-east-1 only.
         for _, r in ipairs(util.REGIONS) do
             add {
-                name = require("atlas.env").health_alarm(r),
+                name = env.health_alarm(r),
                 severity = "critical",
-                description = "Route53 health check of " .. r .. ".atlas-crm.com is failing",
+                description = "Route53 health check of " .. env.regional_name(r) .. " is failing",
                 namespace = "AWS/Route53",
                 metric = "HealthCheckStatus",
                 statistic = "Minimum",
@@ -226,11 +227,11 @@ local function alarm_definitions(w, region)
     add {
         name = "atlas-production-db-cpu-" .. region,
         severity = "warning",
-        description = "Database CPU above 80 % on atlas-production-db-" .. region,
+        description = "Database CPU above 80 % on " .. env.db_instance(region),
         namespace = "AWS/RDS",
         metric = "CPUUtilization",
         statistic = "Average",
-        dimensions = { { Name = "DBInstanceIdentifier", Value = "atlas-production-db-" .. region } },
+        dimensions = { { Name = "DBInstanceIdentifier", Value = env.db_instance(region) } },
         period = 300,
         evaluation = 3,
         threshold = 80,
@@ -505,7 +506,7 @@ local function known_series(w, region)
     end
     add(NAMESPACE, "CrossRegionLatency", { { Name = "Region", Value = region } })
     if region ~= "eu-west-1" then add(NAMESPACE, "ReplicationLag", { { Name = "Region", Value = region } }) end
-    add("AWS/RDS", "CPUUtilization", { { Name = "DBInstanceIdentifier", Value = "atlas-production-db-" .. region } })
+    add("AWS/RDS", "CPUUtilization", { { Name = "DBInstanceIdentifier", Value = env.db_instance(region) } })
     for key in pairs(state(w, region).data) do
         local namespace, name, dims = key:match("^(.-)|(.-)|(.*)$")
         local dimensions = {}

@@ -77,15 +77,17 @@ local function task_definition(w, region, family, revision)
                     { name = "SPRING_PROFILES_ACTIVE", value = "production" },
                     {
                         name = "DB_HOST",
-                        value = require("atlas.mock.rds").endpoint_address("atlas-production-db-" .. region, region),
+                        value = require("atlas.mock.rds").endpoint_address(env.db_instance(region), region),
                     },
                 },
                 secrets = util.list {
                     {
                         name = "DB_PASSWORD",
                         valueFrom = string.format(
-                            "arn:aws:secretsmanager:eu-west-1:%s:secret:atlas-db-master-password",
-                            util.ACCOUNT
+                            "arn:aws:secretsmanager:%s:%s:secret:%s",
+                            env.PRIMARY_REGION,
+                            util.ACCOUNT,
+                            env.PASSWORD_SECRET
                         ),
                     },
                 },

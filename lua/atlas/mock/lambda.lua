@@ -6,10 +6,9 @@
 -- writes START/END/REPORT lines to its log group, and LogType=Tail returns
 -- them base64-encoded as Lambda does.
 local util = require "atlas.mock.util"
+local env = require "atlas.env"
 
 local M = {}
-
-M.ORCHESTRATOR = "atlas-production-failover-orchestrator"
 
 local function state(w, region)
     w.lambda = w.lambda or {}
@@ -38,10 +37,10 @@ local function orchestrator(payload, w)
 end
 
 function M.build(w)
-    state(w, "eu-west-1")[M.ORCHESTRATOR] = {
-        name = M.ORCHESTRATOR,
-        arn = string.format("arn:aws:lambda:eu-west-1:%s:function:%s", util.ACCOUNT, M.ORCHESTRATOR),
-        log_group = "/aws/lambda/" .. M.ORCHESTRATOR,
+    state(w, env.FAILOVER_REGION)[env.FAILOVER_LAMBDA] = {
+        name = env.FAILOVER_LAMBDA,
+        arn = string.format("arn:aws:lambda:%s:%s:function:%s", env.FAILOVER_REGION, util.ACCOUNT, env.FAILOVER_LAMBDA),
+        log_group = env.FAILOVER_LAMBDA_LOG_GROUP,
         handler = orchestrator,
         -- GetFunction's Configuration.State and LastUpdateStatus, and the
         -- reserved concurrency (nil: none reserved, the account's pool).

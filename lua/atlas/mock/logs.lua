@@ -5,6 +5,7 @@
 -- term syntax of filter patterns: terms that must all appear, "quoted
 -- phrases", ?alternatives and -exclusions.
 local util = require "atlas.mock.util"
+local env = require "atlas.env"
 
 local M = {}
 
@@ -59,7 +60,7 @@ end
 
 function M.build(w)
     for _, region in ipairs(util.REGIONS) do
-        local group = "/ecs/atlas-crm-production-" .. region
+        local group = env.log_group(region)
         M.create_group(w, region, group, 30)
         -- A quiet morning: a few minutes of ordinary application logs.
         for i = 10, 1, -1 do
@@ -77,7 +78,7 @@ function M.build(w)
             )
         end
     end
-    M.create_group(w, "eu-west-1", "/aws/lambda/atlas-production-failover-orchestrator", 14)
+    M.create_group(w, env.FAILOVER_REGION, env.FAILOVER_LAMBDA_LOG_GROUP, 14)
 end
 
 -- Filter patterns ----------------------------------------------------------------

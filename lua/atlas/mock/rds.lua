@@ -7,6 +7,7 @@
 -- is atlas-production-db-R (its endpoint name), so renaming a promoted
 -- replica to that identifier brings the application back.
 local util = require "atlas.mock.util"
+local env = require "atlas.env"
 
 local M = {}
 
@@ -33,9 +34,6 @@ local UNREACHABLE = {
     restoring = true,
 }
 
-function M.primary_id(region) return "atlas-production-db-" .. region end
-M.REPLICA_ID = "atlas-production-db-eu-west-1-replica"
-M.SNAPSHOTS = { "atlas-production-snapshot-latest", "atlas-production-snapshot-before-migration" }
 
 function M.endpoint_address(id, region)
     return string.format("%s.c%s.%s.rds.amazonaws.com", id, util.hex_digits(#region * 17 + 5, 11), region)
@@ -59,8 +57,8 @@ local function instance(w, region, id, fields)
         DBInstanceClass = "db.r6g.xlarge",
         Engine = "postgres",
         DBInstanceStatus = "available",
-        MasterUsername = "atlas_admin",
-        DBName = "atlas",
+        MasterUsername = env.DB_USER,
+        DBName = env.DB_NAME,
         Endpoint = { Address = M.endpoint_address(id, region), Port = 5432, HostedZoneId = "Z29XKXDKYMONMX" },
         AllocatedStorage = 500,
         InstanceCreateTime = util.iso(w.start_time - 420 * 86400),
@@ -240,24 +238,24 @@ end
 function M.build(w)
     w.rds_parameter_groups = { [M.PARAMETER_GROUP] = parameter_group() }
     for _, region in ipairs(util.REGIONS) do
-        add_instance(w, region, instance(w, region, M.primary_id(region)))
+        add_instance(w, region, instance(w, region, env.db_instance(region)))
     end
-    local primary = state(w, "eu-west-1").instances[M.primary_id("eu-west-1")]
-    local replica = instance(w, "eu-west-1", M.REPLICA_ID, {
+    local primary = state(w, env.PRIMARY_REGION).instances[env.db_instance(env.PRIMARY_REGION)]
+    local replica = instance(w, env.PRIMARY_REGION, env.REPLICA, {
         MultiAZ = false,
         SecondaryAvailabilityZone = nil,
         AvailabilityZone = "eu-west-1c",
         BackupRetentionPeriod = 0,
-        ReadReplicaSourceDBInstanceIdentifier = M.primary_id("eu-west-1"),
+        ReadReplicaSourceDBInstanceIdentifier = env.db_instance(env.PRIMARY_REGION),
         StatusInfos = util.list { { StatusType = "read replication", Normal = true, Status = "replicating" } },
         DeletionProtection = false,
         InstanceCreateTime = util.iso(w.start_time - 200 * 86400),
     })
     add_instance(w, "eu-west-1", replica)
-    primary.v.ReadReplicaDBInstanceIdentifiers = util.list { M.REPLICA_ID }
+    primary.v.ReadReplicaDBInstanceIdentifiers = util.list { env.REPLICA }
     local snaps = state(w, "eu-west-1").snapshots
-    snaps[M.SNAPSHOTS[1]] = snapshot(w, "eu-west-1", M.SNAPSHOTS[1], primary, w.start_time - 6 * 3600)
-    snaps[M.SNAPSHOTS[2]] = snapshot(w, "eu-west-1", M.SNAPSHOTS[2], primary, w.start_time - 16 * 86400)
+    snaps[env.SNAPSHOTS[1]] = snapshot(w, env.PRIMARY_REGION, env.SNAPSHOTS[1], primary, w.start_time - 6 * 3600)
+    snaps[env.SNAPSHOTS[2]] = snapshot(w, env.PRIMARY_REGION, env.SNAPSHOTS[2], primary, w.start_time - 16 * 86400)
 end
 
 -- Lookups ----------------------------------------------------------------------
@@ -293,7 +291,7 @@ function M.instance(w, region, id) return state(w, region).instances[id] end
 -- Whether the application of `region` can reach its database: the instance
 -- answering at atlas-production-db-<region>.
 function M.application_db_reachable(w, region)
-    local inst = state(w, region).instances[M.primary_id(region)]
+    local inst = state(w, region).instances[env.db_instance(region)]
     return inst ~= nil and inst.reachable and not UNREACHABLE[inst.v.DBInstanceStatus]
 end
 

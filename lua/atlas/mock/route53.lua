@@ -34,7 +34,7 @@ M.fqdn = fqdn
 
 local function bare_id(id, prefix) return (tostring(id):gsub("^/?" .. prefix .. "/", "")) end
 
-function M.alb_dns(region) return string.format("atlas-crm-production-alb-%s.%s.elb.amazonaws.com", region, region) end
+function M.alb_dns(region) return env.alb_dns_name(region) end
 
 local function state(w) return w.route53 end
 
@@ -45,7 +45,7 @@ local function cname(name, value, ttl)
 end
 
 local function geo_record(region, identifier, location, health_check_id)
-    local record = cname(util.API_NAME, region .. ".atlas-crm.com", env.API_TTL)
+    local record = cname(util.API_NAME, env.regional_name(region), env.API_TTL)
     record.SetIdentifier = identifier
     record.GeoLocation = location
     record.HealthCheckId = health_check_id
@@ -87,7 +87,7 @@ function M.build(w)
                 Port = 443,
                 Type = "HTTPS",
                 ResourcePath = "/actuator/health",
-                FullyQualifiedDomainName = region .. ".atlas-crm.com",
+                FullyQualifiedDomainName = env.regional_name(region),
                 RequestInterval = 30,
                 FailureThreshold = 3,
                 MeasureLatency = false,
@@ -122,7 +122,7 @@ function M.build(w)
         },
     }
     for _, region in ipairs(util.REGIONS) do
-        records[#records + 1] = cname(region .. ".atlas-crm.com.", M.alb_dns(region), 60)
+        records[#records + 1] = cname(env.regional_name(region) .. ".", M.alb_dns(region), 60)
     end
     for _, r in ipairs(env.api_layout()) do
         records[#records + 1] = geo_record(r.region, r.set_identifier, r.location, health_check_for(w, r.region).Id)
@@ -204,8 +204,9 @@ end
 function M.resolve_region(w, name, continent)
     name = fqdn(name)
     for _ = 1, 8 do
-        local region = name:match("^([a-z0-9-]+)%.atlas%-crm%.com%.$")
-        if region and w.endpoints[region] then return region end
+        for region in pairs(w.endpoints) do
+            if name == env.regional_name(region) .. "." then return region end
+        end
         local records = records_named(w, name)
         local chosen, default
         for _, r in ipairs(records) do

@@ -2,10 +2,9 @@
 -- eu-west-1, as a plain SecretString. The value is fixed per world so the
 -- mock SQL layer (w.db) can accept it.
 local util = require "atlas.mock.util"
+local env = require "atlas.env"
 
 local M = {}
-
-M.MASTER_SECRET = "atlas-db-master-password"
 
 local function state(w, region)
     w.secrets = w.secrets or {}
@@ -15,7 +14,7 @@ end
 
 function M.build(w)
     w.master_password = w.master_password or "mock-Atl4s-" .. util.hex_digits(w.start_time % 100000, 16)
-    local name = M.MASTER_SECRET
+    local name = env.PASSWORD_SECRET
     state(w, "eu-west-1")[name] = {
         ARN = string.format("arn:aws:secretsmanager:eu-west-1:%s:secret:%s-Xk3q9Z", util.ACCOUNT, name),
         Name = name,

@@ -8,6 +8,7 @@
 -- timestamps, errors) in atlas.mock.util.
 local errors = require "atlas.errors"
 local util = require "atlas.mock.util"
+local env = require "atlas.env"
 local scenarios = require "atlas.mock.scenarios"
 
 local World = {}
@@ -439,6 +440,15 @@ local function health_response(self, region)
     }
 end
 
+-- R.atlas-crm.com -> R, for every region (env.regional_name)
+local function regional_hosts()
+    local hosts = {}
+    for _, region in ipairs(env.REGIONS) do
+        hosts[env.regional_name(region)] = region
+    end
+    return hosts
+end
+
 -- w:http_request{method=, url=, headers=, body=} -> {status=, body=, headers=}
 -- for the regional endpoints; raises an http error for a host nobody serves.
 function World:http_request(request)
@@ -455,13 +465,13 @@ function World:http_request(request)
     if not scheme then fail("URL rejected: Malformed input to a URL function", "other") end
     host = host:lower()
     local port = scheme == "https" and 443 or 80
-    if host == "cdn.atlas-crm.com" then
+    if host == env.CDN_NAME then
         call.status = self.cdn.status
         return { status = self.cdn.status, body = "", headers = { server = "cloudflare" } }
     end
-    local region = host:match("^([a-z0-9-]+)%.atlas%-crm%.com$")
-    if host == "api.atlas-crm.com" then
-        region = require("atlas.mock.route53").resolve_region(self, "api.atlas-crm.com", request.continent)
+    local region = regional_hosts()[host]
+    if host == env.API_NAME then
+        region = require("atlas.mock.route53").resolve_region(self, env.API_NAME, request.continent)
     end
     local fault = take_fault(self, nil, nil, region, true)
     if fault then

@@ -6,7 +6,8 @@
 -- and work again once an instance answers at the primary's name. The last
 -- writes before the failure (3 organizations, 5 users) reached the replica
 -- but not the logical subscribers.
-local PRIMARY = "atlas-production-db-eu-west-1"
+local env = require "atlas.env"
+local REGION = "eu-west-1"
 
 return {
     description = "eu-west-1 primary RDS instance failed and unreachable; the read replica is fine",
@@ -14,7 +15,7 @@ return {
         local began = world:now() - 300
         world.db:write("eu-west-1", "organization", 3, { to = { "eu-west-1-replica" } })
         world.db:write("eu-west-1", "app_user", 5, { to = { "eu-west-1-replica" } })
-        world:set_db_instance(PRIMARY, {
+        world:set_db_instance(env.db_instance(REGION), {
             status = "failed",
             reachable = false,
             replication = {
@@ -30,7 +31,7 @@ return {
             logs.append(
                 world,
                 "eu-west-1",
-                "/ecs/atlas-crm-production-eu-west-1",
+                env.log_group(REGION),
                 "ERROR [HikariPool-1 housekeeper] com.zaxxer.hikari.pool.HikariPool : HikariPool-1 - Connection is not available, request timed out after 30000ms.",
                 nil,
                 began + i * 30

@@ -1,6 +1,7 @@
 -- Scenario 1 of the runbook: eu-west-1 went down ten minutes ago. Its ECS
 -- service runs no task and cannot start one, the ALB answers 503, and the
 -- Route53 health check has been failing long enough to count.
+local env = require "atlas.env"
 local REGION = "eu-west-1"
 
 return {
@@ -14,10 +15,10 @@ return {
         ecs.add_service_event(
             world,
             REGION,
-            "(service atlas-crm-production-service-eu-west-1) is unable to consistently start tasks successfully.",
+            "(service " .. env.service(REGION) .. ") is unable to consistently start tasks successfully.",
             began + 60
         )
-        local group = "/ecs/atlas-crm-production-" .. REGION
+        local group = env.log_group(REGION)
         local logs = require "atlas.mock.logs"
         for i = 0, 4 do
             logs.append(
