@@ -389,3 +389,14 @@ t.case("renaming resources in atlas.env renames them in the mock world", functio
     t.eq(w:http_request { url = "https://us-east-1.example.net/actuator/health" }.status, 200)
     t.eq(w:http_request { url = "https://eu-west-1.example.net/actuator/health" }.status, 503)
 end)
+
+-- replication_lag_of once duck-typed w.db (pcall, then a private table, then 0.4): an
+-- unknown region read as a healthy lag. w.db is always there and owns the lag.
+t.case("the replication lag has one owner, w.db; an unknown region is an error, not a healthy 0.4 s", function()
+    local w = World.new {}
+    w.db:set_lag(U, 12)
+    t.eq(w:replication_lag_of(U), 12)
+    w:set_replication_lag(A, 30)
+    t.eq(w.db:lag(A), 30)
+    t.raises(function() w:replication_lag_of("mars-west-9") end, "unknown region")
+end)

@@ -357,7 +357,6 @@ end
 -- Handlers ------------------------------------------------------------------------
 
 local H = {}
-M.handlers = H
 
 local STATISTICS = { SampleCount = true, Average = true, Sum = true, Minimum = true, Maximum = true }
 
@@ -584,5 +583,8 @@ function H.DescribeAlarms(w, region, p, ctx)
     if want.CompositeAlarm then response.CompositeAlarms = util.list() end
     return response
 end
+
+-- Every new world builds this state and sends this module the calls to cloudwatch.
+require("atlas.mock.world").register { name = "cloudwatch", build = M.build, handlers = { cloudwatch = H } }
 
 return M

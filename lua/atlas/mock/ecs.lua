@@ -479,7 +479,6 @@ end
 -- Handlers ------------------------------------------------------------------
 
 local H = {}
-M.handlers = H
 
 function H.DescribeServices(w, region, p, ctx)
     local cluster = find_cluster(w, region, ctx, p.cluster)
@@ -627,7 +626,6 @@ end
 -- Application Auto Scaling: the service's 2..10 bounds ----------------------
 
 local A = {}
-M.autoscaling_handlers = A
 
 local function resource_id(svc) return "service/" .. svc.clusterArn:match("cluster/(.+)$") .. "/" .. svc.serviceName end
 
@@ -744,5 +742,8 @@ function M.add_service_event(w, region, message, at)
     service_event(w, svc, message)
     if at then svc.events[#svc.events].createdAt = at end
 end
+
+-- Every new world builds this state and sends this module the calls to ecs and application-autoscaling.
+require("atlas.mock.world").register { name = "ecs", build = M.build, handlers = { ecs = H, ["application-autoscaling"] = A } }
 
 return M

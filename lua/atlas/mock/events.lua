@@ -50,7 +50,6 @@ end
 function M.delete_rule(w, region, name) state(w, region)[name] = nil end
 
 local H = {}
-M.handlers = H
 
 -- The rule's public view: the API's members only.
 local function rule_view(rule)
@@ -147,5 +146,8 @@ end
 
 H.EnableRule = set_state "ENABLED"
 H.DisableRule = set_state "DISABLED"
+
+-- Every new world builds this state and sends this module the calls to events.
+require("atlas.mock.world").register { name = "events", build = M.build, handlers = { events = H } }
 
 return M

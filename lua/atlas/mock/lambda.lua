@@ -96,7 +96,6 @@ local function find_function(w, region, ctx, ref)
 end
 
 local H = {}
-M.handlers = H
 
 local function configuration(w, region, fn)
     return {
@@ -184,5 +183,8 @@ function H.Invoke(w, region, p, ctx)
     end
     return response
 end
+
+-- Every new world builds this state and sends this module the calls to lambda.
+require("atlas.mock.world").register { name = "lambda", build = M.build, handlers = { lambda = H } }
 
 return M

@@ -126,7 +126,6 @@ end
 -- Handlers ------------------------------------------------------------------------
 
 local H = {}
-M.handlers = H
 
 local function find_group(w, region, ctx, p)
     local name = p.logGroupName or p.logGroupIdentifier
@@ -246,5 +245,8 @@ function H.DescribeLogStreams(w, region, p, ctx)
     local page, token = util.page(list, p.nextToken, p.limit, 50)
     return { logStreams = page, nextToken = token }
 end
+
+-- Every new world builds this state and sends this module the calls to logs.
+require("atlas.mock.world").register { name = "logs", build = M.build, handlers = { logs = H } }
 
 return M

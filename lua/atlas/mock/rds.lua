@@ -350,7 +350,6 @@ end
 -- Handlers ------------------------------------------------------------------------
 
 local H = {}
-M.handlers = H
 
 local function filter_values(filters, name)
     for _, f in ipairs(filters or {}) do
@@ -738,5 +737,8 @@ function M.set_instance(w, id, fields)
     end
     error("set_db_instance: no instance " .. tostring(id))
 end
+
+-- Every new world builds this state and sends this module the calls to rds.
+require("atlas.mock.world").register { name = "rds", build = M.build, handlers = { rds = H } }
 
 return M

@@ -230,7 +230,6 @@ end
 -- Handlers ------------------------------------------------------------------------
 
 local H = {}
-M.handlers = H
 
 local function find_zone(w, ctx, id)
     local zone = state(w).zones[bare_id(ctx:need({ Id = id }, "Id"), "hostedzone")]
@@ -645,5 +644,8 @@ function H.GetHealthCheckStatus(w, region, p, ctx)
     end
     return { HealthCheckObservations = observations }
 end
+
+-- Every new world builds this state and sends this module the calls to route53.
+require("atlas.mock.world").register { name = "route53", build = M.build, handlers = { route53 = H } }
 
 return M

@@ -16,24 +16,10 @@ local function usage(fmt, ...) errors.raise { kind = "usage", code = "scenario",
 
 -- scenarios.names() -> the sorted names of the scenarios that can be named
 function M.names()
-    local names, seen = {}, {}
-    local function add(name)
-        if name and not seen[name] then
-            seen[name] = true
-            names[#names + 1] = name
-        end
+    local names = {}
+    for _, module in ipairs(require("atlas.mock.util").modules_under("atlas.mock.scenarios")) do
+        names[#names + 1] = module:sub(#PREFIX + 1)
     end
-    for _, module in ipairs(require "atlas.embedded") do
-        if module:sub(1, #PREFIX) == PREFIX then add(module:sub(#PREFIX + 1)) end
-    end
-    -- During development the sources in ATLAS_LUA_PATH win, new files included.
-    local dev = os.getenv("ATLAS_LUA_PATH")
-    if dev and dev ~= "" then
-        for _, file in ipairs(require("atlas.sys").readdir(dev .. "/atlas/mock/scenarios") or {}) do
-            add(file:match("^(.+)%.lua$"))
-        end
-    end
-    table.sort(names)
     return names
 end
 

@@ -28,7 +28,6 @@ function M.build(w)
 end
 
 local H = {}
-M.handlers = H
 
 function H.GetSecretValue(w, region, p, ctx)
     local id = ctx:need(p, "SecretId")
@@ -58,5 +57,8 @@ function H.GetSecretValue(w, region, p, ctx)
         CreatedDate = secret.CreatedDate,
     }
 end
+
+-- Every new world builds this state and sends this module the calls to secretsmanager.
+require("atlas.mock.world").register { name = "secretsmanager", build = M.build, handlers = { secretsmanager = H } }
 
 return M

@@ -14,7 +14,6 @@ function M.build(w)
 end
 
 local H = {}
-M.handlers = H
 
 function H.GetCallerIdentity(w, region, p, ctx) return util.copy(w.identity) end
 
@@ -62,5 +61,8 @@ function H.AssumeRole(w, region, p, ctx)
         PackedPolicySize = p.Policy and 6 or nil,
     }
 end
+
+-- Every new world builds this state and sends this module the calls to sts.
+require("atlas.mock.world").register { name = "sts", build = M.build, handlers = { sts = H } }
 
 return M

@@ -231,6 +231,35 @@ function M.base64(s)
     return table.concat(out)
 end
 
+-- util.modules_under(prefix) -> the sorted names of the modules one level
+-- below prefix ("atlas.mock" -> atlas.mock.ecs, ...): compiled in, or, during
+-- development, files in $ATLAS_LUA_PATH (new ones included). How the mock
+-- world finds its services and its scenarios.
+function M.modules_under(prefix)
+    local names, seen = {}, {}
+    local function add(name)
+        if not seen[name] then
+            seen[name] = true
+            names[#names + 1] = name
+        end
+    end
+    local head = prefix .. "."
+    for _, module in ipairs(require "atlas.embedded") do
+        local rest = module:sub(#head + 1)
+        if module:sub(1, #head) == head and rest ~= "" and not rest:find(".", 1, true) then add(module) end
+    end
+    local dev = os.getenv("ATLAS_LUA_PATH")
+    if dev and dev ~= "" then
+        local dir = dev .. "/" .. prefix:gsub("%.", "/")
+        for _, file in ipairs(require("atlas.sys").readdir(dir) or {}) do
+            local name = file:match("^(.+)%.lua$")
+            if name then add(head .. name) end
+        end
+    end
+    table.sort(names)
+    return names
+end
+
 -- Sorted keys, so everything the world iterates is in a stable order.
 function M.sorted_keys(t)
     local keys = {}

@@ -10,6 +10,7 @@ local errors = require "atlas.errors"
 local util = require "atlas.mock.util"
 local env = require "atlas.env"
 local scenarios = require "atlas.mock.scenarios"
+local protocol = require "atlas.aws.protocol"
 
 local World = {}
 World.__index = World
@@ -20,40 +21,40 @@ World.ACCOUNT = util.ACCOUNT
 -- (timestamps, ids, generated metrics) reproducible.
 World.START_TIME = 1763458200
 
--- boto3 client name -> handler module. Aliases let callers use the endpoint
--- prefix ("monitoring") as well as the client name ("cloudwatch").
-local SERVICE_MODULES = {
-    ecs = "atlas.mock.ecs",
-    ["application-autoscaling"] = "atlas.mock.ecs",
-    route53 = "atlas.mock.route53",
-    rds = "atlas.mock.rds",
-    cloudwatch = "atlas.mock.cloudwatch",
-    logs = "atlas.mock.logs",
-    secretsmanager = "atlas.mock.secretsmanager",
-    sts = "atlas.mock.sts",
-    lambda = "atlas.mock.lambda",
-    events = "atlas.mock.events",
-}
-local SERVICE_ALIASES = { monitoring = "cloudwatch", ["autoscaling"] = "application-autoscaling" }
+-- The mock services. Each module atlas.mock.<service> registers its state
+-- builder and the handlers of the boto3 clients it answers (World.register)
+-- when it loads; the world loads every module under atlas.mock once, so a
+-- new service is a new file and nothing here names it.
+local handlers_of = {} -- boto3 client name -> { Action = handler(world, region, params, ctx) }
+local builders = {} -- { {name=, build=}, ... } sorted by name: ids depend on the build order
+local services_loaded = false
 
--- The order in which the world is built: later builders refer to earlier ones
--- (Route53 health checks name the ALBs, alarms name the health checks).
-local BUILD_ORDER = {
-    "atlas.mock.ecs",
-    "atlas.mock.route53",
-    "atlas.mock.rds",
-    "atlas.mock.logs",
-    "atlas.mock.cloudwatch",
-    "atlas.mock.secretsmanager",
-    "atlas.mock.sts",
-    "atlas.mock.lambda",
-    "atlas.mock.events",
-}
+-- World.register{name=, build=function(world), handlers={[client]={Action=fn}}}
+function World.register(service)
+    assert(type(service) == "table" and type(service.name) == "string", "register: needs a name")
+    assert(type(service.build) == "function", "register: " .. service.name .. " needs a build function")
+    for client, handlers in pairs(service.handlers or {}) do
+        local owner = handlers_of[client]
+        assert(owner == nil or owner == handlers, "register: two mock services answer " .. client)
+        handlers_of[client] = handlers
+    end
+    for _, known in ipairs(builders) do
+        if known.name == service.name then return end
+    end
+    builders[#builders + 1] = service
+    table.sort(builders, function(a, b) return a.name < b.name end)
+end
 
--- Error codes by protocol for an operation the world does not simulate.
-local QUERY_PROTOCOL = { rds = true, sts = true, cloudwatch = true }
+local function load_services()
+    if services_loaded then return end
+    services_loaded = true
+    for _, module in ipairs(util.modules_under("atlas.mock")) do
+        require(module)
+    end
+end
 
-local function canonical_service(service) return SERVICE_ALIASES[service] or service end
+-- The client name atlas.aws uses: "monitoring" is CloudWatch, as on the wire.
+local canonical_service = protocol.canonical_name
 World.canonical_service = canonical_service
 
 -- World.new{scenario=name|file|table|function, start_time=seconds} -> world
@@ -78,20 +79,12 @@ function World.new(options)
     end
     -- cdn.atlas-crm.com, served by Cloudflare outside AWS: it answers while set.
     w.cdn = { status = 200 }
-    w.modules = {}
-    for _, name in ipairs(BUILD_ORDER) do
-        local module = require(name)
-        w.modules[#w.modules + 1] = module
-        module.build(w)
+    load_services()
+    for _, service in ipairs(builders) do
+        service.build(w)
     end
-    -- The SQL engineer's database/replication model; optional so the world
-    -- works before (or without) it.
-    local ok, db = pcall(require, "atlas.mock.db")
-    if ok and type(db) == "table" and type(db.new) == "function" then
-        w.db = db.new(w)
-    elseif not ok and not tostring(db):find("module 'atlas.mock.db' not found", 1, true) then
-        error(db, 0) -- a broken model must not pass for an absent one
-    end
+    -- The databases behind the RDS instances (SQL through atlas.sql.mock).
+    w.db = require("atlas.mock.db").new(w)
     w:refresh()
     local scenario = options.scenario ~= nil and scenarios.load(options.scenario) or nil
     if scenario then
@@ -279,22 +272,15 @@ local function take_fault(self, service, action, region, http)
     end
 end
 
--- The handler table of a service, or nil.
-local function service_handlers(service)
-    local name = SERVICE_MODULES[service]
-    if not name then return nil end
-    local module = require(name)
-    if service == "application-autoscaling" then return module.autoscaling_handlers end
-    return module.handlers
-end
-
 -- Answers without recording or faults: for snapshots and internal reads.
 function World:aws_invoke_raw(service, action, region, params)
     service = canonical_service(service)
-    local handlers = service_handlers(service)
+    local handlers = handlers_of[service]
     local handler = handlers and handlers[action]
     if not handler then
-        local code = QUERY_PROTOCOL[service] and "InvalidAction" or "UnknownOperationException"
+        -- The code the service's own protocol answers an unknown action with.
+        local known, svc = pcall(protocol.service, service)
+        local code = known and svc.protocol == "query" and "InvalidAction" or "UnknownOperationException"
         local message = handlers and ("The mock world does not implement " .. action)
             or ("The mock world does not simulate the service " .. tostring(service))
         error(self:aws_error(service, action, region, code, message, 400), 0)
@@ -552,21 +538,11 @@ function World:set_db_instance(id, fields)
     self:refresh()
 end
 
--- w:set_replication_lag(region, seconds): the lag of a subscriber region,
--- as CloudWatch and w.db report it.
-function World:set_replication_lag(region, seconds)
-    self.replication_lag = self.replication_lag or {}
-    self.replication_lag[region] = seconds
-    if self.db and type(self.db.set_lag) == "function" then self.db:set_lag(region, seconds) end
-end
+-- w:set_replication_lag(region, seconds): the lag of a subscriber region.
+-- w.db owns it; CloudWatch's ReplicationLag reads it from there.
+function World:set_replication_lag(region, seconds) self.db:set_lag(region, seconds) end
 
-function World:replication_lag_of(region)
-    if self.db and type(self.db.lag) == "function" then
-        local ok, lag = pcall(self.db.lag, self.db, region)
-        if ok and type(lag) == "number" then return lag end
-    end
-    return (self.replication_lag or {})[region] or 0.4
-end
+function World:replication_lag_of(region) return self.db:lag(region) end
 
 -- w:set_metric(namespace, name, dimensions, value|function(t) -> value)
 function World:set_metric(namespace, name, dimensions, value)
