@@ -27,6 +27,13 @@ t.case("rejects bad values naming the parameter and what it accepts", function()
         { { name = "x", count = "ten" }, 'parameter count: "ten" is not an integer from 1 to 50' },
         { { name = "x", count = "99" }, "parameter count: 99 is not an integer from 1 to 50" },
         { { name = "x", count = "2.5" }, "is not an integer" },
+        -- decimal only: tonumber alone takes all of these
+        { { name = "x", count = "0x8" }, '"0x8" is not an integer' },
+        { { name = "x", count = "5e0" }, '"5e0" is not an integer' },
+        { { name = "x", count = " 5" }, '" 5" is not an integer' },
+        { { name = "x", count = "5 " }, '"5 " is not an integer' },
+        { { name = "x", ratio = "0x1p4" }, "is not a number" },
+        { { name = "x", ratio = " 0.5" }, "is not a number" },
         { { name = "x", force = "maybe" }, 'parameter force: "maybe" is not true or false' },
         { { name = "x", ratio = "nan" }, "is not a number" },
         { {}, "parameter name is required" },

@@ -21,14 +21,21 @@ function TYPES.string(v)
     return nil, "a string"
 end
 
+-- Text from argv is decimal only: Lua's tonumber would also take "0x8",
+-- "5e0" and " 5", which nobody means as a task count.
+local function decimal(v, pattern)
+    if type(v) == "string" and not v:find(pattern) then return nil end
+    return tonumber(v)
+end
+
 function TYPES.integer(v)
-    local n = math.tointeger(tonumber(v))
+    local n = math.tointeger(decimal(v, "^[-+]?%d+$"))
     if n then return n end
     return nil, "an integer"
 end
 
 function TYPES.number(v)
-    local n = tonumber(v)
+    local n = decimal(v, "^[-+]?%d*%.?%d+$")
     if n and n == n and n ~= math.huge and n ~= -math.huge then return n end
     return nil, "a number"
 end
