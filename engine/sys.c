@@ -414,16 +414,20 @@ sys_readdir(lua_State *L)
     return 1;
 }
 
-/* sys.stat(path) -> {type="file"|"directory"|"other", size=, mtime=, mode=}, or fail */
+/* sys.stat(path, nofollow) -> {type="file"|"directory"|"link"|"other", size=, mtime=, mode=},
+ * or fail; with nofollow a symlink is itself ("link"), not what it points to. */
 static int
 sys_stat(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
-    if (stat(path, &st) != 0)
+    if ((lua_toboolean(L, 2) ? lstat(path, &st) : stat(path, &st)) != 0)
         return push_errno(L, path);
     lua_createtable(L, 0, 4);
-    lua_pushstring(L, S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "directory" : "other");
+    lua_pushstring(L, S_ISREG(st.st_mode)   ? "file"
+                      : S_ISDIR(st.st_mode) ? "directory"
+                      : S_ISLNK(st.st_mode) ? "link"
+                                            : "other");
     lua_setfield(L, -2, "type");
     lua_pushinteger(L, (lua_Integer)st.st_size);
     lua_setfield(L, -2, "size");
@@ -470,8 +474,18 @@ sys_write_atomic(lua_State *L)
     const char *data = luaL_checklstring(L, 2, &len);
     mode_t mode = (mode_t)luaL_optinteger(L, 3, 0600);
     int durable = lua_isnoneornil(L, 4) || lua_toboolean(L, 4);
+    /* Only a regular file is replaced: rename would turn a symlink, a FIFO
+     * or a device (/dev/full, as root) into a regular file. */
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: exists and is not a regular file", path);
+        lua_pushinteger(L, EEXIST);
+        return 3;
+    }
     const char *tmp = lua_pushfstring(L, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    unlink(tmp); /* a leftover of a killed run with our pid; O_EXCL refuses anything else */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0)
         return push_errno(L, tmp);
     size_t done = 0;

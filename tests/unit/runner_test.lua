@@ -209,6 +209,28 @@ t.case("a report that cannot be written fails the run and says why", function()
     t.eq(r.code, 0, r.stderr)
 end)
 
+t.case("--report refuses a symlink, a FIFO or a device before the run starts, and never replaces it", function()
+    local state = t.tmpdir()
+    local target = state .. "/target.md"
+    t.write_file(target, "keep me\n")
+    local link = state .. "/link.md"
+    os.execute(string.format("ln -s %q %q && mkfifo %q", target, link, state .. "/fifo.md"))
+    for _, path in ipairs { link, state .. "/fifo.md", "/dev/null" } do
+        local r = t.run({ "--yes", "--report", path, FIX .. "steps.lua" }, { env = { ATLAS_STATE_DIR = state } })
+        t.eq(r.code, 2, path .. ": " .. r.stdout .. r.stderr)
+        t.match(r.stderr, "exists and is not a regular file")
+        t.no_match(r.stdout, "%[1/3%] one", "nothing ran")
+    end
+    t.eq(sys.stat(link, true).type, "link", "the symlink is still a symlink")
+    t.eq(t.read_file(target), "keep me\n")
+    t.eq(sys.stat(state .. "/fifo.md").type, "other")
+    -- The primitive itself refuses too, whoever calls it.
+    local ok, err = sys.write_atomic(link, "x")
+    t.eq(ok, nil)
+    t.match(err, "not a regular file")
+    t.eq(t.read_file(target), "keep me\n")
+end)
+
 t.case("--resume keeps the run's parameters: a different value is refused, a secret is given again", function()
     local state = t.tmpdir()
     local env = { ATLAS_STATE_DIR = state }

@@ -234,6 +234,12 @@ local function run_playbook(options, positional)
         journal = journal_mod.new(pb, params)
     end
 
+    if options.report then
+        -- Refused before anything runs: a failover must not end by finding
+        -- that its report cannot be written.
+        local usable, why = require("atlas.run.report").check_path(options.report)
+        if not usable then usage_error("--report %s: %s", options.report, why) end
+    end
     local lock, refusal = take_run_lock(pb, journal)
     if refusal then return refusal end
     -- Closed on every way out, an error included: a shared lock would

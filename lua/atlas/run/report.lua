@@ -118,6 +118,17 @@ local function markdown(pb, params, result, s)
     return table.concat(lines, "\n") .. "\n"
 end
 
+-- report.check_path(path) -> true, or nil and why a report cannot go there.
+-- A report replaces only a regular file, and a symlink is never followed: as
+-- root, `--report /dev/full` once replaced the device with a file.
+function M.check_path(path)
+    local st = sys.stat(path, true)
+    if st and st.type ~= "file" then
+        return nil, string.format("exists and is not a regular file (%s)", st.type == "link" and "a symlink" or st.type)
+    end
+    return true
+end
+
 -- report.write(path, playbook, params, result) -> true, or nil and why it could not be written
 function M.write(path, pb, params, result)
     local s = summarize(recorded or {})
