@@ -205,3 +205,41 @@ end },
     t.eq(result.status, "ok", tostring(result.error))
     t.eq(#world:calls_to("cloudwatch", "PutMetricData"), 1)
 end)
+
+-- `check` and `list` load files nobody has run yet: a loop at the top level
+-- is stopped after playbook.LOAD_SECONDS with a clear message, not waited for.
+local HANG = "tests/fixtures/hang/loops_at_load.lua"
+
+t.case("a playbook that loops at load is stopped with a usage error naming the file", function()
+    local playbook = require "atlas.run.playbook"
+    local saved = playbook.LOAD_SECONDS
+    t.defer(function() playbook.LOAD_SECONDS = saved end)
+    playbook.LOAD_SECONDS = 0.2
+    local err = t.raises(function() playbook.load(HANG) end, "still loading after 0%.2s: a loop at the top level%?")
+    t.eq(err.kind, "usage")
+    t.match(err.message, "^" .. HANG:gsub("%p", "%%%0"))
+    t.eq(debug.gethook(), nil, "the load's hook is removed")
+    for _, argv in ipairs { { "check", HANG }, { "list", "tests/fixtures/hang" } } do
+        local code
+        local _, ok, err = t.capture(function() code = require("atlas.run.cli").main(argv) end)
+        t.ok(ok, err)
+        t.eq(code, 2, argv[1])
+    end
+end)
+
+t.case("SIGTERM while a playbook loads exits 3 (interrupted), not 2", function()
+    local sys = require "atlas.sys"
+    local out = t.tmpdir()
+    local pid = assert(sys.spawn({ t.binary(), "check", HANG }, { stdout = out .. "/o", stderr = out .. "/e" }))
+    sys.sleep(0.3)
+    sys.kill(pid, "TERM")
+    local deadline = sys.monotime() + 10
+    local exited, code
+    repeat
+        exited, code = sys.wait(pid, true)
+        if not exited then sys.sleep(0.02) end
+    until exited or sys.monotime() > deadline
+    if not exited then sys.kill(pid, "KILL") end
+    t.ok(exited, "exited")
+    t.eq(code, 3, t.read_file(out .. "/e"))
+end)

@@ -311,6 +311,8 @@ local function list_playbooks(positional)
                 print(string.format("%s  (%s/%s)", pb.name, dir, name))
                 print("    " .. pb.description)
                 print_params(pb)
+            elseif errors.is(pb, "interrupted") then
+                error(pb, 0)
             else
                 print(string.format("%s: INVALID: %s", name, errors.message(pb)))
                 code = EXIT.usage

@@ -174,6 +174,8 @@ function M.check_file(path)
     local playbook = require "atlas.run.playbook"
     local loaded, pb = pcall(playbook.load, path)
     if not loaded then
+        -- SIGTERM or Ctrl-C during the load ends `check` as interrupted (exit 3).
+        if require("atlas.errors").is(pb, "interrupted") then error(pb, 0) end
         problems[#problems + 1] = require("atlas.errors").message(pb)
         return problems
     end

@@ -6,6 +6,7 @@
 -- each step so a crashed run can resume, and reports every boundary as an
 -- event (atlas.log), which the sinks turn into the timeline or JSON lines.
 local errors = require "atlas.errors"
+local sys = require "atlas.sys"
 local log = require "atlas.run.log"
 local runtime = require "atlas.run.runtime"
 local params_mod = require "atlas.run.params"
@@ -167,17 +168,31 @@ end
 
 -- playbook.load(path) -> declaration, or raises a "usage" error that names
 -- the file and line.
+M.LOAD_SECONDS = 5
+
 function M.load(path)
     local file = io.open(path, "r")
     if not file then usage("cannot open playbook %s", path) end
     file:close()
     local chunk, err = loadfile(path, "t", strict_env())
     if not chunk then usage("%s", err) end
+    -- A playbook's top level only declares. `check` and `list` load files
+    -- nobody has run yet, so a loop there is stopped, not waited for.
+    local deadline = sys.monotime() + M.LOAD_SECONDS
+    debug.sethook(function()
+        if sys.monotime() > deadline then
+            debug.sethook()
+            usage("%s: still loading after %gs: a loop at the top level? (a playbook's top level only declares; work goes in steps)", path, M.LOAD_SECONDS)
+        end
+    end, "", 10000)
     local ok, decl = xpcall(chunk, function(e)
         if errors.is(e) then return e end
         return tostring(e)
     end)
+    debug.sethook()
     if not ok then
+        -- Ctrl-C or SIGTERM while loading is an interruption (exit 3), not bad input.
+        if errors.is(decl, "interrupted") then error(decl, 0) end
         if errors.is(decl, "usage") then
             -- A message that already names the file and line keeps them.
             if decl.message:sub(1, #path + 1) ~= path .. ":" then decl.message = path .. ": " .. decl.message end
