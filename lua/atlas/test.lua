@@ -349,6 +349,9 @@ local function reset_runtime()
     runtime.dry_run, runtime.yes, runtime.scenario = false, false, nil
     runtime.interrupt_noted, runtime.undoing, runtime.replaying = false, false, false
     runtime.interrupt_ends_step = false
+    -- Each file starts with no secrets: one file's short test secret would
+    -- otherwise mask words in the next file's expected output.
+    log.forget_secrets()
 end
 
 local function failure_text(err)

@@ -105,6 +105,13 @@ end
 
 -- ---- sources -------------------------------------------------------------------
 
+-- credentials.register_environment(): the secrets the environment holds are
+-- masked in every output from the start of a run, before any call needs them.
+function M.register_environment()
+    log.secret(env("AWS_SECRET_ACCESS_KEY"))
+    log.secret(env("AWS_SESSION_TOKEN"))
+end
+
 local function from_env()
     local id, secret = env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")
     if id and secret then return make(id, secret, env("AWS_SESSION_TOKEN"), nil, "environment") end

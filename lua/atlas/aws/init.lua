@@ -230,6 +230,9 @@ local function attempt_once(backend, req)
                 region = req.region,
             }
     end
+    -- A secret in a reply (GetSecretValue, AssumeRole, a password) stays
+    -- masked wherever it is printed later, however the call was made.
+    log.secret_fields(resp)
     return resp
 end
 

@@ -211,6 +211,8 @@ local function run_playbook(options, positional)
     local runtime = require "atlas.run.runtime"
 
     runtime.setup { mock = options.mock, scenario = options.scenario, dry_run = options.dry_run, yes = options.yes }
+    -- Masked from the first line of output, not from the first AWS call.
+    require("atlas.aws.credentials").register_environment()
 
     local path = resolve_playbook(positional[1])
     local pb = playbook.load(path)
@@ -281,10 +283,7 @@ local function print_params(pb)
     local params_mod = require "atlas.run.params"
     for _, spec in ipairs(pb.param_specs) do
         local default = ""
-        if spec.default ~= nil then
-            local shown = type(spec.default) == "table" and table.concat(spec.default, ",") or tostring(spec.default)
-            default = " [default " .. shown .. "]"
-        end
+        if spec.default ~= nil then default = " [default " .. params_mod.shown_default(spec) .. "]" end
         print(
             string.format(
                 "    %s=%s%s%s%s",

@@ -6,6 +6,7 @@
 -- line for machines. Every string in every event passes redact() first, so
 -- a value registered with secret() never reaches any output.
 local sys = require "atlas.sys"
+local json = require "atlas.json"
 local runtime = require "atlas.run.runtime"
 
 local M = {}
@@ -24,28 +25,94 @@ local config = {
 local secrets = {}
 local MASK = "[REDACTED]"
 
--- log.secret(value): never print value (or any string containing it) again.
+-- The forms a secret takes on its way out: as given, inside a %q string
+-- (Lua error messages), inside a JSON string (the JSON sink, the journal, the
+-- report) and escaped as a conninfo value. Each is masked like the value.
+local function forms(value)
+    local out = { value }
+    for _, form in ipairs {
+        string.format("%q", value):sub(2, -2),
+        json.encode(value):sub(2, -2),
+        (value:gsub("[\\']", "\\%0")),
+    } do
+        if form ~= value then out[#out + 1] = form end
+    end
+    return out
+end
+
+-- log.secret(value): never print value (or any string containing it), in any
+-- of its forms, again.
 function M.secret(value)
     if type(value) ~= "string" or value == "" then return end
-    for _, known in ipairs(secrets) do
-        if known == value then return end
+    for _, form in ipairs(forms(value)) do
+        local known = false
+        for _, s in ipairs(secrets) do
+            if s == form then known = true end
+        end
+        if not known then secrets[#secrets + 1] = form end
     end
-    secrets[#secrets + 1] = value
     table.sort(secrets, function(a, b) return #a > #b end)
 end
 
 local function plain_pattern(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
+
+-- Below this length a secret is masked only as a whole word: masking every
+-- "ab" inside other words would make the output unreadable, while a short
+-- password still never shows as `password=ab`.
+local WHOLE_WORD_BELOW = 4
+
+local function mask_words(s, secret)
+    local out, at = {}, 1
+    while true do
+        local i, j = s:find(secret, at, true)
+        if not i then break end
+        local before, after = s:sub(i - 1, i - 1), s:sub(j + 1, j + 1)
+        if not before:find("^[%w_]$") and not after:find("^[%w_]$") then
+            out[#out + 1] = s:sub(at, i - 1) .. MASK
+        else
+            out[#out + 1] = s:sub(at, j)
+        end
+        at = j + 1
+    end
+    out[#out + 1] = s:sub(at)
+    return table.concat(out)
+end
+
+-- log.forget_secrets(): the test runner's reset between test files.
+function M.forget_secrets() secrets = {} end
 
 -- log.redact(s) -> s with every registered secret replaced
 function M.redact(s)
     if type(s) ~= "string" or #secrets == 0 then return s end
     for _, secret in ipairs(secrets) do
         if s == secret then return MASK end
-        -- Very short secrets would mask ordinary words, so they are only
-        -- masked when they are the whole value (above).
-        if #secret >= 4 and s:find(secret, 1, true) then s = s:gsub(plain_pattern(secret), MASK) end
+        if s:find(secret, 1, true) then
+            if #secret >= WHOLE_WORD_BELOW then
+                s = s:gsub(plain_pattern(secret), MASK)
+            else
+                s = mask_words(s, secret)
+            end
+        end
     end
     return s
+end
+
+-- log.secret_fields(t): registers every value of a secret-named field in t
+-- (a decoded reply: GetSecretValue's SecretString, STS's SecretAccessKey),
+-- so that the value stays masked wherever a playbook later prints it.
+local REPLY_SECRETS = { secretstring = true, secretbinary = true, secretaccesskey = true, sessiontoken = true }
+
+function M.secret_fields(t, depth)
+    depth = depth or 0
+    if type(t) ~= "table" or depth > 20 then return end
+    for k, v in pairs(t) do
+        local lower = type(k) == "string" and k:lower()
+        if type(v) == "string" and lower and (REPLY_SECRETS[lower] or lower:find("password$")) then
+            M.secret(v)
+        else
+            M.secret_fields(v, depth + 1)
+        end
+    end
 end
 
 -- Fields whose value is a secret whatever it is, so that a password typed
@@ -68,7 +135,7 @@ local SECRET_FIELDS = {
 
 local secret_field_seen = {}
 
-local function is_secret_field(key)
+function M.is_secret_field(key)
     if type(key) ~= "string" then return false end
     local known = secret_field_seen[key]
     if known == nil then
@@ -92,7 +159,7 @@ local function redact_deep(value, depth)
     local copy = nil
     for k, v in pairs(value) do
         local masked
-        if is_secret_field(k) and type(v) == "string" then
+        if M.is_secret_field(k) and type(v) == "string" then
             masked = MASK
         else
             masked = redact_deep(v, depth + 1)

@@ -227,7 +227,7 @@ function M.parse(specs, args, validate)
         else
             local value, err = convert(spec, raw)
             if err then usage("%s", err) end
-            if spec.secret then require("atlas.run.log").secret(type(value) == "string" and value or nil) end
+            if spec.secret then M.register_secret(value, raw) end
             values[spec.name] = value
         end
     end
@@ -236,6 +236,28 @@ function M.parse(specs, args, validate)
         if message then usage("%s", message) end
     end
     return values
+end
+
+-- params.register_secret(value, raw): a secret parameter's value, each item
+-- of a list and the text it came from are never printed.
+function M.register_secret(value, raw)
+    local log = require "atlas.run.log"
+    if type(raw) == "string" then log.secret(raw) end
+    if type(value) == "table" then
+        for _, item in ipairs(value) do
+            log.secret(tostring(item))
+        end
+    elseif value ~= nil then
+        log.secret(tostring(value))
+    end
+end
+
+-- params.shown_default(spec) -> the default as `list` and --help print it:
+-- a secret's default is masked like its value.
+function M.shown_default(spec)
+    if spec.default == nil then return nil end
+    if spec.secret then return "[REDACTED]" end
+    return type(spec.default) == "table" and table.concat(spec.default, ",") or tostring(spec.default)
 end
 
 -- params.display(specs, values) -> values safe to print (secrets masked)
