@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 PREFIX ?= /usr/local
 JOBS ?= 2
 
-.PHONY: all build deps demo test test-asan fuzz test-c test-lua install clean format bench
+.PHONY: all build deps demo test test-asan fuzz test-c test-lua install clean format bench mutants
 
 all: build
 
@@ -37,6 +37,13 @@ test-asan:
 # inputs go to build-fuzz/corpus/, crashes to build-fuzz/artifacts/ (scripts/fuzz).
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
+# A seeded mutation run over the safety-critical Lua (scripts/mutants.lua):
+# the share of mutants the unit and mock suites kill. Not part of `make test`.
+MUTANTS ?= 40
+MUTANT_SEED ?= 1
+mutants: build
+	MUTANTS=$(MUTANTS) MUTANT_SEED=$(MUTANT_SEED) $(BUILD_DIR)/atlas-run -e 'dofile("scripts/mutants.lua")'
+
 fuzz:
 	cmake -S . -B $(FUZZ_DIR) -DCMAKE_C_COMPILER=clang -DATLAS_FUZZ=ON
 	cmake --build $(FUZZ_DIR) --target fuzzers -j $(JOBS)
