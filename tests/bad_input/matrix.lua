@@ -173,6 +173,27 @@ return atlas.playbook { name = "pb", description = "d", params = {},
         message = "s%.lua",
     },
 
+    {
+        what = "a scenario file whose apply is not a function",
+        files = { ["s.lua"] = "return { description = 'x', apply = 5 }\n" },
+        argv = { "--scenario", "$DIR/s.lua", "diag_health" },
+        exit = 2,
+        message = "apply",
+    },
+    {
+        what = "a scenario file with an unknown field",
+        files = { ["s.lua"] = "return { description = 'x', aply = function(w) end }\n" },
+        argv = { "--scenario", "$DIR/s.lua", "diag_health" },
+        exit = 2,
+        message = "aply",
+    },
+    {
+        what = "a scenario whose apply raises",
+        files = { ["s.lua"] = scenario("error('scenario exploded')") },
+        argv = { "--scenario", "$DIR/s.lua", "diag_health" },
+        exit = 2,
+        message = "scenario exploded",
+    },
     -- ~/.aws files and credentials -------------------------------------------
     {
         what = "a profile that is not in ~/.aws/config",

@@ -11,6 +11,7 @@ local errors = require "atlas.errors"
 local M = {}
 
 local PREFIX = "atlas.mock.scenarios."
+local FIELDS = { description = "string", apply = "function" }
 
 local function usage(fmt, ...) errors.raise { kind = "usage", code = "scenario", message = string.format(fmt, ...) } end
 
@@ -61,10 +62,33 @@ function M.load(s)
     else
         error("a scenario is a name, a file, a table or a function", 2)
     end
-    if type(scenario) ~= "table" or type(scenario.apply) ~= "function" then
+    if type(scenario) ~= "table" then
+        usage("scenario %s must return {description=..., apply=function(world) end}", tostring(s))
+    end
+    -- Checked like a playbook's declaration: a misspelt field would
+    -- otherwise be ignored, and the drill would run in a world nobody meant.
+    for k, v in pairs(scenario) do
+        local want = FIELDS[k]
+        if not want then
+            usage("scenario %s: unknown field %q (a scenario has description and apply)", tostring(s), tostring(k))
+        elseif type(v) ~= want then
+            usage("scenario %s: field %s must be a %s, not a %s", tostring(s), k, want, type(v))
+        end
+    end
+    if type(scenario.apply) ~= "function" then
         usage("scenario %s must return {description=..., apply=function(world) end}", tostring(s))
     end
     return scenario
+end
+
+-- scenarios.apply(scenario, world): sets the world up. A scenario that raises
+-- is bad input (exit 2) naming it, not an internal error.
+function M.apply(scenario, world)
+    local ok, err = pcall(scenario.apply, world)
+    if not ok then
+        if errors.is(err, "usage") then error(err, 0) end
+        usage("scenario %s failed while setting up the world: %s", scenario.description or "?", errors.message(err))
+    end
 end
 
 -- scenarios.description(name) -> its one-line description ("" when it has none)

@@ -89,7 +89,7 @@ function World.new(options)
     local scenario = options.scenario ~= nil and scenarios.load(options.scenario) or nil
     if scenario then
         w.scenario = scenario
-        scenario.apply(w)
+        scenarios.apply(scenario, w)
         w:refresh()
     end
     return w
