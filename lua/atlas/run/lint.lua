@@ -7,7 +7,24 @@
 -- Declarations are checked by loading the playbook, which runs no step.
 local M = {}
 
-local OP_GETTABUP, OP_SETTABUP = 11, 15
+-- Lua 5.4 opcodes (lopcodes.h). A global whose name is a short string
+-- constant with an index below 256 is one GETTABUP/SETTABUP. Any other
+-- global (a name over 40 characters, or a function with more than 255
+-- constants) is _ENV loaded into a register (GETUPVAL), its name loaded
+-- (LOADK/LOADKX) or taken as a constant, and GETTABLE/GETFIELD or
+-- SETTABLE/SETFIELD on that register.
+local OP = {
+    LOADK = 3, LOADKX = 4, GETUPVAL = 9, GETTABUP = 11, GETTABLE = 12, GETFIELD = 14,
+    SETTABUP = 15, SETTABLE = 16, SETFIELD = 18, EXTRAARG = 82,
+}
+-- Opcodes whose A operand is not a register they write.
+local KEEPS_A = {
+    [10] = true, [15] = true, [16] = true, [17] = true, [18] = true, -- SETUPVAL, SET*
+    [46] = true, [47] = true, [48] = true, [54] = true, [55] = true, [56] = true, -- MMBIN*, CLOSE, TBC, JMP
+    [57] = true, [58] = true, [59] = true, [60] = true, [61] = true, [62] = true, -- EQ, LT, LE, EQK, EQI, LTI
+    [63] = true, [64] = true, [65] = true, [66] = true, -- LEI, GTI, GEI, TEST
+    [70] = true, [71] = true, [72] = true, [78] = true, [82] = true, -- RETURN*, SETLIST, EXTRAARG
+}
 
 -- A reader over the string.dump format of Lua 5.4 (ldump.c).
 local Reader = {}
@@ -122,16 +139,41 @@ end
 
 local function scan(f, found)
     local lines = lines_of(f)
+    -- What each register holds, as far as globals go: "_ENV", or the
+    -- constant index of a string loaded into it.
+    local env, konst = {}, {}
+    local function global(k, pc, write)
+        local c = f.constants[k + 1]
+        if c and type(c.value) == "string" then
+            found[#found + 1] = { name = c.value, line = lines[pc], write = write }
+        end
+    end
     for pc = 0, #f.code - 1 do
         local i = f.code[pc + 1]
         local op = i & 0x7f
         local a, b, c = (i >> 7) & 0xff, (i >> 16) & 0xff, (i >> 24) & 0xff
-        if op == OP_GETTABUP and f.upvalue_names[b + 1] == "_ENV" then
-            local k = f.constants[c + 1]
-            found[#found + 1] = { name = k and k.value, line = lines[pc], write = false }
-        elseif op == OP_SETTABUP and f.upvalue_names[a + 1] == "_ENV" then
-            local k = f.constants[b + 1]
-            found[#found + 1] = { name = k and k.value, line = lines[pc], write = true }
+        if op == OP.GETTABUP and f.upvalue_names[b + 1] == "_ENV" then
+            global(c, pc, false)
+        elseif op == OP.SETTABUP and f.upvalue_names[a + 1] == "_ENV" then
+            global(b, pc, true)
+        elseif op == OP.GETFIELD and env[b] then
+            global(c, pc, false)
+        elseif op == OP.GETTABLE and env[b] and konst[c] then
+            global(konst[c], pc, false)
+        elseif op == OP.SETFIELD and env[a] then
+            global(b, pc, true)
+        elseif op == OP.SETTABLE and env[a] and konst[b] then
+            global(konst[b], pc, true)
+        end
+        if not KEEPS_A[op] then
+            env[a], konst[a] = nil, nil
+            if op == OP.GETUPVAL and f.upvalue_names[b + 1] == "_ENV" then
+                env[a] = true
+            elseif op == OP.LOADK then
+                konst[a] = i >> 15
+            elseif op == OP.LOADKX and f.code[pc + 2] and f.code[pc + 2] & 0x7f == OP.EXTRAARG then
+                konst[a] = f.code[pc + 2] >> 7
+            end
         end
     end
     for _, p in ipairs(f.protos) do
@@ -144,6 +186,76 @@ function M.globals(chunk)
     local found = {}
     scan(parse_dump(string.dump(chunk)), found)
     return found
+end
+
+-- The code of each line, without its comment (a "--" inside a string cuts
+-- the line short, which can only hide a finding, never invent one).
+local function code_lines(path)
+    local lines, n = {}, 0
+    for line in io.lines(path) do
+        n = n + 1
+        lines[n] = line:gsub("%-%-.*$", "")
+    end
+    return lines
+end
+
+-- lint.context_fields(path, pb) -> problems with ctx.params and ctx.state:
+-- a parameter the playbook does not declare, and a state field that a step
+-- reads but no step writes (a typo such as ctx.state.befor would otherwise
+-- read nil, send nothing and report ok). When the file reaches ctx.state any
+-- other way (an alias, a computed key) its fields cannot be known, and only
+-- the parameters are checked.
+function M.context_fields(path, pb)
+    local problems = {}
+    local declared, names = {}, {}
+    for _, spec in ipairs(pb.param_specs or {}) do
+        declared[spec.name] = true
+        names[#names + 1] = spec.name
+    end
+    table.sort(names)
+    local lines = code_lines(path)
+    local reads, written, opaque = {}, {}, false
+    for n, line in ipairs(lines) do
+        for name in line:gmatch("ctx%.params%.([%a_][%w_]*)") do
+            if not declared[name] then
+                problems[#problems + 1] = string.format(
+                    "%s:%d: ctx.params.%s is not a declared parameter (declared: %s)",
+                    path,
+                    n,
+                    name,
+                    #names > 0 and table.concat(names, ", ") or "none"
+                )
+            end
+        end
+        if line:find("ctx%.state%f[^%.%w_]") then opaque = true end
+        -- The targets of an assignment statement (`a, ctx.state.x = ...`) are
+        -- writes; every other mention is a read.
+        local targets = ""
+        local eq = line:find("[^=~<>]=[^=]")
+        if eq and line:sub(1, eq):find("^%s*[%w_%.%[%]\"', ]+$") then targets = line:sub(1, eq) end
+        local at = 1
+        while true do
+            local i, j, name = line:find("ctx%.state%.([%a_][%w_]*)", at)
+            if not i then break end
+            if j <= #targets and line:sub(j + 1):find("^%s*[,=]") then
+                written[name] = true
+            else
+                reads[#reads + 1] = { name = name, line = n }
+            end
+            at = j + 1
+        end
+    end
+    if not opaque then
+        local reported = {}
+        for _, r in ipairs(reads) do
+            if not written[r.name] and not reported[r.name] then
+                reported[r.name] = true
+                problems[#problems + 1] =
+                    string.format("%s:%d: ctx.state.%s is read but no step writes it", path, r.line, r.name)
+            end
+        end
+    end
+    return problems
 end
 
 -- lint.check_file(path) -> list of problems, each "path:line: message"
@@ -178,6 +290,9 @@ function M.check_file(path)
         if require("atlas.errors").is(pb, "interrupted") then error(pb, 0) end
         problems[#problems + 1] = require("atlas.errors").message(pb)
         return problems
+    end
+    for _, problem in ipairs(M.context_fields(path, pb)) do
+        problems[#problems + 1] = problem
     end
     for _, program in ipairs(playbook.missing_programs(pb)) do
         problems[#problems + 1] = string.format("%s: needs %s, which is not on PATH", path, program)
