@@ -208,7 +208,14 @@ M.seconds_text = seconds_text
 
 local text_handlers = {}
 
+-- Under --quiet (level warn and above) the timeline keeps only warnings,
+-- errors and the result: what cron mails and a pager shows.
+local function quiet() return LEVELS[config.level] > LEVELS.info end
+
+local QUIET_STATUSES = { ok = true, checked = true, skipped = true }
+
 function text_handlers.run_start(e)
+    if quiet() then return end
     local mode = e.mode == "mock" and ("mock world" .. (e.scenario and (": " .. e.scenario) or "")) or "real AWS"
     if e.dry_run then mode = mode .. ", dry run" end
     write(string.format("== %s  (%s)", e.playbook, mode))
@@ -224,6 +231,7 @@ local STATUS_MARK =
     { ok = "ok  ", checked = "chk ", failed = "FAIL", skipped = "skip", interrupted = "STOP", refused = "REFUSED" }
 
 function text_handlers.step_end(e)
+    if quiet() and QUIET_STATUSES[e.status] then return end
     write(
         string.format(
             "%s [%d/%d] %s  %s",
@@ -239,7 +247,7 @@ function text_handlers.step_end(e)
 end
 
 function text_handlers.call(e)
-    if e.outcome == "dry-run" then
+    if e.outcome == "dry-run" and not quiet() then
         local params = e.params
         if type(params) == "table" then params = require("atlas.json").encode(params) end
         write(string.format("     dry-run: would call %s %s (%s) %s", e.module, e.op, e.region or "-", params or ""))
