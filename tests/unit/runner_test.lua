@@ -219,7 +219,7 @@ t.case("--report refuses a symlink, a FIFO or a device before the run starts, an
         local r = t.run({ "--yes", "--report", path, FIX .. "steps.lua" }, { env = { ATLAS_STATE_DIR = state } })
         t.eq(r.code, 2, path .. ": " .. r.stdout .. r.stderr)
         t.match(r.stderr, "exists and is not a regular file")
-        t.no_match(r.stdout, "%[1/3%] one", "nothing ran")
+        t.no_match(r.stdout, "[1/3] one", "nothing ran")
     end
     t.eq(sys.stat(link, true).type, "link", "the symlink is still a symlink")
     t.eq(t.read_file(target), "keep me\n")
