@@ -62,7 +62,7 @@ local function url_split(url)
     if not scheme_end or (nul and nul < scheme_end) then misuse "url must be absolute (scheme://host/...)" end
     local default_port = lower(sub(url, 1, scheme_end - 1)) == "https" and ":443" or ":80"
     local authority, rest = match(url, "^([^/?#]*)(.*)$", scheme_end + 3)
-    local host = match(authority, "[^@]*$")
+    local host = match(authority, "@([^@]*)$") or authority
     if host == "" then misuse "url has no host" end
     if #host > #default_port and sub(host, -#default_port) == default_port then
         host = sub(host, 1, -#default_port - 1)
