@@ -287,7 +287,10 @@ function t.run_playbook(path, args, options)
     local world = options.world or t.world(options.scenario)
     runtime.use_world(world)
     runtime.scenario = options.scenario
-    local pb = playbook.load(path)
+    -- By path, or by name on the search path (./playbooks, $ATLAS_PLAYBOOK_PATH, installed).
+    local found, err = playbook.find(path)
+    if not found then error(err, 2) end
+    local pb = playbook.load(found)
     args = args or {}
     local record, journal = options.resume, nil
     if record and record.journal then

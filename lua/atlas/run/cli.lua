@@ -160,14 +160,11 @@ local function configure_output(options)
     end
 end
 
--- Finds PLAYBOOK as given, or by name in playbooks/.
+-- Finds PLAYBOOK as given, or by name on the search path (atlas.run.playbook owns it).
 local function resolve_playbook(name)
-    if sys.stat(name) then return name end
-    if not name:find("/") then
-        local candidate = "playbooks/" .. name:gsub("%.lua$", "") .. ".lua"
-        if sys.stat(candidate) then return candidate end
-    end
-    usage_error("no playbook %s (give a path, or a name from `atlas-run list`)", name)
+    local path, err = require("atlas.run.playbook").find(name)
+    if not path then usage_error("%s", err) end
+    return path
 end
 
 local function parse_assignments(args)
@@ -297,14 +294,21 @@ local function print_params(pb)
     end
 end
 
-local function list_playbooks(positional)
-    local playbook = require "atlas.run.playbook"
-    local dir = positional[2] or "playbooks"
+-- Lists the playbooks of one directory; a name found in an earlier directory
+-- of the search path hides a later one, as it does for `atlas-run NAME`.
+local function list_dir(playbook, dir, shown, explicit)
     local names, err = sys.readdir(dir)
-    if not names then usage_error("cannot list %s", err) end
+    if not names then
+        if explicit then usage_error("cannot list %s", err) end
+        -- ./playbooks is only there in a checkout; a missing directory of
+        -- ATLAS_PLAYBOOK_PATH is a typo worth a word.
+        if dir ~= "playbooks" then io.stderr:write("atlas-run: ATLAS_PLAYBOOK_PATH: cannot list " .. err .. "\n") end
+        return EXIT.ok
+    end
     local code = EXIT.ok
     for _, name in ipairs(names) do
-        if name:match("%.lua$") then
+        if name:match("%.lua$") and not shown[name] then
+            shown[name] = true
             local ok, pb = pcall(playbook.load, dir .. "/" .. name)
             if ok then
                 print(string.format("%s  (%s/%s)", pb.name, dir, name))
@@ -317,6 +321,16 @@ local function list_playbooks(positional)
                 code = EXIT.usage
             end
         end
+    end
+    return code
+end
+
+local function list_playbooks(positional)
+    local playbook = require "atlas.run.playbook"
+    local dirs = positional[2] and { positional[2] } or playbook.search_path()
+    local code, shown = EXIT.ok, {}
+    for _, dir in ipairs(dirs) do
+        code = math.max(code, list_dir(playbook, dir, shown, positional[2] ~= nil))
     end
     return code
 end

@@ -207,6 +207,52 @@ function M.load(path)
     return decl
 end
 
+-- playbook.search_path() -> the directories a playbook is looked up in by
+-- name, in order: ./playbooks, each directory of $ATLAS_PLAYBOOK_PATH (a
+-- team's own repository), then the playbooks installed beside the binary
+-- (<prefix>/share/atlas-run/playbooks for <prefix>/bin/atlas-run), so an
+-- installed atlas-run works from any directory.
+function M.search_path()
+    local dirs, seen = {}, {}
+    local function add(dir)
+        if dir and dir ~= "" and not seen[dir] then
+            seen[dir] = true
+            dirs[#dirs + 1] = dir
+        end
+    end
+    add("playbooks")
+    for dir in (os.getenv("ATLAS_PLAYBOOK_PATH") or ""):gmatch("[^:]+") do
+        add(dir)
+    end
+    local exe = sys.realpath("/proc/self/exe")
+    local prefix = exe and exe:match("^(.*)/bin/[^/]+$")
+    if prefix then
+        local installed = prefix .. "/share/atlas-run/playbooks"
+        local st = sys.stat(installed)
+        if st and st.type == "directory" then add(installed) end
+    end
+    return dirs
+end
+
+-- playbook.find(name) -> the path of a playbook given as a path, or by name
+-- (with or without .lua) on the search path; nil and why otherwise.
+function M.find(name)
+    if sys.stat(name) then return name end
+    if not name:find("/", 1, true) then
+        local file = name:gsub("%.lua$", "") .. ".lua"
+        for _, dir in ipairs(M.search_path()) do
+            local candidate = dir .. "/" .. file
+            if sys.stat(candidate) then return candidate end
+        end
+    end
+    return nil,
+        string.format(
+            "no playbook %s (give a path, or a name from `atlas-run list`; searched %s)",
+            name,
+            table.concat(M.search_path(), ":")
+        )
+end
+
 -- playbook.missing_programs(pb) -> the programs of pb.requires that cannot be run here
 function M.missing_programs(pb)
     local proc = require "atlas.proc"
