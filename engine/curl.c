@@ -10,12 +10,12 @@
  * request certainly never left: we learn that from CURLOPT_PREREQFUNCTION, which libcurl
  * calls after connecting (and after the TLS handshake) and just before it writes the
  * request. The AWS layer uses `sent` to decide whether a non-idempotent call may be retried.
+ *
+ * Which urls may be fetched (plain http only to loopback) is policy, and lives in Lua
+ * (atlas.net), which every caller goes through. The one safety rule kept here is that
+ * libcurl speaks http and https only (CURLOPT_PROTOCOLS_STR).
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -29,7 +29,6 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
 /* How long the transfer loop sleeps at most before looking at Ctrl-C again. */
 #define POLL_MS 100
-/* A response larger than this is refused rather than exhausting memory. */
 #define MAX_RESPONSE (512u * 1024u * 1024u)
 /* Buffers above this size are released after a call instead of kept for the next. */
 #define KEEP_BUFFER (256u * 1024u)
@@ -48,10 +47,8 @@ struct transfer {
     struct buffer body;
     struct buffer head; /* header lines of the final response */
     char error[CURL_ERROR_SIZE];
-    const char *policy;  /* set when the request was refused before curl saw it */
     int request_started; /* PREREQFUNCTION ran: bytes may have reached the server */
     int in_multi;
-    int done;
     int interrupted;
     int too_large;
     CURLcode result;
@@ -84,23 +81,28 @@ buffer_recycle(struct buffer *b)
     b->len = 0;
 }
 
-static int
-buffer_append(struct buffer *b, const char *s, size_t len)
+/* Appends for a libcurl callback: the bytes taken, or 0 to fail the transfer. A response
+ * over MAX_RESPONSE is refused rather than exhausting memory. */
+static size_t
+buffer_append(struct transfer *t, struct buffer *b, const char *s, size_t len)
 {
+    if (t->body.len + t->head.len + len > MAX_RESPONSE) {
+        t->too_large = 1;
+        return 0;
+    }
     if (b->len + len > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         char *p;
         while (cap < b->len + len)
             cap *= 2;
-        p = realloc(b->data, cap);
-        if (p == NULL)
+        if ((p = realloc(b->data, cap)) == NULL)
             return 0;
         b->data = p;
         b->cap = cap;
     }
     memcpy(b->data + b->len, s, len);
     b->len += len;
-    return 1;
+    return len;
 }
 
 static void
@@ -186,12 +188,7 @@ static size_t
 on_body(char *data, size_t size, size_t n, void *ud)
 {
     struct transfer *t = ud;
-    size_t len = size * n;
-    if (t->body.len + len > MAX_RESPONSE) {
-        t->too_large = 1;
-        return 0;
-    }
-    return buffer_append(&t->body, data, len) ? len : 0;
+    return buffer_append(t, &t->body, data, size * n);
 }
 
 static size_t
@@ -202,11 +199,7 @@ on_header(char *data, size_t size, size_t n, void *ud)
     /* A new status line starts a new response (after 100 Continue, say). */
     if (len >= 5 && memcmp(data, "HTTP/", 5) == 0)
         t->head.len = 0;
-    if (t->head.len + len > MAX_RESPONSE) {
-        t->too_large = 1;
-        return 0;
-    }
-    return buffer_append(&t->head, data, len) ? len : 0;
+    return buffer_append(t, &t->head, data, len);
 }
 
 /* Sockets are close-on-exec: a child started by sys.spawn (a server in a test, a
@@ -232,7 +225,6 @@ struct request_opts {
     const char *body;
     size_t body_len;
     long timeout_ms, connect_timeout_ms;
-    int allow_http;
     const char *ca_file; /* another trust anchor (AWS_CA_BUNDLE); verification stays on */
     int headers;         /* stack index of the headers table, 0 if none */
 };
@@ -301,9 +293,6 @@ read_request(lua_State *L, int idx, struct request_opts *o)
     o->ca_file = field_string(L, idx, "ca_file", NULL, NULL);
     o->timeout_ms = field_ms(L, idx, "timeout", DEFAULT_TIMEOUT_MS);
     o->connect_timeout_ms = field_ms(L, idx, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS);
-    lua_getfield(L, idx, "allow_http");
-    o->allow_http = lua_toboolean(L, -1);
-    lua_pop(L, 1);
     if (lua_getfield(L, idx, "headers") == LUA_TNIL) {
         o->headers = 0;
         lua_pop(L, 1);
@@ -312,82 +301,6 @@ read_request(lua_State *L, int idx, struct request_opts *o)
             luaL_error(L, "atlas.curl: field 'headers' must be a table");
         o->headers = lua_gettop(L);
     }
-}
-
-static int
-is_loopback_host(const char *host)
-{
-    struct in_addr a4;
-    size_t len = strlen(host);
-    if (len > 0 && host[len - 1] == '.')
-        len--;
-    if (len == 9 && strncasecmp(host, "localhost", 9) == 0)
-        return 1;
-    if (strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0)
-        return 1;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    return 0;
-}
-
-/* "http://127.a.b.c[:port]" followed by "/", "?", "#" or the end: the form every loopback
- * peer (moto, the fault proxy) uses, decided here without a full URL parse. Anything else
- * (userinfo, names, odd ports) goes through curl's parser. */
-static int
-is_plain_loopback_url(const char *url)
-{
-    char host[16];
-    size_t n = 0;
-    struct in_addr a4;
-    const char *p = url + 7;
-    if (strncasecmp(url, "http://", 7) != 0)
-        return 0;
-    while ((*p >= '0' && *p <= '9') || *p == '.') {
-        if (n == sizeof host - 1)
-            return 0;
-        host[n++] = *p++;
-    }
-    host[n] = '\0';
-    if (*p == ':') {
-        const char *digits = ++p;
-        while (*p >= '0' && *p <= '9')
-            p++;
-        if (p == digits || p - digits > 5)
-            return 0;
-    }
-    if (*p != '\0' && *p != '/' && *p != '?' && *p != '#')
-        return 0;
-    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
-}
-
-/* TLS is the rule; plain http is for loopback peers (moto, the fault proxy) or an explicit
- * allow_http. The host is taken from curl's own URL parser, so what we check is what curl
- * connects to. Returns NULL when allowed, else the reason. */
-static const char *
-check_policy(const char *url, int allow_http)
-{
-    CURLU *u;
-    char *scheme = NULL, *host = NULL;
-    const char *reason = NULL;
-
-    if (strncasecmp(url, "https://", 8) == 0 || is_plain_loopback_url(url))
-        return NULL;
-    u = curl_url();
-    if (u == NULL)
-        return "out of memory";
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
-        reason = "url must be an absolute http:// or https:// url";
-    else if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0)
-        reason = "only http:// and https:// urls are allowed";
-    else if (strcasecmp(scheme, "http") == 0 && !allow_http && !is_loopback_host(host))
-        reason = "plain http:// is refused for a non-loopback host (pass allow_http=true to "
-                 "allow it)";
-    curl_free(scheme);
-    curl_free(host);
-    curl_url_cleanup(u);
-    return reason;
 }
 
 static void
@@ -405,32 +318,6 @@ bad_header_text(const char *s, size_t len)
 {
     return memchr(s, '\r', len) != NULL || memchr(s, '\n', len) != NULL ||
            memchr(s, '\0', len) != NULL;
-}
-
-/* Appends "Name: value" ("Name;" is curl's way to send an empty value). */
-static void
-append_name_value(lua_State *L, struct transfer *t, const char *name, size_t nlen,
-                  const char *value, size_t vlen)
-{
-    char line[1024];
-    char *p = line;
-    if (nlen + vlen + 3 > sizeof line) {
-        /* a long value (a session token, say): a GC-owned buffer, no leak on error */
-        p = lua_newuserdatauv(L, nlen + vlen + 3, 0);
-    }
-    memcpy(p, name, nlen);
-    if (vlen == 0) {
-        p[nlen] = ';';
-        p[nlen + 1] = '\0';
-    } else {
-        p[nlen] = ':';
-        p[nlen + 1] = ' ';
-        memcpy(p + nlen + 2, value, vlen);
-        p[nlen + 2 + vlen] = '\0';
-    }
-    append_header(L, t, p);
-    if (p != line)
-        lua_pop(L, 1);
 }
 
 /* Builds the header list in t->headers (owned by the slot, so a raise leaks nothing). */
@@ -451,8 +338,10 @@ set_headers(lua_State *L, struct transfer *t, int headers, int has_body)
                 memchr(name, ':', nlen))
                 luaL_error(L, "atlas.curl: header '%s' contains a line break, NUL or colon", name);
             has_content_type |= nlen == 12 && strncasecmp(name, "content-type", 12) == 0;
-            append_name_value(L, t, name, nlen, value, vlen);
-            lua_pop(L, 1);
+            /* "Name;" is curl's way to send an empty value; no NUL inside, so %s copies whole */
+            append_header(L, t, vlen ? lua_pushfstring(L, "%s: %s", name, value)
+                                     : lua_pushfstring(L, "%s;", name));
+            lua_pop(L, 2);
         }
     }
     /* No 100-continue round trip; and no form Content-Type the caller did not ask for. */
@@ -468,11 +357,9 @@ set_method(CURL *e, const struct request_opts *o)
 {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
-    if (strcmp(o->method, "GET") == 0 && o->body == NULL) {
-        /* done */
-    } else if (strcmp(o->method, "HEAD") == 0) {
+    if (strcmp(o->method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else {
+    } else if (strcmp(o->method, "GET") != 0 || o->body != NULL) {
         if (o->body != NULL || strcmp(o->method, "POST") == 0) {
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
             curl_easy_setopt(e, CURLOPT_POSTFIELDS, o->body ? o->body : "");
@@ -518,7 +405,7 @@ slot_easy(lua_State *L, struct curl_state *st, struct transfer *t)
     return e;
 }
 
-/* Prepares slot `t` for the request table at `idx`. A refused url sets t->policy. */
+/* Prepares slot `t` for the request table at `idx`. */
 static void
 prepare(lua_State *L, struct curl_state *st, struct transfer *t, int idx)
 {
@@ -527,18 +414,13 @@ prepare(lua_State *L, struct curl_state *st, struct transfer *t, int idx)
     CURL *e;
 
     read_request(L, idx, &o);
-    t->policy = check_policy(o.url, o.allow_http);
-    t->request_started = t->done = t->interrupted = t->too_large = 0;
+    t->request_started = t->interrupted = t->too_large = 0;
     t->result = CURLE_OK;
     t->error[0] = '\0';
     buffer_recycle(&t->body);
     buffer_recycle(&t->head);
     curl_slist_free_all(t->headers);
     t->headers = NULL;
-    if (t->policy != NULL) {
-        lua_settop(L, top);
-        return;
-    }
     e = slot_easy(L, st, t);
     set_headers(L, t, o.headers, o.body != NULL);
     lua_settop(L, top);
@@ -559,7 +441,6 @@ finish(struct curl_state *st, struct transfer *t, CURLcode result)
 {
     long connects = 0;
     t->result = result;
-    t->done = 1;
     transfer_detach(st, t);
     curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &connects);
     st->requests++;
@@ -579,8 +460,6 @@ run(lua_State *L, struct curl_state *st, struct transfer **ts, size_t n)
     atlas_wait wait = atlas_wait_start();
 
     for (i = 0; i < n; i++) {
-        if (ts[i]->policy != NULL)
-            continue;
         if (curl_multi_add_handle(st->multi, ts[i]->easy) != CURLM_OK)
             luaL_error(L, "atlas.curl: cannot add transfer");
         ts[i]->in_multi = 1;
@@ -733,52 +612,40 @@ push_response(lua_State *L, const struct transfer *t)
     lua_setfield(L, -2, "reused");
 }
 
-/* Pushes message, code, sent. */
-static void
-push_failure(lua_State *L, const struct transfer *t)
+/* Pushes what request returns for a finished transfer: the response, or nil, message,
+ * code, sent. Returns the number of values. */
+static int
+push_result(lua_State *L, const struct transfer *t)
 {
-    if (t->policy != NULL) {
-        lua_pushstring(L, t->policy);
-        lua_pushliteral(L, "policy");
-        lua_pushboolean(L, 0);
-        return;
+    if (t->result == CURLE_OK) {
+        push_response(L, t);
+        return 1;
     }
+    lua_pushnil(L);
     push_error_message(L, t);
     lua_pushstring(L, error_code(t));
     lua_pushboolean(L, t->request_started);
+    return 4;
 }
 
-static int
-succeeded(const struct transfer *t)
-{
-    return t->policy == NULL && t->result == CURLE_OK;
-}
-
-/* request{method, url, headers, body, timeout, connect_timeout, allow_http, ca_file}
+/* request{method, url, headers, body, timeout, connect_timeout, ca_file}
  * -> {status, headers, body, elapsed, reused} | nil, message, code, sent */
 static int
 l_request(lua_State *L)
 {
     struct curl_state *st = get_state(L);
-    struct transfer *t;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     detach_all(st);
     ensure_slots(L, st, 1);
-    t = st->slots[0];
-    prepare(L, st, t, 1);
-    run(L, st, &t, 1);
-    if (succeeded(t)) {
-        push_response(L, t);
-        return 1;
-    }
-    lua_pushnil(L);
-    push_failure(L, t);
-    return 4;
+    prepare(L, st, st->slots[0], 1);
+    run(L, st, st->slots, 1);
+    return push_result(L, st->slots[0]);
 }
 
-/* request_many{req1, req2, ...} -> {result1, result2, ...}, each a response or
- * {error=message, code=, sent=}; the wall time is that of the slowest. */
+/* request_many{req1, req2, ...} -> {{response} | {nil, message, code, sent}, ...}: entry i
+ * holds, packed, what request(req_i) returns. The requests run concurrently, so the wall
+ * time is that of the slowest. */
 static int
 l_request_many(lua_State *L)
 {
@@ -797,16 +664,11 @@ l_request_many(lua_State *L)
     run(L, st, st->slots, n);
     lua_createtable(L, (int)n, 0);
     for (i = 0; i < n; i++) {
-        struct transfer *t = st->slots[i];
-        if (succeeded(t)) {
-            push_response(L, t);
-        } else {
-            lua_createtable(L, 0, 3);
-            push_failure(L, t);
-            lua_setfield(L, -4, "sent");
-            lua_setfield(L, -3, "code");
-            lua_setfield(L, -2, "error");
-        }
+        int k, count;
+        lua_createtable(L, 4, 0);
+        count = push_result(L, st->slots[i]);
+        for (k = count; k >= 1; k--)
+            lua_rawseti(L, -1 - k, k); /* pops the values from the top down */
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     return 1;
@@ -827,27 +689,6 @@ l_stats(lua_State *L)
     return 1;
 }
 
-/* The two lowest free descriptors: where curl_multi_init will put its wakeup socketpair. */
-static void
-lowest_free_fds(int fds[2])
-{
-    int fd, n = 0;
-    for (fd = 3; n < 2 && fd < 65536; fd++)
-        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF)
-            fds[n++] = fd;
-}
-
-/* libcurl makes the multi handle's wakeup socketpair without close-on-exec; mark it, so that
- * spawned children do not inherit it either. */
-static void
-cloexec_if_new_socket(int fd)
-{
-    struct stat st;
-    int flags = fcntl(fd, F_GETFD);
-    if (flags >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
-        fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
-}
-
 int
 luaopen_atlas_curl(lua_State *L)
 {
@@ -863,7 +704,6 @@ luaopen_atlas_curl(lua_State *L)
         {NULL, NULL},
     };
     struct curl_state *st;
-    int free_fds[2] = {-1, -1};
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return luaL_error(L, "atlas.curl: libcurl failed to initialise");
@@ -873,12 +713,11 @@ luaopen_atlas_curl(lua_State *L)
     if (luaL_newmetatable(L, STATE_MT))
         luaL_setfuncs(L, state_meta, 0);
     lua_setmetatable(L, -2);
-    /* created closed above; acquire now, so a failure leaks nothing */
-    lowest_free_fds(free_fds);
+    /* created closed above; acquire now, so a failure leaks nothing. (The multi handle's
+     * wakeup socketpair is inherited by children; harmless: only curl_multi_wakeup, which
+     * we never call, writes to it. The connections, which matter, are close-on-exec.) */
     st->share = curl_share_init();
     st->multi = curl_multi_init();
-    cloexec_if_new_socket(free_fds[0]);
-    cloexec_if_new_socket(free_fds[1]);
     if (st->share == NULL || st->multi == NULL)
         return luaL_error(L, "atlas.curl: out of memory");
     curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);

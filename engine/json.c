@@ -203,15 +203,8 @@ module_encode(lua_State *L)
     return 1;
 }
 
-/* Stack indices of the array and object metatables during one decode, so
- * that marking each table costs a stack copy, not a registry lookup. */
-typedef struct {
-    int array_mt;
-    int object_mt;
-} DecodeMarks;
-
 static void
-push_json(lua_State *L, json_t *value, const DecodeMarks *marks)
+push_json(lua_State *L, json_t *value)
 {
     luaL_checkstack(L, 4, "json: nesting too deep");
     switch (json_typeof(value)) {
@@ -223,22 +216,20 @@ push_json(lua_State *L, json_t *value, const DecodeMarks *marks)
         json_object_keylen_foreach(value, key, keylen, item)
         {
             lua_pushlstring(L, key, keylen);
-            push_json(L, item, marks);
+            push_json(L, item);
             lua_rawset(L, -3);
         }
-        lua_pushvalue(L, marks->object_mt);
-        lua_setmetatable(L, -2);
+        luaL_setmetatable(L, OBJECT_MT);
         break;
     }
     case JSON_ARRAY: {
         size_t n = json_array_size(value);
         lua_createtable(L, (int)n, 0);
         for (size_t i = 0; i < n; i++) {
-            push_json(L, json_array_get(value, i), marks);
+            push_json(L, json_array_get(value, i));
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
-        lua_pushvalue(L, marks->array_mt);
-        lua_setmetatable(L, -2);
+        luaL_setmetatable(L, ARRAY_MT);
         break;
     }
     case JSON_STRING:
@@ -278,7 +269,8 @@ document_release(lua_State *L)
     return 0;
 }
 
-/* json.decode(text) -> value; raises "json: line L column C (byte B): msg" */
+/* json.decode(text) -> value | nil, "line L column C: msg", "malformed". Text that is not
+ * JSON is the outside world's failure, as in atlas.xml; a non-string argument raises. */
 static int
 module_decode(lua_State *L)
 {
@@ -290,15 +282,13 @@ module_decode(lua_State *L)
 
     json_error_t error;
     doc->root = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
-    if (doc->root == NULL)
-        return luaL_error(L, "json: line %d column %d (byte %d): %s", error.line, error.column,
-                          error.position, error.text);
-    DecodeMarks marks;
-    luaL_getmetatable(L, ARRAY_MT);
-    marks.array_mt = lua_gettop(L);
-    luaL_getmetatable(L, OBJECT_MT);
-    marks.object_mt = lua_gettop(L);
-    push_json(L, doc->root, &marks);
+    if (doc->root == NULL) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "line %d column %d: %s", error.line, error.column, error.text);
+        lua_pushliteral(L, "malformed");
+        return 3;
+    }
+    push_json(L, doc->root);
     json_decref(doc->root);
     doc->root = NULL;
     return 1;

@@ -555,3 +555,19 @@ for _, case in ipairs(wrong_replies) do
         end
     )
 end
+
+-- JSON that does not parse is the reply's fault: an InvalidResponse with the
+-- position atlas.json reports, never a raised string.
+for _, case in ipairs {
+    { "ecs", "DescribeServices", '{"services": [' },
+    { "lambda", "GetFunction", '{"Configuration": }' },
+} do
+    local service, action, body = table.unpack(case)
+    t.case(string.format("decode: %s %s 200 with malformed JSON is an InvalidResponse", service, action), function()
+        local v, err = protocol.decode(protocol.service(service), action, "us-east-1", ok_response(body))
+        t.eq(v, nil)
+        t.ok(require("atlas.errors").is(err, "aws"), "an aws error object")
+        t.eq(err.code, "InvalidResponse")
+        t.match(err.message, "^malformed JSON: line 1 column %d+: ")
+    end)
+end

@@ -49,7 +49,7 @@ t.case("integers and floats keep their kind", function()
     t.eq(json.encode(3), "3")
 end)
 
-t.case("malformed input gives an error with its position", function()
+t.case("malformed input is the outside world's failure: nil, its position, malformed", function()
     local cases = {
         { '{"a": [1, 2,', "line 1 column 12" },
         { '{"a" 1}', "line 1 column 6" },
@@ -60,8 +60,18 @@ t.case("malformed input gives an error with its position", function()
         { string.rep("[", 100000), "line 1" },
     }
     for _, case in ipairs(cases) do
-        t.raises(function() json.decode(case[1]) end, "json: " .. case[2]:gsub("%p", "%%%0"))
+        local value, message, code = json.decode(case[1])
+        t.eq({ value, code }, { nil, "malformed" }, case[1]:sub(1, 20))
+        t.match(message, "^" .. case[2]:gsub("%p", "%%%0") .. ".*: ")
     end
+    -- false and null are values, not failures
+    t.eq({ json.decode("false") }, { false })
+    t.eq(select("#", json.decode("null")), 1)
+end)
+
+t.case("misuse raises: decode takes a string", function()
+    t.raises(function() json.decode() end, "string expected")
+    t.raises(function() json.decode {} end, "string expected")
 end)
 
 t.case("values JSON cannot hold are refused with a reason", function()

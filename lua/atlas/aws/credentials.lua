@@ -159,8 +159,8 @@ local function from_process(command, profile)
     if not ok then
         return nil, string.format("credential_process of profile %s: exited with %s", profile, tostring(code))
     end
-    local decoded_ok, doc = pcall(require("atlas.json").decode, out)
-    if not decoded_ok or type(doc) ~= "table" or not doc.AccessKeyId or not doc.SecretAccessKey then
+    local doc = require("atlas.json").decode(out)
+    if type(doc) ~= "table" or not doc.AccessKeyId or not doc.SecretAccessKey then
         return nil, "credential_process of profile " .. profile .. ": output is not credentials JSON"
     end
     return make(
@@ -192,8 +192,8 @@ local function http_get(method, url, headers, timeout)
 end
 
 local function decode_json_credentials(body, source)
-    local ok, doc = pcall(require("atlas.json").decode, body)
-    if not ok or type(doc) ~= "table" or not doc.AccessKeyId then return nil, source .. ": unexpected response" end
+    local doc = require("atlas.json").decode(body)
+    if type(doc) ~= "table" or not doc.AccessKeyId then return nil, source .. ": unexpected response" end
     return make(doc.AccessKeyId, doc.SecretAccessKey, doc.Token or doc.SessionToken, doc.Expiration, source)
 end
 

@@ -623,7 +623,9 @@ local function decode_rest(svc, op, action, resp)
                     if not root then return nil, bad_response(svc, action, "malformed XML: " .. tostring(msg)) end
                     out[payload] = decode_xml(svc, shape.m[payload].s, root)
                 else
-                    out[payload] = json.decode(resp.body)
+                    local v, msg = json.decode(resp.body)
+                    if v == nil then return nil, bad_response(svc, action, "malformed JSON: " .. msg) end
+                    out[payload] = v
                 end
             end
         else
@@ -641,8 +643,12 @@ local function decode_rest(svc, op, action, resp)
         else
             out = {}
         end
+    elseif resp.body ~= "" then
+        local v, msg = json.decode(resp.body)
+        if v == nil then return nil, bad_response(svc, action, "malformed JSON: " .. msg) end
+        out = M.strip_nulls(v) -- strip_nulls is defined below
     else
-        out = resp.body ~= "" and M.strip_nulls(json.decode(resp.body)) or {} -- strip_nulls is defined below
+        out = {}
     end
     rest_members(svc, shape, resp, out)
     return out
@@ -667,8 +673,8 @@ local function clean_code(code)
 end
 
 local function json_error(resp)
-    local ok, body = pcall(json.decode, resp.body ~= "" and resp.body or "{}")
-    if not ok or type(body) ~= "table" then body = {} end
+    local body = json.decode(resp.body ~= "" and resp.body or "{}")
+    if type(body) ~= "table" then body = {} end
     local code = clean_code(resp.headers["x-amzn-errortype"])
         or clean_code(body.__type)
         or clean_code(body.code)
@@ -758,8 +764,8 @@ function M.decode(svc, action, region, resp)
     local p = svc.protocol
     if p == "json" then
         if resp.body == "" then return {} end
-        local ok, v = pcall(json.decode, resp.body)
-        if not ok then return nil, bad_response(svc, action, tostring(v)) end
+        local v, msg = json.decode(resp.body)
+        if v == nil then return nil, bad_response(svc, action, "malformed JSON: " .. msg) end
         -- Every JSON-protocol output is a structure: anything else (a bare
         -- array, a string) would surface later as a nil field deep in a helper.
         if type(v) ~= "table" or json.is_array(v) then

@@ -1,4 +1,4 @@
--- json.decode on any bytes; what decodes must survive encode and decode unchanged
+-- json.decode on any bytes: a value, or nil and a positioned message, never a raise; what decodes must survive encode and decode unchanged
 -- (kinds included: an empty array stays an array).
 local json = require "atlas.json"
 
@@ -19,16 +19,17 @@ local function same(a, b, depth)
 end
 
 return function(data)
-    local ok, value = pcall(json.decode, data)
-    if not ok then
-        if type(value) ~= "string" or not value:find("^json: ") then
-            fuzz.fail("decode raised something other than a json message: " .. tostring(value))
+    local ok, value, message, code = pcall(json.decode, data)
+    if not ok then fuzz.fail("decode raised on wire data: " .. tostring(value)) end
+    if value == nil then
+        if type(message) ~= "string" or not message:find("^line %d+ column %d+: ") or code ~= "malformed" then
+            fuzz.fail("a refusal is not nil, 'line L column C: msg', 'malformed': " .. tostring(message))
         end
         return
     end
     local encoded_ok, text = pcall(json.encode, value)
     if not encoded_ok then fuzz.fail("a decoded value does not encode: " .. tostring(text)) end
-    local again_ok, again = pcall(json.decode, text)
-    if not again_ok then fuzz.fail("encode produced text decode refuses: " .. tostring(again)) end
+    local again, refused = json.decode(text)
+    if again == nil then fuzz.fail("encode produced text decode refuses: " .. tostring(refused)) end
     if not same(value, again, 0) then fuzz.fail("round trip changed the value: " .. text) end
 end
