@@ -172,20 +172,13 @@ local function from_process(command, profile)
     )
 end
 
-local curl
 -- The metadata services speak plain http on link-local addresses: allowed for
 -- them (allow_http), and only for them (see container_url_allowed).
 local function http_get(method, url, headers, timeout)
-    curl = curl or require "atlas.curl"
-    local resp, message = curl.request {
-        method = method,
-        url = url,
-        headers = headers or {},
-        body = "",
-        timeout = timeout or 2,
-        connect_timeout = 1,
-        allow_http = true,
-    }
+    local resp, message = require("atlas.net").request(
+        { method = method, url = url, headers = headers or {}, body = "" },
+        { timeout = timeout or 2, connect_timeout = 1, allow_http = true }
+    )
     if not resp then return nil, message end
     if resp.status ~= 200 then return nil, "HTTP " .. resp.status end
     return resp.body
@@ -197,24 +190,20 @@ local function decode_json_credentials(body, source)
     return make(doc.AccessKeyId, doc.SecretAccessKey, doc.Token or doc.SessionToken, doc.Expiration, source)
 end
 
--- As in the SDKs, a FULL_URI over plain http must point at loopback or at the
--- ECS / EKS Pod Identity agents' link-local addresses; anything else needs https.
+-- As in the SDKs, a FULL_URI over plain http must point at loopback (atlas.net
+-- says what that is) or at the ECS / EKS Pod Identity agents' link-local
+-- addresses; anything else needs https.
 local CONTAINER_HOSTS = {
     ["169.254.170.2"] = true,
     ["169.254.170.23"] = true,
     ["[fd00:ec2::23]"] = true,
-    localhost = true,
-    ["[::1]"] = true,
 }
 
 function M.container_url_allowed(url)
-    local scheme, rest = url:match("^(%a+)://(.*)$")
-    if not scheme then return false end
-    local host = rest:match("^(%[[^%]]*%])") or rest:match("^([^/:]+)")
-    if not host then return false end
-    scheme = scheme:lower()
+    local net = require "atlas.net"
+    local scheme, host = net.url_host(url)
     if scheme == "https" then return true end
-    return scheme == "http" and (CONTAINER_HOSTS[host:lower()] or host:match("^127%.%d+%.%d+%.%d+$") ~= nil)
+    return scheme == "http" and host ~= nil and (CONTAINER_HOSTS[host:lower()] or net.is_loopback(host)) or false
 end
 
 local function from_container()

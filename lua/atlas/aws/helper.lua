@@ -1,6 +1,6 @@
 -- Shared plumbing of the service helpers (atlas.ecs, atlas.rds, ...).
 -- A helper takes one table: lowercase control keys (region, profile, endpoint,
--- timeout, max_attempts) and the API's own parameters, AWS-cased exactly as in
+-- timeout, connect_timeout, max_attempts, ...) and the API's own parameters, AWS-cased exactly as in
 -- boto3 and the AWS API reference (ECS's are camelCase: cluster, desiredCount).
 local aws = require "atlas.aws"
 
@@ -11,23 +11,14 @@ local M = {}
 -- A server that keeps inventing cursors must not keep a playbook busy forever.
 M.MAX_PAGES = 1000
 
-local CONTROL = {
-    region = true,
-    profile = true,
-    endpoint = true,
-    timeout = true,
-    max_attempts = true,
-    idempotent = true,
-    connect_timeout = true,
-    own_state = true,
-}
-
 -- split(args, extra_control) -> control table, params table (a copy)
+-- Control: the region and atlas.aws's control keys (aws.OPTIONS, aws.CONTROLS),
+-- which go to aws.call whole, as its options; params: everything else.
 function M.split(args, extra)
     assert(type(args) == "table", "expected a table of arguments")
     local control, params = {}, {}
     for k, v in pairs(args) do
-        if CONTROL[k] or (extra and extra[k]) then
+        if k == "region" or aws.OPTIONS[k] or aws.CONTROLS[k] or (extra and extra[k]) then
             control[k] = v
         else
             params[k] = v
@@ -39,18 +30,7 @@ end
 -- call(service, action, args, extra_control) -> response
 function M.call(service, action, args, extra)
     local control, params = M.split(args, extra)
-    return aws.call {
-        service = service,
-        action = action,
-        region = control.region,
-        params = params,
-        profile = control.profile,
-        endpoint = control.endpoint,
-        timeout = control.timeout,
-        max_attempts = control.max_attempts,
-        idempotent = control.idempotent,
-        own_state = control.own_state,
-    }
+    return aws.call({ service = service, action = action, region = control.region, params = params }, control)
 end
 
 -- paginate(service, action, args, {input=token param, output=token field, items=list field,
@@ -75,17 +55,8 @@ function M.paginate(service, action, args, spec)
         for k, v in pairs(params) do
             page_params[k] = v
         end
-        local resp = aws.call {
-            service = service,
-            action = action,
-            region = control.region,
-            params = page_params,
-            profile = control.profile,
-            endpoint = control.endpoint,
-            timeout = control.timeout,
-            max_attempts = control.max_attempts,
-            own_state = control.own_state,
-        }
+        local resp =
+            aws.call({ service = service, action = action, region = control.region, params = page_params }, control)
         for _, item in ipairs(resp[spec.items] or {}) do
             items[#items + 1] = item
             if spec.limit and #items >= spec.limit then return require("atlas.json").array(items) end

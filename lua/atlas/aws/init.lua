@@ -1,13 +1,15 @@
 -- atlas.aws: every AWS call of a playbook goes through here.
 --
---   aws.call{service=, action=, region=, params=, endpoint=, profile=, timeout=} -> response
+--   aws.call({service=, action=, region=, params=}, {endpoint=, profile=, timeout=, ...}) -> response
 --   aws.parallel{ {service=, action=, region=, params=}, ... } -> list of responses or error objects
 --   aws.wait{name=, poll=, acceptors=, progress=, delay=, timeout=} -> last polled value
 --   aws.sign{...} -> headers (atlas.aws.sigv4.sign)
 --
 -- Retries, dry-run and logging live here, above the backend, so they behave
 -- the same against AWS (atlas.aws.real) and against the mock world
--- (atlas.aws.mock). The policy is the SDKs' "standard" mode; see docs/aws.md.
+-- (atlas.aws.mock). Both backends take (req, options) and return the
+-- response or nil and an error object (docs/architecture.md, "AWS backends"). The retry policy is
+-- the SDKs' "standard" mode; see docs/aws.md.
 local errors = require "atlas.errors"
 local log = require "atlas.run.log"
 local runtime = require "atlas.run.runtime"
@@ -124,18 +126,47 @@ local function uuid4()
     return string.format("%s-%s-4%s-%x%s-%s", hex(8), hex(4), hex(3), 8 + math.floor(r() * 4), hex(3), hex(12))
 end
 
-local function normalise(args)
+-- The control keys: how to send a call, not what it asks. OPTIONS travel to
+-- the backend as its second argument, apart from the call (service, action,
+-- region, params); CONTROLS steer atlas.aws itself (retries, dry-run, the journal).
+M.OPTIONS = {
+    endpoint = true,
+    profile = true,
+    timeout = true,
+    connect_timeout = true,
+    allow_http = true,
+    credentials = true, -- the credential chain's own STS calls
+    unsigned = true,
+}
+M.CONTROLS = { max_attempts = true, idempotent = true, read_only = true, own_state = true }
+
+-- normalise(call, options) -> req, options: the call (with the CONTROLS), and
+-- the OPTIONS alone. A control key may come in either table (aws.call{...,
+-- timeout = 5} is the short form); keys of neither kind in options are ignored.
+local function normalise(args, options)
     if type(args) ~= "table" then error("aws.call: expected a table", 3) end
     if type(args.service) ~= "string" then error("aws.call: service is required", 3) end
     if type(args.action) ~= "string" then error("aws.call: action is required", 3) end
-    local req = {}
+    if options ~= nil and type(options) ~= "table" then error("aws.call: options must be a table", 3) end
+    local req, opts = {}, {}
     for k, v in pairs(args) do
-        req[k] = v
+        if M.OPTIONS[k] then
+            opts[k] = v
+        else
+            req[k] = v
+        end
+    end
+    for k, v in pairs(options or {}) do
+        if M.OPTIONS[k] then
+            opts[k] = v
+        elseif M.CONTROLS[k] then
+            req[k] = v
+        end
     end
     req.service = protocol.canonical_name(args.service)
     req.params = args.params or {}
-    if req.profile == nil and M.config.profile_template and req.region then
-        req.profile = (M.config.profile_template:gsub("{region}", req.region))
+    if opts.profile == nil and M.config.profile_template and req.region then
+        opts.profile = (M.config.profile_template:gsub("{region}", req.region))
     end
     -- The SDKs fill an empty client token so that retries are idempotent; so do we.
     local ok, svc = pcall(protocol.service, req.service)
@@ -151,7 +182,7 @@ local function normalise(args)
     elseif token then
         req.token_filled = true
     end
-    return req
+    return req, opts
 end
 
 local function op_name(req) return req.service .. "." .. req.action end
@@ -213,8 +244,11 @@ local function is_dry_run(req)
 end
 
 -- Runs one attempt on the current backend: response, or nil and an error object.
-local function attempt_once(backend, req)
-    local ok, resp, err = pcall(backend.invoke, req)
+-- Backends return the world's failures; an error object they raise (Ctrl-C, a
+-- refused endpoint) is still this attempt's outcome, logged and journalled as
+-- such before aws.call raises it.
+local function attempt_once(backend, req, options)
+    local ok, resp, err = pcall(backend.invoke, req, options)
     if not ok then
         if errors.is(resp) then return nil, resp end
         error(resp, 0)
@@ -262,8 +296,8 @@ local function after_failure(req, attempt, started, err)
     return delay
 end
 
--- send(req) -> response, or nil and the final error: the attempts and retries of one call.
-local function send(req)
+-- send(req, options) -> response, or nil and the final error: the attempts and retries of one call.
+local function send(req, options)
     local attempt = 0
     while true do
         -- atlas-run's own state (the journal, the run lock) must still be
@@ -272,7 +306,7 @@ local function send(req)
         attempt = attempt + 1
         req.attempt = attempt
         local started = monotime()
-        local resp, err = attempt_once(runtime.backend("aws"), req)
+        local resp, err = attempt_once(runtime.backend("aws"), req, options)
         if resp then
             quota_refund(req.quota_spent or 0)
             log_call(req, attempt, started, "ok")
@@ -324,15 +358,17 @@ local function replayed(req, entry)
     return entry.replayed
 end
 
--- aws.call{service, action, region, params, endpoint?, profile?, timeout?, idempotent?, max_attempts?}
--- -> response table; raises an aws error object when the call fails for good.
-function M.call(args)
-    local req = normalise(args)
+-- aws.call({service, action, region, params}, options?) -> response table;
+-- raises an aws error object when the call fails for good. options: any of
+-- M.OPTIONS and M.CONTROLS (endpoint, profile, timeout, connect_timeout,
+-- idempotent, max_attempts, ...), which may also sit in the first table.
+function M.call(args, options)
+    local req, opts = normalise(args, options)
     if not req.own_state then runtime.check_interrupted() end
     if is_dry_run(req) then return dry_run(req) end
     local entry = journal_begin(req)
     if entry and entry.replayed ~= nil then return replayed(req, entry) end
-    local resp, err = send(req)
+    local resp, err = send(req, opts)
     if entry then require("atlas.run.journal").call_end(entry, resp, err) end
     if not resp then error(err, 0) end
     return resp
@@ -343,9 +379,9 @@ end
 -- waits for the longest backoff among the calls that need one.
 function M.parallel(list)
     runtime.check_interrupted()
-    local reqs, results, pending, entries = {}, {}, {}, {}
+    local reqs, opts, results, pending, entries = {}, {}, {}, {}, {}
     for i, args in ipairs(list) do
-        reqs[i] = normalise(args)
+        reqs[i], opts[i] = normalise(args)
         if is_dry_run(reqs[i]) then
             results[i] = dry_run(reqs[i])
         else
@@ -361,23 +397,13 @@ function M.parallel(list)
     while #pending > 0 do
         runtime.check_interrupted()
         attempt = attempt + 1
-        local backend = runtime.backend("aws")
-        local batch = {}
+        local batch, batch_opts = {}, {}
         for j, i in ipairs(pending) do
             reqs[i].attempt = attempt
-            batch[j] = reqs[i]
+            batch[j], batch_opts[j] = reqs[i], opts[i]
         end
         local started = monotime()
-        local out
-        if backend.invoke_many then
-            out = backend.invoke_many(batch)
-        else
-            out = {}
-            for j, req in ipairs(batch) do
-                local resp, err = attempt_once(backend, req)
-                out[j] = resp or err
-            end
-        end
+        local out = runtime.backend("aws").invoke_many(batch, batch_opts)
         local again, longest = {}, 0
         for j, i in ipairs(pending) do
             local v = out[j]

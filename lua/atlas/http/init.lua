@@ -2,6 +2,12 @@
 -- Real requests go through libcurl; under the mock world the world answers
 -- for its endpoints. A transport failure raises an "http" error object;
 -- any HTTP status is data and is returned.
+--
+-- Backends (atlas.http.real, atlas.http.mock), both the same shape:
+--   request(req, options) -> response | nil, err
+--   request_many(reqs, options) -> list of responses or error objects (options: a parallel list)
+-- req = {method, url, headers, body}: what goes on the wire; options =
+-- {timeout, connect_timeout, ...}: every other key of the caller's table.
 local runtime = require "atlas.run.runtime"
 local log = require "atlas.run.log"
 local errors = require "atlas.errors"
@@ -47,6 +53,24 @@ function M.transport_error(req, message, code)
     }
 end
 
+-- The keys of a caller's request that go on the wire; every other key is an option.
+local REQUEST_KEYS = { method = true, url = true, headers = true, body = true }
+
+-- split(req) -> the request, the options (timeouts filled in)
+local function split(req)
+    local request, options = {}, {}
+    for k, v in pairs(req) do
+        if REQUEST_KEYS[k] then
+            request[k] = v
+        else
+            options[k] = v
+        end
+    end
+    options.timeout = options.timeout or 10
+    options.connect_timeout = options.connect_timeout or math.min(options.timeout, 5)
+    return request, options
+end
+
 -- Transport failures that point at the far side: it did not answer in time,
 -- refused the connection or cut it. A name that does not resolve, a TLS
 -- failure or a refused plain-http URL points at our own network or setup.
@@ -55,34 +79,6 @@ local FAR_SIDE = { connect = true, timeout = true, reset = true }
 function M.far_side(err)
     if errors.is(err, "http") then return FAR_SIDE[err.code] == true end
     return errors.is(err, "aws") and FAR_SIDE[err.transport] == true
-end
-
--- http.request{method="GET", url=, headers=, body=, timeout=10}
---   -> {status=, headers=, body=}
--- Under --dry-run a method other than GET or HEAD is printed, not sent, and
--- answered {status = 204, dry_run = true}.
-function M.request(req)
-    assert(type(req) == "table" and type(req.url) == "string", "http.request needs a url")
-    runtime.check_interrupted()
-    req.method = req.method or "GET"
-    req.timeout = req.timeout or 10
-    if M.is_mutating(req.method) and runtime.check_change("http " .. req.method .. " " .. req.url) == "dry-run" then
-        return dry_run(req)
-    end
-    local started = runtime.now()
-    local ok, result = pcall(runtime.backend("http").request, req)
-    local outcome = ok and tostring(result.status) or "error"
-    log.event {
-        type = "call",
-        module = "http",
-        op = req.method,
-        region = host_of(req.url),
-        duration_ms = math.floor((runtime.now() - started) * 1000),
-        outcome = outcome,
-        error = (not ok) and errors.message(result) or nil,
-    }
-    if not ok then error(result, 0) end
-    return result
 end
 
 local function call_event(req, started, result)
@@ -98,16 +94,35 @@ local function call_event(req, started, result)
     }
 end
 
+-- http.request{method="GET", url=, headers=, body=, timeout=10}
+--   -> {status=, headers=, body=}
+-- Under --dry-run a method other than GET or HEAD is printed, not sent, and
+-- answered {status = 204, dry_run = true}.
+function M.request(req)
+    assert(type(req) == "table" and type(req.url) == "string", "http.request needs a url")
+    runtime.check_interrupted()
+    req.method = req.method or "GET"
+    if M.is_mutating(req.method) and runtime.check_change("http " .. req.method .. " " .. req.url) == "dry-run" then
+        return dry_run(req)
+    end
+    local started = runtime.now()
+    local response, err = runtime.backend("http").request(split(req))
+    call_event(req, started, response or err)
+    if not response then error(err, 0) end
+    return response
+end
+
 -- http.request_many{req, ...} -> list of responses or http error objects, in order.
 -- The requests run at once: the wall time is that of the slowest.
 function M.request_many(reqs)
-    for _, req in ipairs(reqs) do
+    local requests, options = {}, {}
+    for i, req in ipairs(reqs) do
         assert(type(req) == "table" and type(req.url) == "string", "http.request_many: each request needs a url")
         req.method = req.method or "GET"
-        req.timeout = req.timeout or 10
+        requests[i], options[i] = split(req)
     end
     local started = runtime.now()
-    local results = runtime.backend("http").request_many(reqs)
+    local results = runtime.backend("http").request_many(requests, options)
     for i, req in ipairs(reqs) do
         call_event(req, started, results[i])
     end

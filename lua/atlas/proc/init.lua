@@ -2,6 +2,10 @@
 -- a CDN purge script). Under the mock world the world scripts the answers.
 -- The command is an argv list, never a shell string, so parameters cannot
 -- inject shell syntax.
+--
+-- Backends (atlas.proc.real, atlas.proc.mock), both the same shape:
+--   run(argv, options) -> {code=, stdout=, stderr=} | nil, err (a "proc" error object:
+--   the program could not be started); available(name) -> truthy | nil
 local runtime = require "atlas.run.runtime"
 local log = require "atlas.run.log"
 local errors = require "atlas.errors"
@@ -20,14 +24,16 @@ function M.run(argv, options)
         return { code = 0, stdout = "", stderr = "", dry_run = true }
     end
     local started = runtime.now()
-    local result = runtime.backend("proc").run(argv, options)
+    local result, err = runtime.backend("proc").run(argv, options)
     log.event {
         type = "call",
         module = "proc",
         op = argv[1],
         duration_ms = math.floor((runtime.now() - started) * 1000),
-        outcome = result.code == 0 and "ok" or ("exit " .. result.code),
+        outcome = not result and "error" or result.code == 0 and "ok" or ("exit " .. result.code),
+        error = err and errors.message(err) or nil,
     }
+    if not result then error(err, 0) end
     if result.code ~= 0 and options.check ~= false then
         errors.raise {
             kind = "proc",
