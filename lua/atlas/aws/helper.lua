@@ -27,10 +27,16 @@ function M.split(args, extra)
     return control, params
 end
 
+-- send(service, action, control, params) -> response: a call whose control
+-- keys and params are already apart (split), as aws.call's options and call.
+function M.send(service, action, control, params)
+    return aws.call({ service = service, action = action, region = control.region, params = params }, control)
+end
+
 -- call(service, action, args, extra_control) -> response
 function M.call(service, action, args, extra)
     local control, params = M.split(args, extra)
-    return aws.call({ service = service, action = action, region = control.region, params = params }, control)
+    return M.send(service, action, control, params)
 end
 
 -- paginate(service, action, args, {input=token param, output=token field, items=list field,
@@ -55,8 +61,7 @@ function M.paginate(service, action, args, spec)
         for k, v in pairs(params) do
             page_params[k] = v
         end
-        local resp =
-            aws.call({ service = service, action = action, region = control.region, params = page_params }, control)
+        local resp = M.send(service, action, control, page_params)
         for _, item in ipairs(resp[spec.items] or {}) do
             items[#items + 1] = item
             if spec.limit and #items >= spec.limit then return require("atlas.json").array(items) end
