@@ -339,8 +339,9 @@ set_headers(lua_State *L, struct transfer *t, int headers, int has_body)
                 luaL_error(L, "atlas.curl: header '%s' contains a line break, NUL or colon", name);
             has_content_type |= nlen == 12 && strncasecmp(name, "content-type", 12) == 0;
             /* "Name;" is curl's way to send an empty value; no NUL inside, so %s copies whole */
-            append_header(L, t, vlen ? lua_pushfstring(L, "%s: %s", name, value)
-                                     : lua_pushfstring(L, "%s;", name));
+            append_header(L, t,
+                          vlen ? lua_pushfstring(L, "%s: %s", name, value)
+                               : lua_pushfstring(L, "%s;", name));
             lua_pop(L, 2);
         }
     }

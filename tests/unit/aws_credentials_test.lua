@@ -105,7 +105,8 @@ t.case("role_arn + source_profile: AssumeRole with the source's keys, cached unt
     local saved = wire.invoke
     t.defer(function() wire.invoke = saved end)
     local calls = {}
-    wire.invoke = function(req)
+    wire.invoke = function(req, options)
+        req.options = options -- the credentials and signing travel apart from the call
         calls[#calls + 1] = req
         return {
             Credentials = {
@@ -121,7 +122,7 @@ t.case("role_arn + source_profile: AssumeRole with the source's keys, cached unt
     t.eq(calls[1].action, "AssumeRole")
     t.eq(calls[1].region, "ap-southeast-1")
     t.eq(calls[1].params.RoleArn, "arn:aws:iam::123456789012:role/atlas-ops")
-    t.eq(calls[1].credentials.access_key_id, "AKIAEU")
+    t.eq(calls[1].options.credentials.access_key_id, "AKIAEU")
     credentials.resolve { profile = "atlas-ap-southeast-1" }
     t.eq(#calls, 1, "cached")
     -- five minutes before expiry the role is assumed again
@@ -181,7 +182,8 @@ t.case("web identity: the token file and role from the environment, an unsigned 
     local saved = wire.invoke
     t.defer(function() wire.invoke = saved end)
     local calls = {}
-    wire.invoke = function(req)
+    wire.invoke = function(req, options)
+        req.options = options -- the credentials and signing travel apart from the call
         calls[#calls + 1] = req
         return {
             Credentials = {
@@ -194,7 +196,7 @@ t.case("web identity: the token file and role from the environment, an unsigned 
     end
     local c = credentials.resolve()
     t.eq({ c.access_key_id, c.session_token }, { "ASIAWEB", "web-token" })
-    t.eq({ calls[1].action, calls[1].unsigned }, { "AssumeRoleWithWebIdentity", true })
+    t.eq({ calls[1].action, calls[1].options.unsigned }, { "AssumeRoleWithWebIdentity", true })
     t.eq(calls[1].params, {
         RoleArn = "arn:aws:iam::123456789012:role/eks-ops",
         RoleSessionName = "pod-1",

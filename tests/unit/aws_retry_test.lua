@@ -320,8 +320,8 @@ end)
 t.case("a profile template gives each region its own profile unless the call names one", function()
     local profiles = {}
     local state = fake { OK }
-    package.loaded["atlas.aws.real"].invoke = function(req)
-        profiles[#profiles + 1] = req.profile or "-"
+    package.loaded["atlas.aws.real"].invoke = function(req, options)
+        profiles[#profiles + 1] = options.profile or "-"
         return OK
     end
     local saved = aws.config.profile_template

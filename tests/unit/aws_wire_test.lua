@@ -163,7 +163,8 @@ end)
 -- ---- clock skew and expired credentials, with a fake transport -------------------
 
 local function fake_http(answers)
-    local saved_http, saved_skew = wire.http, wire.clock_skew
+    local net = require "atlas.net"
+    local saved_http, saved_skew = net.curl, wire.clock_skew
     local credentials = require "atlas.aws.credentials"
     local saved_env = credentials.getenv
     local key = "AKIA1"
@@ -172,7 +173,7 @@ local function fake_http(answers)
     end
     credentials.reset()
     local seen = {}
-    wire.http = {
+    net.curl = {
         request = function(http)
             seen[#seen + 1] = http.headers
             local a = answers[#seen]
@@ -180,7 +181,7 @@ local function fake_http(answers)
         end,
     }
     t.defer(function()
-        wire.http, wire.clock_skew, credentials.getenv = saved_http, saved_skew, saved_env
+        net.curl, wire.clock_skew, credentials.getenv = saved_http, saved_skew, saved_env
         credentials.reset()
     end)
     with_env {}
@@ -246,15 +247,14 @@ end)
 
 t.case("parallel: a request that cannot be prepared fails alone", function()
     local seen = fake_http { { 200, {}, '{"services":[],"failures":[]}' } }
-    local saved = wire.http
-    wire.http.request_many = function(list)
+    local curl = require("atlas.net").curl
+    curl.request_many = function(list)
         local out = {}
         for i, http in ipairs(list) do
-            out[i] = wire.http.request(http)
+            out[i] = { curl.request(http) }
         end
         return out
     end
-    t.defer(function() wire.http = saved end)
     local results = require("atlas.aws").parallel {
         { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {} },
         { service = "ecs", action = "DescribeServices", region = "us-east-1", params = {}, profile = "nowhere" },
@@ -291,8 +291,9 @@ t.case("S3: virtual-hosted on AWS, path-style with a custom endpoint or a dotted
         { 200, { etag = '"e2"' }, "two" },
         { 200, { etag = '"e3"' }, "" },
     }
-    local saved_request = wire.http.request
-    wire.http.request = function(http)
+    local curl = require("atlas.net").curl
+    local saved_request = curl.request
+    curl.request = function(http)
         urls[#urls + 1] = http.url
         return saved_request(http)
     end

@@ -12,8 +12,9 @@ local function current_world()
     return world
 end
 
--- invoke(req) -> response | nil, err   (req = {service=, action=, region=, params=, ...})
-function M.invoke(req)
+-- invoke(req, options) -> response | nil, err   (req = {service=, action=, region=, params=, ...});
+-- the world needs none of the options (endpoint, timeouts): it answers at once.
+function M.invoke(req, options)
     local world = current_world()
     local ok, result = pcall(world.aws_invoke, world, req.service, req.action, req.region, req.params)
     if ok then return result end
@@ -22,8 +23,8 @@ function M.invoke(req)
     error(result, 0)
 end
 
--- invoke_many(reqs) -> { response | error object, ... } in request order.
-function M.invoke_many(reqs)
+-- invoke_many(reqs, options) -> { response | error object, ... } in request order.
+function M.invoke_many(reqs, options)
     local results = {}
     for i, req in ipairs(reqs) do
         local response, err = M.invoke(req)

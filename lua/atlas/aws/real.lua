@@ -1,14 +1,15 @@
 -- The real AWS backend: endpoints, credentials, SigV4 and libcurl around
 -- atlas.aws.protocol. One attempt per invoke; atlas.aws retries above it.
--- Contract (docs/architecture.md "AWS backends"): invoke(req) -> response |
--- nil, err and invoke_many(reqs) -> list of responses / error objects.
+-- Contract (docs/architecture.md "AWS backends"): invoke(req, options) ->
+-- response | nil, err and invoke_many(reqs, options) -> list of responses /
+-- error objects. options: endpoint, profile, timeout, ... (atlas.aws OPTIONS).
 local protocol = require "atlas.aws.protocol"
 local credentials = require "atlas.aws.credentials"
 local errors = require "atlas.errors"
 
 local M = {}
 
--- Seconds; a call may override with req.timeout / req.connect_timeout.
+-- Seconds; a call may override with options.timeout / options.connect_timeout.
 M.defaults = { timeout = 30, connect_timeout = 5 }
 
 -- Tests replace this to resolve endpoints under a controlled environment.
@@ -18,12 +19,9 @@ M.getenv = os.getenv
 -- said our clock is off (RequestTimeTooSkewed and friends), as the SDKs do.
 M.clock_skew = 0
 
-local sigv4, curl
-local function natives()
-    sigv4 = sigv4 or require "atlas.aws.sigv4"
-    -- M.http replaces libcurl in tests (same request/request_many contract)
-    curl = M.http or require "atlas.curl"
-end
+local net = require "atlas.net"
+local sigv4
+local function natives() sigv4 = sigv4 or require "atlas.aws.sigv4" end
 
 local SKEW_CODES = {
     RequestTimeTooSkewed = true,
@@ -59,7 +57,7 @@ end
 -- Marks an error atlas.aws may retry at once because its cause is fixed here:
 -- a clock off by more than a minute (now corrected) or expired credentials
 -- (now dropped from the cache, so the next attempt resolves them again).
-local function learn_from(err, resp, req)
+local function learn_from(err, resp, options)
     if SKEW_CODES[err.code] then
         local server = M.parse_http_date(resp.headers["date"])
         local here = os.time() + M.clock_skew
@@ -67,16 +65,11 @@ local function learn_from(err, resp, req)
             M.clock_skew = server - os.time()
             err.fixed = "clock skew corrected by " .. M.clock_skew .. " s"
         end
-    elseif EXPIRED_CODES[err.code] and not req.credentials then
+    elseif EXPIRED_CODES[err.code] and not options.credentials then
         credentials.reset()
         err.fixed = "expired credentials dropped"
     end
     return err
-end
-
-local function is_loopback(host)
-    host = host:lower()
-    return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil or host == "[::1]"
 end
 
 local function usage(message) errors.raise { kind = "usage", code = "endpoint", message = message } end
@@ -88,21 +81,16 @@ local function split_url(url)
     return scheme:lower(), hostport, (path:gsub("/+$", ""))
 end
 
-local function host_only(hostport)
-    if hostport:sub(1, 1) == "[" then return hostport:match("^(%[[^%]]*%])") end
-    return (hostport:gsub(":%d+$", ""))
-end
-
 local function env_true(name)
     local v = M.getenv(name)
     return v ~= nil and (v == "1" or v:lower() == "true" or v:lower() == "yes")
 end
 
--- endpoint(svc, region, req) -> {url=base URL, signing_region=}
+-- endpoint(svc, region, options) -> {url=base URL, signing_region=}
 -- Order as in the SDKs: the call's endpoint, AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL,
 -- then the standard one (Route53: its global endpoint, signed for us-east-1).
-function M.endpoint(svc, region, req)
-    local url = req and req.endpoint
+function M.endpoint(svc, region, options)
+    local url = options and options.endpoint
     if not url and not env_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") then
         url = M.getenv(svc.env_name)
         if url == "" then url = nil end
@@ -121,21 +109,14 @@ function M.endpoint(svc, region, req)
         end
     end
     local scheme, hostport, prefix = split_url(url)
-    if scheme ~= "https" then
-        if scheme ~= "http" then usage("unsupported endpoint scheme: " .. url) end
-        local allowed = (req and req.allow_http) or env_true("ATLAS_ALLOW_HTTP")
-        if not is_loopback(host_only(hostport)) and not allowed then
-            usage(
-                "plain http to a non-loopback endpoint refused ("
-                    .. url
-                    .. "); set ATLAS_ALLOW_HTTP=1 or allow_http=true to allow it"
-            )
-        end
-    end
+    -- atlas.net owns the rule; asked here too, so that a refused endpoint is a
+    -- usage error before anything is signed.
+    local allowed, why = net.check_url(url, options and options.allow_http, M.getenv)
+    if not allowed then usage(why) end
     return { url = scheme .. "://" .. hostport .. prefix, signing_region = signing_region, custom = custom }
 end
 
--- curl's failure codes (engine/curl.c): dns, connect, timeout, reset, tls, interrupted, policy, ...
+-- curl's failure codes (engine/curl.c, atlas.net): dns, connect, timeout, reset, tls, interrupted, policy, ...
 -- transport_error(svc, req, message, code, sent) -> the aws error object of a
 -- call that got no HTTP answer. The mock world's network faults are built
 -- here too, so that they look exactly like the real transport's.
@@ -171,8 +152,8 @@ local function s3_virtual_host(base, path)
     return scheme .. bucket .. "." .. host, rest ~= "" and rest or "/"
 end
 
--- prepare(req) -> svc, http request table (signed) | raises on misuse
-local function prepare(req)
+-- prepare(req, options) -> svc, the signed http request, its transport options | raises on misuse
+local function prepare(req, options)
     natives()
     local svc = protocol.service(req.service)
     local region = req.region or M.getenv("AWS_REGION") or M.getenv("AWS_DEFAULT_REGION")
@@ -180,7 +161,7 @@ local function prepare(req)
         error("atlas.aws: " .. svc.name .. " " .. tostring(req.action) .. ": region is required", 0)
     end
     req.region = region
-    local ep = M.endpoint(svc, region, req)
+    local ep = M.endpoint(svc, region, options)
     local http = protocol.build(svc, req.action, req.params)
     local base, path = ep.url, http.path
     if svc.name == "s3" and not ep.custom then
@@ -188,8 +169,8 @@ local function prepare(req)
     end
     local url = base .. path .. (http.query ~= "" and ("?" .. http.query) or "")
     local added = {}
-    if not req.unsigned then
-        local creds = req.credentials or credentials.resolve { profile = req.profile, region = region }
+    if not options.unsigned then
+        local creds = options.credentials or credentials.resolve { profile = options.profile, region = region }
         added = sigv4.sign {
             method = http.method,
             url = url,
@@ -210,66 +191,66 @@ local function prepare(req)
     -- No body at all on GET/DELETE, so that libcurl adds no Content-Type or Content-Length of its own.
     local body = http.body
     if body == "" and http.method ~= "POST" and http.method ~= "PUT" then body = nil end
-    return svc,
-        {
-            method = http.method,
-            url = url,
-            headers = http.headers,
-            body = body,
-            timeout = req.timeout or M.defaults.timeout,
-            allow_http = req.allow_http or env_true("ATLAS_ALLOW_HTTP"),
-            connect_timeout = req.connect_timeout or M.defaults.connect_timeout,
-        }
+    return svc, { method = http.method, url = url, headers = http.headers, body = body }, {
+        timeout = options.timeout or M.defaults.timeout,
+        connect_timeout = options.connect_timeout or M.defaults.connect_timeout,
+        allow_http = options.allow_http,
+    }
 end
 
-local function finish(svc, req, resp)
+local function finish(svc, req, options, resp)
     -- for the call event: what AWS support asks for first
     local h = resp.headers
     req.request_id = h["x-amzn-requestid"] or h["x-amz-request-id"] or h["x-amzn-request-id"]
     local v, err = protocol.decode(svc, req.action, req.region, resp)
-    if err then learn_from(err, resp, req) end
+    if err then learn_from(err, resp, options) end
     return v, err
 end
 
--- invoke(req) -> response | nil, err
-function M.invoke(req)
-    local svc, http = prepare(req)
-    local resp, message, code, sent = curl.request(http)
-    if not resp then return nil, transport_error(svc, req, message, code, sent) end
-    return finish(svc, req, resp)
+-- prepare's failures that are the world's (no credentials for a profile) are
+-- this call's error; misuse and usage errors are raised.
+local function try_prepare(req, options)
+    local ok, svc, http, transport = pcall(prepare, req, options or {})
+    if ok then return svc, http, transport end
+    if errors.is(svc) and svc.kind ~= "usage" then return nil, svc end
+    error(svc, 0)
 end
 
--- invoke_many(reqs) -> list of responses or error objects, in order; the
--- requests run concurrently (curl multi), so the wall time is the slowest one.
-function M.invoke_many(reqs)
-    local svcs, https, slots, out = {}, {}, {}, {}
+-- invoke(req, options) -> response | nil, err
+function M.invoke(req, options)
+    options = options or {}
+    local svc, http, transport = try_prepare(req, options)
+    if not svc then return nil, http end
+    local resp, message, code, sent = net.request(http, transport)
+    if not resp then return nil, transport_error(svc, req, message, code, sent) end
+    return finish(svc, req, options, resp)
+end
+
+-- invoke_many(reqs, options) -> list of responses or error objects, in order
+-- (options: a list parallel to reqs); the requests run concurrently (curl
+-- multi), so the wall time is the slowest one.
+function M.invoke_many(reqs, options)
+    options = options or {}
+    local svcs, https, transports, slots, out = {}, {}, {}, {}, {}
     for i, req in ipairs(reqs) do
-        -- one request's failure to prepare (no credentials for its profile) is that entry's error
-        local ok, svc, http = pcall(prepare, req)
-        if ok then
+        options[i] = options[i] or {}
+        local svc, http, transport = try_prepare(req, options[i])
+        if svc then
             svcs[i] = svc
-            https[#https + 1] = http
+            https[#https + 1], transports[#https + 1] = http, transport
             slots[#https] = i
-        elseif errors.is(svc) then
-            out[i] = svc
         else
-            error(svc, 0)
+            out[i] = http
         end
     end
-    local resps = #https > 0 and curl.request_many(https) or {}
+    local results = #https > 0 and net.request_many(https, transports) or {}
     for j, i in ipairs(slots) do
-        local req, resp = reqs[i], resps[j]
-        if resp == nil or resp.error then
-            out[i] = transport_error(
-                svcs[i],
-                req,
-                resp and resp.error or "no response",
-                resp and resp.code,
-                resp and resp.sent
-            )
-        else
-            local v, err = finish(svcs[i], req, resp)
+        local resp, message, code, sent = table.unpack(results[j], 1, 4)
+        if resp then
+            local v, err = finish(svcs[i], reqs[i], options[i], resp)
             out[i] = v or err
+        else
+            out[i] = transport_error(svcs[i], reqs[i], message, code, sent)
         end
     end
     return out

@@ -13,11 +13,12 @@ local function slurp(path)
     return data
 end
 
+-- run(argv, options) -> {code=, stdout=, stderr=} | nil, err (the program could not be started)
 function M.run(argv, options)
     local base = os.tmpname()
     local pid, err = sys.spawn(argv, { stdout = base .. ".out", stderr = base .. ".err", env = options.env })
     os.remove(base)
-    if not pid then errors.raise { kind = "proc", code = "spawn", message = err } end
+    if not pid then return nil, errors.new { kind = "proc", code = "spawn", message = err } end
     local _, code = sys.wait(pid)
     if sys.interrupted() then
         sys.kill(-pid, "TERM")

@@ -355,8 +355,10 @@ function M.load(run_id)
         if code == "NotFound" then return nil, "no run " .. run_id .. " in " .. store:where() end
         return nil, "cannot read journal " .. run_id .. ": " .. tostring(version_or_err)
     end
-    local ok, record = pcall(json.decode, text)
-    if not ok then return nil, "journal " .. run_id .. " is unreadable: " .. record end
+    local record, why = json.decode(text)
+    if type(record) ~= "table" then
+        return nil, "journal " .. run_id .. " is unreadable: " .. (why or "not a JSON object")
+    end
     read_versions[record] = version_or_err
     return record
 end

@@ -92,12 +92,12 @@ end
 local function saved_key(name, region) return string.format("dns/%s.%s.json", (name:gsub("%.$", "")), region) end
 
 local function decode_saved(text, where)
-    local ok, records = pcall(json.decode, text)
-    if not ok or type(records) ~= "table" then
+    local records, why = json.decode(text)
+    if type(records) ~= "table" then
         errors.raise {
             kind = "dns",
             code = "SavedUnreadable",
-            message = string.format("the saved records in %s are not readable: %s", where, tostring(records)),
+            message = string.format("the saved records in %s are not readable: %s", where, why or "not a list"),
         }
     end
     return records

@@ -6,18 +6,10 @@ local json = require "atlas.json"
 
 local M = {}
 
--- Puts the control keys back into a params copy, for helper.call to split again.
-local function with_control(params, args)
-    for _, k in ipairs { "region", "profile", "endpoint", "timeout", "max_attempts" } do
-        params[k] = args[k]
-    end
-    return params
-end
-
 -- describe_services{region, cluster, services} -> {services = {...}, failures = {...}}
 -- More than 10 services are asked in batches of 10 (the API's limit).
 function M.describe_services(args)
-    local _, params = helper.split(args)
+    local control, params = helper.split(args)
     local names = params.services
     if type(names) == "string" then names = { names } end
     if type(names) ~= "table" or #names == 0 then error("ecs.describe_services: services (a list) is required", 2) end
@@ -31,7 +23,7 @@ function M.describe_services(args)
         for i = first, math.min(first + 9, #names) do
             p.services[#p.services + 1] = names[i]
         end
-        local resp = helper.call("ecs", "DescribeServices", with_control(p, args))
+        local resp = helper.send("ecs", "DescribeServices", control, p)
         for _, s in ipairs(resp.services or {}) do
             out.services[#out.services + 1] = s
         end

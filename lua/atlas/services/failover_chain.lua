@@ -59,8 +59,8 @@ end
 -- Whether an EventBridge pattern matches the alarm's change to ALARM.
 -- Returns ok, why-not.
 local function matches_alarm_event(pattern_text, alarm_name)
-    local ok, pattern = pcall(json.decode, pattern_text or "")
-    if not ok or type(pattern) ~= "table" then return false, "its event pattern is not JSON" end
+    local pattern = json.decode(pattern_text or "")
+    if type(pattern) ~= "table" then return false, "its event pattern is not JSON" end
     if pattern.source and not contains(pattern.source, "aws.cloudwatch") then
         return false, "its pattern's source is not aws.cloudwatch"
     end

@@ -11,8 +11,8 @@ local function register(value)
     if type(value) ~= "string" or value == "" then return end
     log.secret(value)
     if value:sub(1, 1) == "{" then
-        local ok, doc = pcall(require("atlas.json").decode, value)
-        if ok and type(doc) == "table" then
+        local doc = require("atlas.json").decode(value)
+        if type(doc) == "table" then
             for _, v in pairs(doc) do
                 if type(v) == "string" and #v >= 4 then log.secret(v) end
             end

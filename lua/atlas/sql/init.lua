@@ -34,11 +34,11 @@ function M.quote_ident(s) return require("atlas.pq").quote_ident(s) end
 
 function M.quote_literal(s) return require("atlas.pq").quote_literal(s) end
 
+-- A Unix-domain socket (a path, an abstract "@name", or libpq's default) or a
+-- host that atlas.net calls loopback.
 local function is_loopback_host(host)
-    if host == "" or host:sub(1, 1) == "/" or host:sub(1, 1) == "@" then
-        return true -- Unix-domain socket
-    end
-    return host == "localhost" or host == "::1" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+    if host == "" or host:sub(1, 1) == "/" or host:sub(1, 1) == "@" then return true end
+    return require("atlas.net").is_loopback(host)
 end
 
 -- True when every host of a (possibly multi-host "a,b") list is this machine.
@@ -113,8 +113,8 @@ local function resolve_password(params, options)
         end
         -- An RDS-managed secret is JSON with username and password.
         if value:sub(1, 1) == "{" then
-            local ok, decoded = pcall(json.decode, value)
-            if ok and type(decoded) == "table" and type(decoded.password) == "string" then
+            local decoded = json.decode(value)
+            if type(decoded) == "table" and type(decoded.password) == "string" then
                 value = decoded.password
                 if not params.user and type(decoded.username) == "string" then params.user = decoded.username end
             end
