@@ -23,6 +23,7 @@ Usage:
   atlas-run runs                                  recent runs: playbook, status, who, where, when
   atlas-run show RUN                              one run's timeline, from its journal
   atlas-run unlock RUN|LOCK                       release a shared run lock (a dead machine's)
+  atlas-run new NAME                              write playbooks/NAME.lua and tests/NAME_test.lua to start from
   atlas-run -e CODE                               run a Lua chunk with `atlas` loaded
   atlas-run --help PLAYBOOK                       a playbook's parameters and steps
 
@@ -575,7 +576,7 @@ local function dispatch(argv)
     local options, positional = M.parse(argv)
     configure_output(options)
     local commands =
-        { list = true, check = true, test = true, scenarios = true, runs = true, show = true, unlock = true }
+        { list = true, check = true, test = true, scenarios = true, runs = true, show = true, unlock = true, new = true }
     if options.help and positional[1] and not commands[positional[1]] then
         return describe_playbook(positional[1])
     elseif options.help then
@@ -611,6 +612,13 @@ local function dispatch(argv)
         return show_run(options, positional)
     elseif command == "unlock" then
         return unlock(options, positional)
+    elseif command == "new" then
+        if #positional ~= 2 then usage_error("new needs one playbook name: atlas-run new NAME") end
+        for _, path in ipairs(require("atlas.run.new").write(positional[2])) do
+            print("wrote " .. path)
+        end
+        print(string.format("next: atlas-run check playbooks/%s.lua && atlas-run test tests/%s_test.lua", positional[2], positional[2]))
+        return EXIT.ok
     end
     return run_playbook(options, positional)
 end
