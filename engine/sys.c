@@ -445,6 +445,12 @@ sys_mkdir(lua_State *L)
     size_t len;
     const char *path = luaL_checklstring(L, 1, &len);
     mode_t mode = (mode_t)luaL_optinteger(L, 2, 0755);
+    /* Usually the directory or its parent is there already (the state store
+     * asks before every write): one call then, not one per component. */
+    if (mkdir(path, mode) == 0 || errno == EEXIST) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     luaL_Buffer b;
     char *copy = luaL_buffinitsize(L, &b, len + 1);
     memcpy(copy, path, len + 1);
