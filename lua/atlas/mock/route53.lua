@@ -64,8 +64,13 @@ end
 
 local function record_key(r) return sort_key(fqdn(r.Name), r.Type, r.SetIdentifier) end
 
+-- Each record's key is computed once, not at every comparison.
 local function sort_records(records)
-    table.sort(records, function(a, b) return record_key(a) < record_key(b) end)
+    local keys = {}
+    for _, r in ipairs(records) do
+        keys[r] = record_key(r)
+    end
+    table.sort(records, function(a, b) return keys[a] < keys[b] end)
 end
 
 local function health_check_for(w, region)

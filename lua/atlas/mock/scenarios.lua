@@ -15,6 +15,8 @@ local FIELDS = { description = "string", apply = "function" }
 
 local function usage(fmt, ...) errors.raise { kind = "usage", code = "scenario", message = string.format(fmt, ...) } end
 
+local known -- name -> true, found once per process (each test case names a scenario)
+
 -- scenarios.names() -> the sorted names of the scenarios that can be named
 function M.names()
     local names = {}
@@ -31,9 +33,13 @@ function M.is_path(s) return type(s) == "string" and (s:find("/", 1, true) ~= ni
 -- lets a path, a table or a function through (load checks those).
 function M.check(s)
     if type(s) ~= "string" or M.is_path(s) then return end
-    for _, known in ipairs(M.names()) do
-        if known == s then return end
+    if not known then
+        known = {}
+        for _, name in ipairs(M.names()) do
+            known[name] = true
+        end
     end
+    if known[s] then return end
     usage("unknown scenario %q (scenarios: %s; or a path to a scenario file)", s, table.concat(M.names(), ", "))
 end
 

@@ -45,7 +45,7 @@ end
 -- Deterministic identifiers: the same run produces the same ids.
 -- A 31-bit LCG scrambled into 8 hex digits per step: deterministic, cheap,
 -- and no global random state touched.
-local function hex_digits(seed, n)
+local function compute_hex_digits(seed, n)
     local out = {}
     local x = seed % 2147483648
     local i, len = 0, 0
@@ -57,6 +57,28 @@ local function hex_digits(seed, n)
     end
     return table.concat(out):sub(1, n)
 end
+
+-- Every test case builds a world, and each build asks for the same ids
+-- (log streams, endpoints, ARNs): remembered, they were a quarter of the
+-- build. The function is pure, so the cache only trades memory for time;
+-- it starts afresh past 50,000 entries.
+local function memoised(compute)
+    local cache, cached = {}, 0
+    return function(seed, n)
+        local by_length = cache[n]
+        local value = by_length and by_length[seed]
+        if value then return value end
+        if cached >= 50000 then cache, cached = {}, 0 end
+        by_length = cache[n] or {}
+        cache[n] = by_length
+        value = compute(seed, n)
+        by_length[seed] = value
+        cached = cached + 1
+        return value
+    end
+end
+
+local hex_digits = memoised(compute_hex_digits)
 M.hex_digits = hex_digits
 
 function M.id(prefix, seq) return prefix .. hex_digits(seq * 7919 + #prefix, 12) end
@@ -70,7 +92,7 @@ function M.request_id(seq) return M.uuid(seq + 500000) end
 
 -- Upper-case base-32-ish ids as Route53 uses (zone "Z...", change "C...").
 local UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-function M.upper_id(prefix, seed, n)
+local upper_digits = memoised(function(seed, n)
     local out = {}
     local x = seed
     for i = 1, n do
@@ -78,8 +100,9 @@ function M.upper_id(prefix, seed, n)
         local d = (x >> 16) % #UPPER
         out[i] = UPPER:sub(d + 1, d + 1)
     end
-    return prefix .. table.concat(out)
-end
+    return table.concat(out)
+end)
+function M.upper_id(prefix, seed, n) return prefix .. upper_digits(seed, n) end
 
 -- Timestamps. JSON protocols (ECS, Logs, Secrets Manager, Events) send epoch
 -- seconds as numbers; query and rest-xml protocols (RDS, CloudWatch, STS,
