@@ -38,3 +38,16 @@ t.case("the journal of a real (non-dry) run holds no secret either", function()
     t.no_match(journal, secret, "journal")
     t.no_match(r.stdout .. r.stderr, secret, "output")
 end)
+
+-- log.redact remembers the strings that held no secret (events and journal writes
+-- pass the same ones again and again). A secret registered later must still be masked.
+t.case("a string redacted before its secret was registered is masked once it is", function()
+    local log = require "atlas.run.log"
+    log.secret("first-secret-value")
+    local text = "connect with hunter2-late-secret please"
+    t.eq(log.redact(text), text)
+    t.eq(log.redact_table({ note = text }).note, text)
+    log.secret("hunter2-late-secret")
+    t.eq(log.redact(text), "connect with [REDACTED] please")
+    t.eq(log.redact_table({ note = text }).note, "connect with [REDACTED] please")
+end)

@@ -24,6 +24,10 @@ local config = {
 -- replaced whole rather than leaving the rest of it readable.
 local secrets = {}
 local MASK = "[REDACTED]"
+-- Strings already found to hold no registered secret. Events and journal
+-- writes pass the same strings again and again (every journal write redacts
+-- the whole record); a new secret empties it, and so does its size limit.
+local clean, clean_count = {}, 0
 
 -- The forms a secret takes on its way out: as given, inside a %q string
 -- (Lua error messages), inside a JSON string (the JSON sink, the journal, the
@@ -52,6 +56,7 @@ function M.secret(value)
         if not known then secrets[#secrets + 1] = form end
     end
     table.sort(secrets, function(a, b) return #a > #b end)
+    clean, clean_count = {}, 0
 end
 
 local function plain_pattern(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
@@ -83,7 +88,8 @@ function M.forget_secrets() secrets = {} end
 
 -- log.redact(s) -> s with every registered secret replaced
 function M.redact(s)
-    if type(s) ~= "string" or #secrets == 0 then return s end
+    if type(s) ~= "string" or #secrets == 0 or clean[s] then return s end
+    local original = s
     for _, secret in ipairs(secrets) do
         if s == secret then return MASK end
         if s:find(secret, 1, true) then
@@ -93,6 +99,11 @@ function M.redact(s)
                 s = mask_words(s, secret)
             end
         end
+    end
+    if s == original and #s <= 200 then
+        if clean_count >= 20000 then clean, clean_count = {}, 0 end
+        clean[s] = true
+        clean_count = clean_count + 1
     end
     return s
 end
