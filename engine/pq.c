@@ -6,10 +6,13 @@
  * per-call timeout can cancel the statement on the server with PQcancel
  * instead of leaving the process stuck in a blocking read.
  *
- * Failures of the server or the network are returned as `nil, errtable`
- * (sqlstate, message, detail, hint, host, port, dbname); atlas.sql turns
- * them into atlas.error objects. Misuse (a closed connection, a parameter
- * of a type that has no SQL text form) raises.
+ * Lua's convention: misuse (a closed connection, a parameter with no SQL
+ * text form) raises; a failure of the server or the network returns
+ * nil, message, code, fields. code is the server's SQLSTATE when it sent
+ * one, else one of "connect", "timeout", "interrupted", "lost", "copy",
+ * "conninfo". fields holds what the server said besides the message
+ * (severity, detail, hint, position, where), and connection_lost = true when
+ * the connection can carry nothing more. atlas.sql makes the error object.
  *
  * Cells become integers, floats and booleans here; every other type stays
  * the server's text. atlas.sql converts json and timestamp columns, by the
@@ -46,26 +49,16 @@ enum {
  * the signal did not interrupt poll() itself. */
 #define POLL_SLICE_SECONDS 0.1
 /* A chatty server function must not grow memory without bound. */
-#define MAX_NOTICES 1000
-
-struct notice {
-    struct notice *next;
-    char text[];
-};
+#define MAX_NOTICE_BYTES 65536
 
 typedef struct {
-    PGconn *conn; /* NULL once closed */
-    struct notice *notices;
-    struct notice **notices_tail;
-    int notice_count;
+    PGconn *conn;         /* NULL once closed */
+    char *notices;        /* "SEVERITY: message" strings, each ended by '\0' */
+    size_t notices_len;
     int notices_dropped;
 } Conn;
 
-typedef struct {
-    PGresult *res;
-} ResultBox;
-
-enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_INTERRUPT, STOP_LOST };
+enum stop_reason { STOP_NONE, STOP_TIMEOUT, STOP_INTERRUPT };
 
 struct wait_state {
     atlas_wait wait;
@@ -96,21 +89,6 @@ wait_socket(int sock, int for_write, double seconds)
     (void)poll(&pfd, 1, (int)(seconds * 1000.0) + 1);
 }
 
-static void
-free_notices(Conn *c)
-{
-    struct notice *n = c->notices;
-    while (n != NULL) {
-        struct notice *next = n->next;
-        free(n);
-        n = next;
-    }
-    c->notices = NULL;
-    c->notices_tail = &c->notices;
-    c->notice_count = 0;
-    c->notices_dropped = 0;
-}
-
 /* libpq calls this from inside PQgetResult/PQconsumeInput, where raising a
  * Lua error would longjmp through libpq: so only queue the text in C, and
  * conn:notices() hands it to Lua later. */
@@ -118,25 +96,43 @@ static void
 notice_receiver(void *arg, const PGresult *res)
 {
     Conn *c = arg;
-    if (c->notice_count >= MAX_NOTICES) {
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (severity == NULL)
+        severity = "NOTICE";
+    if (message == NULL)
+        message = PQresultErrorMessage(res);
+    size_t size = strlen(severity) + strlen(message) + 3;
+    char *grown = c->notices_len + size <= MAX_NOTICE_BYTES
+                      ? realloc(c->notices, c->notices_len + size)
+                      : NULL;
+    if (grown == NULL) {
         c->notices_dropped++;
         return;
     }
-    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
-    const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    if (message == NULL)
-        message = PQresultErrorMessage(res);
-    if (severity == NULL)
-        severity = "NOTICE";
-    size_t size = strlen(severity) + strlen(message) + 3;
-    struct notice *n = malloc(sizeof *n + size);
-    if (n == NULL)
-        return;
-    snprintf(n->text, size, "%s: %s", severity, message);
-    n->next = NULL;
-    *c->notices_tail = n;
-    c->notices_tail = &n->next;
-    c->notice_count++;
+    c->notices = grown;
+    snprintf(grown + c->notices_len, size, "%s: %s", severity, message);
+    c->notices_len += size;
+}
+
+static void
+free_notices(Conn *c)
+{
+    free(c->notices);
+    c->notices = NULL;
+    c->notices_len = 0;
+    c->notices_dropped = 0;
+}
+
+/* A new connection userdata, marked closed: whatever fails after this,
+ * its __gc has nothing or exactly one PGconn to free. */
+static Conn *
+push_conn(lua_State *L)
+{
+    Conn *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    luaL_setmetatable(L, CONN_MT);
+    return c;
 }
 
 /* conn:close(), and __gc and __close: closes the connection once; safe to
@@ -164,37 +160,23 @@ check_open(lua_State *L)
 
 /* A userdata that owns a PGresult, so a Lua error while the rows are being
  * converted (out of memory) cannot leak it. */
-static ResultBox *
+static PGresult **
 push_result_box(lua_State *L)
 {
-    ResultBox *box = lua_newuserdatauv(L, sizeof *box, 0);
-    box->res = NULL;
+    PGresult **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
     luaL_setmetatable(L, RESULT_MT);
     return box;
-}
-
-static void
-result_box_set(ResultBox *box, PGresult *res)
-{
-    if (box->res != NULL)
-        PQclear(box->res);
-    box->res = res;
 }
 
 /* __gc of a result box: frees whatever result it still holds. */
 static int
 result_box_gc(lua_State *L)
 {
-    ResultBox *box = luaL_checkudata(L, 1, RESULT_MT);
-    result_box_set(box, NULL);
+    PGresult **box = luaL_checkudata(L, 1, RESULT_MT);
+    PQclear(*box);
+    *box = NULL;
     return 0;
-}
-
-/* Scratch memory owned by the Lua GC (arrays of char pointers). */
-static void *
-push_scratch(lua_State *L, size_t size)
-{
-    return lua_newuserdatauv(L, size > 0 ? size : 1, 0);
 }
 
 static void
@@ -206,86 +188,31 @@ set_string_field(lua_State *L, const char *name, const char *value)
     }
 }
 
-/* Pushes libpq's message without the trailing newline libpq appends. */
-static void
-push_trimmed(lua_State *L, const char *message)
+/* Pushes nil, message, code, fields (see the top of this file). The
+ * server's fields come from res when there is one; message loses the
+ * newline libpq ends its own messages with. */
+static int
+push_failure(lua_State *L, const char *message, const char *code, const PGresult *res, int lost)
 {
     size_t len = strlen(message);
     while (len > 0 && (message[len - 1] == '\n' || message[len - 1] == ' '))
         len--;
+    lua_pushnil(L);
     lua_pushlstring(L, message, len);
-}
-
-/* The fields every error names; never the password or the conninfo. */
-static void
-set_connection_fields(lua_State *L, PGconn *conn)
-{
-    if (conn == NULL)
-        return;
-    set_string_field(L, "host", PQhost(conn));
-    set_string_field(L, "port", PQport(conn));
-    set_string_field(L, "dbname", PQdb(conn));
-    set_string_field(L, "user", PQuser(conn));
-}
-
-/* Pushes nil and an error table built from the connection's last message. */
-static int
-push_connection_error(lua_State *L, PGconn *conn, const char *sqlstate, const char *fallback)
-{
-    lua_pushnil(L);
-    lua_createtable(L, 0, 8);
-    const char *message = conn != NULL ? PQerrorMessage(conn) : NULL;
-    if (message == NULL || *message == '\0')
-        message = fallback;
-    push_trimmed(L, message);
-    lua_setfield(L, -2, "message");
-    set_string_field(L, "sqlstate", sqlstate);
-    set_connection_fields(L, conn);
-    return 2;
-}
-
-static int
-push_result_error(lua_State *L, PGconn *conn, const PGresult *res)
-{
-    lua_pushnil(L);
-    lua_createtable(L, 0, 10);
-    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    if (primary != NULL)
-        lua_pushstring(L, primary);
-    else
-        push_trimmed(L, PQresultErrorMessage(res));
-    lua_setfield(L, -2, "message");
-    const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    /* An error libpq made itself (lost connection) carries no SQLSTATE. */
-    set_string_field(L, "sqlstate", sqlstate != NULL ? sqlstate : "08006");
-    set_string_field(L, "severity", PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED));
-    set_string_field(L, "detail", PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
-    set_string_field(L, "hint", PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
-    set_string_field(L, "position", PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION));
-    set_string_field(L, "where", PQresultErrorField(res, PG_DIAG_CONTEXT));
-    set_connection_fields(L, conn);
-    return 2;
-}
-
-/* Adds why the statement stopped to the error table on top of the stack. */
-static void
-mark_stop_reason(lua_State *L, const struct wait_state *ws, double timeout)
-{
-    if (ws->why == STOP_TIMEOUT) {
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "timeout");
-        lua_pushfstring(L, "statement cancelled after the %f s timeout", timeout);
-        lua_setfield(L, -2, "message");
-        lua_pushliteral(L, "57014");
-        lua_setfield(L, -2, "sqlstate");
-    } else if (ws->why == STOP_INTERRUPT) {
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "interrupted");
-        lua_pushliteral(L, "statement cancelled by Ctrl-C");
-        lua_setfield(L, -2, "message");
-        lua_pushliteral(L, "57014");
-        lua_setfield(L, -2, "sqlstate");
+    lua_pushstring(L, code);
+    lua_createtable(L, 0, 6);
+    if (res != NULL) {
+        set_string_field(L, "severity", PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED));
+        set_string_field(L, "detail", PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
+        set_string_field(L, "hint", PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
+        set_string_field(L, "position", PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION));
+        set_string_field(L, "where", PQresultErrorField(res, PG_DIAG_CONTEXT));
     }
+    if (lost) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "connection_lost");
+    }
+    return 4;
 }
 
 static void
@@ -299,41 +226,37 @@ send_cancel(PGconn *conn)
     PQfreeCancel(cancel);
 }
 
-/* Reads from the server until a result can be taken without blocking.
- * Cancels the statement on Ctrl-C or at the deadline, and gives up on a
- * server that does not answer the cancel either. */
-static enum stop_reason
-await_result(PGconn *conn, struct wait_state *ws)
+/* Waits one slice for input from the server and reads it. Cancels the
+ * statement on Ctrl-C or at the deadline; returns 0 when the connection is
+ * lost, or the server leaves the cancel unanswered. */
+static int
+wait_for_server(PGconn *conn, struct wait_state *ws)
 {
-    while (PQisBusy(conn)) {
-        double now = monotonic_seconds();
-        double slice = POLL_SLICE_SECONDS;
-        if (ws->cancel_at == 0) {
-            if (atlas_wait_interrupted(&ws->wait))
-                ws->why = STOP_INTERRUPT;
-            else if (ws->deadline > 0 && now >= ws->deadline)
-                ws->why = STOP_TIMEOUT;
-            if (ws->why != STOP_NONE) {
-                send_cancel(conn);
-                ws->cancel_at = now;
-            } else if (ws->deadline > 0) {
-                slice = ws->deadline - now;
-            }
-        } else if (now - ws->cancel_at > CANCEL_GRACE_SECONDS) {
-            return STOP_LOST;
+    double now = monotonic_seconds();
+    double slice = POLL_SLICE_SECONDS;
+    if (ws->cancel_at == 0) {
+        if (atlas_wait_interrupted(&ws->wait))
+            ws->why = STOP_INTERRUPT;
+        else if (ws->deadline > 0 && now >= ws->deadline)
+            ws->why = STOP_TIMEOUT;
+        if (ws->why != STOP_NONE) {
+            send_cancel(conn);
+            ws->cancel_at = now;
+        } else if (ws->deadline > 0) {
+            slice = ws->deadline - now;
         }
-        wait_socket(PQsocket(conn), 0, slice);
-        if (!PQconsumeInput(conn))
-            return STOP_LOST;
+    } else if (now - ws->cancel_at > CANCEL_GRACE_SECONDS) {
+        return 0;
     }
-    return STOP_NONE;
+    wait_socket(PQsocket(conn), 0, slice);
+    return PQconsumeInput(conn);
 }
 
 static int
-is_error_status(ExecStatusType status)
+succeeded(const PGresult *res)
 {
-    return status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
-           status == PGRES_NONFATAL_ERROR;
+    ExecStatusType status = PQresultStatus(res);
+    return status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK || status == PGRES_EMPTY_QUERY;
 }
 
 /* A COPY ... FROM STDIN / TO STDOUT is a data stream, not a result: end it
@@ -347,22 +270,11 @@ leave_copy(PGconn *conn, ExecStatusType status, struct wait_state *ws)
     for (;;) {
         char *data = NULL;
         int n = PQgetCopyData(conn, &data, 1);
-        if (data != NULL)
-            PQfreemem(data);
+        PQfreemem(data);
         if (n == -1)
             return 1;
-        if (n == -2)
+        if (n == -2 || (n == 0 && !wait_for_server(conn, ws)))
             return 0;
-        if (n == 0) {
-            if (ws->cancel_at == 0 && atlas_wait_interrupted(&ws->wait)) {
-                ws->why = STOP_INTERRUPT;
-                ws->cancel_at = monotonic_seconds();
-                send_cancel(conn);
-            }
-            wait_socket(PQsocket(conn), 0, POLL_SLICE_SECONDS);
-            if (!PQconsumeInput(conn))
-                return 0;
-        }
     }
 }
 
@@ -370,12 +282,12 @@ leave_copy(PGconn *conn, ExecStatusType status, struct wait_state *ws)
  * error or else the last result in the box. Returns 0 when the connection
  * was lost on the way. */
 static int
-collect_results(PGconn *conn, ResultBox *box, struct wait_state *ws)
+collect_results(PGconn *conn, PGresult **box, struct wait_state *ws)
 {
-    int have_error = 0;
     for (;;) {
-        if (await_result(conn, ws) == STOP_LOST)
-            return 0;
+        while (PQisBusy(conn))
+            if (!wait_for_server(conn, ws))
+                return 0;
         PGresult *res = PQgetResult(conn);
         if (res == NULL)
             return 1;
@@ -385,22 +297,25 @@ collect_results(PGconn *conn, ResultBox *box, struct wait_state *ws)
             ws->copy_refused = 1;
             if (!leave_copy(conn, status, ws))
                 return 0;
-            continue;
-        }
-        if (have_error) {
-            PQclear(res);
+        } else if (*box == NULL || succeeded(*box)) {
+            PQclear(*box);
+            *box = res;
         } else {
-            result_box_set(box, res);
-            have_error = is_error_status(status);
+            PQclear(res);
         }
     }
 }
 
-/* Pushes one non-NULL cell, converted by its column's type. */
+/* Pushes one cell: atlas.null, or the text converted by the column's type. */
 static void
-push_value(lua_State *L, Oid type, const char *text, size_t len)
+push_cell(lua_State *L, const PGresult *res, int row, int col)
 {
-    switch (type) {
+    if (PQgetisnull(res, row, col)) {
+        atlas_pushnull(L);
+        return;
+    }
+    const char *text = PQgetvalue(res, row, col);
+    switch (PQftype(res, col)) {
     case OID_INT2:
     case OID_INT4:
     case OID_INT8:
@@ -414,132 +329,93 @@ push_value(lua_State *L, Oid type, const char *text, size_t len)
         lua_pushboolean(L, text[0] == 't');
         break;
     default: /* numeric included: text keeps every digit */
-        lua_pushlstring(L, text, len);
+        lua_pushlstring(L, text, (size_t)PQgetlength(res, row, col));
         break;
     }
 }
 
-/* Pushes one row as a table keyed by column name; the names are on the
- * stack from index names, the column types in types. */
-static void
-push_row(lua_State *L, const PGresult *res, int row, int names, const Oid *types)
-{
-    int ncols = PQnfields(res);
-    lua_createtable(L, 0, ncols);
-    for (int col = 0; col < ncols; col++) {
-        lua_pushvalue(L, names + col);
-        size_t len = (size_t)PQgetlength(res, row, col);
-        /* Only an empty value can be NULL: skip the call otherwise. */
-        if (len == 0 && PQgetisnull(res, row, col))
-            atlas_pushnull(L);
-        else
-            push_value(L, types[col], PQgetvalue(res, row, col), len);
-        lua_rawset(L, -3);
-    }
-}
-
-/* Pushes the rows: an array of tables keyed by column name. */
+/* Pushes rows, info for a successful result: the rows as tables keyed by
+ * column name, and {command=, rows_affected=, columns={...}, types={oid...}}. */
 static void
 push_rows(lua_State *L, const PGresult *res)
 {
     int nrows = PQntuples(res);
     int ncols = PQnfields(res);
-    luaL_checkstack(L, ncols + 4, "too many columns");
-    /* Column types looked up once, not once per cell. */
-    Oid *types = push_scratch(L, sizeof(Oid) * (size_t)ncols);
-    int names = lua_gettop(L) + 1;
-    for (int col = 0; col < ncols; col++) {
-        lua_pushstring(L, PQfname(res, col));
-        types[col] = PQftype(res, col);
-    }
-    lua_createtable(L, nrows, 0);
-    for (int row = 0; row < nrows; row++) {
-        push_row(L, res, row, names, types);
-        lua_rawseti(L, -2, row + 1);
-    }
-    /* Drop the types and names, keeping the rows. */
-    lua_copy(L, -1, names - 1);
-    lua_settop(L, names - 1);
-}
-
-/* Pushes {command=, rows_affected=, columns={...}, types={oid...}} for a successful result. */
-static void
-push_result_info(lua_State *L, const PGresult *res)
-{
-    lua_createtable(L, 0, 3);
-    set_string_field(L, "command", PQcmdStatus((PGresult *)res));
-    const char *affected = PQcmdTuples((PGresult *)res);
-    if (affected != NULL && *affected != '\0') {
-        lua_pushinteger(L, (lua_Integer)strtoll(affected, NULL, 10));
-        lua_setfield(L, -2, "rows_affected");
-    }
-    int ncols = PQnfields(res);
+    lua_createtable(L, ncols, 0);
+    int columns = lua_gettop(L);
     lua_createtable(L, ncols, 0);
     for (int col = 0; col < ncols; col++) {
         lua_pushstring(L, PQfname(res, col));
-        lua_rawseti(L, -2, col + 1);
-    }
-    lua_setfield(L, -2, "columns");
-    lua_createtable(L, ncols, 0);
-    for (int col = 0; col < ncols; col++) {
+        lua_rawseti(L, columns, col + 1);
         lua_pushinteger(L, (lua_Integer)PQftype(res, col));
         lua_rawseti(L, -2, col + 1);
     }
+    lua_createtable(L, nrows, 0);
+    for (int row = 0; row < nrows; row++) {
+        lua_createtable(L, 0, ncols);
+        for (int col = 0; col < ncols; col++) {
+            lua_rawgeti(L, columns, col + 1);
+            push_cell(L, res, row, col);
+            lua_rawset(L, -3);
+        }
+        lua_rawseti(L, -2, row + 1);
+    }
+    lua_createtable(L, 0, 4);
+    set_string_field(L, "command", PQcmdStatus((PGresult *)res));
+    const char *affected = PQcmdTuples((PGresult *)res);
+    if (*affected != '\0') {
+        lua_pushinteger(L, (lua_Integer)strtoll(affected, NULL, 10));
+        lua_setfield(L, -2, "rows_affected");
+    }
+    lua_pushvalue(L, columns);
+    lua_setfield(L, -2, "columns");
+    lua_rotate(L, columns + 1, -1); /* the types table goes on top */
     lua_setfield(L, -2, "types");
 }
 
-/* Finishes a query or exec: rows, info on success, nil, errtable otherwise. */
+/* Finishes a query or exec: rows, info, or nil, message, code, fields. */
 static int
-finish_statement(lua_State *L, Conn *c, double timeout, double deadline)
+finish_statement(lua_State *L, Conn *c, double timeout)
 {
     struct wait_state ws = {.wait = atlas_wait_start(),
-                            .deadline = deadline,
-                            .cancel_at = 0,
-                            .why = STOP_NONE,
-                            .copy_refused = 0};
-    ResultBox *box = push_result_box(L);
-    if (!collect_results(c->conn, box, &ws)) {
+                            .deadline = timeout > 0 ? monotonic_seconds() + timeout : 0};
+    PGresult **box = push_result_box(L);
+    int connected = collect_results(c->conn, box, &ws);
+    char stopped[80];
+    const char *code = NULL;
+    if (ws.why == STOP_TIMEOUT) {
+        code = "timeout";
+        snprintf(stopped, sizeof stopped, "statement cancelled after the %g s timeout", timeout);
+    } else if (ws.why == STOP_INTERRUPT) {
+        code = "interrupted";
+        snprintf(stopped, sizeof stopped, "statement cancelled by Ctrl-C");
+    }
+    if (!connected) {
         /* The server did not answer: the connection can carry nothing
          * more, so it is closed now rather than reused half-way. */
-        push_connection_error(L, c->conn, "08006", "connection lost");
-        mark_stop_reason(L, &ws, timeout);
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "connection_lost");
+        const char *said = PQerrorMessage(c->conn);
+        push_failure(L, code ? stopped : *said ? said : "connection lost", code ? code : "lost", NULL, 1);
         PQfinish(c->conn);
         c->conn = NULL;
-        return 2;
+        return 4;
     }
-    PGresult *res = box->res;
-    if (ws.copy_refused) {
-        push_connection_error(L, c->conn, "0A000", "");
-        lua_pushliteral(L, "COPY FROM STDIN / TO STDOUT is not supported (COPY to or from a "
-                           "server file, or SELECT, instead)");
-        lua_setfield(L, -2, "message");
-        return 2;
+    if (ws.copy_refused)
+        return push_failure(L,
+                            "COPY FROM STDIN / TO STDOUT is not supported (COPY to or from a "
+                            "server file, or SELECT, instead)",
+                            "copy", NULL, 0);
+    int lost = PQstatus(c->conn) == CONNECTION_BAD;
+    if (*box == NULL)
+        return push_failure(L, "no result from server", "lost", NULL, lost);
+    if (!succeeded(*box)) {
+        const char *sqlstate = PQresultErrorField(*box, PG_DIAG_SQLSTATE);
+        const char *primary = PQresultErrorField(*box, PG_DIAG_MESSAGE_PRIMARY);
+        /* An error libpq made itself (a lost connection) has no SQLSTATE. */
+        return push_failure(L, code ? stopped : primary ? primary : PQresultErrorMessage(*box),
+                            code ? code : sqlstate ? sqlstate : "lost", *box, lost);
     }
-    if (res == NULL)
-        return push_connection_error(L, c->conn, "08006", "no result from server");
-    ExecStatusType status = PQresultStatus(res);
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && status != PGRES_EMPTY_QUERY) {
-        push_result_error(L, c->conn, res);
-        mark_stop_reason(L, &ws, timeout);
-        if (PQstatus(c->conn) == CONNECTION_BAD) {
-            lua_pushboolean(L, 1);
-            lua_setfield(L, -2, "connection_lost");
-        }
-        return 2;
-    }
-    push_rows(L, res);
-    push_result_info(L, res);
-    result_box_set(box, NULL);
+    push_rows(L, *box);
     return 2;
-}
-
-static double
-deadline_from(lua_State *L, int arg, double *timeout)
-{
-    *timeout = luaL_optnumber(L, arg, 0);
-    return *timeout > 0 ? monotonic_seconds() + *timeout : 0;
 }
 
 /* Text form of parameter $n at idx (left on the stack, so it stays alive);
@@ -571,7 +447,7 @@ param_text(lua_State *L, int idx, int n)
     return NULL;
 }
 
-/* conn:query(sql, params, nparams, timeout) -> rows, info | nil, err
+/* conn:query(sql, params, nparams, timeout) -> rows, info | nil, message, code, fields
  * params[1..nparams] are sent apart from the SQL text ($1..$n). */
 static int
 conn_query(lua_State *L)
@@ -584,33 +460,30 @@ conn_query(lua_State *L)
         nparams = (int)luaL_optinteger(L, 4, (lua_Integer)lua_rawlen(L, 3));
     }
     luaL_argcheck(L, nparams >= 0 && nparams <= 65535, 4, "between 0 and 65535 parameters");
-    double timeout;
-    double deadline = deadline_from(L, 5, &timeout);
+    double timeout = luaL_optnumber(L, 5, 0);
     lua_settop(L, 5);
     luaL_checkstack(L, nparams + 8, "too many parameters");
-    const char **values = push_scratch(L, sizeof(char *) * (size_t)nparams);
+    const char **values = lua_newuserdatauv(L, sizeof(char *) * (size_t)nparams, 0);
     for (int i = 0; i < nparams; i++) {
         lua_rawgeti(L, 3, i + 1);
         values[i] = param_text(L, lua_gettop(L), i + 1);
     }
     if (!PQsendQueryParams(c->conn, sql, nparams, NULL, values, NULL, NULL, 0))
-        return push_connection_error(L, c->conn, "08006", "could not send the query");
-    return finish_statement(L, c, timeout, deadline);
+        return push_failure(L, PQerrorMessage(c->conn), "lost", NULL, PQstatus(c->conn) == CONNECTION_BAD);
+    return finish_statement(L, c, timeout);
 }
 
-/* conn:exec(sql, timeout) -> rows, info | nil, err
+/* conn:exec(sql, timeout) -> rows, info | nil, message, code, fields
  * Several statements in one string; rows and info are the last statement's. */
 static int
 conn_exec(lua_State *L)
 {
     Conn *c = check_open(L);
     const char *sql = luaL_checkstring(L, 2);
-    double timeout;
-    double deadline = deadline_from(L, 3, &timeout);
-    lua_settop(L, 3);
+    double timeout = luaL_optnumber(L, 3, 0);
     if (!PQsendQuery(c->conn, sql))
-        return push_connection_error(L, c->conn, "08006", "could not send the statements");
-    return finish_statement(L, c, timeout, deadline);
+        return push_failure(L, PQerrorMessage(c->conn), "lost", NULL, PQstatus(c->conn) == CONNECTION_BAD);
+    return finish_statement(L, c, timeout);
 }
 
 /* conn:notices() -> list of "SEVERITY: message" since the last call, or nil */
@@ -618,46 +491,34 @@ static int
 conn_notices(lua_State *L)
 {
     Conn *c = luaL_checkudata(L, 1, CONN_MT);
-    if (c->notice_count == 0 && c->notices_dropped == 0) {
+    if (c->notices_len == 0 && c->notices_dropped == 0) {
         lua_pushnil(L);
         return 1;
     }
-    lua_createtable(L, c->notice_count + 1, 0);
+    lua_newtable(L);
     int i = 0;
-    while (c->notices != NULL) {
-        struct notice *n = c->notices;
-        lua_pushstring(L, n->text);
+    for (size_t at = 0; at < c->notices_len; at += strlen(c->notices + at) + 1) {
+        lua_pushstring(L, c->notices + at);
         lua_rawseti(L, -2, ++i);
-        c->notices = n->next;
-        c->notice_count--;
-        free(n);
     }
-    c->notices_tail = &c->notices;
     if (c->notices_dropped > 0) {
         lua_pushfstring(L, "WARNING: %d more notices were dropped", c->notices_dropped);
         lua_rawseti(L, -2, ++i);
-        c->notices_dropped = 0;
     }
+    free_notices(c);
     return 1;
 }
 
-/* conn:has_notices() -> true when conn:notices() has something to hand over;
- * lets the caller skip building an empty list on every query. */
-static int
-conn_has_notices(lua_State *L)
-{
-    Conn *c = luaL_checkudata(L, 1, CONN_MT);
-    lua_pushboolean(L, c->notice_count > 0 || c->notices_dropped > 0);
-    return 1;
-}
-
-/* conn:info() -> {host, port, dbname, user, server_version, backend_pid, ssl} */
+/* conn:info() -> {host, port, dbname, user, server_version, backend_pid, ssl, ok} */
 static int
 conn_info(lua_State *L)
 {
     Conn *c = check_open(L);
     lua_createtable(L, 0, 8);
-    set_connection_fields(L, c->conn);
+    set_string_field(L, "host", PQhost(c->conn));
+    set_string_field(L, "port", PQport(c->conn));
+    set_string_field(L, "dbname", PQdb(c->conn));
+    set_string_field(L, "user", PQuser(c->conn));
     lua_pushinteger(L, PQserverVersion(c->conn));
     lua_setfield(L, -2, "server_version");
     lua_pushinteger(L, PQbackendPID(c->conn));
@@ -669,23 +530,18 @@ conn_info(lua_State *L)
     return 1;
 }
 
-/* conn:cancel() -> true: asks the server to cancel what it is running */
+/* Pushes argument arg quoted as an identifier or a literal, for conn's
+ * encoding. */
 static int
-conn_cancel(lua_State *L)
+push_quoted(lua_State *L, PGconn *conn, int arg, int literal)
 {
-    Conn *c = check_open(L);
-    send_cancel(c->conn);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int
-push_escaped(lua_State *L, PGconn *conn, char *escaped)
-{
-    if (escaped == NULL)
+    size_t len;
+    const char *s = luaL_checklstring(L, arg, &len);
+    char *quoted = literal ? PQescapeLiteral(conn, s, len) : PQescapeIdentifier(conn, s, len);
+    if (quoted == NULL)
         return luaL_error(L, "cannot quote: %s", PQerrorMessage(conn));
-    lua_pushstring(L, escaped);
-    PQfreemem(escaped);
+    lua_pushstring(L, quoted);
+    PQfreemem(quoted);
     return 1;
 }
 
@@ -693,57 +549,40 @@ push_escaped(lua_State *L, PGconn *conn, char *escaped)
 static int
 conn_quote_ident(lua_State *L)
 {
-    Conn *c = check_open(L);
-    size_t len;
-    const char *s = luaL_checklstring(L, 2, &len);
-    return push_escaped(L, c->conn, PQescapeIdentifier(c->conn, s, len));
+    return push_quoted(L, check_open(L)->conn, 2, 0);
 }
 
 /* conn:quote_literal(s) -> 's', escaped for this connection's encoding */
 static int
 conn_quote_literal(lua_State *L)
 {
-    Conn *c = check_open(L);
-    size_t len;
-    const char *s = luaL_checklstring(L, 2, &len);
-    return push_escaped(L, c->conn, PQescapeLiteral(c->conn, s, len));
+    return push_quoted(L, check_open(L)->conn, 2, 1);
 }
 
-/* Waits for PQconnectPoll to finish; Ctrl-C and the timeout abandon it. */
-static int
-await_connection(lua_State *L, Conn *c, double timeout)
+/* Waits for PQconnectPoll to finish: NULL once connected, else the code of
+ * the failure. Ctrl-C and the timeout abandon it. */
+static const char *
+await_connection(PGconn *conn, double timeout)
 {
-    double deadline = timeout > 0 ? monotonic_seconds() + timeout : 0;
+    double deadline = monotonic_seconds() + timeout;
     atlas_wait wait = atlas_wait_start();
     PostgresPollingStatusType state = PGRES_POLLING_WRITING;
-    while (state != PGRES_POLLING_OK) {
+    for (;;) {
+        if (state == PGRES_POLLING_OK)
+            return NULL;
         if (state == PGRES_POLLING_FAILED)
-            return push_connection_error(L, c->conn, "08001", "connection failed");
-        double now = monotonic_seconds();
-        if (atlas_wait_interrupted(&wait)) {
-            push_connection_error(L, c->conn, "57014", "");
-            lua_pushliteral(L, "connecting cancelled by Ctrl-C");
-            lua_setfield(L, -2, "message");
-            lua_pushboolean(L, 1);
-            lua_setfield(L, -2, "interrupted");
-            return 2;
-        }
-        if (deadline > 0 && now >= deadline) {
-            push_connection_error(L, c->conn, "08001", "");
-            lua_pushfstring(L, "could not connect within the %f s connect_timeout", timeout);
-            lua_setfield(L, -2, "message");
-            lua_pushboolean(L, 1);
-            lua_setfield(L, -2, "timeout");
-            return 2;
-        }
-        wait_socket(PQsocket(c->conn), state == PGRES_POLLING_WRITING,
-                    deadline > 0 ? deadline - now : POLL_SLICE_SECONDS);
-        state = PQconnectPoll(c->conn);
+            return "connect";
+        if (atlas_wait_interrupted(&wait))
+            return "interrupted";
+        double left = timeout > 0 ? deadline - monotonic_seconds() : POLL_SLICE_SECONDS;
+        if (left <= 0)
+            return "timeout";
+        wait_socket(PQsocket(conn), state == PGRES_POLLING_WRITING, left);
+        state = PQconnectPoll(conn);
     }
-    return 0;
 }
 
-/* pq.connect({keyword = value, ...}, timeout) -> conn | nil, err
+/* pq.connect({keyword = value, ...}, timeout) -> conn | nil, message, code, fields
  * The keywords are libpq's; no conninfo string is ever built, so nothing
  * needs quoting and no text holding a password is made. */
 static int
@@ -759,47 +598,45 @@ pq_connect(lua_State *L)
                               luaL_typename(L, -2), luaL_typename(L, -1));
         count++;
     }
-    const char **keywords = push_scratch(L, sizeof(char *) * (size_t)(count + 1));
-    const char **values = push_scratch(L, sizeof(char *) * (size_t)(count + 1));
+    /* keywords[0..count] then values[0..count], each list NULL-ended. The
+     * strings stay alive: they are keys and values of the table at 1. */
+    const char **keywords = lua_newuserdatauv(L, sizeof(char *) * 2 * (size_t)(count + 1), 0);
+    const char **values = keywords + count + 1;
     int i = 0;
-    /* The strings stay alive: they are keys and values of the table at 1. */
     for (lua_pushnil(L); lua_next(L, 1); lua_pop(L, 1)) {
         keywords[i] = lua_tostring(L, -2);
-        values[i] = lua_tostring(L, -1);
-        i++;
+        values[i++] = lua_tostring(L, -1);
     }
     keywords[i] = values[i] = NULL;
 
-    /* Userdata first, marked closed: if anything below raises, __gc has
-     * nothing or exactly one PGconn to free. */
-    Conn *c = lua_newuserdatauv(L, sizeof *c, 0);
-    c->conn = NULL;
-    c->notices = NULL;
-    c->notices_tail = &c->notices;
-    c->notice_count = 0;
-    c->notices_dropped = 0;
-    luaL_setmetatable(L, CONN_MT);
-    int conn_idx = lua_gettop(L);
-
+    Conn *c = push_conn(L);
     c->conn = PQconnectStartParams(keywords, values, 0);
     if (c->conn == NULL)
         return luaL_error(L, "out of memory");
-    int failed = PQstatus(c->conn) == CONNECTION_BAD
-                     ? push_connection_error(L, c->conn, "08001", "invalid connection parameters")
-                     : await_connection(L, c, timeout);
-    if (failed) {
-        /* The error is built; free the socket now rather than at the next
-         * garbage collection. */
-        PQfinish(c->conn);
-        c->conn = NULL;
-        return failed;
+    const char *code = PQstatus(c->conn) == CONNECTION_BAD ? "connect" : await_connection(c->conn, timeout);
+    if (code == NULL) {
+        PQsetNoticeReceiver(c->conn, notice_receiver, c);
+        return 1;
     }
-    PQsetNoticeReceiver(c->conn, notice_receiver, c);
-    lua_pushvalue(L, conn_idx);
-    return 1;
+    char text[80];
+    const char *message = PQerrorMessage(c->conn);
+    if (strcmp(code, "timeout") == 0) {
+        snprintf(text, sizeof text, "could not connect within the %g s connect_timeout", timeout);
+        message = text;
+    } else if (strcmp(code, "interrupted") == 0) {
+        message = "connecting cancelled by Ctrl-C";
+    } else if (*message == '\0') {
+        message = "connection failed";
+    }
+    push_failure(L, message, code, NULL, 0);
+    /* Free the socket now rather than at the next garbage collection. */
+    PQfinish(c->conn);
+    c->conn = NULL;
+    return 4;
 }
 
-/* pq.conninfo_parse(s) -> {keyword = value} of the options s sets | nil, message */
+/* pq.conninfo_parse(s) -> {keyword = value} of the options s sets
+ *                        | nil, message, "conninfo", {} */
 static int
 pq_conninfo_parse(lua_State *L)
 {
@@ -807,23 +644,14 @@ pq_conninfo_parse(lua_State *L)
     char *errmsg = NULL;
     PQconninfoOption *options = PQconninfoParse(conninfo, &errmsg);
     if (options == NULL) {
-        lua_pushnil(L);
-        if (errmsg != NULL) {
-            push_trimmed(L, errmsg);
-            PQfreemem(errmsg);
-        } else {
-            lua_pushliteral(L, "out of memory");
-        }
-        return 2;
+        if (errmsg == NULL)
+            return luaL_error(L, "out of memory");
+        push_failure(L, errmsg, "conninfo", NULL, 0);
+        PQfreemem(errmsg);
+        return 4;
     }
-    /* Copy into a table before anything can raise, then free. */
-    int count = 0;
-    for (PQconninfoOption *o = options; o->keyword != NULL; o++)
-        count++;
-    if (!lua_checkstack(L, 2)) {
-        PQconninfoFree(options);
-        return luaL_error(L, "stack overflow");
-    }
+    /* Collect the values into a plain table, then free: nothing that could
+     * raise runs while libpq's options are held, but for out of memory. */
     lua_createtable(L, 0, 8);
     for (PQconninfoOption *o = options; o->keyword != NULL; o++) {
         if (o->val == NULL)
@@ -837,7 +665,7 @@ pq_conninfo_parse(lua_State *L)
 
 /* Offline escaping needs a PGconn for its encoding, but no server: a
  * connection that failed to parse its options is exactly that. It is made
- * once and lives in the registry, freed by its box's __gc. */
+ * once and lives in the registry, freed by its __gc. */
 static PGconn *
 offline_conn(lua_State *L)
 {
@@ -847,13 +675,7 @@ offline_conn(lua_State *L)
         return conn;
     }
     lua_pop(L, 1);
-    Conn *c = lua_newuserdatauv(L, sizeof *c, 0);
-    c->conn = NULL;
-    c->notices = NULL;
-    c->notices_tail = &c->notices;
-    c->notice_count = 0;
-    c->notices_dropped = 0;
-    luaL_setmetatable(L, CONN_MT);
+    Conn *c = push_conn(L);
     c->conn = PQconnectStart("atlas_offline_escaping=1");
     if (c->conn == NULL)
         luaL_error(L, "out of memory");
@@ -865,60 +687,33 @@ offline_conn(lua_State *L)
 static int
 pq_quote_ident(lua_State *L)
 {
-    size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-    PGconn *conn = offline_conn(L);
-    return push_escaped(L, conn, PQescapeIdentifier(conn, s, len));
+    return push_quoted(L, offline_conn(L), 1, 0);
 }
 
 /* pq.quote_literal(s) -> 's' or E'...' (PQescapeLiteral, no connection needed) */
 static int
 pq_quote_literal(lua_State *L)
 {
-    size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-    PGconn *conn = offline_conn(L);
-    return push_escaped(L, conn, PQescapeLiteral(conn, s, len));
-}
-
-/* pq.libversion() -> integer, e.g. 150018 */
-static int
-pq_libversion(lua_State *L)
-{
-    lua_pushinteger(L, PQlibVersion());
-    return 1;
+    return push_quoted(L, offline_conn(L), 1, 1);
 }
 
 static const luaL_Reg conn_methods[] = {
     {"query", conn_query},
     {"exec", conn_exec},
     {"notices", conn_notices},
-    {"has_notices", conn_has_notices},
     {"info", conn_info},
-    {"cancel", conn_cancel},
     {"quote_ident", conn_quote_ident},
     {"quote_literal", conn_quote_literal},
     {"close", conn_gc},
     {NULL, NULL},
 };
 
-/* tostring(conn) -> "atlas.pq.conn (user@host/dbname)" or "(closed)" */
-static int
-conn_tostring(lua_State *L)
-{
-    Conn *c = luaL_checkudata(L, 1, CONN_MT);
-    if (c->conn == NULL)
-        lua_pushliteral(L, "atlas.pq.conn (closed)");
-    else
-        lua_pushfstring(L, "atlas.pq.conn (%s@%s/%s)", PQuser(c->conn), PQhost(c->conn),
-                        PQdb(c->conn));
-    return 1;
-}
-
 static const luaL_Reg pq_functions[] = {
-    {"connect", pq_connect},         {"conninfo_parse", pq_conninfo_parse},
-    {"quote_ident", pq_quote_ident}, {"quote_literal", pq_quote_literal},
-    {"libversion", pq_libversion},   {NULL, NULL},
+    {"connect", pq_connect},
+    {"conninfo_parse", pq_conninfo_parse},
+    {"quote_ident", pq_quote_ident},
+    {"quote_literal", pq_quote_literal},
+    {NULL, NULL},
 };
 
 int
@@ -936,8 +731,6 @@ luaopen_atlas_pq(lua_State *L)
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, conn_gc);
     lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, conn_tostring);
-    lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
 
     luaL_newlib(L, pq_functions);

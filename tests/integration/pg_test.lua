@@ -277,6 +277,41 @@ t.case("SQL errors carry their SQLSTATE, detail and position", function()
     t.eq(db:query("SELECT 2 AS two")[1].two, 2)
 end)
 
+-- atlas.pq's own contract, beneath atlas.sql: misuse raises; what the server
+-- or the network did is nil, message, code (the SQLSTATE, or a word when
+-- there is none), fields.
+t.case("atlas.pq: nil, message, code, fields for a failure of the server or the network", function()
+    local pq = require "atlas.pq"
+    local conn <close> = assert(pq.connect(sql.parse_conninfo(eu.conninfo), 5))
+    t.eq(
+        table.pack(conn:query("SELECT * FROM no_such_table", {}, 0)),
+        { n = 4, nil, 'relation "no_such_table" does not exist', "42P01", { severity = "ERROR", position = "15" } }
+    )
+    local _, message, code = conn:query("SELECT pg_sleep(5)", {}, 0, 0.2)
+    t.eq({ message, code }, { "statement cancelled after the 0.2 s timeout", "timeout" })
+    t.eq(
+        table.pack(conn:exec "COPY (SELECT 1) TO STDOUT"),
+        {
+            n = 4,
+            nil,
+            "COPY FROM STDIN / TO STDOUT is not supported (COPY to or from a server file, or SELECT, instead)",
+            "copy",
+            {},
+        }
+    )
+    t.eq(conn:exec "DO $$ BEGIN RAISE NOTICE 'n1'; RAISE WARNING 'w2'; END $$", {})
+    t.eq(conn:notices(), { "NOTICE: n1", "WARNING: w2" })
+    t.eq(conn:notices(), nil)
+    t.raises(function() conn:query("SELECT $1", { print }, 1) end, "query parameter $1: a function has no SQL text form")
+    -- The server ends the session: the connection can carry nothing more.
+    local pid = conn:info().backend_pid
+    pg.psql(eu, "SELECT pg_terminate_backend(" .. pid .. ")")
+    local rows, _, lost_code, fields = conn:query("SELECT 1", {}, 0)
+    t.eq(rows, nil)
+    t.ok(lost_code == "57P01" or lost_code == "lost", "code " .. tostring(lost_code))
+    t.eq(fields.connection_lost, true)
+end)
+
 t.case("a statement over its timeout is cancelled on the server", function()
     local db <close> = connect(eu)
     local started = sys.monotime()

@@ -272,3 +272,49 @@ t.case("an unreachable database is the instance behind the endpoint: a replaceme
     local db <close> = sql.connect(spec)
     t.eq(db:query("SELECT 1")[1]["?column?"], 1)
 end)
+
+-- The mock backend takes atlas.pq's calls and fails as atlas.pq does:
+-- nil, message, code, fields, with libpq's "connect" and no SQLSTATE for a
+-- failed connect, the server's SQLSTATE for a statement, "lost" when the
+-- server goes away, and libpq's own conninfo parser.
+t.case("mock sql backend: atlas.pq's signature and failures", function()
+    local world = t.world("healthy")
+    local mock = require "atlas.sql.mock"
+    local pq = require "atlas.pq"
+    t.eq(mock.conninfo_parse, pq.conninfo_parse)
+    t.eq(table.pack(mock.connect { host = "nowhere.example.com", user = "atlas_admin" }), {
+        n = 4,
+        nil,
+        'could not translate host name "nowhere.example.com" to address: Name or service not known',
+        "connect",
+        {},
+    })
+    local host = require("atlas.mock.rds").endpoint_address("atlas-production-db-us-east-1", "us-east-1")
+    local conn = assert(mock.connect { host = host, user = "atlas_admin", password = world.master_password })
+    t.eq(table.pack(conn:query("SELECT * FROM no_such_table", {}, 0)), {
+        n = 4,
+        nil,
+        "the mock database does not answer: SELECT * FROM no_such_table",
+        "0A000",
+        {},
+    })
+    t.eq(table.pack(conn:exec "DROP TABLE no_such_table"), {
+        n = 4,
+        nil,
+        'table "no_such_table" does not exist',
+        "42P01",
+        {},
+    })
+    world.db:set_reachable("us-east-1", false)
+    t.eq(table.pack(conn:query("SELECT 1", {}, 0)), {
+        n = 4,
+        nil,
+        "server closed the connection unexpectedly",
+        "lost",
+        { connection_lost = true },
+    })
+    t.eq(conn:notices(), nil)
+    t.eq(conn.cancel, nil, "no call atlas.pq does not have")
+    t.eq(conn.has_notices, nil, "no call atlas.pq does not have")
+    conn:close()
+end)

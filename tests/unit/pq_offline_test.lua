@@ -35,38 +35,69 @@ t.case("conninfo_parse returns only what the string sets", function()
         pq.conninfo_parse("postgresql://u@h:7/db?sslmode=require"),
         { user = "u", host = "h", port = "7", dbname = "db", sslmode = "require" }
     )
-    local parsed, err = pq.conninfo_parse("host=h nope=1")
-    t.eq(parsed, nil)
-    t.eq(err, 'invalid connection option "nope"')
+    t.eq(table.pack(pq.conninfo_parse("host=h nope=1")), {
+        n = 4,
+        nil,
+        'invalid connection option "nope"',
+        "conninfo",
+        {},
+    })
 end)
 
-t.case("connect: misuse raises, an unknown keyword returns nil, err", function()
+-- Lua's convention: misuse raises; the outside world's failure is
+-- nil, message, code, fields, and nothing else.
+t.case("connect: misuse raises, an unknown keyword returns nil, message, code", function()
     t.raises(function() pq.connect { host = 1 } end, "must be strings")
-    local conn, err = pq.connect { host = "127.0.0.1", nope = "x" }
+    t.raises(function() pq.connect "host=h" end, "table expected")
+    local conn, message, code, fields = pq.connect { host = "127.0.0.1", nope = "x" }
     t.eq(conn, nil)
-    t.eq(err.sqlstate, "08001")
-    t.match(err.message, 'invalid connection option "nope"')
+    t.eq(message, 'invalid connection option "nope"')
+    t.eq(code, "connect")
+    t.eq(fields, {})
 end)
 
-t.case("connect: a refused connection names the host", function()
+t.case("connect: a refused connection names the host in libpq's message", function()
     local port = assert(sys.free_port())
-    local conn, err = pq.connect({ host = "127.0.0.1", port = tostring(port), user = "x" }, 5)
+    local conn, message, code = pq.connect({ host = "127.0.0.1", port = tostring(port), user = "x" }, 5)
     t.eq(conn, nil)
-    t.eq(err.sqlstate, "08001")
-    t.eq(err.host, "127.0.0.1")
-    t.match(err.message, "refused")
+    t.eq(code, "connect")
+    t.match(message, '"127.0.0.1"')
+    t.match(message, "refused")
+    t.no_match(message, "\n$")
 end)
 
 t.case("connect: gives up at the timeout", function()
     local port = silent_port()
     local started = sys.monotime()
-    local conn, err = pq.connect({ host = "127.0.0.1", port = tostring(port), user = "x", sslmode = "disable" }, 0.3)
+    local conn, message, code, fields =
+        pq.connect({ host = "127.0.0.1", port = tostring(port), user = "x", sslmode = "disable" }, 0.3)
     local elapsed = sys.monotime() - started
     t.eq(conn, nil)
-    t.eq(err.timeout, true)
-    t.eq(err.sqlstate, "08001")
-    t.match(err.message, "connect_timeout")
+    t.eq(code, "timeout")
+    t.eq(message, "could not connect within the 0.3 s connect_timeout")
+    t.eq(fields, {})
     t.ok(elapsed >= 0.29 and elapsed < 2, "took " .. elapsed .. " s")
+end)
+
+t.case("atlas.sql makes the one error object of the native failure", function()
+    local sql = require "atlas.sql"
+    local port = silent_port()
+    local err = t.raises(
+        function()
+            sql.connect { host = "127.0.0.1", port = port, dbname = "atlas", user = "x", connect_timeout = 0.3 }
+        end
+    )
+    t.eq(getmetatable(err).__name, "atlas.error")
+    t.eq({ err.kind, err.sqlstate, err.code, err.timeout, err.retryable, err.host, err.dbname }, {
+        "sql",
+        "08001",
+        "08001",
+        true,
+        true,
+        "127.0.0.1",
+        "atlas",
+    })
+    t.eq(tostring(err), "sql atlas@127.0.0.1: 08001: could not connect within the 0.3 s connect_timeout")
 end)
 
 t.case("connect: Ctrl-C abandons a connect in progress", function()

@@ -66,15 +66,35 @@ local function scrub(text, password)
     return text
 end
 
-local function sql_error(fields, password)
-    -- libpq reports a failed login as text only; name it by its SQLSTATE.
-    if fields.message and fields.message:find("password authentication failed", 1, true) then
-        fields.sqlstate = "28P01"
+-- atlas.pq's codes that are not a server's SQLSTATE, and the SQLSTATE each
+-- one is given (a connect that timed out is 08001, see failure()).
+local NATIVE_SQLSTATE = { connect = "08001", lost = "08006", timeout = "57014", interrupted = "57014", copy = "0A000" }
+
+-- A backend's failure (nil, message, code, fields) as one table of the
+-- error object's fields; `where` names the connection (host, port, dbname,
+-- user).
+local function failure(message, code, fields, where, connecting)
+    local f = { message = message }
+    for k, v in pairs(fields or {}) do
+        f[k] = v
     end
+    for k, v in pairs(where) do
+        f[k] = v
+    end
+    if code == "timeout" or code == "interrupted" then f[code] = true end
+    f.sqlstate = (connecting and code == "timeout") and "08001" or NATIVE_SQLSTATE[code] or code
+    -- libpq reports a failed login as text only; name it by its SQLSTATE.
+    if type(message) == "string" and message:find("password authentication failed", 1, true) then
+        f.sqlstate = "28P01"
+    end
+    return f
+end
+
+local function sql_error(fields, password)
     local e = {
         kind = "sql",
         sqlstate = fields.sqlstate,
-        code = fields.sqlstate or fields.code,
+        code = fields.sqlstate,
         message = scrub(fields.message, password) or "unknown error",
         detail = scrub(fields.detail, password),
         hint = scrub(fields.hint, password),
@@ -478,19 +498,21 @@ function Conn:_emit(op, started, outcome, err)
 end
 
 -- One native call (method `op` of the backend's connection): rows, info or
--- nil, err. Notices are collected; a lost connection is closed; json and
--- timestamp cells are converted (atlas.pq leaves them as text).
+-- nil, failure (the fields of the error object). Notices are collected; a
+-- lost connection is closed; json and timestamp cells are converted
+-- (atlas.pq leaves them as text).
 function Conn:_native_call(op, statement, a, b, c)
     runtime.check_interrupted()
     local native = self._native
-    local rows, info = native[op](native, statement, a, b, c)
-    if native:has_notices() then self:_collect_notices() end
+    local rows, info, code, fields = native[op](native, statement, a, b, c)
+    self:_collect_notices()
     if rows == nil then
-        if info and info.connection_lost and self._native then
+        local f = failure(info, code, fields, self._where)
+        if f.connection_lost and self._native then
             self._native:close()
             self._native = nil
         end
-        return rows, info
+        return nil, f
     end
     return convert_cells(rows, info), info
 end
@@ -788,18 +810,21 @@ function M.connect(spec)
     local password = resolve_password(params, options)
     local host = params.host or params.hostaddr or "localhost"
     local started = monotime()
-    local native, err = backend().connect(params, tonumber(params.connect_timeout))
+    local native, message, code, fields = backend().connect(params, tonumber(params.connect_timeout))
     local fake = { host = host }
     if not native then
+        local where = { host = host, port = params.port, dbname = params.dbname or params.user, user = params.user }
+        local err = failure(message, code, fields, where, true)
         Conn._emit(fake, "connect", started, "error", err)
-        err = err or {}
-        err.host = err.host or host
-        err.dbname = err.dbname or params.dbname
         error(sql_error(err, password), 0)
     end
     Conn._emit(fake, "connect", started, "ok")
+    -- Where the backend says it is connected (libpq's choice among several
+    -- hosts, its default database) names the connection in errors.
+    local info = native:info()
     local conn = setmetatable({
         _native = native,
+        _where = { host = info.host, port = info.port, dbname = info.dbname, user = info.user },
         _password = password,
         host = host,
         port = params.port,

@@ -29,94 +29,9 @@ end
 
 local function lsn_text(n) return string.format("%X/%X", n // 0x100000000, n % 0x100000000) end
 
--- conninfo parsing ----------------------------------------------------------
-
-local KNOWN_KEYWORDS = {}
-for word in
-    ([[host hostaddr port dbname user password passfile channel_binding connect_timeout
-    client_encoding options application_name fallback_application_name keepalives keepalives_idle
-    keepalives_interval keepalives_count tcp_user_timeout replication gssencmode sslmode requiressl
-    sslcompression sslcert sslkey sslpassword sslrootcert sslcrl sslcrldir sslsni requirepeer
-    ssl_min_protocol_version ssl_max_protocol_version krbsrvname gsslib service target_session_attrs]]):gmatch(
-        "%S+"
-    )
-do
-    KNOWN_KEYWORDS[word] = true
-end
-
-local function url_decode(s)
-    return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
-local function parse_uri(s)
-    local rest = s:match("^postgres[q]?[l]?://(.*)$")
-    local out = {}
-    local authority, path = rest:match("^([^/?]*)(.*)$")
-    local userinfo, hostport = authority:match("^(.*)@(.*)$")
-    if not userinfo then
-        hostport = authority
-    else
-        local user, password = userinfo:match("^([^:]*):(.*)$")
-        out.user = url_decode(user or userinfo)
-        if password then out.password = url_decode(password) end
-    end
-    local host, port = hostport:match("^(.-):(%d+)$")
-    host = host or hostport
-    if host ~= "" then out.host = url_decode(host) end
-    out.port = port
-    local dbname, query = path:match("^/?([^?]*)%??(.*)$")
-    if dbname and dbname ~= "" then out.dbname = url_decode(dbname) end
-    for pair in (query or ""):gmatch("[^&]+") do
-        local k, v = pair:match("^([^=]+)=(.*)$")
-        if not k or not KNOWN_KEYWORDS[k] then
-            return nil, string.format('invalid URI query parameter: "%s"', k or pair)
-        end
-        out[k] = url_decode(v)
-    end
-    return out
-end
-
--- conninfo_parse(s) -> {keyword = value} | nil, message (libpq's rules:
--- key=value pairs, values optionally in single quotes with \ escapes)
-function M.conninfo_parse(s)
-    if s:match("^postgres[q]?[l]?://") then return parse_uri(s) end
-    local out, i, n = {}, 1, #s
-    while true do
-        i = s:find("%S", i)
-        if not i then return out end
-        local key, after = s:match("^([%w_]+)%s*=%s*()", i)
-        if not key then
-            local word = s:match("^%S+", i)
-            return nil, string.format('missing "=" after "%s" in connection info string', word)
-        end
-        if not KNOWN_KEYWORDS[key] then return nil, string.format('invalid connection option "%s"', key) end
-        local value
-        if s:sub(after, after) == "'" then
-            local buf, j = {}, after + 1
-            while true do
-                local c = s:sub(j, j)
-                if c == "" then
-                    return nil, "unterminated quoted string in connection info string"
-                elseif c == "\\" then
-                    buf[#buf + 1] = s:sub(j + 1, j + 1)
-                    j = j + 2
-                elseif c == "'" then
-                    j = j + 1
-                    break
-                else
-                    buf[#buf + 1] = c
-                    j = j + 1
-                end
-            end
-            value, i = table.concat(buf), j
-        else
-            value = s:match("^[^%s]*", after)
-            i = after + #value
-        end
-        out[key] = value
-        if i > n then return out end
-    end
-end
+-- libpq's own conninfo parser: a subscription's CONNECTION is read as the
+-- server would read it.
+M.conninfo_parse = require("atlas.pq").conninfo_parse
 
 -- errors ----------------------------------------------------------------------
 
@@ -1030,19 +945,22 @@ function Conn:_statement(statement, params)
         { module = "sql", host = self.host, region = self.region, sql = statement, params = params, t = w:now() }
     if not w.db:reachable(self.region) then
         return nil,
-            sql_failure(
-                "08006",
-                "server closed the connection unexpectedly",
-                { host = self.host, dbname = self.dbname, connection_lost = true }
-            )
+            sql_failure("lost", "server closed the connection unexpectedly", { connection_lost = true })
     end
     local rows, command = M.answer(self, statement, params or {})
     if not rows then
-        command.host, command.dbname = self.host, self.dbname
         w.calls[#w.calls].error = command.sqlstate
         return nil, command
     end
     return rows, info(command, rows)
+end
+
+-- A statement's result as atlas.pq gives it: rows, info, or nil, message,
+-- code, fields.
+local function result(rows, info_or_failure)
+    if rows then return rows, info_or_failure end
+    local f = info_or_failure
+    return nil, f.message, f.sqlstate, { connection_lost = f.connection_lost }
 end
 
 -- conn:query(sql, params, n, timeout) -> rows, info | nil, err
@@ -1052,19 +970,19 @@ function Conn:query(statement, params, n)
         local v = params[i]
         list[i] = v == nil and null or v
     end
-    return self:_statement(statement, list)
+    return result(self:_statement(statement, list))
 end
 
 -- conn:exec(sql, timeout): each statement in turn, the last one's result
 function Conn:exec(statement)
-    local rows, result = {}, { command = "", columns = {} }
+    local rows, last = {}, { command = "", columns = {} }
     for part in statement:gmatch("[^;]+") do
         if part:match("%S") then
-            rows, result = self:_statement(part, {})
-            if not rows then return nil, result end
+            rows, last = self:_statement(part, {})
+            if not rows then return result(nil, last) end
         end
     end
-    return rows, result
+    return rows, last
 end
 
 function Conn:notices()
@@ -1073,8 +991,6 @@ function Conn:notices()
     self._notices = {}
     return out
 end
-
-function Conn:has_notices() return #self._notices > 0 end
 
 function Conn:info()
     return {
@@ -1089,8 +1005,6 @@ function Conn:info()
     }
 end
 
-function Conn:cancel() return true end
-
 function Conn:quote_ident(s) return require("atlas.pq").quote_ident(s) end
 
 function Conn:quote_literal(s) return require("atlas.pq").quote_literal(s) end
@@ -1099,7 +1013,8 @@ function Conn:close() self.region = nil end
 
 Conn.__close = Conn.close
 
--- connect(params, timeout) -> conn | nil, err
+-- connect(params, timeout) -> conn | nil, message, "connect", {}: libpq
+-- names no SQLSTATE for a failed connect, atlas.sql reads the message.
 function M.connect(params)
     local w = world()
     local db = w.db
@@ -1107,7 +1022,7 @@ function M.connect(params)
     w.calls[#w.calls + 1] = { module = "sql", host = host, op = "connect", t = w:now() }
     local function fail(state, message)
         w.calls[#w.calls].error = state
-        return nil, sql_failure(state, message, { host = host, dbname = params.dbname })
+        return nil, message, "connect", {}
     end
     local region = db:region_of(host)
     if not region then
