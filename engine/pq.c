@@ -52,8 +52,8 @@ enum {
 #define MAX_NOTICE_BYTES 65536
 
 typedef struct {
-    PGconn *conn;         /* NULL once closed */
-    char *notices;        /* "SEVERITY: message" strings, each ended by '\0' */
+    PGconn *conn;  /* NULL once closed */
+    char *notices; /* "SEVERITY: message" strings, each ended by '\0' */
     size_t notices_len;
     int notices_dropped;
 } Conn;
@@ -373,6 +373,24 @@ push_rows(lua_State *L, const PGresult *res)
     lua_setfield(L, -2, "types");
 }
 
+/* Pushes a statement's failure: the reason it was cut short when it was,
+ * else what the server or libpq said. */
+static int
+push_statement_failure(lua_State *L, const struct wait_state *ws, double timeout,
+                       const char *message, const char *code, const PGresult *res, int lost)
+{
+    char stopped[80];
+    if (ws->why == STOP_TIMEOUT) {
+        snprintf(stopped, sizeof stopped, "statement cancelled after the %g s timeout", timeout);
+        message = stopped;
+        code = "timeout";
+    } else if (ws->why == STOP_INTERRUPT) {
+        message = "statement cancelled by Ctrl-C";
+        code = "interrupted";
+    }
+    return push_failure(L, message, code, res, lost);
+}
+
 /* Finishes a query or exec: rows, info, or nil, message, code, fields. */
 static int
 finish_statement(lua_State *L, Conn *c, double timeout)
@@ -380,21 +398,11 @@ finish_statement(lua_State *L, Conn *c, double timeout)
     struct wait_state ws = {.wait = atlas_wait_start(),
                             .deadline = timeout > 0 ? monotonic_seconds() + timeout : 0};
     PGresult **box = push_result_box(L);
-    int connected = collect_results(c->conn, box, &ws);
-    char stopped[80];
-    const char *code = NULL;
-    if (ws.why == STOP_TIMEOUT) {
-        code = "timeout";
-        snprintf(stopped, sizeof stopped, "statement cancelled after the %g s timeout", timeout);
-    } else if (ws.why == STOP_INTERRUPT) {
-        code = "interrupted";
-        snprintf(stopped, sizeof stopped, "statement cancelled by Ctrl-C");
-    }
-    if (!connected) {
+    if (!collect_results(c->conn, box, &ws)) {
         /* The server did not answer: the connection can carry nothing
          * more, so it is closed now rather than reused half-way. */
         const char *said = PQerrorMessage(c->conn);
-        push_failure(L, code ? stopped : *said ? said : "connection lost", code ? code : "lost", NULL, 1);
+        push_statement_failure(L, &ws, timeout, *said ? said : "connection lost", "lost", NULL, 1);
         PQfinish(c->conn);
         c->conn = NULL;
         return 4;
@@ -411,8 +419,9 @@ finish_statement(lua_State *L, Conn *c, double timeout)
         const char *sqlstate = PQresultErrorField(*box, PG_DIAG_SQLSTATE);
         const char *primary = PQresultErrorField(*box, PG_DIAG_MESSAGE_PRIMARY);
         /* An error libpq made itself (a lost connection) has no SQLSTATE. */
-        return push_failure(L, code ? stopped : primary ? primary : PQresultErrorMessage(*box),
-                            code ? code : sqlstate ? sqlstate : "lost", *box, lost);
+        return push_statement_failure(L, &ws, timeout,
+                                      primary != NULL ? primary : PQresultErrorMessage(*box),
+                                      sqlstate != NULL ? sqlstate : "lost", *box, lost);
     }
     push_rows(L, *box);
     return 2;
@@ -469,7 +478,8 @@ conn_query(lua_State *L)
         values[i] = param_text(L, lua_gettop(L), i + 1);
     }
     if (!PQsendQueryParams(c->conn, sql, nparams, NULL, values, NULL, NULL, 0))
-        return push_failure(L, PQerrorMessage(c->conn), "lost", NULL, PQstatus(c->conn) == CONNECTION_BAD);
+        return push_failure(L, PQerrorMessage(c->conn), "lost", NULL,
+                            PQstatus(c->conn) == CONNECTION_BAD);
     return finish_statement(L, c, timeout);
 }
 
@@ -482,7 +492,8 @@ conn_exec(lua_State *L)
     const char *sql = luaL_checkstring(L, 2);
     double timeout = luaL_optnumber(L, 3, 0);
     if (!PQsendQuery(c->conn, sql))
-        return push_failure(L, PQerrorMessage(c->conn), "lost", NULL, PQstatus(c->conn) == CONNECTION_BAD);
+        return push_failure(L, PQerrorMessage(c->conn), "lost", NULL,
+                            PQstatus(c->conn) == CONNECTION_BAD);
     return finish_statement(L, c, timeout);
 }
 
@@ -613,7 +624,8 @@ pq_connect(lua_State *L)
     c->conn = PQconnectStartParams(keywords, values, 0);
     if (c->conn == NULL)
         return luaL_error(L, "out of memory");
-    const char *code = PQstatus(c->conn) == CONNECTION_BAD ? "connect" : await_connection(c->conn, timeout);
+    const char *code =
+        PQstatus(c->conn) == CONNECTION_BAD ? "connect" : await_connection(c->conn, timeout);
     if (code == NULL) {
         PQsetNoticeReceiver(c->conn, notice_receiver, c);
         return 1;

@@ -78,7 +78,7 @@ local function failure(message, code, fields, where, connecting)
     for k, v in pairs(fields or {}) do
         f[k] = v
     end
-    for k, v in pairs(where) do
+    for k, v in pairs(where or {}) do
         f[k] = v
     end
     if code == "timeout" or code == "interrupted" then f[code] = true end
