@@ -41,6 +41,7 @@
 -- db:drop_slot(name), db:add_sessions(region, {state=, count=, seconds=, usename=,
 -- application_name=}), db:region_of(host), db:write(node, table, rows, {to=}),
 -- db:summary(node, table) -> count, checksum.
+local rds = require "atlas.mock.rds"
 local util = require "atlas.mock.util"
 
 local M = {}
@@ -249,15 +250,10 @@ function DB:lag_bytes(region)
     return math.floor(self:lag(region) * r.bytes_per_second + 0.5)
 end
 
--- The RDS instance answering at the region's endpoint now (nil without the
--- RDS model).
-function DB:instance(region)
-    local ok, rds = pcall(require, "atlas.mock.rds")
-    if ok and rds.instance and self.world.rds then
-        local rds_region, id = M.location(region)
-        return rds.instance(self.world, rds_region, id), rds
-    end
-    return nil, ok and rds or nil
+-- The RDS instance answering at the node's endpoint now.
+function DB:instance(node)
+    local rds_region, id = M.location(node)
+    return rds.instance(self.world, rds_region, id)
 end
 
 -- db:set_reachable(region, bool): the database at the region's endpoint stops
@@ -274,13 +270,10 @@ end
 function DB:reachable(region)
     local r = self.regions[region]
     if not r then return false end
-    local instance, rds = self:instance(region)
-    if not r.reachable and (r.unreachable_instance == nil or r.unreachable_instance == instance) then return false end
-    if rds and rds.instance_reachable and self.world.rds then
-        local rds_region, id = M.location(region)
-        return rds.instance_reachable(self.world, rds_region, id)
+    if not r.reachable and (r.unreachable_instance == nil or r.unreachable_instance == self:instance(region)) then
+        return false
     end
-    return true
+    return rds.instance_reachable(self.world, M.location(region))
 end
 
 -- db:clear_replication(): no publication, subscription or slot anywhere,
@@ -328,20 +321,13 @@ function DB:add_sessions(region, spec)
     end
 end
 
--- db:region_of(host) -> the region whose instance answers at host, or nil
+-- db:region_of(host) -> the node whose instance answers at host, or nil
 function DB:region_of(host)
     if type(host) ~= "string" then return nil end
     host = host:lower()
-    local ok, rds = pcall(require, "atlas.mock.rds")
-    if ok and self.world.rds and rds.instance then
-        local inst = rds.instance(self.world, M.PRIMARY, REPLICA_ID)
-        if inst and inst.v.Endpoint and inst.v.Endpoint.Address:lower() == host then return M.REPLICA_NODE end
-    end
-    for _, region in ipairs(util.REGIONS) do
-        if ok and self.world.rds and rds.instance then
-            local inst = rds.instance(self.world, region, "atlas-production-db-" .. region)
-            if inst and inst.v.Endpoint and inst.v.Endpoint.Address:lower() == host then return region end
-        end
+    for _, node in ipairs { M.REPLICA_NODE, table.unpack(util.REGIONS) } do
+        local inst = self:instance(node)
+        if inst and inst.v.Endpoint and inst.v.Endpoint.Address:lower() == host then return node end
     end
     -- Any other name that names the instance (a CNAME, a test's short name).
     for _, region in ipairs(util.REGIONS) do
