@@ -327,9 +327,9 @@ end
 function M.service(w, region)
     local s = w.ecs and w.ecs[region]
     if not s then return nil end
-    local n = names(region)
-    local cluster = s.clusters[n.cluster]
-    return cluster and cluster.services[n.service]
+    -- Asked at every refresh of the world: two names, not the whole set.
+    local cluster = s.clusters[env.cluster(region)]
+    return cluster and cluster.services[env.service(region)]
 end
 
 function M.running_count(w, region)
