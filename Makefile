@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 PREFIX ?= /usr/local
 JOBS ?= 2
 
-.PHONY: all build deps demo test test-asan fuzz test-c test-lua install clean format bench mutants
+.PHONY: all build deps demo test test-asan fuzz test-c test-lua install clean format bench mutants package
 
 all: build
 
@@ -51,6 +51,10 @@ fuzz:
 
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+# A .deb in build/ (CPack): binary, loadable modules, playbooks, docs, man page, bash completion.
+package: build
+	cd $(BUILD_DIR) && cpack -G DEB
 
 bench: build
 	bench/run-all.sh

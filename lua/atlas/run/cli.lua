@@ -8,13 +8,14 @@ local M = {}
 
 local exit = require "atlas.run.exit"
 local EXIT = exit.codes
+local complete -- `atlas-run complete`, defined with the other commands below
 
 M.HELP = [[
 atlas-run %s - run operational runbooks as tested Lua playbooks
 
 Usage:
   atlas-run [options] PLAYBOOK [name=value ...]   run a playbook
-  atlas-run list [DIR]                            playbooks in DIR (default playbooks/), with parameters
+  atlas-run list [DIR]                            playbooks in DIR (default: the search path), with parameters
   atlas-run check PLAYBOOK...                     load and validate without running anything: syntax,
                                                   undefined globals, declarations (a step that changes
                                                   the world needs confirm= or unattended=)
@@ -27,7 +28,8 @@ Usage:
   atlas-run -e CODE                               run a Lua chunk with `atlas` loaded
   atlas-run --help PLAYBOOK                       a playbook's parameters and steps
 
-PLAYBOOK is a file, or the name of one in playbooks/ (dr_region_outage).
+PLAYBOOK is a file, or a name (dr_region_outage) looked up in ./playbooks, then in each directory of
+$ATLAS_PLAYBOOK_PATH, then in the playbooks installed with atlas-run (<prefix>/share/atlas-run/playbooks).
 Parameters are typed and declared by the playbook; `atlas-run list` shows them.
 
 Options:
@@ -71,6 +73,13 @@ Environment:
   AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>      endpoint overrides (for example a moto server)
   ATLAS_STATE_DIR      journals and locks       ATLAS_LUA_PATH   load lua/ sources from here (development)
   ATLAS_STATE, ATLAS_LOCK_TABLE   the shared store  ATLAS_LOCK_LEASE  seconds a shared lock lives unrenewed (120)
+  ATLAS_PLAYBOOK_PATH  directories of a team's playbooks, colon-separated, searched after ./playbooks
+
+Files:
+  $ATLAS_STATE_DIR, else $XDG_STATE_HOME/atlas-run, else ~/.local/state/atlas-run: journals (runs/<id>.json),
+  <playbook>.last, saved DNS records (dns/), run locks (<lock>.lock); mock-world runs use its mock/ subdirectory
+  ~/.aws/config, ~/.aws/credentials   AWS profiles, as the AWS CLI reads them
+  <prefix>/share/atlas-run/playbooks   the playbooks installed with atlas-run
 ]]
 
 local function usage_error(fmt, ...) errors.raise { kind = "usage", message = string.format(fmt, ...) } end
@@ -336,6 +345,48 @@ local function list_playbooks(positional)
     return code
 end
 
+-- `atlas-run complete playbooks|scenarios|options|params PLAYBOOK`: one word
+-- a line, for the shell completion (scripts/atlas-run.bash-completion). It
+-- reads the search path, the scenarios and the options from their owners, so
+-- the completion never lists what atlas-run would not take.
+function complete(positional)
+    local what = positional[2]
+    local words = {}
+    if what == "playbooks" then
+        local seen = {}
+        for _, dir in ipairs(require("atlas.run.playbook").search_path()) do
+            for _, name in ipairs(sys.readdir(dir) or {}) do
+                local base = name:match("^(.+)%.lua$")
+                if base and not seen[base] then
+                    seen[base] = true
+                    words[#words + 1] = base
+                end
+            end
+        end
+    elseif what == "scenarios" then
+        words = require("atlas.mock.scenarios").names()
+    elseif what == "options" then
+        for option in M.HELP:gmatch("\n  (%-%-[%w-]+)") do
+            words[#words + 1] = option
+        end
+    elseif what == "params" and positional[3] then
+        local path = require("atlas.run.playbook").find(positional[3])
+        local ok, pb = pcall(require("atlas.run.playbook").load, path or "")
+        if path and ok then
+            for _, spec in ipairs(pb.param_specs) do
+                words[#words + 1] = spec.name .. "="
+            end
+        end
+    else
+        usage_error("complete playbooks|scenarios|options|params PLAYBOOK")
+    end
+    table.sort(words)
+    for _, w in ipairs(words) do
+        print(w)
+    end
+    return EXIT.ok
+end
+
 -- `atlas-run --help PLAYBOOK`: what it does, what it takes, what it changes.
 local function describe_playbook(name)
     local path = resolve_playbook(name)
@@ -576,7 +627,17 @@ local function dispatch(argv)
     local options, positional = M.parse(argv)
     configure_output(options)
     local commands =
-        { list = true, check = true, test = true, scenarios = true, runs = true, show = true, unlock = true, new = true }
+        {
+            list = true,
+            check = true,
+            test = true,
+            scenarios = true,
+            runs = true,
+            show = true,
+            unlock = true,
+            new = true,
+            complete = true,
+        }
     if options.help and positional[1] and not commands[positional[1]] then
         return describe_playbook(positional[1])
     elseif options.help then
@@ -612,6 +673,8 @@ local function dispatch(argv)
         return show_run(options, positional)
     elseif command == "unlock" then
         return unlock(options, positional)
+    elseif command == "complete" then
+        return complete(positional)
     elseif command == "new" then
         if #positional ~= 2 then usage_error("new needs one playbook name: atlas-run new NAME") end
         for _, path in ipairs(require("atlas.run.new").write(positional[2])) do
