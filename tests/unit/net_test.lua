@@ -107,3 +107,18 @@ t.case("options reach atlas.curl apart from the request; defaults fill the rest"
     t.eq({ #seen, seen[4].url, seen[4].connect_timeout }, { 4, "https://y/", 0.5 })
     t.raises(function() net.request { method = "GET" } end, "url")
 end)
+
+t.case("the mock http backend refuses what the real one refuses, with the same error", function()
+    with_env {}
+    local runtime = require "atlas.run.runtime"
+    local previous = runtime.world
+    runtime.use_world(require("atlas.mock.world").new {})
+    t.defer(function() runtime.use_world(previous) end)
+    local req, options = { method = "GET", url = "http://example.com/health" }, { timeout = 1 }
+    local real_none, real_err = require("atlas.http.real").request(req, options)
+    local mock_none, mock_err = require("atlas.http.mock").request(req, options)
+    t.eq({ real_none, mock_none }, { nil, nil })
+    t.eq(mock_err, real_err)
+    t.eq({ mock_err.kind, mock_err.code }, { "http", "policy" })
+    t.eq(#runtime.world.calls, 0, "a refused url must not reach the world")
+end)

@@ -6,6 +6,9 @@ local M = {}
 -- request(req, options) -> response | nil, err. The world's http_request takes
 -- one table: the request, and the options it simulates (timeout, continent).
 function M.request(req, options)
+    -- The real transport's url rule (atlas.net) holds here too: a url it refuses never reaches the world.
+    local allowed, why, code = require("atlas.net").check_url(req.url, options and options.allow_http)
+    if not allowed then return nil, require("atlas.http").transport_error(req, why, code) end
     local world = require("atlas.run.runtime").world
     local asked = { method = req.method, url = req.url, headers = req.headers, body = req.body }
     asked.timeout, asked.continent = options and options.timeout, options and options.continent
