@@ -97,3 +97,87 @@ return atlas.playbook {
     t.no_match(r.stdout .. r.stderr, "envcanary")
     t.match(r.stdout, "key %[REDACTED%] token %[REDACTED%]")
 end)
+
+t.case("a password written in a conninfo or a URI is masked by its place, before anything parsed it", function()
+    for _, case in ipairs {
+        { "primary=host=db password=Vx8inlinecanary dbname=x", "password=[REDACTED] dbname=x" },
+        { "host=db password='Vx8 inline\\'canary' dbname=x", "password=[REDACTED] dbname=x" },
+        { "PASSWORD = Vx8inlinecanary", "PASSWORD = [REDACTED]" },
+        { "postgresql://atlas:Vx8inlinecanary@db.example:5432/atlas", "postgresql://atlas:[REDACTED]@db.example" },
+        { "master_password=Vx8inlinecanary", "master_password=[REDACTED]" },
+    } do
+        local out = log.redact(case[1])
+        t.no_match(out, "canary", case[1])
+        t.no_match(out, "Vx8", case[1])
+        t.match(out, case[2]:gsub("%p", "%%%0"), case[1])
+    end
+    t.eq(log.redact("password_secret=atlas-db-master-password"), "password_secret=atlas-db-master-password")
+end)
+
+t.case("a conninfo password given as a parameter shows nowhere: events, journal, report, errors", function()
+    local dir = t.tmpdir()
+    local canary = "Kp4conninfocanary'x"
+    local quoted = canary:gsub("[\\']", "\\%0")
+    local r = t.run({
+        "--mock", "--log-format", "json", "--report", dir .. "/report.json", "diag_replication_lag",
+        "primary=host=no-such-host.invalid dbname=atlas user=atlas password='" .. quoted .. "'",
+    }, { env = { ATLAS_STATE_DIR = dir } })
+    t.ok(r.code ~= 0 and r.code ~= 70, r.stderr)
+    local journal = ""
+    for _, name in ipairs(require("atlas.sys").readdir(dir .. "/mock/runs") or {}) do
+        journal = journal .. t.read_file(dir .. "/mock/runs/" .. name)
+    end
+    t.ok(#journal > 0, "a journal was written")
+    local everything = r.stdout .. r.stderr .. (t.read_file(dir .. "/report.json") or "") .. journal
+    t.no_match(everything, "conninfocanary")
+end)
+
+t.case("a malformed conninfo's error does not echo its password", function()
+    t.world("healthy")
+    local sql = require "atlas.sql"
+    local err = t.raises(function() sql.parse_conninfo("postgresql://u:Zt6uricanary%zz@h/db") end)
+    t.no_match(require("atlas.errors").message(err), "uricanary")
+    err = t.raises(function() sql.parse_conninfo("host=h password=Zt6kvcanary bogus_keyword=1") end)
+    t.no_match(require("atlas.errors").message(err), "kvcanary")
+end)
+
+t.case("TLS is required for every address that is not loopback, however it is given", function()
+    local sys = require "atlas.sys"
+    local sql = require "atlas.sql"
+    local world = t.world("healthy")
+    local saved = {}
+    for _, k in ipairs { "PGHOST", "PGHOSTADDR", "PGSSLMODE" } do
+        saved[k] = os.getenv(k)
+    end
+    t.defer(function()
+        for k, v in pairs(saved) do
+            sys.setenv(k, v)
+        end
+        for _, k in ipairs { "PGHOST", "PGHOSTADDR", "PGSSLMODE" } do
+            if saved[k] == nil then sys.setenv(k, nil) end
+        end
+    end)
+    local function sslmode_of(spec)
+        pcall(sql.connect, spec)
+        local last
+        for _, c in ipairs(world.calls) do
+            if c.module == "sql" and c.op == "connect" then last = c end
+        end
+        return last and last.sslmode
+    end
+    t.eq(sslmode_of "hostaddr=10.1.2.3 dbname=atlas", "require")
+    t.eq(sslmode_of "postgresql://atlas@10.1.2.3/atlas", "require")
+    t.eq(sslmode_of "host=127.0.0.1 dbname=atlas", nil)
+    t.eq(sslmode_of "host=127.0.0.1 hostaddr=10.1.2.3 dbname=atlas", "require")
+    sys.setenv("PGHOST", "db.example.com")
+    t.eq(sslmode_of "dbname=atlas", "require")
+    sys.setenv("PGHOST", nil)
+    sys.setenv("PGHOSTADDR", "10.9.9.9")
+    t.eq(sslmode_of "dbname=atlas", "require")
+    sys.setenv("PGHOSTADDR", nil)
+    sys.setenv("PGSSLMODE", "disable")
+    t.eq(sslmode_of "host=db.example.com dbname=atlas", "require")
+    sys.setenv("PGSSLMODE", "verify-full")
+    t.eq(sslmode_of "host=db.example.com dbname=atlas", nil, "a stronger mode from the environment is kept")
+    t.eq(sslmode_of "host=db.example.com dbname=atlas sslmode=disable", "disable", "an explicit choice is the caller's")
+end)

@@ -86,9 +86,47 @@ end
 -- log.forget_secrets(): the test runner's reset between test files.
 function M.forget_secrets() secrets = {} end
 
+-- A password written inside a connection string is masked by its place, in
+-- any text, before anything has parsed it (a parameter in run_start, the
+-- journal, the report, libpq's own message): `password=value` or
+-- `password='quoted \' value'` of a conninfo, and `scheme://user:password@`.
+local PASSWORD_KEY = "%f[%w][Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]%s*=%s*"
+
+local function mask_inline_passwords(s)
+    if s:find("[Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]%s*=") then
+        local out, at = {}, 1
+        while true do
+            local i, j = s:find(PASSWORD_KEY, at)
+            if not i then break end
+            local stop
+            if s:sub(j + 1, j + 1) == "'" then
+                stop = j + 2
+                while stop <= #s do
+                    local c = s:sub(stop, stop)
+                    if c == "\\" then
+                        stop = stop + 2
+                    elseif c == "'" then
+                        break
+                    else
+                        stop = stop + 1
+                    end
+                end
+            else
+                stop = select(2, s:find("^[^%s'\",;&]*", j + 1))
+            end
+            out[#out + 1] = s:sub(at, j) .. MASK
+            at = stop + 1
+        end
+        out[#out + 1] = s:sub(at)
+        s = table.concat(out)
+    end
+    if s:find("://", 1, true) then s = s:gsub("(%a[%w+.%-]*://[^:/@%s]*:)[^@/%s]+@", "%1" .. MASK .. "@") end
+    return s
+end
+
 -- log.redact(s) -> s with every registered secret replaced
 function M.redact(s)
-    if type(s) ~= "string" or #secrets == 0 or clean[s] then return s end
+    if type(s) ~= "string" or clean[s] then return s end
     local original = s
     for _, secret in ipairs(secrets) do
         if s == secret then return MASK end
@@ -100,6 +138,9 @@ function M.redact(s)
             end
         end
     end
+    -- After the registered secrets, whose quoted forms span what the scan
+    -- below would cut at the first quote.
+    s = mask_inline_passwords(s)
     if s == original and #s <= 200 then
         if clean_count >= 20000 then clean, clean_count = {}, 0 end
         clean[s] = true

@@ -50,6 +50,23 @@ local function is_loopback(host)
     return true
 end
 
+-- Modes that already refuse a connection without TLS.
+local TLS_MODES = { require = true, ["verify-ca"] = true, ["verify-full"] = true }
+
+-- Sets sslmode=require when the connection may leave this machine. The
+-- address is whatever libpq will use, however it is given: host, hostaddr
+-- (which libpq dials instead of host), or PGHOST/PGHOSTADDR from the
+-- environment. An sslmode given with the connection is the caller's choice;
+-- a weaker PGSSLMODE from the environment is not.
+local function require_tls(params)
+    if params.sslmode then return end
+    local host = params.host or os.getenv("PGHOST")
+    local hostaddr = params.hostaddr or os.getenv("PGHOSTADDR")
+    if is_loopback(host) and is_loopback(hostaddr) then return end
+    if TLS_MODES[os.getenv("PGSSLMODE") or ""] then return end
+    params.sslmode = "require"
+end
+
 -- Removes the password from a text a server or libpq wrote, in case it
 -- echoed any part of the connection string.
 local function scrub(text, password)
@@ -147,10 +164,32 @@ end
 
 -- sql.parse_conninfo(s) -> {keyword = value} for a conninfo string or URI;
 -- raises an sql error (code "conninfo") naming what is wrong with it.
+-- The password as written in a conninfo or URI that libpq could not read:
+-- its error may quote that part alone ("invalid percent-encoded token").
+local function written_password(s)
+    if type(s) ~= "string" then return nil end
+    return s:match("^%s*%a[%w+.%-]*://[^/@]*:([^@/]*)@")
+        or s:match("[Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]%s*=%s*'(.-)'")
+        or s:match("[Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]%s*=%s*([^%s']+)")
+end
+
 function M.parse_conninfo(s)
     local parsed, message = backend().conninfo_parse(s)
     if not parsed then
-        errors.raise { kind = "sql", code = "conninfo", message = "invalid connection string: " .. scrub(message, nil) }
+        local written = written_password(s)
+        if written and written ~= "" then
+            log.secret(written)
+            message = scrub(message, written)
+        end
+        -- libpq may quote the part it could not read, password included:
+        -- the message is masked like every output (atlas.run.log masks a
+        -- password written in a conninfo or URI wherever it appears), and
+        -- the text itself is never echoed.
+        errors.raise {
+            kind = "sql",
+            code = "conninfo",
+            message = "invalid connection string: " .. log.redact(scrub(message, nil)),
+        }
     end
     if parsed.password then log.secret(parsed.password) end
     return parsed
@@ -184,7 +223,7 @@ local function connection_params(spec)
         end
     end
     params.application_name = params.application_name or APPLICATION_NAME
-    if not params.sslmode and not is_loopback(params.host) then params.sslmode = "require" end
+    require_tls(params)
     params.connect_timeout = params.connect_timeout or tostring(DEFAULT_CONNECT_TIMEOUT)
     -- Timestamps are converted from the ISO output style whatever the
     -- server's default DateStyle is.
@@ -862,7 +901,7 @@ function M.subscription_connection(spec)
         if not OWN_KEYS[k] then params[k] = tostring(v) end
     end
     resolve_password(params, spec)
-    if not params.sslmode and not is_loopback(params.host) then params.sslmode = "require" end
+    require_tls(params)
     local parts, seen = {}, {}
     for _, key in ipairs(CONNINFO_ORDER) do
         if params[key] then

@@ -195,7 +195,7 @@ function M.connect(params)
     local w = world()
     local db = w.db
     local host = params.host or params.hostaddr or "localhost"
-    w.calls[#w.calls + 1] = { module = "sql", host = host, op = "connect", t = w:now() }
+    w.calls[#w.calls + 1] = { module = "sql", host = host, op = "connect", t = w:now(), sslmode = params.sslmode }
     local function fail(state, message)
         w.calls[#w.calls].error = state
         return nil, message, "connect", {}
