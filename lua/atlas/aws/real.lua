@@ -9,7 +9,8 @@ local errors = require "atlas.errors"
 
 local M = {}
 
--- Seconds; a call may override with options.timeout / options.connect_timeout.
+-- Seconds; a call may override with options.timeout / options.connect_timeout,
+-- and ATLAS_AWS_TIMEOUT replaces the default timeout (see default_timeout).
 M.defaults = { timeout = 30, connect_timeout = 5 }
 
 -- Tests replace this to resolve endpoints under a controlled environment.
@@ -79,6 +80,23 @@ local function split_url(url)
     local scheme, hostport, path = url:match("^(%a[%w+.-]*)://([^/?#]+)([^?#]*)")
     if not scheme then usage("invalid endpoint URL: " .. url) end
     return scheme:lower(), hostport, (path:gsub("/+$", ""))
+end
+
+-- ATLAS_AWS_TIMEOUT: the time one attempt may take, in seconds, when the call
+-- names none: longer for a slow link, shorter where a stalled service must
+-- be given up on fast (the fault campaign, docs/faults.md).
+local function default_timeout()
+    local v = M.getenv("ATLAS_AWS_TIMEOUT")
+    if v == nil or v == "" then return M.defaults.timeout end
+    local seconds = v:match("^%d+%.?%d*$") and tonumber(v)
+    if not seconds or seconds <= 0 then
+        errors.raise {
+            kind = "usage",
+            code = "environment",
+            message = "ATLAS_AWS_TIMEOUT must be a positive number of seconds, got " .. string.format("%q", v),
+        }
+    end
+    return seconds
 end
 
 local function env_true(name)
@@ -192,7 +210,7 @@ local function prepare(req, options)
     local body = http.body
     if body == "" and http.method ~= "POST" and http.method ~= "PUT" then body = nil end
     return svc, { method = http.method, url = url, headers = http.headers, body = body }, {
-        timeout = options.timeout or M.defaults.timeout,
+        timeout = options.timeout or default_timeout(),
         connect_timeout = options.connect_timeout or M.defaults.connect_timeout,
         allow_http = options.allow_http,
     }
