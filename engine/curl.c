@@ -225,6 +225,7 @@ struct request_opts {
     const char *body;
     size_t body_len;
     long timeout_ms, connect_timeout_ms;
+    int fresh_connect;   /* a request that must not be sent twice: see prepare() */
     const char *ca_file; /* another trust anchor (AWS_CA_BUNDLE); verification stays on */
     int headers;         /* stack index of the headers table, 0 if none */
 };
@@ -293,6 +294,9 @@ read_request(lua_State *L, int idx, struct request_opts *o)
     o->ca_file = field_string(L, idx, "ca_file", NULL, NULL);
     o->timeout_ms = field_ms(L, idx, "timeout", DEFAULT_TIMEOUT_MS);
     o->connect_timeout_ms = field_ms(L, idx, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS);
+    lua_getfield(L, idx, "fresh_connect");
+    o->fresh_connect = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (lua_getfield(L, idx, "headers") == LUA_TNIL) {
         o->headers = 0;
         lua_pop(L, 1);
@@ -429,6 +433,12 @@ prepare(lua_State *L, struct curl_state *st, struct transfer *t, int idx)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o.timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, o.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    /* libcurl sends a request again, silently, when a reused keep-alive connection closes
+     * before any byte of the answer: the server may have acted on the first copy (it read the
+     * request, then the connection dropped). A request that changes something must go out
+     * once per attempt the caller makes, so it never takes a reused connection, and libcurl
+     * only re-sends on reused ones. Reads keep the pool. */
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, o.fresh_connect ? 1L : 0L);
     if (o.ca_file != NULL || t->custom_ca)
         curl_easy_setopt(e, CURLOPT_CAINFO, o.ca_file ? o.ca_file : t->default_ca);
     t->custom_ca = o.ca_file != NULL;
@@ -629,7 +639,7 @@ push_result(lua_State *L, const struct transfer *t)
     return 4;
 }
 
-/* request{method, url, headers, body, timeout, connect_timeout, ca_file}
+/* request{method, url, headers, body, timeout, connect_timeout, ca_file, fresh_connect}
  * -> {status, headers, body, elapsed, reused} | nil, message, code, sent */
 static int
 l_request(lua_State *L)

@@ -11,7 +11,7 @@
 --   net.request_many(reqs, options) -> { {response} | {nil, message, code, sent}, ... }
 --
 -- req = {method=, url=, headers=, body=}: what goes on the wire.
--- options = {timeout=, connect_timeout=, allow_http=, ca_file=}: how to send
+-- options = {timeout=, connect_timeout=, allow_http=, ca_file=, fresh_connect=}: how to send
 -- it; the control keys stay apart from the request until this point.
 -- Failures are atlas.curl's (docs/transport.md): code "policy" for a url
 -- refused here, sent false.
@@ -88,6 +88,7 @@ local function curl_request(req, options)
         timeout = options.timeout or M.defaults.timeout,
         connect_timeout = options.connect_timeout or M.defaults.connect_timeout,
         ca_file = options.ca_file,
+        fresh_connect = options.fresh_connect,
     }
 end
 

@@ -44,10 +44,13 @@ do
     THROTTLING[code] = true
 end
 
+-- InvalidResponse: a 2xx reply that is not the operation's document (cut
+-- short, empty, a proxy's HTML page); the next attempt may well be whole.
 local TRANSIENT = {}
 for code in
     ([[RequestTimeout RequestTimeoutException InternalError InternalFailure
-    InternalServerError ServiceUnavailable ConnectionError IDPCommunicationError]]):gmatch("%S+")
+    InternalServerError ServiceUnavailable ConnectionError IDPCommunicationError
+    InvalidResponse]]):gmatch("%S+")
 do
     TRANSIENT[code] = true
 end

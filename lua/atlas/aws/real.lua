@@ -6,6 +6,7 @@
 local protocol = require "atlas.aws.protocol"
 local credentials = require "atlas.aws.credentials"
 local errors = require "atlas.errors"
+local runtime = require "atlas.run.runtime"
 
 local M = {}
 
@@ -213,6 +214,8 @@ local function prepare(req, options)
         timeout = options.timeout or default_timeout(),
         connect_timeout = options.connect_timeout or M.defaults.connect_timeout,
         allow_http = options.allow_http,
+        -- a call that changes something goes out once per attempt atlas.aws logs (engine/curl.c)
+        fresh_connect = runtime.is_mutating(svc.name, req.action),
     }
 end
 
