@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 PREFIX ?= /usr/local
 JOBS ?= 2
 
-.PHONY: all build deps demo test test-asan fuzz test-c test-lua install clean format bench mutants package
+.PHONY: all build deps demo test test-asan fuzz faults test-c test-lua install clean format bench mutants package
 
 all: build
 
@@ -48,6 +48,16 @@ fuzz:
 	cmake -S . -B $(FUZZ_DIR) -DCMAKE_C_COMPILER=clang -DATLAS_FUZZ=ON
 	cmake --build $(FUZZ_DIR) --target fuzzers -j $(JOBS)
 	scripts/fuzz $(FUZZ_DIR) $(FUZZ_SECONDS)
+
+# The seeded fault campaign (docs/faults.md): failover then recovery against moto behind
+# tests/support/fault_proxy.py, FAULT_SEEDS seeds at FAULT_RATE, each end state checked with
+# boto3. FAULT_SEED=N runs that one seed alone.
+FAULT_SEEDS ?= 100
+FAULT_RATE ?= 0.2
+FAULT_SEED ?=
+faults: build
+	FAULT_SEEDS=$(FAULT_SEEDS) FAULT_RATE=$(FAULT_RATE) FAULT_SEED=$(FAULT_SEED) \
+		ATLAS_RUN=$(BUILD_DIR)/atlas-run $(BUILD_DIR)/atlas-run test tests/faults
 
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
