@@ -163,9 +163,18 @@ return function(t)
 
     local function has_traceback(r) return (r.stdout .. r.stderr):find("stack traceback", 1, true) ~= nil end
 
+    -- The last n lines of a run's output; JSON events shortened to what a reader needs.
     local function last_lines(text, n)
         local lines = {}
         for line in text:gmatch("[^\n]+") do
+            local ok, e = pcall(json.decode, line)
+            if ok and type(e) == "table" and e.type then
+                local parts = { e.type }
+                for _, k in ipairs { "step", "op", "region", "outcome", "code", "message", "error" } do
+                    if e[k] ~= nil and type(e[k]) ~= "table" then parts[#parts + 1] = tostring(e[k]) end
+                end
+                line = table.concat(parts, " ")
+            end
             lines[#lines + 1] = line
         end
         return table.concat(lines, "\n", math.max(1, #lines - n + 1))
