@@ -234,6 +234,19 @@ return atlas.playbook { name = "pb", description = "d", params = {},
         message = "credential_process",
     },
 
+    {
+        what = "a credential_process that never finishes",
+        files = {
+            ["home/.aws/config"] = "[profile p]\ncredential_process = sleep 600\n",
+            ["pb.lua"] = CALLS_AWS,
+        },
+        env = with(NO_AWS_ENV, { HOME = "$DIR/home", AWS_PROFILE = "p", AWS_ENDPOINT_URL = "http://127.0.0.1:9" }),
+        argv = { "-e", "require('atlas.aws.credentials').PROCESS_TIMEOUT = 0.5; "
+            .. "os.exit(require('atlas.run.cli').main { '$DIR/pb.lua' })" },
+        exit = 1,
+        message = "credential_process of profile p: .*did not finish within 0%.5 s",
+    },
+
     -- The network and the endpoint ---------------------------------------------
     {
         what = "an AWS endpoint nobody listens on",

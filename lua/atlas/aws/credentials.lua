@@ -151,14 +151,23 @@ local function from_web_identity(settings, name)
     return make(c.AccessKeyId, c.SecretAccessKey, c.SessionToken, c.Expiration, "web identity role " .. role)
 end
 
+-- Seconds a credential_process may take: an SSO helper that waits for a
+-- browser nobody will open at 3 a.m. must end the run, not hang it.
+M.PROCESS_TIMEOUT = 60
+
 local function from_process(command, profile)
-    local pipe = io.popen(command, "r")
-    if not pipe then return nil, "credential_process of profile " .. profile .. ": cannot run" end
-    local out = pipe:read("a")
-    local ok, _, code = pipe:close()
-    if not ok then
-        return nil, string.format("credential_process of profile %s: exited with %s", profile, tostring(code))
+    -- Through the shell, as the AWS CLI documents the setting (a command
+    -- line), with the real proc backend's timeout: the credentials of a mock
+    -- run are never scripted by the world.
+    local result, err =
+        require("atlas.proc.real").run({ "/bin/sh", "-c", command }, { timeout = M.PROCESS_TIMEOUT })
+    if not result then
+        return nil, string.format("credential_process of profile %s: %s", profile, errors.message(err))
     end
+    if result.code ~= 0 then
+        return nil, string.format("credential_process of profile %s: exited with %s", profile, tostring(result.code))
+    end
+    local out = result.stdout
     local doc = require("atlas.json").decode(out)
     if type(doc) ~= "table" or not doc.AccessKeyId or not doc.SecretAccessKey then
         return nil, "credential_process of profile " .. profile .. ": output is not credentials JSON"

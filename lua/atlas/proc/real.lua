@@ -13,19 +13,62 @@ local function slurp(path)
     return data
 end
 
--- run(argv, options) -> {code=, stdout=, stderr=} | nil, err (the program could not be started)
+-- Ends the process group of pid: TERM, then KILL if it is still there after
+-- a grace period. The group, so that a shell's children go too.
+local function stop(pid)
+    sys.kill(-pid, "TERM")
+    local deadline = sys.monotime() + 2
+    while not sys.wait(pid, true) do
+        if sys.monotime() > deadline then
+            sys.kill(-pid, "KILL")
+            sys.wait(pid)
+            return
+        end
+        sys.sleep(0.02)
+    end
+end
+
+-- run(argv, {env=, timeout=}) -> {code=, stdout=, stderr=} | nil, err: a "proc"
+-- error object when the program could not be started (code "spawn") or did
+-- not finish within timeout seconds (code "timeout"; it is stopped). Every
+-- process gets a timeout: a hung command must not hang a 3 a.m. run.
 function M.run(argv, options)
+    local timeout = options.timeout or M.DEFAULT_TIMEOUT
     local base = os.tmpname()
     local pid, err = sys.spawn(argv, { stdout = base .. ".out", stderr = base .. ".err", env = options.env })
     os.remove(base)
     if not pid then return nil, errors.new { kind = "proc", code = "spawn", message = err } end
-    local _, code = sys.wait(pid)
-    if sys.interrupted() then
-        sys.kill(-pid, "TERM")
-        sys.wait(pid)
+    local deadline = sys.monotime() + timeout
+    local exited, code
+    local pause = 0.001
+    repeat
+        exited, code = sys.wait(pid, true)
+        if not exited then
+            if sys.interrupted() or sys.monotime() > deadline then break end
+            -- Short commands answer in milliseconds; long ones are polled
+            -- at most every 100 ms.
+            sys.sleep(pause)
+            pause = math.min(pause * 2, 0.1)
+        end
+    until exited
+    if not exited then
+        stop(pid)
+        slurp(base .. ".out")
+        local stderr = slurp(base .. ".err")
+        if sys.interrupted() then return { code = 130, stdout = "", stderr = stderr } end
+        return nil,
+            errors.new {
+                kind = "proc",
+                code = "timeout",
+                message = string.format("%s did not finish within %g s; it was stopped", argv[1], timeout),
+                timeout = timeout,
+            }
     end
     return { code = code, stdout = slurp(base .. ".out"), stderr = slurp(base .. ".err") }
 end
+
+-- The timeout of a command that names none: long enough for a terraform apply.
+M.DEFAULT_TIMEOUT = 3600
 
 -- available(name) -> the path of an executable file called name on PATH, or nil.
 function M.available(name)
