@@ -257,6 +257,23 @@ return atlas.playbook { name = "pb", description = "d", params = {},
         message = "ecs ListClusters %(us%-east%-1%).*[Cc]onnect",
     },
 
+    {
+        what = "a malformed endpoint URL",
+        files = { ["pb.lua"] = CALLS_AWS },
+        env = with(NO_AWS_ENV, with(KEYS, { AWS_ENDPOINT_URL = "http://[::1" })),
+        argv = { "$DIR/pb.lua" },
+        exit = 2,
+        message = "AWS_ENDPOINT_URL=http://%[::1 is not a valid endpoint URL",
+    },
+    {
+        what = "a service endpoint URL with no host",
+        files = { ["pb.lua"] = CALLS_AWS },
+        env = with(NO_AWS_ENV, with(KEYS, { AWS_ENDPOINT_URL_ECS = "http:///path" })),
+        argv = { "$DIR/pb.lua" },
+        exit = 2,
+        message = "AWS_ENDPOINT_URL_ECS=http:///path is not a valid endpoint URL",
+    },
+
     -- AWS replies (the mock world answers as AWS would) --------------------------
     {
         what = "an AWS error reply to a read call",

@@ -110,13 +110,21 @@ end
 -- then the standard one (Route53: its global endpoint, signed for us-east-1).
 function M.endpoint(svc, region, options)
     local url = options and options.endpoint
+    local source = "the call's endpoint"
     if not url and not env_true("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") then
-        url = M.getenv(svc.env_name)
+        url, source = M.getenv(svc.env_name), svc.env_name
         if url == "" then url = nil end
-        url = url or M.getenv("AWS_ENDPOINT_URL")
+        if not url then
+            url, source = M.getenv("AWS_ENDPOINT_URL"), "AWS_ENDPOINT_URL"
+        end
         if url == "" then url = nil end
     end
     local custom = url ~= nil
+    -- A malformed endpoint is bad input (exit 2) named by where it came
+    -- from, not a network failure or a policy refusal.
+    if custom and not select(2, net.url_host(url)) then
+        usage(string.format("%s=%s is not a valid endpoint URL (scheme://host[:port][/path])", source, url))
+    end
     local signing_region = region
     if svc.global_endpoint then signing_region = "us-east-1" end
     if not url then
