@@ -60,14 +60,8 @@ local function uri_escape(s, keep_slash)
 end
 M.uri_escape = uri_escape
 
-local function xml_escape(s)
-    return (
-        tostring(s):gsub(
-            "[&<>\"']",
-            { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&apos;" }
-        )
-    )
-end
+-- atlas.xml owns XML escaping (and refuses what XML 1.0 cannot carry).
+local function xml_escape(s) return require("atlas.xml").escape(tostring(s)) end
 
 local function iso8601(v)
     if type(v) == "number" then

@@ -43,17 +43,19 @@
 -- db:summary(node, table) -> count, checksum.
 local rds = require "atlas.mock.rds"
 local util = require "atlas.mock.util"
+local env = require "atlas.env"
 
 local M = {}
 
 local DB = {}
 DB.__index = DB
 
-M.PRIMARY = "eu-west-1"
-M.SECONDARIES = { "us-east-1", "ap-southeast-1" }
-M.PUBLICATION = "atlas_publication"
-M.SUBSCRIPTION = "atlas_subscription_from_eu"
-M.TABLES = { "organization", "app_user", "user_preferences", "referential", "system_config" }
+-- The names are the reference environment's (atlas.env), never written again here.
+M.PRIMARY = env.PRIMARY_REGION
+M.SECONDARIES = env.SECONDARY_REGIONS
+M.PUBLICATION = env.PUBLICATION
+M.SUBSCRIPTION = env.SUBSCRIPTION
+M.TABLES = env.GLOBAL_TABLES
 -- RDS's default for db.r6g.xlarge: LEAST(DBInstanceClassMemory / 9531392, 5000).
 M.MAX_CONNECTIONS = 3604
 M.RESERVED = 3
@@ -63,7 +65,7 @@ M.HEALTHY_LAG = 0.4
 M.INITIAL_COPY_SECONDS = 6
 
 M.REPLICA_NODE = "eu-west-1-replica"
-local REPLICA_ID = "atlas-production-db-eu-west-1-replica"
+local REPLICA_ID = env.REPLICA
 
 -- Rows of the global tables in the reference environment.
 local INITIAL_ROWS =
@@ -83,7 +85,7 @@ local function flyway_rows(world)
             type = "SQL",
             script = "V1__init.sql",
             checksum = 1234567,
-            installed_by = "atlas_admin",
+            installed_by = env.DB_USER,
             installed_on = at(400),
             execution_time = 812,
             success = true,
@@ -95,7 +97,7 @@ local function flyway_rows(world)
             type = "SQL",
             script = "V2__user_preferences.sql",
             checksum = -98765,
-            installed_by = "atlas_admin",
+            installed_by = env.DB_USER,
             installed_on = at(120),
             execution_time = 95,
             success = true,
@@ -107,7 +109,7 @@ local function flyway_rows(world)
             type = "SQL",
             script = "V3__system_config.sql",
             checksum = 55501,
-            installed_by = "atlas_admin",
+            installed_by = env.DB_USER,
             installed_on = at(7),
             execution_time = 40,
             success = true,
@@ -137,7 +139,7 @@ local function healthy_sessions(world, region)
     for i = 1, 20 do
         sessions[i] = {
             pid = 10000 + i,
-            usename = "atlas_admin",
+            usename = env.DB_USER,
             application_name = "atlas-crm",
             client_addr = string.format("10.%d.1.%d", #region, 10 + i),
             state = i <= 3 and "active" or "idle",
@@ -219,7 +221,7 @@ end
 -- The RDS region and instance identifier that serve a node.
 function M.location(node)
     if node == M.REPLICA_NODE then return M.PRIMARY, REPLICA_ID end
-    return node, "atlas-production-db-" .. node
+    return node, env.db_instance(node)
 end
 
 function DB:now() return self.world:now() end
@@ -310,7 +312,7 @@ function DB:add_sessions(region, spec)
         local in_tx = spec.state and spec.state:find("in transaction", 1, true)
         r.sessions[#r.sessions + 1] = {
             pid = self:next_pid(region),
-            usename = spec.usename or "atlas_admin",
+            usename = spec.usename or env.DB_USER,
             application_name = spec.application_name or "atlas-crm",
             client_addr = spec.client_addr or "10.0.2.15",
             state = spec.state or "idle",
@@ -331,7 +333,7 @@ function DB:region_of(host)
     end
     -- Any other name that names the instance (a CNAME, a test's short name).
     for _, region in ipairs(util.REGIONS) do
-        if host:find("atlas-production-db-" .. region, 1, true) and not host:find("replica", 1, true) then
+        if host:find(env.db_instance(region), 1, true) and not host:find(env.REPLICA, 1, true) then
             return region
         end
     end
