@@ -19,7 +19,12 @@ M.now = os.time
 
 local cache = {}
 
-function M.reset() cache = {} end
+local bundles -- credentials.ca_bundle's, per profile
+
+function M.reset()
+    cache = {}
+    bundles = {}
+end
 
 local function env(name)
     local v = M.getenv(name)
@@ -82,6 +87,21 @@ local function home() return env("HOME") or "." end
 local function files()
     return env("AWS_SHARED_CREDENTIALS_FILE") or (home() .. "/.aws/credentials"),
         env("AWS_CONFIG_FILE") or (home() .. "/.aws/config")
+end
+
+-- credentials.ca_bundle(profile) -> the CA bundle file AWS calls trust besides
+-- the system's, as the SDKs find it: AWS_CA_BUNDLE, then the profile's
+-- ca_bundle; nil for none. Read once per profile (M.reset forgets it).
+bundles = {}
+function M.ca_bundle(profile)
+    local from_env = env("AWS_CA_BUNDLE")
+    if from_env then return from_env end
+    local name = profile or env("AWS_PROFILE") or "default"
+    if bundles[name] == nil then
+        local settings = M.profile_settings(name)
+        bundles[name] = settings and settings.ca_bundle or false
+    end
+    return bundles[name] or nil
 end
 
 -- profile_settings(name) -> merged settings (credentials file over config) or nil, where-text

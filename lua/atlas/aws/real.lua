@@ -222,6 +222,8 @@ local function prepare(req, options)
         timeout = options.timeout or default_timeout(),
         connect_timeout = options.connect_timeout or M.defaults.connect_timeout,
         allow_http = options.allow_http,
+        -- behind a TLS-inspecting proxy: the corporate CA, as the SDKs take it
+        ca_file = options.ca_file or credentials.ca_bundle(options.profile),
         -- a call that changes something goes out once per attempt atlas.aws logs (engine/curl.c)
         fresh_connect = runtime.is_mutating(svc.name, req.action),
     }
