@@ -332,6 +332,74 @@ local function assume_role(name, settings, depth)
     )
 end
 
+-- IAM Identity Center (`aws sso login`): the profile names an account and a
+-- role, and an sso-session (or, in the legacy form, its own sso_start_url and
+-- sso_region). The token is the one `aws sso login` left in ~/.aws/sso/cache;
+-- the portal's GetRoleCredentials turns it into role credentials, cached
+-- with the others until they expire. The token is never refreshed here: an
+-- expired one is one clear message.
+local function sso_cache_token(start_url, session, profile)
+    local dir = home() .. "/.aws/sso/cache"
+    local best
+    for _, file in ipairs(require("atlas.sys").readdir(dir) or {}) do
+        local text = file:match("%.json$") and read_file(dir .. "/" .. file)
+        local doc = text and require("atlas.json").decode(text)
+        -- The CLI names the file by a SHA-1 of the session name (or start
+        -- URL); the same file is found by what it holds.
+        if type(doc) == "table" and doc.accessToken and doc.startUrl == start_url
+            and (not session or doc.sessionName == nil or doc.sessionName == session) then
+            local expires = doc.expiresAt and M.parse_time(doc.expiresAt) or 0
+            if not best or expires > best.expires then best = { token = doc.accessToken, expires = expires } end
+        end
+    end
+    local login = "run `aws sso login --profile " .. profile .. "`"
+    if not best then return nil, string.format("profile %s: no SSO token for %s in %s; %s", profile, start_url, dir, login) end
+    if best.expires <= M.now() then
+        return nil,
+            string.format("profile %s: the SSO token expired at %s; %s", profile,
+                os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(best.expires)), login)
+    end
+    log.secret(best.token)
+    return best.token
+end
+
+local function from_sso(settings, name)
+    local start_url, region = settings.sso_start_url, settings.sso_region
+    local session = settings.sso_session
+    if session then
+        local _, config_path = files()
+        local text = read_file(config_path)
+        local section = text and M.parse_ini(text, true)["\0sso-session " .. session]
+        if not section then return nil, "profile " .. name .. ": sso-session " .. session .. " not found in " .. config_path end
+        start_url, region = section.sso_start_url, section.sso_region
+    end
+    if not (start_url and region and settings.sso_account_id and settings.sso_role_name) then
+        return nil, "profile " .. name .. ": an SSO profile needs sso_start_url, sso_region, sso_account_id and sso_role_name"
+    end
+    local token, err = sso_cache_token(start_url, session, name)
+    if not token then return nil, err end
+    local base = env("AWS_ENDPOINT_URL_SSO") or env("AWS_ENDPOINT_URL")
+        or ("https://portal.sso." .. region .. ".amazonaws.com")
+    local url = string.format("%s/federation/credentials?account_id=%s&role_name=%s", base:gsub("/$", ""),
+        settings.sso_account_id, settings.sso_role_name:gsub("[^%w%-_.~]", function(c) return string.format("%%%02X", c:byte()) end))
+    local resp, message = require("atlas.net").request(
+        { method = "GET", url = url, headers = { ["x-amz-sso_bearer_token"] = token }, body = "" },
+        { timeout = 10, connect_timeout = 5 }
+    )
+    local where = "profile " .. name .. ": SSO GetRoleCredentials " .. settings.sso_role_name .. "@" .. settings.sso_account_id
+    if not resp then return nil, where .. ": " .. tostring(message) end
+    if resp.status == 401 or resp.status == 403 then
+        return nil, where .. ": the portal refused the token (HTTP " .. resp.status .. "); run `aws sso login --profile " .. name .. "`"
+    end
+    local doc = resp.status == 200 and require("atlas.json").decode(resp.body)
+    local c = type(doc) == "table" and doc.roleCredentials
+    if type(c) ~= "table" or not c.accessKeyId or not c.secretAccessKey then
+        return nil, where .. ": unexpected answer (HTTP " .. resp.status .. ")"
+    end
+    local expiration = c.expiration and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(c.expiration / 1000)) or nil
+    return make(c.accessKeyId, c.secretAccessKey, c.sessionToken, expiration, "SSO role " .. settings.sso_role_name .. " (profile " .. name .. ")")
+end
+
 resolve_profile = function(name, depth)
     if depth > 5 then return nil, "profile " .. name .. ": source_profile chain too deep" end
     local settings, where = M.profile_settings(name)
@@ -348,6 +416,7 @@ resolve_profile = function(name, depth)
         )
     end
     if settings.credential_process then return from_process(settings.credential_process, name) end
+    if settings.sso_session or settings.sso_start_url then return from_sso(settings, name) end
     return nil, "profile " .. name .. " (" .. where .. "): no keys, role_arn or credential_process"
 end
 
