@@ -83,6 +83,34 @@ local function describe(region)
     return ecs.describe_service { region = region, cluster = cluster(region), service = service(region) }
 end
 
+-- What a drill's recovery time holds beyond the run: Route53 noticed the
+-- outage only after interval x threshold seconds of failed checks, and
+-- clients keep the old answer for up to the records' TTL after the switch.
+local function record_unseen_recovery(ctx, previous)
+    local hc = dns.health_check(ctx.params.failed_region)
+    local config = hc and hc.HealthCheckConfig
+    if config and config.RequestInterval and config.FailureThreshold then
+        ctx.recovery_part {
+            name = "Route53 detection",
+            seconds = config.RequestInterval * config.FailureThreshold,
+            detail = string.format(
+                "health check %s: %d s interval x %d failures",
+                hc.Id,
+                config.RequestInterval,
+                config.FailureThreshold
+            ),
+            before_run = true,
+        }
+    end
+    local ttl = 0
+    for _, r in ipairs(previous or {}) do
+        ttl = math.max(ttl, r.TTL or 0)
+    end
+    if ttl > 0 then
+        ctx.recovery_part { name = "DNS TTL", seconds = ttl, detail = string.format("records of %s: TTL %d s", dns.API_NAME, ttl) }
+    end
+end
+
 -- The task count DNS waits for: min_backup_tasks, by default all of desired_count.
 local function capacity_needed(p) return p.min_backup_tasks or p.desired_count end
 
@@ -269,6 +297,7 @@ return atlas.playbook {
                 if result.change then
                     atlas.log("dns: change %s is %s", result.change.Id, tostring(result.change.Status))
                 end
+                record_unseen_recovery(ctx, ctx.state.dns_previous)
             end,
             undo = function(ctx)
                 dns.enable_region {
@@ -279,7 +308,9 @@ return atlas.playbook {
             end,
         },
         {
+            -- Recovered: the backup runs stable and DNS sends the clients there.
             name = "wait for backup region to be stable",
+            recovery_point = true,
             run = function(ctx)
                 local region = ctx.params.backup_region
                 ecs.wait_stable {

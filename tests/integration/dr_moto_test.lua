@@ -45,11 +45,25 @@ t.case("dr_region_outage then dr_region_recovery against moto, checked by boto3"
     local before = boto3_view(endpoint)
 
     -- moto's health checks always pass, so the region looks healthy: a planned drill.
+    local report = env.ATLAS_STATE_DIR .. "/drill.json"
     local r = t.run(
-        { "--yes", "playbooks/dr_region_outage.lua", "force=true", "desired_count=6", health },
+        { "--yes", "--rto", "1h", "--report", report, "playbooks/dr_region_outage.lua", "force=true", "desired_count=6", health },
         { env = env }
     )
     t.eq(r.code, 0, r.stdout .. r.stderr)
+    -- The drill's report names the real world it ran in (STS's account) and
+    -- the parts of the recovery the engine cannot see, read from Route53.
+    local drill = json.decode(t.read_file(report))
+    t.eq(drill.world, { kind = "real", account = "123456789012", region = "eu-west-1", endpoint = endpoint })
+    t.eq(drill.verdict, "pass")
+    t.eq(drill.rto_seconds, 3600)
+    t.eq(drill.recovery_parts[1].name, "Route53 detection")
+    t.eq(drill.recovery_parts[1].seconds, 90)
+    t.eq(drill.recovery_parts[2].name, "DNS TTL")
+    t.eq(drill.recovery_parts[2].seconds, 60)
+    t.eq(drill.recovery_seconds, drill.recovery_measured + 150)
+    t.eq(drill.changes[1].before, 2)
+    t.eq(drill.changes[1].after, 6)
     local after = boto3_view(endpoint)
     local old, new = by_id(before.records), by_id(after.records)
     t.eq(new["eu-west-1"].value, "us-east-1.atlas-crm.com")

@@ -43,7 +43,13 @@ Options:
                        parameters (a different value is refused; give secrets again); completed steps are
                        skipped (a step's check runs again), undone ones run again, no recorded change is repeated
   --rollback           when a step fails, run the undo of each step that changed the world, newest first
-  --report FILE        write a drill report (Markdown, or JSON when FILE ends in .json)
+  --report FILE        write a drill report (Markdown, or JSON when FILE ends in .json): the world,
+                       who ran it where, parameters, timeline, changes before and after, confirmations,
+                       failures, verdict
+  --drill              time the recovery: from the run's start (or incident_start=2026-12-01T21:40:00Z,
+                       given after the playbook) to the playbook's recovery point, plus what the engine
+                       cannot see (Route53 detection, DNS TTL); exit 5 when it misses --rto
+  --rto DURATION       the recovery time objective of a drill (15m, 900s, 1h; implies --drill)
   --state-dir DIR      where journals and run locks live (default $ATLAS_STATE_DIR or ~/.local/state/atlas-run)
   --state s3://BUCKET/PREFIX   share journals and saved DNS records with the team, in S3 ($ATLAS_STATE)
   --lock-table NAME    the DynamoDB table of shared run locks, hash key LockID ($ATLAS_LOCK_TABLE)
@@ -57,6 +63,8 @@ Examples:
   atlas-run --scenario eu-west-1-outage --yes dr_region_outage     rehearse the failover in the mock world
   atlas-run --dry-run dr_region_outage failed_region=eu-west-1     see what a real failover would change
   atlas-run --yes --report drill.md dr_region_outage force=true    a planned drill, with its report
+  atlas-run --scenario eu-west-1-outage --yes --rto 15m --report drill.json dr_region_outage
+                                                                   a drill timed against a 15-minute RTO
   atlas-run --resume dr_region_outage                              continue after a crash or Ctrl-C
   atlas-run --state s3://ops-state/atlas --lock-table atlas-locks --resume dr_region_outage
                                                                    continue a run another machine started
@@ -66,7 +74,8 @@ Exit codes:
   0 ok   1 the playbook failed (or its --report could not be written)   2 bad usage or bad input
   (also: --resume with a different parameter, an unusable state directory)   3 refused or
   interrupted (a declined confirmation, Ctrl-C: final, a playbook cannot catch it)   4 another run
-  holds the run lock, nothing else   5 a check found a critical condition   70 internal error
+  holds the run lock, nothing else   5 a check found a critical condition, or a drill missed its
+  RTO   70 internal error
 
 Environment:
   AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID, ...   the AWS SDK credential chain
@@ -97,6 +106,7 @@ local VALUED = {
     ["--state-dir"] = "state_dir",
     ["--state"] = "state",
     ["--lock-table"] = "lock_table",
+    ["--rto"] = "rto",
     ["-e"] = "code",
 }
 local FLAGS = {
@@ -113,6 +123,7 @@ local FLAGS = {
     ["-h"] = "help",
     ["--resume"] = "resume",
     ["--rollback"] = "rollback",
+    ["--drill"] = "drill",
 }
 
 -- cli.parse(argv) -> options, positional arguments
@@ -211,6 +222,27 @@ local function take_run_lock(pb, journal)
     return nil, EXIT.locked
 end
 
+-- Says how the drill went and returns the run's exit code: a drill whose run
+-- succeeded but that missed its RTO (or never reached its recovery point) is
+-- critical, exit 5; a run that failed keeps its own code.
+local function announce_drill(outcome, code)
+    local recovered = outcome.recovery_seconds and log.seconds_text(outcome.recovery_seconds) or "not recovered"
+    local target = outcome.rto_seconds and log.seconds_text(outcome.rto_seconds) or "none"
+    local line = string.format(
+        "drill %s: recovery %s, RTO %s%s",
+        outcome.verdict,
+        recovered,
+        target,
+        outcome.reason and ("; " .. outcome.reason) or ""
+    )
+    if outcome.verdict == "pass" then
+        log.info("%s", line)
+        return code
+    end
+    log.error("%s", line)
+    return code == EXIT.ok and EXIT.critical or code
+end
+
 local function run_playbook(options, positional)
     local playbook = require "atlas.run.playbook"
     local params_mod = require "atlas.run.params"
@@ -224,6 +256,7 @@ local function run_playbook(options, positional)
     local path = resolve_playbook(positional[1])
     local pb = playbook.load(path)
     local args = parse_assignments({ table.unpack(positional, 2) })
+    local drill = require("atlas.run.drill").prepare(pb, options, args)
 
     local journal, resumed
     if options.resume then
@@ -254,15 +287,21 @@ local function run_playbook(options, positional)
     -- Closed on every way out, an error included: a shared lock would
     -- otherwise stay held until its lease runs out.
     local held <close> = lock
-    if options.report then require("atlas.run.report").start() end
+    local report = require "atlas.run.report"
+    if options.report or drill then report.start() end
     local result = playbook.run(
         pb,
         params,
         { journal = journal, resumed = resumed and resumed.run_id, rollback = options.rollback }
     )
     local code = result.exit
+    local summary = (options.report or drill) and report.summary()
+    local outcome = drill and require("atlas.run.drill").measure(drill, result, summary.parts)
+    if outcome then
+        code = announce_drill(outcome, code)
+    end
     if options.report then
-        local written, err = require("atlas.run.report").write(options.report, pb, params, result)
+        local written, err = report.write(options.report, report.model(pb, result, summary, outcome))
         if not written then
             io.stderr:write(string.format("atlas-run: cannot write the report %s: %s\n", options.report, err))
             -- The report is part of what was asked: a run without it did not succeed.

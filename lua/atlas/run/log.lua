@@ -397,8 +397,9 @@ end
 -- os.date is the costly part; the seconds change rarely between events.
 local stamp_second, stamp_text = nil, nil
 
+-- Stamped with the real date, also in the mock world (runtime.wall).
 local function timestamp()
-    local now = runtime.now()
+    local now = runtime.wall()
     local whole = math.floor(now)
     if whole ~= stamp_second then
         stamp_second, stamp_text = whole, os.date("!%Y-%m-%dT%H:%M:%S", whole)
@@ -421,6 +422,14 @@ end
 local function message(fmt, ...)
     if select("#", ...) > 0 then return string.format(fmt, ...) end
     return tostring(fmt)
+end
+
+-- log.change(what, before, after): a change a run made to the world, for the
+-- report ("ecs service S (us-east-1) desired count", 2, 10). Emitted by the
+-- helper that makes it, once the change was accepted; a dry run makes none.
+function M.change(what, before, after)
+    if runtime.dry_run then return end
+    M.event { type = "change", what = what, before = before, after = after, step = runtime.step and runtime.step.name }
 end
 
 function M.debug(fmt, ...) M.event { type = "log", level = "debug", message = message(fmt, ...) } end

@@ -150,6 +150,14 @@ local function convert(spec, raw)
     return value
 end
 
+-- params.duration(text) -> seconds, or nil and what a duration looks like.
+-- The one reading of a duration, for parameters and options (--rto) alike.
+function M.duration(text)
+    local seconds = TYPES.duration(text)
+    if seconds == nil then return nil, TYPE_WHAT.duration end
+    return seconds
+end
+
 -- params.check_specs(playbook_name, params) -> ordered list of specs.
 -- Accepts a map name -> spec (listed alphabetically) or a list of specs
 -- with names (listed in that order).

@@ -33,6 +33,9 @@ local STEP_FIELDS = {
     -- check(ctx, step): runs again on --resume although the step completed,
     -- for a step whose finding can have changed since (is the region still down?)
     check = "function",
+    -- recovery_point: when this step completes, the service is recovered
+    -- (a drill's recovery time ends here; see --drill and --rto)
+    recovery_point = "boolean",
 }
 
 local function allowed_fields()
@@ -144,6 +147,12 @@ function M.declare(decl)
     local seen = {}
     for i, step in ipairs(decl.steps) do
         check_step(step, i, seen)
+        if step.recovery_point then
+            if decl.recovery_step then
+                usage("playbook %s: two steps declare recovery_point (%s and %s); recovery has one moment", decl.name, decl.recovery_step, step.name)
+            end
+            decl.recovery_step = step.name
+        end
     end
     decl.param_specs = params_mod.check_specs(decl.name, decl.params or {})
     return setmetatable(decl, PLAYBOOK_MT)
@@ -320,6 +329,24 @@ local function make_context(pb, params, journal)
     function ctx.warn(fmt, ...) log.warn(fmt, ...) end
     function ctx.fail(fmt, ...) require("atlas").fail(fmt, ...) end
     function ctx.critical(fmt, ...) require("atlas").critical(fmt, ...) end
+    -- ctx.recovery_part{name=, seconds=, detail=, before_run=bool}: a part of
+    -- the recovery the engine cannot see, listed by name in a drill's report
+    -- and added to its recovery time. before_run: it happens before anyone
+    -- can start the run (Route53's detection), so it counts only when the
+    -- recovery is measured from the run's start, not from incident_start=;
+    -- otherwise it follows the recovery point (clients' cached DNS, the TTL).
+    function ctx.recovery_part(part)
+        if type(part) ~= "table" or type(part.name) ~= "string" or type(part.seconds) ~= "number" or part.seconds < 0 then
+            error("ctx.recovery_part{name=, seconds=, detail=, before_run=} needs a name and seconds >= 0", 2)
+        end
+        log.event {
+            type = "recovery_part",
+            name = part.name,
+            seconds = part.seconds,
+            detail = part.detail,
+            before_run = part.before_run and true or false,
+        }
+    end
     return ctx
 end
 
@@ -347,6 +374,7 @@ local function undo_steps(pb, ctx, journal, upto)
             runtime.leave_step()
             if ok then
                 journal:step_undone(i)
+                log.event { type = "step_undone", step = step.name, index = i }
             else
                 log.error("undo of '%s' failed: %s", step.name, errors.message(err))
             end
@@ -501,8 +529,22 @@ function M.resume_args(pb, record, args)
     return merged
 end
 
+-- When the run reached its recovery point: the end of the step that declares
+-- it, as the journal has it (a resumed run may have completed it earlier).
+-- nil when that step did not complete, or was undone.
+local function recovered_at(pb, journal)
+    for index, step in ipairs(pb.steps) do
+        local record = journal.steps[index]
+        if step.recovery_point and record and record.status == "ok" and record.started then
+            return record.started + (record.duration or 0)
+        end
+    end
+    return nil
+end
+
 -- playbook.run(pb, params, {journal=?, resumed=run_id?, rollback=bool}) -> result
--- result = {status="ok"|"failed"|"critical"|"refused"|"interrupted", exit=, error=, step=, journal=}
+-- result = {status="ok"|"failed"|"critical"|"refused"|"interrupted", exit=, error=, step=, journal=,
+--           started=, duration=, recovered_at=} (times in runtime.now()'s clock)
 function M.run(pb, params, options)
     options = options or {}
     check_requirements(pb)
@@ -549,6 +591,9 @@ function M.run(pb, params, options)
     local duration = runtime.now() - started
     journal:finish(result.status, duration)
     result.duration = duration
+    result.started = started
+    result.recovery_step = pb.recovery_step
+    result.recovered_at = recovered_at(pb, journal)
     log.event {
         type = "run_end",
         playbook = pb.name,

@@ -115,10 +115,15 @@ end
 
 -- runtime.sleep(seconds): advances the virtual clock under the mock world,
 -- so ten minutes of waiting costs microseconds in a test.
+-- runtime.slept: seconds spent in runtime.sleep so far (the waits a drill
+-- report shades on its timeline).
+M.slept = 0
+
 function M.sleep(seconds)
     M.check_interrupted()
     -- A step replaying its recorded calls (atlas.journal) has already waited.
     if seconds <= 0 or M.replaying then return end
+    M.slept = M.slept + seconds
     if M.world then
         M.world:advance(seconds)
         return
@@ -133,9 +138,22 @@ function M.sleep(seconds)
 end
 
 -- runtime.use_world(world): from now on, calls go to this mock world.
+-- The world's clock starts at its fixed epoch; the anchor ties that instant
+-- to the real time the world was taken into use (runtime.wall).
 function M.use_world(world)
     M.world = world
     M.mode = world and "mock" or "real"
+    M.anchor = world and { virtual = world:now(), real = sys.time() } or nil
+end
+
+-- runtime.wall(t?) -> t (default now()) as a real wall-clock time. A mock
+-- run keeps its virtual durations but is dated by the real clock: a drill
+-- rehearsed today says today, not the world's epoch.
+function M.wall(t)
+    t = t or M.now()
+    local anchor = M.anchor
+    if not M.world or not anchor then return t end
+    return t - anchor.virtual + anchor.real
 end
 
 function M.use_real() M.use_world(nil) end
@@ -253,8 +271,10 @@ end
 -- runtime.confirm(message) -> true, or raises an "aborted" error.
 -- With no terminal and no --yes it refuses: cron must never hang on a prompt.
 function M.confirm(message)
+    local log = require "atlas.run.log"
     if M.yes then
-        require("atlas.run.log").info("confirmed by --yes: %s", message)
+        log.info("confirmed by --yes: %s", message)
+        log.event { type = "confirmation", question = message, by = "--yes", step = M.step and M.step.name }
         if M.step then M.step.confirmed = true end
         return true
     end
@@ -265,12 +285,13 @@ function M.confirm(message)
             message = 'needs confirmation ("' .. message .. '"), no terminal to ask and --yes not given',
         }
     end
-    require("atlas.run.log").end_progress()
+    log.end_progress()
     io.stdout:write(message, " [y/N] ")
     io.stdout:flush()
     local answer = io.stdin:read("l")
     M.check_interrupted()
     if answer and answer:lower():match("^%s*y") then
+        log.event { type = "confirmation", question = message, by = "terminal", step = M.step and M.step.name }
         if M.step then M.step.confirmed = true end
         return true
     end

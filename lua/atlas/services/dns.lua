@@ -191,6 +191,15 @@ function M.plan_disable(records, failed, backup, backup_check, zone)
     return changed, previous
 end
 
+-- A list of records as a report shows them: "[eu-west-1] eu-west-1.atlas-crm.com, TTL 60, ...".
+local function described(records)
+    local out = {}
+    for _, r in ipairs(records) do
+        out[#out + 1] = string.format("[%s] %s", tostring(r.SetIdentifier), M.describe_record(r))
+    end
+    return out
+end
+
 -- dns.disable_region{failed=, backup=, zone=, name=, wait=true}
 --   -> {changed = {...}, previous = {...}, change = ChangeInfo|nil, saved = path}
 -- Idempotent: when no record points at the failed region, nothing changes.
@@ -240,6 +249,7 @@ function M.disable_region(args)
         string.format("atlas-run: disable %s, serve from %s", args.failed, args.backup),
         args.wait
     )
+    log.change("route53 " .. name .. " records", described(previous), described(changed))
     return result
 end
 
@@ -484,10 +494,11 @@ function M.forget_saved(args)
     if not runtime.dry_run then forget_saved(args.name or M.API_NAME, args.region) end
 end
 
--- dns.health_check_id(region) -> the id of the Route53 health check that
--- checks R.atlas-crm.com, or nil. Found by what it checks, not through the
--- region's record: after a failover that record carries the backup's check.
-function M.health_check_id(region, zone)
+-- dns.health_check(region) -> the Route53 health check (as ListHealthChecks
+-- gives it: Id, HealthCheckConfig) that checks R.atlas-crm.com, or nil. Found
+-- by what it checks, not through the region's record: after a failover that
+-- record carries the backup's check.
+function M.health_check(region, zone)
     local target = M.regional_name(region, zone)
     local marker
     repeat
@@ -499,11 +510,17 @@ function M.health_check_id(region, zone)
         }
         for _, hc in ipairs(resp.HealthChecks or {}) do
             local config = hc.HealthCheckConfig or {}
-            if config.FullyQualifiedDomainName == target then return hc.Id end
+            if config.FullyQualifiedDomainName == target then return hc end
         end
         marker = resp.IsTruncated and resp.NextMarker or nil
     until not marker
     return nil
+end
+
+-- dns.health_check_id(region) -> the id of the health check that checks R.atlas-crm.com, or nil
+function M.health_check_id(region, zone)
+    local hc = M.health_check(region, zone)
+    return hc and hc.Id
 end
 
 -- dns.failing_checkers(GetHealthCheckStatus response) -> failing, total

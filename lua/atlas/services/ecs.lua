@@ -108,6 +108,11 @@ function M.set_desired_count(args)
         args.desiredCount,
         require("atlas.run.runtime").dry_run and " (dry run: not changed)" or ""
     )
+    log.change(
+        string.format("ecs service %s (%s) desired count", args.service, args.region),
+        current.desiredCount,
+        args.desiredCount
+    )
     return current.desiredCount
 end
 

@@ -1,0 +1,156 @@
+-- --drill and --rto: recovery time against its objective, measured to the
+-- playbook's recovery point, and the drill report (world, real date, changes
+-- before and after, confirmations, undone steps, verdict).
+local t = require "atlas.test"
+local json = require "atlas.json"
+
+local FIX = "tests/fixtures/playbooks/"
+
+local function drill(args, dir)
+    local argv = { "--scenario", "eu-west-1-outage", "--yes" }
+    for _, a in ipairs(args) do
+        argv[#argv + 1] = a
+    end
+    return t.run(argv, { env = { ATLAS_STATE_DIR = dir } })
+end
+
+local function today() return (os.date("!%Y-%m-%d"):gsub("%-", "%%-")) end
+
+t.case("a mock drill within its RTO passes: recovery to the recovery point plus detection and TTL", function()
+    local dir = t.tmpdir()
+    local r = drill({ "--rto", "15m", "--report", dir .. "/drill.json", "dr_region_outage" }, dir)
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    t.match(r.stdout, "drill pass: recovery 7m30s, RTO 15m00s")
+    local report = json.decode(t.read_file(dir .. "/drill.json"))
+    for _, key in ipairs { "playbook", "world", "started_at", "recovery_seconds", "rto_seconds", "verdict", "steps", "changes" } do
+        t.ok(report[key] ~= nil, "top-level key " .. key)
+    end
+    t.eq(report.playbook, "dr_region_outage")
+    t.eq(report.world, { kind = "mock", scenario = "eu-west-1-outage" })
+    -- Virtual durations, real date: not the mock world's 2025-11-18 epoch.
+    t.match(report.started_at, "^" .. today() .. "T%d%d:%d%d:%d%dZ$")
+    -- 4 min of tasks starting and 1 min of DNS sync, then 30 s x 3 detection and a 60 s TTL.
+    t.eq(report.recovery_measured, 300)
+    t.eq(report.recovery_seconds, 450)
+    t.eq(report.rto_seconds, 900)
+    t.eq(report.verdict, "pass")
+    t.eq(report.recovery_step, "wait for backup region to be stable")
+    t.eq(#report.steps, 7)
+    t.eq(report.steps[4].name, "wait for backup capacity")
+    t.eq(report.steps[4].waited, 240)
+    t.eq(report.steps[5].started_seconds, 240)
+    t.eq(report.steps[3].confirmation, "Scale the backup region's service up?")
+    t.eq(report.changes[1].before, 2)
+    t.eq(report.changes[1].after, 10)
+    t.match(report.changes[2].what, "route53 api%.atlas%-crm%.com records")
+    t.match(report.changes[2].before[1], "^%[eu%-west%-1%] eu%-west%-1%.atlas%-crm%.com, TTL 60")
+    t.match(report.changes[2].after[1], "^%[eu%-west%-1%] us%-east%-1%.atlas%-crm%.com, TTL 60")
+    t.eq(#report.confirmations, 2)
+    t.eq(report.confirmations[1].by, "--yes")
+    t.match(report.run_by, "@")
+    t.eq(report.params.desired_count, 10)
+end)
+
+t.case("a drill that misses its RTO exits 5 and its report says FAIL and why", function()
+    local dir = t.tmpdir()
+    local r = drill({ "--rto", "5m", "--report", dir .. "/drill.md", "dr_region_outage" }, dir)
+    t.eq(r.code, 5, r.stdout .. r.stderr)
+    t.match(r.stdout, "drill fail: recovery 7m30s, RTO 5m00s; recovery took longer than the RTO")
+    local text = t.read_file(dir .. "/drill.md")
+    t.match(text, "| RTO target | 5m00s |")
+    t.match(text, "| actual recovery | 7m30s |")
+    t.match(text, "| Route53 detection %(health check [%w%-]+: 30 s interval x 3 failures%) | 1m30s |")
+    t.match(text, "| DNS TTL %(records of api%.atlas%-crm%.com: TTL 60 s%) | 1m00s |")
+    t.match(text, "ecs service atlas%-crm%-production%-service%-us%-east%-1 %(us%-east%-1%) desired count: 2 → 10")
+    t.match(text, "scenario: mock world, scenario eu%-west%-1%-outage")
+    t.match(text, "started: " .. today())
+    t.match(text, "## Verdict\n\n%*%*FAIL%*%*: recovery took longer than the RTO")
+end)
+
+t.case("a drill whose run fails before the recovery point keeps the run's exit code, verdict fail", function()
+    local dir = t.tmpdir()
+    -- The healthy world: the region is not down, so the failover refuses.
+    local r = t.run(
+        { "--scenario", "healthy", "--yes", "--rto", "15m", "--report", dir .. "/drill.json", "dr_region_outage" },
+        { env = { ATLAS_STATE_DIR = dir } }
+    )
+    t.eq(r.code, 1, r.stdout .. r.stderr)
+    local report = json.decode(t.read_file(dir .. "/drill.json"))
+    t.eq(report.verdict, "fail")
+    t.eq(report.recovery_seconds, json.null)
+    t.match(report.verdict_reason, "recovery point %(wait for backup region to be stable%) was not reached")
+end)
+
+t.case("incident_start= measures from the incident; detection is then inside it, the TTL still added", function()
+    local dir = t.tmpdir()
+    local hour_ago = os.date("!%Y-%m-%dT%H:%M:%SZ", os.time() - 3600)
+    local r = drill({ "--drill", "--report", dir .. "/drill.json", "dr_region_outage", "incident_start=" .. hour_ago }, dir)
+    t.eq(r.code, 0, r.stdout .. r.stderr)
+    local report = json.decode(t.read_file(dir .. "/drill.json"))
+    -- An hour before the run, 300 s of run, 60 s of TTL (a few real seconds of slack for the clock).
+    t.ok(report.recovery_seconds >= 3960 and report.recovery_seconds < 3970, tostring(report.recovery_seconds))
+    t.eq(report.recovery_parts[1].counted, false, "detection is within incident_start")
+    t.eq(report.recovery_parts[2].counted, true)
+    t.eq(report.rto_seconds, json.null)
+    t.eq(report.verdict, "pass")
+end)
+
+t.case("bad drill options exit 2 before anything runs, naming the problem", function()
+    local dir = t.tmpdir()
+    local cases = {
+        { { "--rto", "soon", "dr_region_outage" }, '%-%-rto: "soon" is not a duration %(90s, 10m, 24h, 2d' },
+        { { "--rto", "0", "dr_region_outage" }, '%-%-rto: "0" is not a duration' },
+        { { "--drill", "dr_region_outage", "incident_start=2026-12-01T21:40:00+01:00" }, "is not a UTC time" },
+        { { "--drill", "dr_region_outage", "incident_start=2999-01-01T00:00:00Z" }, "is in the future" },
+        { { "--drill", "--dry-run", "dr_region_outage" }, "%-%-dry%-run changes nothing" },
+        { { "--drill", FIX .. "steps.lua" }, "playbook steps declares no recovery point" },
+        -- Without --drill, incident_start is no parameter of the playbook.
+        { { "dr_region_outage", "incident_start=2026-12-01T21:40:00Z" }, 'unknown parameter "incident_start"' },
+    }
+    for _, c in ipairs(cases) do
+        local r = drill(c[1], dir)
+        t.eq(r.code, 2, table.concat(c[1], " ") .. ": " .. r.stdout .. r.stderr)
+        t.match(r.stderr, c[2])
+        t.ok(not r.stdout:find("%[1/"), "no step ran")
+    end
+end)
+
+t.case("two recovery points in one playbook are refused at load", function()
+    local dir = t.tmpdir()
+    local path = t.write_file(
+        dir .. "/two.lua",
+        [[
+local atlas = require "atlas"
+return atlas.playbook { name = "two", description = "two recovery points", steps = {
+    { name = "a", recovery_point = true, run = function() end },
+    { name = "b", recovery_point = true, run = function() end },
+} }
+]]
+    )
+    local r = t.run({ "check", path })
+    t.eq(r.code, 2)
+    t.match(r.stdout .. r.stderr, "two steps declare recovery_point %(a and b%)")
+end)
+
+t.case("steps undone by --rollback show as undone in the report, not ok", function()
+    local dir = t.tmpdir()
+    local r = t.run(
+        { "--yes", "--rollback", "--report", dir .. "/r.json", FIX .. "steps.lua", "mode=fail" },
+        { env = { ATLAS_STATE_DIR = dir } }
+    )
+    t.eq(r.code, 1)
+    local report = json.decode(t.read_file(dir .. "/r.json"))
+    t.eq(report.steps[1].status, "undone")
+    t.eq(report.steps[2].status, "failed")
+    t.eq(report.verdict, "fail")
+    t.eq(report.world.kind, "real")
+    t.eq(report.world.account, nil, "no AWS call, so no STS call for the report")
+end)
+
+t.case("mock runs stamp their events with the real date, not the virtual epoch", function()
+    local dir = t.tmpdir()
+    local r = drill({ "--log-format", "json", "dr_region_outage" }, dir)
+    t.eq(r.code, 0, r.stderr)
+    local first = json.decode(r.stdout:match("^[^\n]+"))
+    t.match(first.ts, "^" .. today() .. "T")
+end)
