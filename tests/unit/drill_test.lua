@@ -154,3 +154,42 @@ t.case("mock runs stamp their events with the real date, not the virtual epoch",
     local first = json.decode(r.stdout:match("^[^\n]+"))
     t.match(first.ts, "^" .. today() .. "T")
 end)
+
+t.case("--report x.html is a page that stands alone, in a DR test protocol's layout, with an SVG timeline", function()
+    local dir = t.tmpdir()
+    -- The throttling world: every ECS and Route53 operation is retried twice.
+    local r = t.run(
+        { "--scenario", "throttling", "--yes", "--rto", "5m", "--report", dir .. "/drill.html", "dr_region_outage", "force=true" },
+        { env = { ATLAS_STATE_DIR = dir } }
+    )
+    t.eq(r.code, 5, r.stdout .. r.stderr)
+    local read = t.spawn({ "python3", "tests/support/html_report_facts.py", dir .. "/drill.html" }, { timeout = 30 })
+    t.eq(read.code, 0, read.stderr)
+    local page = json.decode(read.stdout)
+    t.ok(page.doctype, "starts with <!DOCTYPE html>")
+    -- No scripts, no network: nothing to run, nothing fetched.
+    for _, tag in ipairs(page.tags) do
+        t.ok(tag ~= "script" and tag ~= "link" and tag ~= "img" and tag ~= "iframe", "no <" .. tag .. ">")
+    end
+    t.eq(page.fetches, {})
+    t.eq(page.handlers, {})
+    t.eq(page.headings, { "Drill report: dr_region_outage", "Parameters", "Recovery", "Timeline", "Changes", "Confirmations", "Observations", "Verdict" })
+    t.match(page.protocol.ID, "^dr_region_outage%-")
+    t.eq(page.protocol.Scenario, "mock world, scenario throttling")
+    t.match(page.protocol.Started, "^" .. today())
+    t.eq(page.protocol["RTO target"], "5m00s")
+    t.match(page.protocol["Actual recovery"], "^7m4%ds$")
+    t.eq(page.protocol.Verdict, "FAIL")
+    -- One bar per step, in order, on one time axis.
+    t.eq(#page.bars, 7)
+    t.match(page.bars[4].title, "^wait for backup capacity: ok, 4m00s")
+    t.ok(page.bars[5].x > page.bars[4].x, "DNS after the capacity wait")
+    t.ok(page.waits >= 2, "the two waits are shaded")
+    t.eq(page.confirmations, 2)
+    t.eq(page.retries, 16)
+    t.eq(#page.parts, 2, "Route53 detection and DNS TTL")
+    -- The RTO as a line; the recovery ends to its right: the miss is visible.
+    t.ok(page.lines.rto and page.lines.recovered, "RTO and recovery lines")
+    t.ok(page.lines.rto < page.lines.recovered)
+    t.ok(page.lines.recovered <= page.width)
+end)

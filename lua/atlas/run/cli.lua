@@ -43,7 +43,8 @@ Options:
                        parameters (a different value is refused; give secrets again); completed steps are
                        skipped (a step's check runs again), undone ones run again, no recorded change is repeated
   --rollback           when a step fails, run the undo of each step that changed the world, newest first
-  --report FILE        write a drill report (Markdown, or JSON when FILE ends in .json): the world,
+  --report FILE        write a drill report: Markdown, JSON (FILE ends in .json) or an HTML page with an
+                       SVG timeline (FILE ends in .html; no scripts, nothing fetched): the world,
                        who ran it where, parameters, timeline, changes before and after, confirmations,
                        failures, verdict
   --drill              time the recovery: from the run's start (or incident_start=2026-12-01T21:40:00Z,

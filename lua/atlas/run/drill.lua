@@ -65,7 +65,7 @@ function M.measure(drill, result, parts)
     for _, part in ipairs(parts) do
         local counted = not (part.before_run and drill.incident_start)
         outcome.parts[#outcome.parts + 1] =
-            { name = part.name, seconds = part.seconds, detail = part.detail, counted = counted }
+            { name = part.name, seconds = part.seconds, detail = part.detail, counted = counted, before_run = part.before_run }
         if counted then total = total + part.seconds end
     end
     outcome.recovery_seconds = total

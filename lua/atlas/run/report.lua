@@ -334,6 +334,241 @@ local function markdown(m)
     return table.concat(lines, "\n") .. "\n"
 end
 
+-- HTML ---------------------------------------------------------------------
+-- A page that stands alone: inline style and SVG, no script, nothing fetched.
+
+local escape = require("atlas.xml").escape
+
+local function h(s) return escape(tostring(s)) end
+
+local STYLE = [[
+body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}
+table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}.pass{color:#146c2e;font-weight:bold}.fail{color:#b00020;font-weight:bold}
+svg text{font:11px sans-serif}.bar-ok{fill:#7aa7d6}.bar-failed{fill:#e06666}.bar-undone{fill:#bbb}
+.bar-other{fill:#d9c27a}.part{fill:#c9b3e6}.wait{fill:url(#waiting)}.rto{stroke:#b00020;stroke-width:2}
+.recovered{stroke:#146c2e;stroke-width:2;stroke-dasharray:4 3}.axis{stroke:#888}.confirmation{fill:#f0a000}
+.retry{fill:#b00020}
+]]
+
+-- Where the run lies on the recovery's time axis: 0 is the incident (the
+-- run's start, less the detection before it; or incident_start=).
+local function recovery_offsets(m)
+    local point
+    for _, step in ipairs(m.steps) do
+        if step.name == m.recovery_step and step.status == "ok" then point = step.started_seconds + step.duration end
+    end
+    local before = 0
+    for _, part in ipairs(m.recovery_parts) do
+        if part.before_run and part.counted then before = before + part.seconds end
+    end
+    local gap = (m.recovery_measured and point) and math.max(0, m.recovery_measured - point) or 0
+    return before + gap, point
+end
+
+-- The rows of the timeline: {label, from, to, class, waited, marks={...}}
+local function timeline_rows(m)
+    local origin, point = recovery_offsets(m)
+    local rows, cursor = {}, origin
+    for i = #m.recovery_parts, 1, -1 do
+        local part = m.recovery_parts[i]
+        if part.before_run then
+            local from = part.counted and cursor - part.seconds or 0
+            if part.counted then cursor = from end
+            table.insert(rows, 1, { label = part.name, from = from, to = from + part.seconds, class = "part", title = part.detail })
+        end
+    end
+    for _, step in ipairs(m.steps) do
+        local from = origin + step.started_seconds
+        local marks = {}
+        for _, at in ipairs(step.retry_at) do
+            marks[#marks + 1] = { at = origin + at, class = "retry", title = "retry" }
+        end
+        rows[#rows + 1] = {
+            label = step.index .. ". " .. step.name,
+            from = from,
+            to = from + step.duration,
+            class = (step.status == "ok" or step.status == "failed" or step.status == "undone") and ("bar-" .. step.status)
+                or "bar-other",
+            status = step.status,
+            waited = step.waited,
+            marks = marks,
+            title = string.format("%s: %s, %s", step.name, step.status, seconds_text(step.duration)),
+        }
+    end
+    for _, c in ipairs(m.confirmations) do
+        for _, row in ipairs(rows) do
+            if row.label:find(". " .. tostring(c.step), 1, true) then
+                row.marks[#row.marks + 1] = { at = origin + c.at, class = "confirmation", title = "confirmed: " .. c.question }
+            end
+        end
+    end
+    local after = point and origin + point or nil
+    for _, part in ipairs(m.recovery_parts) do
+        if not part.before_run and after then
+            rows[#rows + 1] = { label = part.name, from = after, to = after + part.seconds, class = "part", title = part.detail }
+            after = after + part.seconds
+        end
+    end
+    return rows
+end
+
+-- report.svg(model) -> an SVG timeline: one bar per step on a time axis,
+-- waits shaded, confirmations (diamonds) and retries (ticks) marked, the
+-- recovery (dashed) and the RTO target as lines.
+function M.svg(m)
+    local rows = timeline_rows(m)
+    local span = 1
+    for _, row in ipairs(rows) do
+        span = math.max(span, row.to)
+    end
+    if m.rto_seconds ~= json.null then span = math.max(span, m.rto_seconds) end
+    if m.recovery_seconds ~= json.null then span = math.max(span, m.recovery_seconds) end
+    local left, width, row_height, top = 280, 600, 22, 20
+    local height = top + #rows * row_height + 40
+    local function x(t) return string.format("%.1f", left + width * t / span) end
+    local out = {}
+    local function add(fmt, ...) out[#out + 1] = fmt:format(...) end
+    add('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="timeline">', left + width + 20, height, left + width + 20, height)
+    add('<defs><pattern id="waiting" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)"><rect width="6" height="6" fill="#7aa7d6"/><line x1="0" y1="0" x2="0" y2="6" stroke="#2d5f93" stroke-width="3"/></pattern></defs>')
+    for i, row in ipairs(rows) do
+        local y = top + (i - 1) * row_height
+        add('<text x="4" y="%d">%s</text>', y + 15, h(row.label))
+        local w = math.max(2, width * (row.to - row.from) / span)
+        add('<rect class="%s" x="%s" y="%d" width="%.1f" height="16"><title>%s</title></rect>', row.class, x(row.from), y + 3, w, h(row.title or row.label))
+        if row.waited and row.waited > 0 then
+            -- A step's waits end it (a waiter polls until the state is reached).
+            local ww = math.min(w, width * row.waited / span)
+            add('<rect class="wait" x="%.1f" y="%d" width="%.1f" height="16"><title>waiting %s</title></rect>', tonumber(x(row.from)) + w - ww, y + 3, ww, h(seconds_text(row.waited)))
+        end
+        for _, mark in ipairs(row.marks or {}) do
+            local cx = tonumber(x(mark.at))
+            if mark.class == "confirmation" then
+                add('<path class="confirmation" d="M%.1f %d l5 6 l-5 6 l-5 -6 z"><title>%s</title></path>', cx, y + 5, h(mark.title))
+            else
+                add('<rect class="retry" x="%.1f" y="%d" width="2" height="18"><title>%s</title></rect>', cx - 1, y + 2, h(mark.title))
+            end
+        end
+    end
+    local axis_y = top + #rows * row_height + 5
+    add('<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d"/>', left, axis_y, left + width, axis_y)
+    for i = 0, 4 do
+        local t = span * i / 4
+        add('<text x="%s" y="%d" text-anchor="middle">%s</text>', x(t), axis_y + 14, h(seconds_text(t)))
+    end
+    if m.recovery_seconds ~= json.null then
+        add('<line class="recovered" x1="%s" y1="%d" x2="%s" y2="%d"><title>recovered after %s</title></line>', x(m.recovery_seconds), top - 10, x(m.recovery_seconds), axis_y, h(seconds_text(m.recovery_seconds)))
+    end
+    if m.rto_seconds ~= json.null then
+        add('<line class="rto" x1="%s" y1="%d" x2="%s" y2="%d"><title>RTO %s</title></line>', x(m.rto_seconds), top - 10, x(m.rto_seconds), axis_y, h(seconds_text(m.rto_seconds)))
+        add('<text x="%s" y="%d" text-anchor="end">RTO %s</text>', x(m.rto_seconds), top - 10 + 9, h(seconds_text(m.rto_seconds)))
+    end
+    add("</svg>")
+    return table.concat(out, "\n")
+end
+
+local function html_table(headers, rows)
+    local out = { "<table>" }
+    if headers then
+        local cells = {}
+        for _, c in ipairs(headers) do
+            cells[#cells + 1] = "<th>" .. h(c) .. "</th>"
+        end
+        out[#out + 1] = "<tr>" .. table.concat(cells) .. "</tr>"
+    end
+    for _, row in ipairs(rows) do
+        local cells = {}
+        for i, c in ipairs(row) do
+            local tag = (not headers and i == 1) and "th" or "td"
+            cells[#cells + 1] = string.format("<%s>%s</%s>", tag, h(c), tag)
+        end
+        out[#out + 1] = "<tr>" .. table.concat(cells) .. "</tr>"
+    end
+    out[#out + 1] = "</table>"
+    return table.concat(out, "\n")
+end
+
+local function html(m)
+    local out = {}
+    local function add(s) out[#out + 1] = s end
+    local verdict = string.format('<span class="%s">%s</span>', m.verdict == "pass" and "pass" or "fail", m.verdict:upper())
+    add("<!DOCTYPE html>")
+    add('<html lang="en"><head><meta charset="utf-8"><title>Drill report: ' .. h(m.playbook) .. "</title>")
+    add("<style>" .. STYLE .. "</style></head><body>")
+    add("<h1>Drill report: " .. h(m.playbook) .. "</h1>")
+    local ident = {
+        { "ID", m.run_id or "?" },
+        { "Scenario", m.world_text },
+        { "Started", m.started_at },
+        { "Run by", m.run_by .. ", atlas-run " .. m.version },
+        { "Result", string.format("%s (exit %d) in %s", m.status, m.exit_code, seconds_text(m.duration or 0)) },
+        { "RTO target", m.rto_seconds ~= json.null and seconds_text(m.rto_seconds) or "none given" },
+        { "Actual recovery", m.recovery_seconds ~= json.null and seconds_text(m.recovery_seconds) or (m.drill and "not recovered" or "not a drill") },
+    }
+    add('<table class="protocol">')
+    for _, row in ipairs(ident) do
+        add("<tr><th>" .. h(row[1]) .. "</th><td>" .. h(row[2]) .. "</td></tr>")
+    end
+    add("<tr><th>Verdict</th><td>" .. verdict .. "</td></tr></table>")
+    add("<h2>Parameters</h2>")
+    local names, params = {}, {}
+    for name in pairs(m.params) do
+        names[#names + 1] = name
+    end
+    table.sort(names)
+    for _, name in ipairs(names) do
+        params[#params + 1] = { name, value_text(m.params[name]) }
+    end
+    add(html_table({ "parameter", "value" }, params))
+    if m.drill then
+        add("<h2>Recovery</h2>")
+        local parts = {}
+        if m.recovery_measured then parts[#parts + 1] = { "run to recovery point (" .. tostring(m.recovery_step) .. ")", seconds_text(m.recovery_measured), "" } end
+        for _, part in ipairs(m.recovery_parts) do
+            parts[#parts + 1] = { part.name, seconds_text(part.seconds), (part.detail or "") .. (part.counted and "" or "; within incident_start") }
+        end
+        add(html_table({ "part", "time", "detail" }, parts))
+    end
+    add("<h2>Timeline</h2>")
+    add(M.svg(m))
+    local steps = {}
+    for _, step in ipairs(m.steps) do
+        steps[#steps + 1] = {
+            tostring(step.index),
+            step.name,
+            step.status,
+            "+" .. seconds_text(step.started_seconds),
+            seconds_text(step.duration),
+            seconds_text(step.waited),
+            step.retries > 0 and tostring(step.retries) or "",
+            step.error or "",
+        }
+    end
+    add(html_table({ "#", "step", "status", "start", "duration", "waited", "retries", "error" }, steps))
+    add("<h2>Changes</h2>")
+    local changes = {}
+    for _, c in ipairs(m.changes) do
+        changes[#changes + 1] = { tostring(c.step), c.what, value_text(c.before), value_text(c.after) }
+    end
+    add(#changes > 0 and html_table({ "step", "what", "before", "after" }, changes) or "<p>none</p>")
+    add("<h2>Confirmations</h2>")
+    local confirmations = {}
+    for _, c in ipairs(m.confirmations) do
+        confirmations[#confirmations + 1] = { tostring(c.step), c.question, c.by }
+    end
+    add(#confirmations > 0 and html_table({ "step", "question", "given by" }, confirmations) or "<p>none</p>")
+    add("<h2>Observations</h2><ul>")
+    for _, o in ipairs(m.observations) do
+        add("<li>" .. h(o) .. "</li>")
+    end
+    if m.retries > 0 then add("<li>" .. m.retries .. " retried call(s)</li>") end
+    if m.error then add("<li>failure: <pre>" .. h(m.error) .. "</pre></li>") end
+    add("</ul>")
+    add("<h2>Verdict</h2><p>" .. verdict .. (m.verdict_reason and (": " .. h(m.verdict_reason)) or "") .. "</p>")
+    add("</body></html>")
+    return table.concat(out, "\n") .. "\n"
+end
+
 -- report.check_path(path) -> true, or nil and why a report cannot go there.
 -- A report replaces only a regular file, and a symlink is never followed: as
 -- root, `--report /dev/full` once replaced the device with a file.
@@ -348,12 +583,13 @@ end
 -- report.render(model, format) -> text ("json" or "md")
 function M.render(m, format)
     if format == "json" then return json.encode(log.redact_table(m), { indent = 2 }) end
+    if format == "html" then return log.redact(html(m)) end
     return log.redact(markdown(m))
 end
 
 -- report.write(path, model) -> true, or nil and why it could not be written
 function M.write(path, m)
-    local format = path:match("%.json$") and "json" or "md"
+    local format = path:match("%.json$") and "json" or path:match("%.html?$") and "html" or "md"
     return sys.write_atomic(path, M.render(m, format), 420)
 end
 
