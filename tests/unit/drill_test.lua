@@ -193,3 +193,59 @@ t.case("--report x.html is a page that stands alone, in a DR test protocol's lay
     t.ok(page.lines.rto < page.lines.recovered)
     t.ok(page.lines.recovered <= page.width)
 end)
+
+t.case("each drill is kept in the state store; `drills` lists them with recovery, RTO, margin and trend", function()
+    local dir = t.tmpdir()
+    -- Fewer tasks to start, a shorter recovery: 4, 6, then 10 tasks make a rising trend.
+    for _, count in ipairs { "4", "6", "10" } do
+        local r = drill({ "--rto", "7m", "dr_region_outage", "desired_count=" .. count }, dir)
+        t.eq(r.code, count == "10" and 5 or 0, r.stdout .. r.stderr)
+    end
+    -- A file in the history that is no drill report is named, not fatal.
+    t.write_file(dir .. "/mock/drills/garbage.json", "not json")
+    local r = t.run({ "--mock", "drills" }, { env = { ATLAS_STATE_DIR = dir } })
+    t.eq(r.code, 0, r.stderr)
+    local rows = {}
+    for line in r.stdout:gmatch("[^\n]+") do
+        if line:find("dr_region_outage  ", 1, true) then rows[#rows + 1] = line end
+    end
+    t.eq(#rows, 3, r.stdout)
+    t.match(rows[1], "mock eu%-west%-1%-outage%s+4m30s%s+7m00s%s+2m30s%s+pass")
+    t.match(rows[2], "5m30s%s+7m00s%s+1m30s%s+pass")
+    t.match(rows[3], "7m30s%s+7m00s%s+%-30%.0s%s+fail")
+    t.match(
+        r.stdout,
+        "dr_region_outage: 3 drill%(s%), 2 passed; recovery rising by 1m30s per drill %(4m30s %-> 7m30s%); the last missed the RTO 7m00s"
+    )
+    t.match(r.stdout, "unreadable: drills/garbage%.json")
+    -- The real world's history is another store: mock drills are not in it.
+    r = t.run({ "drills" }, { env = { ATLAS_STATE_DIR = dir } })
+    t.eq(r.code, 0, r.stderr)
+    t.match(r.stdout, "\n  none\n")
+end)
+
+t.case("a drill that cannot be kept in the history fails the run (exit 1) and says where", function()
+    local dir = t.tmpdir()
+    require("atlas.sys").mkdir(dir .. "/mock")
+    t.write_file(dir .. "/mock/drills", "a file where the directory goes")
+    local r = drill({ "--rto", "15m", "dr_region_outage" }, dir)
+    t.eq(r.code, 1, r.stdout .. r.stderr)
+    t.match(r.stderr, "cannot keep the drill in the history: .*mock/drills/dr_region_outage%-")
+end)
+
+t.case("the trend is the least-squares slope: one slow drill among fast ones is no trend", function()
+    local trend = require("atlas.run.drill").trend
+    for _, c in ipairs {
+        { {}, "steady", 0 },
+        { { 300 }, "steady", 0 },
+        { { 300, 300, 300 }, "steady", 0 },
+        { { 100, 200, 300 }, "rising", 100 },
+        { { 300, 200, 100 }, "falling", -100 },
+        { { 100, 500, 100 }, "steady", 0 },
+        { { 300, 300.5 }, "steady", 0.5 },
+    } do
+        local direction, slope = trend(c[1])
+        t.eq(direction, c[2], table.concat(c[1], ","))
+        t.eq(slope, c[3], table.concat(c[1], ","))
+    end
+end)

@@ -23,6 +23,8 @@ Usage:
   atlas-run scenarios                             the mock-world scenarios that ship
   atlas-run runs                                  recent runs: playbook, status, who, where, when
   atlas-run show RUN                              one run's timeline, from its journal
+  atlas-run drills [PLAYBOOK]                     past drills: recovery against the RTO, and its trend
+                                                  (--mock: the mock world's drills)
   atlas-run unlock RUN|LOCK                       release a shared run lock (a dead machine's)
   atlas-run new NAME                              write playbooks/NAME.lua and tests/NAME_test.lua to start from
   atlas-run -e CODE                               run a Lua chunk with `atlas` loaded
@@ -51,6 +53,8 @@ Options:
                        given after the playbook) to the playbook's recovery point, plus what the engine
                        cannot see (Route53 detection, DNS TTL); exit 5 when it misses --rto
   --rto DURATION       the recovery time objective of a drill (15m, 900s, 1h; implies --drill)
+  --notify TARGET      when a drill fails or misses its RTO, send its verdict and where its report is to
+                       sns:arn:aws:sns:REGION:ACCOUNT:TOPIC or a webhook https://... (JSON {"text": ...})
   --state-dir DIR      where journals and run locks live (default $ATLAS_STATE_DIR or ~/.local/state/atlas-run)
   --state s3://BUCKET/PREFIX   share journals and saved DNS records with the team, in S3 ($ATLAS_STATE)
   --lock-table NAME    the DynamoDB table of shared run locks, hash key LockID ($ATLAS_LOCK_TABLE)
@@ -108,6 +112,7 @@ local VALUED = {
     ["--state"] = "state",
     ["--lock-table"] = "lock_table",
     ["--rto"] = "rto",
+    ["--notify"] = "notify",
     ["-e"] = "code",
 }
 local FLAGS = {
@@ -258,6 +263,8 @@ local function run_playbook(options, positional)
     local pb = playbook.load(path)
     local args = parse_assignments({ table.unpack(positional, 2) })
     local drill = require("atlas.run.drill").prepare(pb, options, args)
+    local notify_target = options.notify and require("atlas.run.notify").parse(options.notify)
+    if notify_target and not drill then usage_error("--notify tells of a drill that fails: give --drill or --rto too") end
 
     local journal, resumed
     if options.resume then
@@ -301,12 +308,34 @@ local function run_playbook(options, positional)
     if outcome then
         code = announce_drill(outcome, code)
     end
+    local model = (options.report or drill) and report.model(pb, result, summary, outcome)
+    local locations = {}
+    if drill then
+        -- The drill history (`atlas-run drills`): kept like the report was asked.
+        local kept, why = require("atlas.run.drill").keep(model, report.render(model, "json"))
+        locations[#locations + 1] = kept
+        if not kept then
+            io.stderr:write(string.format("atlas-run: cannot keep the drill in the history: %s\n", log.redact(why)))
+            if code == EXIT.ok then code = EXIT.failed end
+        end
+    end
     if options.report then
-        local written, err = report.write(options.report, report.model(pb, result, summary, outcome))
+        local written, err = report.write(options.report, model)
         if not written then
             io.stderr:write(string.format("atlas-run: cannot write the report %s: %s\n", options.report, err))
             -- The report is part of what was asked: a run without it did not succeed.
             if code == EXIT.ok then code = EXIT.failed end
+        else
+            table.insert(locations, 1, sys.realpath(options.report) or options.report)
+        end
+    end
+    if notify_target and outcome and outcome.verdict ~= "pass" then
+        local sent, why = require("atlas.run.notify").send(notify_target, model, locations)
+        if sent then
+            log.info("notified %s", notify_target.where)
+        else
+            -- The drill already exits non-zero; the notification's failure is said, not hidden.
+            io.stderr:write(string.format("atlas-run: cannot notify %s: %s\n", notify_target.where, log.redact(why)))
         end
     end
     if result.error then
@@ -559,6 +588,83 @@ local function format_params(params)
     return table.concat(out, " ")
 end
 
+local function world_short(world)
+    if type(world) ~= "table" then return "?" end
+    if world.kind == "mock" then return "mock " .. tostring(world.scenario) end
+    if world.account then return string.format("%s %s", world.account, tostring(world.region)) end
+    return "real"
+end
+
+local function maybe_seconds(v) return type(v) == "number" and log.seconds_text(v) or "-" end
+
+-- `atlas-run drills [PLAYBOOK]`: past drills, oldest first, with their
+-- recovery against the target and, per playbook, the trend.
+local function list_drills(options, positional)
+    setup_for_records(options)
+    local drill = require "atlas.run.drill"
+    local store = require("atlas.state").open()
+    local drills, unreadable = drill.history(store)
+    if not drills then return store_failure("cannot list the drills in %s: %s", store:where("drills/"), unreadable) end
+    local only = positional[2]
+    print(string.format("drills in %s (oldest first):", store:where("drills/")))
+    local format = "  %-20s  %-20s  %-24s  %-9s  %-9s  %-9s  %s"
+    print(string.format(format, "STARTED (UTC)", "PLAYBOOK", "WORLD", "RECOVERY", "RTO", "MARGIN", "VERDICT"))
+    local by_playbook, order, shown = {}, {}, 0
+    for _, d in ipairs(drills) do
+        if not only or d.playbook == only then
+            shown = shown + 1
+            local recovery, rto = tonumber(d.recovery_seconds), tonumber(d.rto_seconds)
+            print(string.format(
+                format,
+                tostring(d.started_at),
+                tostring(d.playbook),
+                world_short(d.world),
+                maybe_seconds(recovery),
+                maybe_seconds(rto),
+                (recovery and rto) and ((rto >= recovery and "" or "-") .. log.seconds_text(math.abs(rto - recovery))) or "-",
+                tostring(d.verdict)
+            ))
+            local group = by_playbook[d.playbook]
+            if not group then
+                group = { drills = 0, passed = 0, recoveries = {} }
+                by_playbook[d.playbook] = group
+                order[#order + 1] = d.playbook
+            end
+            group.drills = group.drills + 1
+            if d.verdict == "pass" then group.passed = group.passed + 1 end
+            if recovery then group.recoveries[#group.recoveries + 1] = recovery end
+            group.rto = rto or group.rto
+        end
+    end
+    if shown == 0 then print("  none") end
+    for _, name in ipairs(order) do
+        local group = by_playbook[name]
+        local r = group.recoveries
+        local direction, slope = drill.trend(r)
+        local trend = #r < 2 and "one recovery so far"
+            or string.format(
+                "recovery %s%s (%s -> %s)",
+                direction,
+                direction == "steady" and "" or string.format(" by %s per drill", log.seconds_text(math.abs(slope))),
+                log.seconds_text(r[1]),
+                log.seconds_text(r[#r])
+            )
+        local target = ""
+        if group.rto and #r > 0 then
+            target = string.format(
+                "; the last %s the RTO %s",
+                r[#r] <= group.rto and "met" or "missed",
+                log.seconds_text(group.rto)
+            )
+        end
+        print(string.format("%s: %d drill(s), %d passed; %s%s", name, group.drills, group.passed, trend, target))
+    end
+    for _, u in ipairs(unreadable) do
+        print(string.format("  unreadable: %s: %s", u.key, u.why))
+    end
+    return EXIT.ok
+end
+
 -- `atlas-run show RUN`: one run's timeline, from its journal.
 local function show_run(options, positional)
     if not positional[2] then usage_error("show needs a run id (see `atlas-run runs`)") end
@@ -677,6 +783,7 @@ local function dispatch(argv)
             unlock = true,
             new = true,
             complete = true,
+            drills = true,
         }
     if options.help and positional[1] and not commands[positional[1]] then
         return describe_playbook(positional[1])
@@ -711,6 +818,8 @@ local function dispatch(argv)
         return list_runs(options)
     elseif command == "show" then
         return show_run(options, positional)
+    elseif command == "drills" then
+        return list_drills(options, positional)
     elseif command == "unlock" then
         return unlock(options, positional)
     elseif command == "complete" then

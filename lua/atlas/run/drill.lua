@@ -79,4 +79,63 @@ function M.measure(drill, result, parts)
     return outcome
 end
 
+
+-- History ---------------------------------------------------------------------
+-- Each drill's JSON report is kept in the state store (the local directory, or
+-- the team's S3 store), under drills/<run id>.json; `atlas-run drills` reads them.
+
+local function history_key(run_id) return "drills/" .. run_id .. ".json" end
+
+-- drill.keep(model, json_text) -> where it was kept, or nil and why not
+function M.keep(model, text)
+    local store = require("atlas.state").open()
+    local key = history_key(model.run_id or "unknown")
+    local ok, err = store:put(key, text)
+    if not ok then return nil, string.format("%s: %s", store:where(key), tostring(err)) end
+    return store:where(key)
+end
+
+-- drill.history(store) -> drills {playbook=, started_at=, recovery_seconds=, rto_seconds=, verdict=, world=, key=}
+-- oldest first, and the keys that could not be read, with why.
+function M.history(store)
+    local json = require "atlas.json"
+    local items, err = store:list("drills/")
+    if not items then return nil, err end
+    local drills, unreadable = {}, {}
+    for _, item in ipairs(items) do
+        local text, get_err = store:get(item.key)
+        local ok, report = false, get_err
+        if text then ok, report = pcall(json.decode, text) end
+        if ok and type(report) == "table" and report.playbook then
+            report.key = item.key
+            drills[#drills + 1] = report
+        else
+            unreadable[#unreadable + 1] = { key = item.key, why = tostring(report) }
+        end
+    end
+    table.sort(drills, function(a, b)
+        -- started_unix orders drills started within the same second.
+        if a.started_at ~= b.started_at then return tostring(a.started_at) < tostring(b.started_at) end
+        return (tonumber(a.started_unix) or 0) < (tonumber(b.started_unix) or 0)
+    end)
+    return drills, unreadable
+end
+
+-- drill.trend(recoveries) -> "rising", "falling" or "steady", and the change
+-- per drill in seconds: the least-squares slope over the drills given, so one
+-- slow drill among fast ones does not read as a trend.
+function M.trend(recoveries)
+    local n = #recoveries
+    if n < 2 then return "steady", 0 end
+    local sx, sy, sxx, sxy = 0, 0, 0, 0
+    for i, y in ipairs(recoveries) do
+        sx, sy, sxx, sxy = sx + i, sy + y, sxx + i * i, sxy + i * y
+    end
+    local slope = (n * sxy - sx * sy) / (n * sxx - sx * sx)
+    -- Under a second per drill is noise on a recovery of minutes.
+    if slope >= 1 then return "rising", slope end
+    if slope <= -1 then return "falling", slope end
+    return "steady", slope
+end
+
 return M

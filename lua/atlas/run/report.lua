@@ -177,6 +177,7 @@ function M.model(pb, result, s, outcome)
         changes = json.array(s.changes),
 
         world_text = world_text,
+        started_unix = runtime.wall(result.started or runtime.now()),
         drill = outcome ~= nil,
         verdict_reason = outcome and outcome.reason
             or (result.status ~= "ok" and ("the run " .. result.status) or nil),

@@ -158,6 +158,16 @@ end
 
 function M.use_real() M.use_world(nil) end
 
+-- runtime.outside_world(fn, ...) -> pcall(fn, ...) with the real backends,
+-- the mock world set aside: a drill's notification reaches the real team.
+function M.outside_world(fn, ...)
+    local world, mode, anchor = M.world, M.mode, M.anchor
+    M.world, M.mode = nil, "real"
+    local result = table.pack(pcall(fn, ...))
+    M.world, M.mode, M.anchor = world, mode, anchor
+    return table.unpack(result, 1, result.n)
+end
+
 -- runtime.setup{mock=, scenario=, dry_run=, yes=}
 function M.setup(options)
     M.dry_run = options.dry_run and true or false
