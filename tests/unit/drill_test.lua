@@ -249,3 +249,9 @@ t.case("the trend is the least-squares slope: one slow drill among fast ones is 
         t.eq(slope, c[3], table.concat(c[1], ","))
     end
 end)
+
+t.case("--help PLAYBOOK shows which step is the recovery point", function()
+    local r = t.run({ "--help", "dr_region_outage" })
+    t.eq(r.code, 0, r.stderr)
+    t.match(r.stdout, "6%. wait for backup region to be stable  %[recovery point: a drill's recovery time ends here%]")
+end)

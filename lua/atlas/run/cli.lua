@@ -478,6 +478,7 @@ local function describe_playbook(name)
         if step.unattended then marks[#marks + 1] = "runs unattended: " .. step.unattended end
         if step.undo then marks[#marks + 1] = "undoable" end
         if step.check then marks[#marks + 1] = "checked again on --resume" end
+        if step.recovery_point then marks[#marks + 1] = "recovery point: a drill's recovery time ends here" end
         print(
             string.format(
                 "    %d. %s%s",
