@@ -137,6 +137,21 @@ t.case("a mutating call whose reply is cut short is not repeated: the service ma
     t.eq(desired_count(), 3, "it did act")
 end)
 
+t.case("an empty 200 to UpdateService is not an answer: an idempotent update is sent again, a plain one stops", function()
+    -- Campaign seeds 7, 39, 45, 92: the empty body was read as {} and journalled
+    -- as UpdateService's answer, so every --resume replayed it and failed.
+    local proxy, requests = proxy_with { "empty-200" }
+    local events, ok, err = t.capture(update, proxy, 6, { idempotent = true })
+    t.ok(ok, errors.message(err))
+    t.eq(attempts(events, "ecs.UpdateService"), { "retry:InvalidResponse", "ok:" })
+    t.eq(#requests("ecs.UpdateService"), 2)
+    t.eq(err.service.desiredCount, 6, "the answer is the second attempt's document")
+    proxy = proxy_with { "empty-200" }
+    events, ok, err = t.capture(update, proxy, 7)
+    t.ok(not ok)
+    t.eq({ err.code, err.retry_stopped }, { "InvalidResponse", "not idempotent and may have reached the service" })
+end)
+
 t.case("ATLAS_AWS_TIMEOUT sets how long an attempt may take; a malformed value is a usage error", function()
     local proxy, requests = proxy_with { "stall" } -- 1.5 s, then forwarded
     t.defer(function() env.ATLAS_AWS_TIMEOUT = nil end)

@@ -571,3 +571,14 @@ for _, case in ipairs {
         t.match(err.message, "^malformed JSON: line 1 column %d+: ")
     end)
 end
+
+t.case("an empty 200 to a JSON operation that answers a document is an InvalidResponse, not {}", function()
+    local ecs = protocol.service("ecs")
+    local v, err = protocol.decode(ecs, "UpdateService", "us-east-1", ok_response(""))
+    t.eq(v, nil)
+    t.eq(err.code, "InvalidResponse")
+    t.match(err.message, "empty reply, expected a JSON document")
+    t.eq(protocol.decode(ecs, "UpdateService", "us-east-1", ok_response("{}")), {})
+    -- An operation the shapes do not describe keeps botocore's reading.
+    t.eq(protocol.decode(protocol.service("dynamodb"), "PutItem", "us-east-1", ok_response("")), {})
+end)

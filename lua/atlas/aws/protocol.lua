@@ -757,7 +757,16 @@ function M.decode(svc, action, region, resp)
     if resp.status < 200 or resp.status >= 300 then return nil, M.error_from(svc, action, region, resp) end
     local p = svc.protocol
     if p == "json" then
-        if resp.body == "" then return {} end
+        if resp.body == "" then
+            -- botocore reads an empty body as {}; for an operation that
+            -- answers a document it is a cut or proxied reply, and taken as
+            -- an answer it would be journalled and replayed by every resume.
+            local op = svc.operations[action]
+            if op and op.has_output then
+                return nil, bad_response(svc, action, "empty reply, expected a JSON document")
+            end
+            return {}
+        end
         local v, msg = json.decode(resp.body)
         if v == nil then return nil, bad_response(svc, action, "malformed JSON: " .. msg) end
         -- Every JSON-protocol output is a structure: anything else (a bare

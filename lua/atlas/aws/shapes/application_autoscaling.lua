@@ -23,8 +23,8 @@ return {
     json_version = "1.1",
     name = "application-autoscaling",
     operations = {
-        DescribeScalableTargets = {input = "DescribeScalableTargetsRequest", method = "POST", uri = "/"},
-        RegisterScalableTarget = {input = "RegisterScalableTargetRequest", method = "POST", uri = "/"},
+        DescribeScalableTargets = {has_output = true, input = "DescribeScalableTargetsRequest", method = "POST", uri = "/"},
+        RegisterScalableTarget = {has_output = true, input = "RegisterScalableTargetRequest", method = "POST", uri = "/"},
     },
     protocol = "json",
     service_id = "Application Auto Scaling",

@@ -14,8 +14,8 @@ return {
     json_version = "1.1",
     name = "secretsmanager",
     operations = {
-        DescribeSecret = {input = "DescribeSecretRequest", method = "POST", uri = "/"},
-        GetSecretValue = {input = "GetSecretValueRequest", method = "POST", uri = "/"},
+        DescribeSecret = {has_output = true, input = "DescribeSecretRequest", method = "POST", uri = "/"},
+        GetSecretValue = {has_output = true, input = "GetSecretValueRequest", method = "POST", uri = "/"},
     },
     protocol = "json",
     service_id = "Secrets Manager",
