@@ -300,7 +300,6 @@ return atlas.playbook {
                         table.concat(plan.changed, "; ")
                     )
                 end
-                dns.forget_saved { region = region }
                 local s = describe(ctx.params.backup_region)
                 if not s or s.desiredCount ~= ctx.params.normal_count then
                     ctx.fail(
@@ -310,6 +309,10 @@ return atlas.playbook {
                         ctx.params.normal_count
                     )
                 end
+                -- Last, once everything is verified: a report cut short by a
+                -- failed call keeps the saved records, so its resume checks
+                -- against them again instead of finding nothing to compare.
+                dns.forget_saved { region = region }
                 atlas.log(
                     "%s serves its own clients again; %s runs %d/%d tasks",
                     region,

@@ -204,3 +204,40 @@ t.case("a recovery run again after it restored the records verifies them, and do
     end
     t.ok(said, "the run says the records were already restored")
 end)
+
+t.case("a recovery whose report is cut by a failed call resumes and verifies against the saved records", function()
+    -- Fault campaign seeds 6, 84, 91: the report forgot the saved records before
+    -- its last call; that call failed, and the resume found nothing to compare.
+    local function backup_reads(world)
+        local n = 0
+        for _, c in ipairs(world:calls_to("ecs", "DescribeServices")) do
+            if c.region == "us-east-1" then n = n + 1 end
+        end
+        return n
+    end
+    fresh_state()
+    local reference = t.world("eu-west-1-outage")
+    failover_then_heal(reference)
+    local reads_before = backup_reads(reference)
+    t.eq(t.run_playbook(RECOVERY, {}, { world = reference }).status, "ok")
+    local report_read = backup_reads(reference) - reads_before -- the report's read is the last one
+
+    fresh_state()
+    local world = t.world("eu-west-1-outage")
+    local before = world:snapshot().api_records
+    failover_then_heal(world)
+    world:inject {
+        service = "ecs",
+        action = "DescribeServices",
+        region = "us-east-1",
+        code = "AccessDeniedException",
+        after = report_read - 1,
+        times = 1,
+    }
+    local result = t.run_playbook(RECOVERY, {}, { world = world })
+    t.eq(result.status, "failed")
+    t.eq(result.step, "report")
+    result = t.run_playbook(RECOVERY, {}, { world = world, resume = result })
+    t.eq(result.status, "ok", tostring(result.error))
+    t.eq(world:snapshot().api_records, before)
+end)
