@@ -124,6 +124,17 @@ local function mask_inline_passwords(s)
     return s
 end
 
+-- log.written_password(s) -> the password as written in a conninfo or URI
+-- text (the value the masking above finds by its place), or nil.
+local URI_PASSWORD = "^%s*%a[%w+.%-]*://[^/@%s]*:([^@/%s]*)@"
+function M.written_password(s)
+    if type(s) ~= "string" then return nil end
+    local _, j = s:find(PASSWORD_KEY)
+    if not j then return s:match(URI_PASSWORD) end
+    if s:sub(j + 1, j + 1) == "'" then return s:match("^'(.-)'", j + 1) end
+    return s:match("^[^%s'\",;&]*", j + 1)
+end
+
 -- log.redact(s) -> s with every registered secret replaced
 function M.redact(s)
     if type(s) ~= "string" or clean[s] then return s end

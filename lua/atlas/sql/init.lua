@@ -164,19 +164,12 @@ end
 
 -- sql.parse_conninfo(s) -> {keyword = value} for a conninfo string or URI;
 -- raises an sql error (code "conninfo") naming what is wrong with it.
--- The password as written in a conninfo or URI that libpq could not read:
--- its error may quote that part alone ("invalid percent-encoded token").
-local function written_password(s)
-    if type(s) ~= "string" then return nil end
-    return s:match("^%s*%a[%w+.%-]*://[^/@]*:([^@/]*)@")
-        or s:match("[Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]%s*=%s*'(.-)'")
-        or s:match("[Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]%s*=%s*([^%s']+)")
-end
-
 function M.parse_conninfo(s)
     local parsed, message = backend().conninfo_parse(s)
     if not parsed then
-        local written = written_password(s)
+        -- libpq may quote the unreadable part alone ("invalid percent-encoded
+        -- token"), so the password as written is masked too.
+        local written = log.written_password(s)
         if written and written ~= "" then
             log.secret(written)
             message = scrub(message, written)
