@@ -103,14 +103,17 @@ function M.history(store)
     if not items then return nil, err end
     local drills, unreadable = {}, {}
     for _, item in ipairs(items) do
-        local text, get_err = store:get(item.key)
-        local ok, report = false, get_err
-        if text then ok, report = pcall(json.decode, text) end
-        if ok and type(report) == "table" and report.playbook then
+        local report, why = store:get(item.key)
+        -- json.decode answers nil and why for text that is not JSON.
+        if report then report, why = json.decode(report) end
+        if report and (type(report) ~= "table" or type(report.playbook) ~= "string") then
+            report, why = nil, "not a drill report (no playbook)"
+        end
+        if report then
             report.key = item.key
             drills[#drills + 1] = report
         else
-            unreadable[#unreadable + 1] = { key = item.key, why = tostring(report) }
+            unreadable[#unreadable + 1] = { key = item.key, why = tostring(why) }
         end
     end
     table.sort(drills, function(a, b)
