@@ -433,7 +433,6 @@ return atlas.playbook {
                     region = region,
                     DBInstanceIdentifier = id,
                     timeout = ctx.params.wait_timeout,
-                    delay = 15,
                 }
                 if ctx.dry_run then return end
                 local inst = describe(region, id)
@@ -475,7 +474,6 @@ return atlas.playbook {
                     region = region,
                     DBInstanceIdentifier = id,
                     timeout = ctx.params.wait_timeout,
-                    delay = 15,
                 }
                 ctx.state.new_primary = id
                 if ctx.dry_run then return end
@@ -560,7 +558,6 @@ return atlas.playbook {
                     region = target,
                     DBSnapshotIdentifier = copy,
                     timeout = ctx.params.wait_timeout,
-                    delay = 30,
                 }
                 if describe(target, instance_id) then
                     atlas.log("%s: %s exists already", target, instance_id)
@@ -584,7 +581,6 @@ return atlas.playbook {
                     region = target,
                     DBInstanceIdentifier = instance_id,
                     timeout = ctx.params.wait_timeout,
-                    delay = 30,
                 }
                 if ctx.dry_run then return end
                 local inst = list[1]

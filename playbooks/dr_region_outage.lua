@@ -281,7 +281,6 @@ return atlas.playbook {
                     service = service(region),
                     count = capacity_needed(ctx.params),
                     timeout = ctx.params.stable_timeout,
-                    delay = 15,
                 }
             end,
         },
@@ -318,7 +317,6 @@ return atlas.playbook {
                     cluster = cluster(region),
                     services = { service(region) },
                     timeout = ctx.params.stable_timeout,
-                    delay = 15,
                 }
             end,
         },

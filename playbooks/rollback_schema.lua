@@ -233,7 +233,6 @@ return atlas.playbook {
                     region = region,
                     DBInstanceIdentifier = id,
                     timeout = ctx.params.wait_timeout,
-                    delay = 30,
                 }
                 if ctx.dry_run then return end
                 local inst = ready[1]

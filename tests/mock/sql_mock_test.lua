@@ -68,7 +68,7 @@ t.case("empty databases: setup creates publication, subscriptions and slots, the
         t.eq(sub.tables_ready, 5)
     end
     -- verify waited (in virtual time) for the initial copy.
-    t.ok(world:now() - started >= require("atlas.mock.db").INITIAL_COPY_SECONDS, "waited for the copy")
+    t.ok(world:now() - started >= world.latency.replication_initial_copy, "waited for the copy")
     local creates = sql_calls(world, "^CREATE SUBSCRIPTION")
     t.eq(#creates, 2)
     t.match(

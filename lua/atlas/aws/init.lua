@@ -27,8 +27,8 @@ M.config = {
     profile_template = os.getenv("ATLAS_AWS_PROFILE_TEMPLATE"),
 }
 
--- Replaceable in tests for a deterministic jitter.
-M.random = math.random
+-- Replaceable in tests for a chosen jitter.
+function M.random() return runtime.random() end
 
 function M.sign(args) return require("atlas.aws.sigv4").sign(args) end
 
@@ -460,14 +460,28 @@ local function waiter_error(opts, code, message, kind)
     }
 end
 
+-- How often a waiter polls each service, in seconds. The engine's share of a
+-- recovery is the time between the world reaching a state and the waiter
+-- noticing it: at most one pace (plus the poll's round trip). The AWS CLI's
+-- 15 s (ECS) and 30 s (Route53) cost up to that much per wait; 4 s keeps the
+-- share under 5 s within the rate limits: ECS's DescribeServices refills 20
+-- requests a second and Route53 allows 5 a second per account, so one
+-- waiter's 0.25 a second is a small part of either. RDS's waits last
+-- minutes, and its describe calls share a tighter account budget.
+M.PACE = { ecs = 4, route53 = 4, rds = 10 }
+local DEFAULT_PACE = 15
+
 -- aws.wait{
 --   name = "ECS services stable in us-east-1",
 --   poll = function() return value end,          -- may raise aws errors
 --   acceptors = { {state = "success"|"failure"|"retry", matcher = fn(value) -> bool, reason?}
 --               | {state = ..., error = "Code" | true} },
 --   progress = fn(value) -> text,                -- the live line
---   delay = seconds, timeout = seconds,
+--   service = "ecs", action = "DescribeServices", region = ...,   -- for errors and the pace
+--   delay = seconds (default: the service's pace), timeout = seconds,
 -- } -> value of the successful poll (nil when an error acceptor succeeded)
+-- Logs a "wait" event when it ends well: its name, seconds and polls, and
+-- its pace (the most it can lag behind the world).
 -- Raises kind "aws" code "WaiterFailed" on a failure acceptor, kind "timeout" after timeout.
 function M.wait(opts)
     assert(type(opts.poll) == "function", "aws.wait: poll function required")
@@ -476,10 +490,13 @@ function M.wait(opts)
         log.info("dry-run: would wait for %s", name)
         return nil
     end
-    local delay, timeout = opts.delay or 15, opts.timeout or 600
-    local deadline = runtime.now() + timeout
+    local delay, timeout = opts.delay or M.PACE[opts.service] or DEFAULT_PACE, opts.timeout or 600
+    local started = runtime.now()
+    local deadline = started + timeout
     local last_text
+    local polls = 0
     while true do
+        polls = polls + 1
         local ok, value = pcall(opts.poll)
         local err
         if not ok then
@@ -508,6 +525,14 @@ function M.wait(opts)
         end
         if state == "success" then
             log.end_progress()
+            log.event {
+                type = "wait",
+                name = name,
+                seconds = runtime.now() - started,
+                polls = polls,
+                pace = delay,
+                step = runtime.step and runtime.step.name,
+            }
             return (not err) and value or nil
         elseif state == "failure" then
             log.end_progress()
@@ -539,7 +564,7 @@ function M.wait(opts)
                 0
             )
         end
-        runtime.sleep(math.min(delay, remaining))
+        runtime.sleep_between_polls(math.min(delay, remaining))
     end
 end
 

@@ -61,8 +61,6 @@ M.MAX_CONNECTIONS = 3604
 M.RESERVED = 3
 -- Steady state: the subscribers are a fraction of a second behind.
 M.HEALTHY_LAG = 0.4
--- Virtual seconds the initial table copy of a new subscription takes.
-M.INITIAL_COPY_SECONDS = 6
 
 M.REPLICA_NODE = "eu-west-1-replica"
 local REPLICA_ID = env.REPLICA

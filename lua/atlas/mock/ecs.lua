@@ -3,7 +3,7 @@
 -- Each region has one cluster and one service. A service keeps a list of
 -- deployments (PRIMARY first, then ACTIVE ones being replaced), each with
 -- desired/running/pending counts. While a service has not converged, a
--- timer fires every TASK_START_SECONDS: one pending task of the primary
+-- timer fires every ecs_task_start seconds (a latency of the world): one pending task of the primary
 -- deployment starts, one task of an older deployment stops, surplus tasks
 -- stop; when one deployment is left with running == desired, the rollout
 -- completes and the service reports a steady state.
@@ -12,7 +12,6 @@ local env = require "atlas.env"
 
 local M = {}
 
-local TASK_START_SECONDS = 30
 local REVISIONS = 14
 local EVENTS_KEPT = 100
 
@@ -228,7 +227,7 @@ end
 
 function schedule(w, svc)
     if not svc.timer and svc.status == "ACTIVE" then
-        svc.timer = w:after(TASK_START_SECONDS, function(world) step(world, svc) end)
+        svc.timer = w:after_latency("ecs_task_start", function(world) step(world, svc) end)
     end
 end
 

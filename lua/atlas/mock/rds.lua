@@ -11,16 +11,8 @@ local env = require "atlas.env"
 
 local M = {}
 
-local REBOOT_SECONDS = 60
-local FAILOVER_SECONDS = 90
-local PROMOTE_SECONDS = 120
-local MODIFY_SECONDS = 60
-local SNAPSHOT_SECONDS = 240
--- A cross-region copy moves the whole volume between regions.
-local COPY_SECONDS = 60
-local CROSS_REGION_COPY_SECONDS = 900
-local RESTORE_SECONDS = 600
-local DELETE_SECONDS = 180
+-- How long each operation takes is a latency of the world (World.LATENCIES).
+
 -- Statuses in which an instance does not accept connections.
 local UNREACHABLE = {
     failed = true,
@@ -319,9 +311,9 @@ end
 -- Transitions ----------------------------------------------------------------------
 
 -- Sets a transient status now and `final(inst)` + available after `seconds`.
-local function transition(w, inst, status, seconds, final)
+local function transition(w, inst, status, latency, final)
     inst.v.DBInstanceStatus = status
-    inst.busy = w:after(seconds, function()
+    inst.busy = w:after_latency(latency, function()
         inst.busy = nil
         if inst.v.DBInstanceStatus == status then inst.v.DBInstanceStatus = "available" end
         if final then final(inst) end
@@ -397,7 +389,7 @@ function H.RebootDBInstance(w, region, p, ctx)
     if failover and not inst.v.MultiAZ then
         ctx:fail("InvalidParameterCombination", "Failover cannot be forced on a DB instance that is not Multi-AZ.")
     end
-    transition(w, inst, "rebooting", failover and FAILOVER_SECONDS or REBOOT_SECONDS, function(i)
+    transition(w, inst, "rebooting", failover and "rds_multi_az_failover" or "rds_reboot", function(i)
         if failover then
             i.v.AvailabilityZone, i.v.SecondaryAvailabilityZone = i.v.SecondaryAvailabilityZone, i.v.AvailabilityZone
             -- The standby's host answers now: a fault of the old host is left behind.
@@ -418,7 +410,7 @@ function H.PromoteReadReplica(w, region, p, ctx)
     elseif inst.v.BackupRetentionPeriod == 0 then
         inst.v.BackupRetentionPeriod = 1
     end
-    transition(w, inst, "modifying", PROMOTE_SECONDS, function(i)
+    transition(w, inst, "modifying", "rds_replica_promotion", function(i)
         local source_id = i.v.ReadReplicaSourceDBInstanceIdentifier
         i.v.ReadReplicaSourceDBInstanceIdentifier = nil
         i.v.StatusInfos = nil
@@ -457,7 +449,7 @@ function H.CreateDBSnapshot(w, region, p, ctx)
         TagList = util.list(util.copy(p.Tags or {})),
     })
     state(w, region).snapshots[id] = snap
-    w:after(SNAPSHOT_SECONDS, function()
+    w:after_latency("rds_snapshot_create", function()
         snap.v.Status = "available"
         snap.v.PercentProgress = 100
     end)
@@ -535,7 +527,8 @@ function H.CopyDBSnapshot(w, region, p, ctx)
     fields.TagList = util.list(util.copy(p.Tags or (p.CopyTags and source.v.TagList) or {}))
     local snap = { v = fields, region = region, created = w.t, source_class = source.source_class }
     state(w, region).snapshots[target] = snap
-    w:after(source_region ~= region and CROSS_REGION_COPY_SECONDS or COPY_SECONDS, function()
+    -- A cross-region copy moves the whole volume between regions.
+    w:after_latency(source_region ~= region and "rds_snapshot_copy_cross_region" or "rds_snapshot_copy", function()
         snap.v.Status = "available"
         snap.v.PercentProgress = 100
     end)
@@ -561,7 +554,7 @@ function H.RestoreDBInstanceFromDBSnapshot(w, region, p, ctx)
     if not inst.v.MultiAZ then inst.v.SecondaryAvailabilityZone = nil end
     inst.v.LatestRestorableTime = nil
     add_instance(w, region, inst)
-    transition(w, inst, "creating", RESTORE_SECONDS, function(i) i.v.LatestRestorableTime = util.iso(w.t) end)
+    transition(w, inst, "creating", "rds_snapshot_restore", function(i) i.v.LatestRestorableTime = util.iso(w.t) end)
     return { DBInstance = view(inst) }
 end
 
@@ -633,7 +626,7 @@ function H.ModifyDBInstance(w, region, p, ctx)
     if next(changes) or p.NewDBInstanceIdentifier then require_available(ctx, inst, "Modify") end
     if p.NewDBInstanceIdentifier then
         rename(w, region, inst, p.NewDBInstanceIdentifier)
-        transition(w, inst, "renaming", MODIFY_SECONDS)
+        transition(w, inst, "renaming", "rds_modify")
     end
     if next(changes) then
         inst.v.PendingModifiedValues = util.copy(changes)
@@ -654,10 +647,10 @@ function H.ModifyDBInstance(w, region, p, ctx)
             local previous = renamed.fn
             renamed.fn = function(world)
                 previous(world)
-                transition(world, inst, "modifying", MODIFY_SECONDS, apply)
+                transition(world, inst, "modifying", "rds_modify", apply)
             end
         else
-            transition(w, inst, "modifying", MODIFY_SECONDS, apply)
+            transition(w, inst, "modifying", "rds_modify", apply)
         end
     end
     return { DBInstance = view(inst) }
@@ -695,7 +688,7 @@ function H.DeleteDBInstance(w, region, p, ctx)
         inst.busy = nil
     end
     inst.v.DBInstanceStatus = "deleting"
-    w:after(DELETE_SECONDS, function()
+    w:after_latency("rds_delete", function()
         local s = state(w, region)
         if s.instances[id] == inst then s.instances[id] = nil end
         -- Replicas of a deleted source stand alone (PostgreSQL semantics).

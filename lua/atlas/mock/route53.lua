@@ -1,6 +1,6 @@
 -- Route53 in the mock world: the public zone atlas-crm.com with the regional
 -- CNAMEs and the api.atlas-crm.com geolocation records, the three health
--- checks, and changes that go PENDING -> INSYNC after INSYNC_SECONDS.
+-- checks, and changes that go PENDING -> INSYNC after the world's route53_insync latency.
 --
 -- Health follows the region's endpoint: each checker reports what it sees
 -- now; the aggregate status (what DNS answers and CloudWatch use) flips only
@@ -9,7 +9,6 @@ local util = require "atlas.mock.util"
 
 local M = {}
 
-local INSYNC_SECONDS = 60
 local ZONE_ID = "Z04417222ATLASCRM7KQ"
 local ZONE = util.ZONE_NAME
 local CHECKER_REGIONS = {
@@ -44,8 +43,8 @@ local function cname(name, value, ttl)
     return { Name = name, Type = "CNAME", TTL = ttl or 60, ResourceRecords = util.list { { Value = value } } }
 end
 
-local function geo_record(region, identifier, location, health_check_id)
-    local record = cname(util.API_NAME, env.regional_name(region), env.API_TTL)
+local function geo_record(region, identifier, location, health_check_id, ttl)
+    local record = cname(util.API_NAME, env.regional_name(region), ttl)
     record.SetIdentifier = identifier
     record.GeoLocation = location
     record.HealthCheckId = health_check_id
@@ -93,8 +92,8 @@ function M.build(w)
                 Type = "HTTPS",
                 ResourcePath = "/actuator/health",
                 FullyQualifiedDomainName = env.regional_name(region),
-                RequestInterval = 30,
-                FailureThreshold = 3,
+                RequestInterval = w.latency.health_check_interval,
+                FailureThreshold = w.latency.health_check_failure_threshold,
                 MeasureLatency = false,
                 Inverted = false,
                 Disabled = false,
@@ -130,7 +129,8 @@ function M.build(w)
         records[#records + 1] = cname(env.regional_name(region) .. ".", M.alb_dns(region), 60)
     end
     for _, r in ipairs(env.api_layout()) do
-        records[#records + 1] = geo_record(r.region, r.set_identifier, r.location, health_check_for(w, r.region).Id)
+        local check = health_check_for(w, r.region).Id
+        records[#records + 1] = geo_record(r.region, r.set_identifier, r.location, check, w.latency.dns_ttl)
     end
     sort_records(records)
     s.zones[ZONE_ID] = {
@@ -583,7 +583,7 @@ function H.ChangeResourceRecordSets(w, region, p, ctx)
     w.seq = w.seq + 1
     local change = { Id = "/change/" .. id, Status = "PENDING", SubmittedAt = util.iso(w.t), Comment = batch.Comment }
     state(w).changes[id] = change
-    w:after(INSYNC_SECONDS, function() change.Status = "INSYNC" end)
+    w:after_latency("route53_insync", function() change.Status = "INSYNC" end)
     return { ChangeInfo = util.copy(change) }
 end
 

@@ -2,7 +2,9 @@
 -- one is loaded. The one owner of that rule: the command line (`--scenario`,
 -- `atlas-run scenarios`), the runtime and the world all ask here.
 --
--- A scenario is a table {description=, apply=function(world) end}. It is
+-- A scenario is a table {description=, apply=function(world) end,
+-- latencies={name=seconds}}: latencies change how long AWS takes (the
+-- names and defaults are World.LATENCIES in atlas.mock.world). It is
 -- named by a module atlas.mock.scenarios.<name> (compiled in, or a file in
 -- $ATLAS_LUA_PATH/atlas/mock/scenarios/ during development), or given as a
 -- file path (it has a "/" or ends in .lua), a table or a function.
@@ -11,7 +13,7 @@ local errors = require "atlas.errors"
 local M = {}
 
 local PREFIX = "atlas.mock.scenarios."
-local FIELDS = { description = "string", apply = "function" }
+local FIELDS = { description = "string", apply = "function", latencies = "table" }
 
 local function usage(fmt, ...) errors.raise { kind = "usage", code = "scenario", message = string.format(fmt, ...) } end
 
@@ -76,7 +78,7 @@ function M.load(s)
     for k, v in pairs(scenario) do
         local want = FIELDS[k]
         if not want then
-            usage("scenario %s: unknown field %q (a scenario has description and apply)", tostring(s), tostring(k))
+            usage("scenario %s: unknown field %q (a scenario has description, apply and latencies)", tostring(s), tostring(k))
         elseif type(v) ~= want then
             usage("scenario %s: field %s must be a %s, not a %s", tostring(s), k, want, type(v))
         end

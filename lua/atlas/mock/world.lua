@@ -57,6 +57,67 @@ end
 local canonical_service = protocol.canonical_name
 World.canonical_service = canonical_service
 
+-- The world's latencies: how long AWS takes to do what it was asked, in
+-- seconds. They are parameters of the world: a scenario changes them
+-- (latencies = {name = seconds}), and --predict sums those a playbook waits
+-- for. The values follow AWS's documentation:
+World.LATENCIES = {
+    -- Route53 health checks: "request interval 30 seconds (standard) or 10
+    -- (fast)", "failure threshold 3" by default. Detection takes interval x threshold.
+    health_check_interval = 30,
+    health_check_failure_threshold = 3, -- a count of failed checks, not seconds
+    -- The TTL of the api.atlas-crm.com records: clients keep an answer that long.
+    dns_ttl = env.API_TTL,
+    -- "Changes generally propagate to all Route 53 name servers within 60 seconds."
+    route53_insync = 60,
+    -- A Fargate task from PROVISIONING to RUNNING (image pull and start-up);
+    -- the mock starts a service's pending tasks one after the other.
+    ecs_task_start = 30,
+    -- "Failovers, as defined by the interval between the detection of the
+    -- failure on the primary and the resumption of transactions on the
+    -- standby, typically complete within one to two minutes."
+    rds_multi_az_failover = 90,
+    rds_reboot = 60,
+    -- Promoting a read replica: the instance reboots as a standalone one.
+    rds_replica_promotion = 120,
+    rds_modify = 60,
+    rds_snapshot_create = 240,
+    rds_snapshot_copy = 60,
+    -- A cross-region copy moves the whole volume between regions.
+    rds_snapshot_copy_cross_region = 900,
+    rds_snapshot_restore = 600,
+    rds_delete = 180,
+    -- The initial table copy of a new logical-replication subscription.
+    replication_initial_copy = 6,
+}
+
+local function bad_latencies(fmt, ...)
+    errors.raise { kind = "usage", code = "scenario", message = "scenario latencies: " .. string.format(fmt, ...) }
+end
+
+-- The defaults, with what the scenario changes; bad input is a usage error.
+local function latencies_of(scenario)
+    local latency = util.copy(World.LATENCIES)
+    for name, seconds in pairs(scenario and scenario.latencies or {}) do
+        if World.LATENCIES[name] == nil then
+            local names = {}
+            for known in pairs(World.LATENCIES) do
+                names[#names + 1] = known
+            end
+            table.sort(names)
+            bad_latencies("unknown latency %q (the world has: %s)", tostring(name), table.concat(names, ", "))
+        end
+        if math.type(seconds) == nil or seconds < 0 or seconds ~= seconds or seconds == math.huge then
+            bad_latencies("%s must be a number of seconds, 0 or more, not %s", name, tostring(seconds))
+        end
+        if name == "health_check_failure_threshold" and (math.type(seconds) ~= "integer" or seconds < 1 or seconds > 10) then
+            bad_latencies("%s is a count of failed checks, 1 to 10, not %s", name, tostring(seconds))
+        end
+        latency[name] = seconds
+    end
+    return latency
+end
+
 -- World.new{scenario=name|file|table|function, start_time=seconds} -> world
 function World.new(options)
     options = options or {}
@@ -71,6 +132,7 @@ function World.new(options)
     w.timer_seq = 0
     w.seq = 0
     w.proc_rules = {}
+    w.dice = 0x1234ABCD330E
     w.endpoints = {}
     for _, region in ipairs(w.regions) do
         -- "auto": the endpoint answers 200 while the region's service has a
@@ -79,6 +141,11 @@ function World.new(options)
     end
     -- cdn.atlas-crm.com, served by Cloudflare outside AWS: it answers while set.
     w.cdn = { status = 200 }
+    -- Loaded first: its latencies shape what the services build.
+    local scenario = options.scenario ~= nil and scenarios.load(options.scenario) or nil
+    w.latency = latencies_of(scenario)
+    -- The tagged timers that fired ({t=, latency=}): what --predict adds up.
+    w.fired = {}
     load_services()
     for _, service in ipairs(builders) do
         service.build(w)
@@ -86,7 +153,6 @@ function World.new(options)
     -- The databases behind the RDS instances (SQL through atlas.sql.mock).
     w.db = require("atlas.mock.db").new(w)
     w:refresh()
-    local scenario = options.scenario ~= nil and scenarios.load(options.scenario) or nil
     if scenario then
         w.scenario = scenario
         scenarios.apply(scenario, w)
@@ -116,6 +182,36 @@ function World:at(t, fn)
 end
 
 function World:after(seconds, fn) return self:at(self.t + seconds, fn) end
+
+-- w:after_latency(name, fn): runs fn once the world's latency `name` has
+-- passed, and notes that it fired, so a prediction can say which latencies
+-- a wait was made of.
+function World:after_latency(name, fn)
+    local seconds = self.latency[name]
+    assert(seconds, "after_latency: the world has no latency " .. tostring(name))
+    return self:at(self.t + seconds, function(world)
+        local fired = world.fired
+        fired[#fired + 1] = { t = world.t, latency = name, seconds = seconds }
+        -- Bounded: a long simulation keeps its recent history only.
+        if #fired > 10000 then table.remove(fired, 1) end
+        return fn(world)
+    end)
+end
+
+-- w:next_event() -> the virtual time of the next pending timer, or nil
+function World:next_event()
+    for _, timer in ipairs(self.timers) do
+        if not timer.cancelled then return timer.t end
+    end
+end
+
+-- w:random() -> a number in [0, 1), from the world's own generator: a 48-bit
+-- LCG (drand48's constants) seeded the same in every world, so what depends
+-- on chance (the retry jitter) repeats from run to run.
+function World:random()
+    self.dice = (self.dice * 0x5DEECE66D + 0xB) & 0xFFFFFFFFFFFF
+    return (self.dice >> 16) / 4294967296.0
+end
 
 -- w:advance(seconds): runs the simulation up to now + seconds, firing each
 -- timer at its own virtual instant.

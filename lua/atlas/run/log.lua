@@ -329,6 +329,12 @@ function text_handlers.call(e)
     end
 end
 
+function text_handlers.wait(e)
+    if config.level == "debug" then
+        write(string.format("     waited %s for %s (%d polls, one every %s)", seconds_text(e.seconds), e.name, e.polls, seconds_text(e.pace)))
+    end
+end
+
 function text_handlers.retry(e)
     if LEVELS[config.level] <= LEVELS.warn then
         write(

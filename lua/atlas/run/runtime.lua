@@ -61,6 +61,14 @@ function M.now()
     return sys.time()
 end
 
+-- runtime.random() -> a number in [0, 1): the retry jitter's dice. The mock
+-- world throws its own, seeded, so a scenario (throttling included) takes the
+-- same virtual time on every run and a drill's figures can be compared.
+function M.random()
+    if M.world then return M.world:random() end
+    return math.random()
+end
+
 -- Ctrl-C is final. The signal raises once, where Lua happens to be; a
 -- playbook's pcall can catch that. So every later outside call (AWS, SQL,
 -- HTTP, commands, sleeps and waits) raises it again: nothing a playbook does
@@ -135,6 +143,22 @@ function M.sleep(seconds)
         M.check_interrupted()
         M.tick()
     until sys.monotime() >= deadline
+end
+
+-- runtime.sleep_between_polls(seconds): a waiter's pause. The same as
+-- runtime.sleep, except when the simulation is set to notice at once
+-- (runtime.notice_at_once, for --predict): then the pause ends at the world's
+-- next change, so a wait lasts exactly as long as the world takes.
+M.notice_at_once = false
+
+function M.sleep_between_polls(seconds)
+    if M.notice_at_once and M.world and not M.replaying then
+        local next_event = M.world:next_event()
+        if next_event and next_event > M.world:now() then
+            seconds = math.min(seconds, next_event - M.world:now())
+        end
+    end
+    M.sleep(seconds)
 end
 
 -- runtime.use_world(world): from now on, calls go to this mock world.

@@ -168,7 +168,7 @@ local function apply(zone_id, records, comment, wait)
         }
     end
     if wait ~= false and info and info.Id then
-        return route53.wait_changed { Id = info.Id, delay = 10, timeout = 600 } or info
+        return route53.wait_changed { Id = info.Id, timeout = 600 } or info
     end
     return info
 end

@@ -241,7 +241,7 @@ end
 
 M.is_stable = all_stable
 
--- wait_stable{region, cluster, services, timeout = 600, delay = 15} -> the stable services
+-- wait_stable{region, cluster, services, timeout = 600, delay = aws.PACE.ecs} -> the stable services
 -- Fails at once on MISSING, DRAINING or INACTIVE; raises kind "timeout" after timeout.
 function M.wait_stable(args)
     local services = args.services
@@ -251,7 +251,7 @@ function M.wait_stable(args)
         service = "ecs",
         action = "DescribeServices",
         region = args.region,
-        delay = args.delay or 15,
+        delay = args.delay,
         timeout = args.timeout or 600,
         poll = function()
             return M.describe_services {
@@ -277,7 +277,7 @@ function M.wait_stable(args)
     return resp and resp.services
 end
 
--- wait_running{region, cluster, service, count, timeout = 600, delay = 15} -> the service
+-- wait_running{region, cluster, service, count, timeout = 600, delay = aws.PACE.ecs} -> the service
 -- Until at least `count` tasks run; fails at once on MISSING, DRAINING or
 -- INACTIVE, raises kind "timeout" after timeout.
 function M.wait_running(args)
@@ -286,7 +286,7 @@ function M.wait_running(args)
         service = "ecs",
         action = "DescribeServices",
         region = args.region,
-        delay = args.delay or 15,
+        delay = args.delay,
         timeout = args.timeout or 600,
         poll = function()
             return M.describe_services {

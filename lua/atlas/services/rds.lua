@@ -88,7 +88,7 @@ function M.describe_db_parameters(args)
     )
 end
 
--- wait_snapshot_available{region, DBSnapshotIdentifier, timeout = 3600, delay = 30} -> the snapshot
+-- wait_snapshot_available{region, DBSnapshotIdentifier, timeout = 3600, delay = aws.PACE.rds} -> the snapshot
 -- The AWS db-snapshot-available rule: success when "available", failure on
 -- deleted, deleting, failed, incompatible-restore or incompatible-parameters.
 function M.wait_snapshot_available(args)
@@ -98,7 +98,7 @@ function M.wait_snapshot_available(args)
         service = "rds",
         action = "DescribeDBSnapshots",
         region = args.region,
-        delay = args.delay or 30,
+        delay = args.delay,
         timeout = args.timeout or 3600,
         poll = function()
             return M.describe_db_snapshots {
@@ -147,7 +147,7 @@ local FAILED = {
     ["incompatible-parameters"] = true,
 }
 
--- wait_available{DBInstanceIdentifier, region, timeout = 1800, delay = 30} -> list of DBInstances
+-- wait_available{DBInstanceIdentifier, region, timeout = 1800, delay = aws.PACE.rds} -> list of DBInstances
 -- The AWS db-instance-available rule: success when every instance is "available", failure on
 -- deleted, deleting, failed, incompatible-restore or incompatible-parameters.
 function M.wait_available(args)
@@ -157,7 +157,7 @@ function M.wait_available(args)
         service = "rds",
         action = "DescribeDBInstances",
         region = args.region,
-        delay = args.delay or 30,
+        delay = args.delay,
         timeout = args.timeout or 1800,
         poll = function()
             return M.describe_db_instances {

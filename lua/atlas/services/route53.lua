@@ -58,7 +58,7 @@ function M.get_change(args) return helper.call("route53", "GetChange", global(ar
 -- get_health_check_status{HealthCheckId} -> {HealthCheckObservations = {...}}
 function M.get_health_check_status(args) return helper.call("route53", "GetHealthCheckStatus", global(args)) end
 
--- wait_changed{Id, timeout = 1800, delay = 30} -> ChangeInfo (nil when the change is unknown)
+-- wait_changed{Id, timeout = 1800, delay = aws.PACE.route53} -> ChangeInfo (nil when the change is unknown)
 -- Success when GetChange says INSYNC; NoSuchChange also counts as success, as in the AWS waiter.
 function M.wait_changed(args)
     local id = args.Id or args.id
@@ -67,7 +67,7 @@ function M.wait_changed(args)
         service = "route53",
         action = "GetChange",
         region = "us-east-1",
-        delay = args.delay or 30,
+        delay = args.delay,
         timeout = args.timeout or 1800,
         poll = function() return M.get_change { Id = id, endpoint = args.endpoint, profile = args.profile } end,
         acceptors = {

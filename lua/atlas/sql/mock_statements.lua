@@ -172,7 +172,7 @@ ddl[#ddl + 1] = {
         sub.origin = options.origin
         if sub.tables_ready < total then
             local subscriber = c.db
-            w:after(require("atlas.mock.db").INITIAL_COPY_SECONDS, function()
+            w:after_latency("replication_initial_copy", function()
                 -- The initial copy brings the publisher's rows (not its
                 -- sequences). Into a table that already has rows it fails
                 -- on the first duplicate key and the tablesync worker
