@@ -793,7 +793,10 @@ return atlas.playbook {
             end,
         },
         {
+            -- Recovered: the primary (failed over, promoted or restored) takes
+            -- writes, the subscribers follow it and its sequences are ahead.
             name = "sequences on the new primary",
+            recovery_point = true,
             mutates = true,
             confirm = true, -- asked inside, naming the instance, only when there is something to do
             run = function(ctx)

@@ -529,6 +529,8 @@ function M.wait(opts)
                 type = "wait",
                 name = name,
                 seconds = runtime.now() - started,
+                service = opts.service,
+                region = opts.region,
                 polls = polls,
                 pace = delay,
                 step = runtime.step and runtime.step.name,

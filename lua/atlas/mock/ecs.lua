@@ -227,7 +227,7 @@ end
 
 function schedule(w, svc)
     if not svc.timer and svc.status == "ACTIVE" then
-        svc.timer = w:after_latency("ecs_task_start", function(world) step(world, svc) end)
+        svc.timer = w:after_latency("ecs_task_start", function(world) step(world, svc) end, "ecs:" .. svc.region)
     end
 end
 

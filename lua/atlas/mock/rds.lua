@@ -317,7 +317,7 @@ local function transition(w, inst, status, latency, final)
         inst.busy = nil
         if inst.v.DBInstanceStatus == status then inst.v.DBInstanceStatus = "available" end
         if final then final(inst) end
-    end)
+    end, "rds:" .. inst.region)
 end
 
 local function rename(w, region, inst, new_id)
@@ -452,7 +452,7 @@ function H.CreateDBSnapshot(w, region, p, ctx)
     w:after_latency("rds_snapshot_create", function()
         snap.v.Status = "available"
         snap.v.PercentProgress = 100
-    end)
+    end, "rds:" .. region)
     return { DBSnapshot = util.copy(snap.v) }
 end
 
@@ -531,7 +531,7 @@ function H.CopyDBSnapshot(w, region, p, ctx)
     w:after_latency(source_region ~= region and "rds_snapshot_copy_cross_region" or "rds_snapshot_copy", function()
         snap.v.Status = "available"
         snap.v.PercentProgress = 100
-    end)
+    end, "rds:" .. region)
     return { DBSnapshot = util.copy(snap.v) }
 end
 
@@ -698,7 +698,7 @@ function H.DeleteDBInstance(w, region, p, ctx)
                 other.v.StatusInfos = nil
             end
         end
-    end)
+    end, "rds:" .. region)
     return { DBInstance = view(inst) }
 end
 

@@ -583,7 +583,7 @@ function H.ChangeResourceRecordSets(w, region, p, ctx)
     w.seq = w.seq + 1
     local change = { Id = "/change/" .. id, Status = "PENDING", SubmittedAt = util.iso(w.t), Comment = batch.Comment }
     state(w).changes[id] = change
-    w:after_latency("route53_insync", function() change.Status = "INSYNC" end)
+    w:after_latency("route53_insync", function() change.Status = "INSYNC" end, "route53")
     return { ChangeInfo = util.copy(change) }
 end
 

@@ -183,15 +183,16 @@ end
 
 function World:after(seconds, fn) return self:at(self.t + seconds, fn) end
 
--- w:after_latency(name, fn): runs fn once the world's latency `name` has
--- passed, and notes that it fired, so a prediction can say which latencies
--- a wait was made of.
-function World:after_latency(name, fn)
+-- w:after_latency(name, fn, resource): runs fn once the world's latency
+-- `name` has passed, and notes that it fired and on what ("ecs:us-east-1",
+-- "route53", "rds:eu-west-1"), so a prediction can say which latencies a
+-- wait on that resource was made of.
+function World:after_latency(name, fn, resource)
     local seconds = self.latency[name]
     assert(seconds, "after_latency: the world has no latency " .. tostring(name))
     return self:at(self.t + seconds, function(world)
         local fired = world.fired
-        fired[#fired + 1] = { t = world.t, latency = name, seconds = seconds }
+        fired[#fired + 1] = { t = world.t, latency = name, seconds = seconds, resource = resource }
         -- Bounded: a long simulation keeps its recent history only.
         if #fired > 10000 then table.remove(fired, 1) end
         return fn(world)

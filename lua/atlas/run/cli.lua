@@ -53,6 +53,12 @@ Options:
                        given after the playbook) to the playbook's recovery point, plus what the engine
                        cannot see (Route53 detection, DNS TTL); exit 5 when it misses --rto
   --rto DURATION       the recovery time objective of a drill (15m, 900s, 1h; implies --drill)
+  --predict            predict the drill's recovery time instead of running it: the playbook runs in the
+                       mock world (--scenario, default healthy) whose latencies (health-check detection,
+                       DNS TTL, Route53 sync, ECS task start, RDS failover, promotion, snapshot copy and
+                       restore) make up its waits; prints the critical path, the engine's share per wait,
+                       and the steps that could overlap (--log-format json: one JSON document); exit 5
+                       when the prediction misses --rto; nothing outside the process is touched
   --notify TARGET      when a drill fails or misses its RTO, send its verdict and where its report is to
                        sns:arn:aws:sns:REGION:ACCOUNT:TOPIC or a webhook https://... (JSON {"text": ...})
   --state-dir DIR      where journals and run locks live (default $ATLAS_STATE_DIR or ~/.local/state/atlas-run)
@@ -70,6 +76,8 @@ Examples:
   atlas-run --yes --report drill.md dr_region_outage force=true    a planned drill, with its report
   atlas-run --scenario eu-west-1-outage --yes --rto 15m --report drill.json dr_region_outage
                                                                    a drill timed against a 15-minute RTO
+  atlas-run --scenario eu-west-1-outage --drill --predict dr_region_outage
+                                                                   the failover's recovery time, predicted
   atlas-run --resume dr_region_outage                              continue after a crash or Ctrl-C
   atlas-run --state s3://ops-state/atlas --lock-table atlas-locks --resume dr_region_outage
                                                                    continue a run another machine started
@@ -130,6 +138,7 @@ local FLAGS = {
     ["--resume"] = "resume",
     ["--rollback"] = "rollback",
     ["--drill"] = "drill",
+    ["--predict"] = "predict",
 }
 
 -- cli.parse(argv) -> options, positional arguments
@@ -249,19 +258,49 @@ local function announce_drill(outcome, code)
     return code == EXIT.ok and EXIT.critical or code
 end
 
+-- --predict: the recovery time the playbook would take, from a simulation.
+local PREDICT_ALONE = { "report", "resume", "rollback", "notify", "state", "lock_table" }
+
+local function predict(options, pb, args)
+    for _, name in ipairs(PREDICT_ALONE) do
+        if options[name] then
+            usage_error("--predict runs nothing outside this process: drop --%s", (name:gsub("_", "-")))
+        end
+    end
+    local drill = require("atlas.run.drill").prepare(pb, { drill = true, rto = options.rto, dry_run = options.dry_run }, args)
+    local params = require("atlas.run.params").parse(pb.param_specs, args, pb.validate)
+    local predict_mod = require "atlas.run.predict"
+    local prediction = predict_mod.run(pb, params)
+    prediction.rto_seconds = drill.rto
+    if options.log_format == "json" then
+        local json = require "atlas.json"
+        io.stdout:write(json.encode(prediction), "\n")
+    else
+        io.stdout:write(predict_mod.render(prediction, drill.rto))
+    end
+    if drill.rto and prediction.recovery_seconds > drill.rto then return EXIT.critical end
+    return EXIT.ok
+end
+
 local function run_playbook(options, positional)
     local playbook = require "atlas.run.playbook"
     local params_mod = require "atlas.run.params"
     local journal_mod = require "atlas.run.journal"
     local runtime = require "atlas.run.runtime"
 
-    runtime.setup { mock = options.mock, scenario = options.scenario, dry_run = options.dry_run, yes = options.yes }
+    runtime.setup {
+        mock = options.mock or options.predict,
+        scenario = options.scenario,
+        dry_run = options.dry_run,
+        yes = options.yes,
+    }
     -- Masked from the first line of output, not from the first AWS call.
     require("atlas.aws.credentials").register_environment()
 
     local path = resolve_playbook(positional[1])
     local pb = playbook.load(path)
     local args = parse_assignments({ table.unpack(positional, 2) })
+    if options.predict then return predict(options, pb, args) end
     local drill = require("atlas.run.drill").prepare(pb, options, args)
     local notify_target = options.notify and require("atlas.run.notify").parse(options.notify)
     if notify_target and not drill then usage_error("--notify tells of a drill that fails: give --drill or --rto too") end

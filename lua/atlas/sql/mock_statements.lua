@@ -185,7 +185,7 @@ ddl[#ddl + 1] = {
                     end
                 end
                 sub.tables_ready = math.min(total, ready)
-            end)
+            end, "sql:" .. c.region)
         end
         c._notices[#c._notices + 1] = string.format('NOTICE: created replication slot "%s" on publisher', slot_name)
         return {}, "CREATE SUBSCRIPTION"
