@@ -39,7 +39,8 @@ end
 -- A scratch state store for the simulation: the prediction must not leave
 -- saved DNS records or journals where a later drill would find them.
 local function scratch_store()
-    local dir = string.format("%s/atlas-predict.%d.%d", os.getenv("TMPDIR") or "/tmp", sys.getpid(), math.floor(sys.time() * 1000))
+    local base = os.getenv("TMPDIR") or "/tmp"
+    local dir = string.format("%s/atlas-predict.%d.%d", base, sys.getpid(), math.floor(sys.time() * 1000))
     assert(sys.mkdir(dir, 448))
     local saved = { ATLAS_STATE = os.getenv("ATLAS_STATE"), ATLAS_STATE_DIR = os.getenv("ATLAS_STATE_DIR") }
     sys.setenv("ATLAS_STATE", "")
@@ -199,7 +200,9 @@ function M.run(pb, params)
     for i, step in ipairs(pb.steps) do
         if step.name == pb.recovery_step then recovery_index = i end
     end
-    if result.status ~= "ok" and not (result.recovered_at and steps[recovery_index] and steps[recovery_index].seconds) then
+    local recovered = result.recovered_at and steps[recovery_index] and steps[recovery_index].seconds
+    -- A run that failed after its recovery point still predicts the recovery.
+    if result.status ~= "ok" and not recovered then
         errors.raise {
             kind = "playbook",
             message = string.format(
@@ -268,7 +271,8 @@ function M.render(p, rto)
     line("")
     line("Critical path (the steps up to the recovery point, as the playbook runs them):")
     local function part_line(part)
-        line("  %-44s %7s  %s%s", part.name, s(part.seconds), part.detail or "", part.before_run and " (before the run)" or "")
+        local when = part.before_run and " (before the run)" or ""
+        line("  %-44s %7s  %s%s", part.name, s(part.seconds), part.detail or "", when)
     end
     for _, part in ipairs(p.parts) do
         if part.before_run then part_line(part) end
@@ -290,7 +294,8 @@ function M.render(p, rto)
     for _, part in ipairs(p.parts) do
         if not part.before_run then part_line(part) end
     end
-    line("  %-44s %7s  (* the recovery point; the engine's share is %s)", "total", s(p.recovery_seconds), s(p.engine_seconds))
+    local total = s(p.recovery_seconds)
+    line("  %-44s %7s  (* the recovery point; the engine's share is %s)", "total", total, s(p.engine_seconds))
     line("")
     if #p.overlaps == 0 then
         line("No steps could overlap: each waits for the one before it.")
@@ -320,7 +325,8 @@ function M.render(p, rto)
     if rto then
         local margin = rto - p.recovery_seconds
         line("")
-        line("RTO %s: predicted to %s (margin %s%s)", s(rto), margin >= 0 and "meet it" or "MISS it", margin < 0 and "-" or "", s(math.abs(margin)))
+        local verdict, sign = margin >= 0 and "meet it" or "MISS it", margin < 0 and "-" or ""
+        line("RTO %s: predicted to %s (margin %s%s)", s(rto), verdict, sign, s(math.abs(margin)))
     end
     return table.concat(out, "\n") .. "\n"
 end
