@@ -194,6 +194,32 @@ return atlas.playbook { name = "pb", description = "d", params = {},
         exit = 2,
         message = "scenario exploded",
     },
+    {
+        what = "a scenario with a misspelt latency",
+        files = { ["s.lua"] = "return { description = 'x', apply = function(w) end, latencies = { route53_in_sync = 90 } }\n" },
+        argv = { "--scenario", "$DIR/s.lua", "diag_health" },
+        exit = 2,
+        message = 'unknown latency "route53_in_sync"',
+    },
+    {
+        what = "a scenario with a negative latency",
+        files = { ["s.lua"] = "return { description = 'x', apply = function(w) end, latencies = { ecs_task_start = -5 } }\n" },
+        argv = { "--scenario", "$DIR/s.lua", "--predict", "dr_region_outage" },
+        exit = 2,
+        message = "ecs_task_start must be a number of seconds, 0 or more",
+    },
+    {
+        what = "--predict with a report to write",
+        argv = { "--scenario", "eu-west-1-outage", "--predict", "--report", "$DIR/r.md", "dr_region_outage" },
+        exit = 2,
+        message = "%-%-predict runs nothing outside this process: drop %-%-report",
+    },
+    {
+        what = "--predict of a playbook without a recovery point",
+        argv = { "--mock", "--predict", "diag_health" },
+        exit = 2,
+        message = "declares no recovery point",
+    },
     -- ~/.aws files and credentials -------------------------------------------
     {
         what = "a profile that is not in ~/.aws/config",
