@@ -95,4 +95,28 @@ function M.paginate(service, action, args, spec)
     return require("atlas.json").array(items)
 end
 
+-- wait(args, waiter) -> the value of the successful poll (nil in a dry run)
+-- A service helper's waiter on aws.wait. args is the caller's table: region,
+-- profile and endpoint go to every poll; delay (nil: the service's pace) and
+-- timeout (nil: waiter.timeout) go to the wait only, since a poll would read
+-- timeout as its own call's. waiter is aws.wait's table (name, service,
+-- action, acceptors, progress, timeout) plus describe, the helper each poll
+-- calls, and params, that helper's own parameters.
+function M.wait(args, waiter)
+    local opts = {}
+    for k, v in pairs(waiter) do
+        opts[k] = v
+    end
+    opts.describe, opts.params = nil, nil
+    opts.region, opts.delay, opts.timeout = args.region, args.delay, args.timeout or waiter.timeout
+    opts.poll = function()
+        local call = { region = args.region, profile = args.profile, endpoint = args.endpoint }
+        for k, v in pairs(waiter.params) do
+            call[k] = v
+        end
+        return waiter.describe(call)
+    end
+    return aws.wait(opts)
+end
+
 return M

@@ -1,6 +1,5 @@
 -- ECS helpers. Arguments: region (+ profile, endpoint) and ECS's own
 -- camelCase parameters (cluster, services, service, desiredCount, ...).
-local aws = require "atlas.aws"
 local helper = require "atlas.aws.helper"
 local json = require "atlas.json"
 
@@ -246,22 +245,13 @@ M.is_stable = all_stable
 function M.wait_stable(args)
     local services = args.services
     if type(services) == "string" then services = { services } end
-    local resp = aws.wait {
+    local resp = helper.wait(args, {
         name = string.format("ECS services stable in %s (%s)", args.region or "?", table.concat(services, ", ")),
         service = "ecs",
         action = "DescribeServices",
-        region = args.region,
-        delay = args.delay,
-        timeout = args.timeout or 600,
-        poll = function()
-            return M.describe_services {
-                region = args.region,
-                profile = args.profile,
-                endpoint = args.endpoint,
-                cluster = args.cluster,
-                services = services,
-            }
-        end,
+        timeout = 600,
+        describe = M.describe_services,
+        params = { cluster = args.cluster, services = services },
         acceptors = {
             {
                 state = "failure",
@@ -273,7 +263,7 @@ function M.wait_stable(args)
             { state = "success", matcher = all_stable },
         },
         progress = function(r) return progress_text(args.region, r.services or {}) end,
-    }
+    })
     return resp and resp.services
 end
 
@@ -281,22 +271,13 @@ end
 -- Until at least `count` tasks run; fails at once on MISSING, DRAINING or
 -- INACTIVE, raises kind "timeout" after timeout.
 function M.wait_running(args)
-    local resp = aws.wait {
+    local resp = helper.wait(args, {
         name = string.format("%d running tasks in %s (%s)", args.count, args.region or "?", args.service),
         service = "ecs",
         action = "DescribeServices",
-        region = args.region,
-        delay = args.delay,
-        timeout = args.timeout or 600,
-        poll = function()
-            return M.describe_services {
-                region = args.region,
-                profile = args.profile,
-                endpoint = args.endpoint,
-                cluster = args.cluster,
-                services = { args.service },
-            }
-        end,
+        timeout = 600,
+        describe = M.describe_services,
+        params = { cluster = args.cluster, services = { args.service } },
         acceptors = {
             {
                 state = "failure",
@@ -314,7 +295,7 @@ function M.wait_running(args)
             },
         },
         progress = function(r) return progress_text(args.region, r.services or {}) end,
-    }
+    })
     return resp and resp.services[1]
 end
 

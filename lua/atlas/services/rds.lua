@@ -1,7 +1,6 @@
 -- RDS helpers. Arguments: region (+ profile, endpoint) and RDS's parameters
 -- as in boto3 (DBInstanceIdentifier, DBSnapshotIdentifier, ForceFailover, ...).
 -- reboot_db_instance also takes force_failover = true.
-local aws = require "atlas.aws"
 local helper = require "atlas.aws.helper"
 
 local M = {}
@@ -88,34 +87,32 @@ function M.describe_db_parameters(args)
     )
 end
 
+-- The states AWS's db-snapshot-available and db-instance-available waiters give up on.
+local FAILED = {
+    deleted = true,
+    deleting = true,
+    failed = true,
+    ["incompatible-restore"] = true,
+    ["incompatible-parameters"] = true,
+}
+
 -- wait_snapshot_available{region, DBSnapshotIdentifier, timeout = 3600, delay = aws.PACE.rds} -> the snapshot
--- The AWS db-snapshot-available rule: success when "available", failure on
--- deleted, deleting, failed, incompatible-restore or incompatible-parameters.
+-- The AWS db-snapshot-available rule: success when "available", failure on a FAILED state.
 function M.wait_snapshot_available(args)
     local id = args.DBSnapshotIdentifier
-    local list = aws.wait {
+    local list = helper.wait(args, {
         name = string.format("RDS snapshot %s available in %s", tostring(id), tostring(args.region)),
         service = "rds",
         action = "DescribeDBSnapshots",
-        region = args.region,
-        delay = args.delay,
-        timeout = args.timeout or 3600,
-        poll = function()
-            return M.describe_db_snapshots {
-                region = args.region,
-                profile = args.profile,
-                endpoint = args.endpoint,
-                DBSnapshotIdentifier = id,
-            }
-        end,
+        timeout = 3600,
+        describe = M.describe_db_snapshots,
+        params = { DBSnapshotIdentifier = id },
         acceptors = {
             {
                 state = "failure",
                 matcher = function(snaps)
                     local s = snaps[1]
-                    local bad = { deleted = true, deleting = true, failed = true }
-                    bad["incompatible-restore"], bad["incompatible-parameters"] = true, true
-                    if s and bad[s.Status] then return true, s.DBSnapshotIdentifier .. " is " .. s.Status end
+                    if s and FAILED[s.Status] then return true, s.DBSnapshotIdentifier .. " is " .. s.Status end
                     return false
                 end,
             },
@@ -135,38 +132,22 @@ function M.wait_snapshot_available(args)
                 tostring(s.PercentProgress or "?")
             )
         end,
-    }
+    })
     return list and list[1]
 end
 
-local FAILED = {
-    deleted = true,
-    deleting = true,
-    failed = true,
-    ["incompatible-restore"] = true,
-    ["incompatible-parameters"] = true,
-}
-
 -- wait_available{DBInstanceIdentifier, region, timeout = 1800, delay = aws.PACE.rds} -> list of DBInstances
--- The AWS db-instance-available rule: success when every instance is "available", failure on
--- deleted, deleting, failed, incompatible-restore or incompatible-parameters.
+-- The AWS db-instance-available rule: success when every instance is "available", failure
+-- when one is in a FAILED state.
 function M.wait_available(args)
     local id = args.DBInstanceIdentifier or args.db_instance_identifier
-    local list = aws.wait {
+    local list = helper.wait(args, {
         name = string.format("RDS instance %s available in %s", tostring(id), tostring(args.region)),
         service = "rds",
         action = "DescribeDBInstances",
-        region = args.region,
-        delay = args.delay,
-        timeout = args.timeout or 1800,
-        poll = function()
-            return M.describe_db_instances {
-                region = args.region,
-                profile = args.profile,
-                endpoint = args.endpoint,
-                DBInstanceIdentifier = id,
-            }
-        end,
+        timeout = 1800,
+        describe = M.describe_db_instances,
+        params = { DBInstanceIdentifier = id },
         acceptors = {
             {
                 state = "failure",
@@ -197,7 +178,7 @@ function M.wait_available(args)
             end
             return tostring(args.region) .. ": " .. table.concat(parts, ", ")
         end,
-    }
+    })
     return list
 end
 
