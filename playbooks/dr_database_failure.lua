@@ -53,12 +53,7 @@ local function restored_id(ctx) return env.db_instance(ctx.params.region) .. "-r
 local function copy_id(ctx) return ctx.params.snapshot .. "-" .. ctx.params.restore_region end
 
 -- The instance, or nil when RDS does not know it.
-local function describe(region, id)
-    local ok, list = pcall(rds.describe_db_instances, { region = region, DBInstanceIdentifier = id })
-    if ok then return list[1] end
-    if errors.is(list, "aws") and list.code == "DBInstanceNotFound" then return nil end
-    error(list, 0)
-end
+local function describe(region, id) return rds.find_db_instance { region = region, DBInstanceIdentifier = id } end
 
 -- The database behind an instance, as sql.connect takes it: the conninfo
 -- given, or the instance's endpoint with the master password's secret.
@@ -504,18 +499,8 @@ return atlas.playbook {
                 if ctx.state.action ~= "restore" then return end
                 local source, target = ctx.params.region, ctx.params.restore_region
                 local copy, instance_id = copy_id(ctx), restored_id(ctx)
-                local snaps = rds.describe_db_snapshots { region = source, DBSnapshotIdentifier = ctx.params.snapshot }
-                local snap = snaps[1]
-                if snap.Status ~= "available" then
-                    ctx.fail("snapshot %s in %s is %s, not available", ctx.params.snapshot, source, snap.Status)
-                end
-                atlas.log(
-                    "snapshot %s (%s): taken %s from %s",
-                    ctx.params.snapshot,
-                    source,
-                    tostring(snap.SnapshotCreateTime),
-                    tostring(snap.DBInstanceIdentifier)
-                )
+                local snap, why = rds.available_snapshot { region = source, DBSnapshotIdentifier = ctx.params.snapshot }
+                if not snap then ctx.fail("%s", why) end
                 if not ctx.dry_run then
                     atlas.confirm(
                         string.format(
@@ -528,13 +513,7 @@ return atlas.playbook {
                         )
                     )
                 end
-                local existing_copy = nil
-                local ok, found = pcall(rds.describe_db_snapshots, { region = target, DBSnapshotIdentifier = copy })
-                if ok then
-                    existing_copy = found[1]
-                elseif not (errors.is(found, "aws") and found.code == "DBSnapshotNotFound") then
-                    error(found, 0)
-                end
+                local existing_copy = rds.find_db_snapshot { region = target, DBSnapshotIdentifier = copy }
                 if existing_copy then
                     atlas.log("%s: the copy %s exists already (%s)", target, copy, tostring(existing_copy.Status))
                 else
@@ -559,31 +538,15 @@ return atlas.playbook {
                     DBSnapshotIdentifier = copy,
                     timeout = ctx.params.wait_timeout,
                 }
-                if describe(target, instance_id) then
-                    atlas.log("%s: %s exists already", target, instance_id)
-                else
-                    rds.restore_db_instance_from_db_snapshot {
-                        region = target,
-                        DBInstanceIdentifier = instance_id,
-                        DBSnapshotIdentifier = copy,
-                        DBInstanceClass = RESTORED_CLASS,
-                        MultiAZ = true,
-                    }
-                    atlas.log(
-                        "%s: %s RestoreDBInstanceFromDBSnapshot %s from %s",
-                        target,
-                        verbed(ctx, "call", "called"),
-                        instance_id,
-                        copy
-                    )
-                end
-                local list = rds.wait_available {
+                local inst = rds.restore_and_wait {
                     region = target,
                     DBInstanceIdentifier = instance_id,
+                    DBSnapshotIdentifier = copy,
+                    DBInstanceClass = RESTORED_CLASS,
+                    MultiAZ = true,
                     timeout = ctx.params.wait_timeout,
                 }
                 if ctx.dry_run then return end
-                local inst = list[1]
                 ctx.state.restored = instance_id
                 atlas.log(
                     "%s: %s available at %s (%s); its data is as of the snapshot (%s)",

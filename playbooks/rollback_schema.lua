@@ -179,63 +179,33 @@ return atlas.playbook {
             run = function(ctx)
                 if not ctx.params.restore then return end
                 local region, id = ctx.params.region, ctx.params.instance
-                local snap =
-                    rds.describe_db_snapshots({ region = region, DBSnapshotIdentifier = ctx.params.snapshot })[1]
-                if snap.Status ~= "available" then
-                    ctx.fail("snapshot %s in %s is %s, not available", ctx.params.snapshot, region, snap.Status)
-                end
-                atlas.log(
-                    "snapshot %s (%s): taken %s from %s",
-                    ctx.params.snapshot,
-                    region,
-                    tostring(snap.SnapshotCreateTime),
-                    tostring(snap.DBInstanceIdentifier)
-                )
-                local existing
-                local ok, list = pcall(rds.describe_db_instances, { region = region, DBInstanceIdentifier = id })
-                if ok then
-                    existing = list[1]
-                elseif not (errors.is(list, "aws") and list.code == "DBInstanceNotFound") then
-                    error(list, 0)
-                end
-                if existing then
-                    atlas.log("%s: %s exists already (%s): not restored again", region, id, existing.DBInstanceStatus)
-                else
-                    if not ctx.dry_run then
-                        atlas.confirm(
-                            string.format(
-                                "Restore snapshot %s into the new instance %s in %s? %s is not touched.",
-                                ctx.params.snapshot,
-                                id,
-                                region,
-                                env.db_instance(region)
-                            )
-                        )
-                    end
-                    local source = rds.describe_db_instances({
-                        region = region,
-                        DBInstanceIdentifier = env.db_instance(region),
-                    })[1]
-                    rds.restore_db_instance_from_db_snapshot {
-                        region = region,
-                        DBInstanceIdentifier = id,
-                        DBSnapshotIdentifier = ctx.params.snapshot,
-                        DBInstanceClass = source and source.DBInstanceClass or "db.r6g.xlarge",
-                    }
-                    atlas.log(
-                        "%s: %s RestoreDBInstanceFromDBSnapshot %s",
-                        region,
-                        ctx.dry_run and "would call" or "called",
-                        id
-                    )
-                end
-                local ready = rds.wait_available {
+                local snap, why = rds.available_snapshot { region = region, DBSnapshotIdentifier = ctx.params.snapshot }
+                if not snap then ctx.fail("%s", why) end
+                local inst = rds.restore_and_wait {
                     region = region,
                     DBInstanceIdentifier = id,
+                    DBSnapshotIdentifier = ctx.params.snapshot,
                     timeout = ctx.params.wait_timeout,
+                    before_restore = function()
+                        if not ctx.dry_run then
+                            atlas.confirm(
+                                string.format(
+                                    "Restore snapshot %s into the new instance %s in %s? %s is not touched.",
+                                    ctx.params.snapshot,
+                                    id,
+                                    region,
+                                    env.db_instance(region)
+                                )
+                            )
+                        end
+                        local source = rds.describe_db_instances({
+                            region = region,
+                            DBInstanceIdentifier = env.db_instance(region),
+                        })[1]
+                        return { DBInstanceClass = source and source.DBInstanceClass or "db.r6g.xlarge" }
+                    end,
                 }
                 if ctx.dry_run then return end
-                local inst = ready[1]
                 ctx.state.restored = id
                 atlas.log(
                     "%s: %s available at %s:%s with the schema of %s; point the application at it to complete the rollback",

@@ -221,3 +221,55 @@ t.case("the RDS waiter of atlas.rds waits for available in virtual time", functi
     t.ok(w:now() - started >= 60)
     t.eq(db(w, PRIMARY).DBInstanceStatus, "available")
 end)
+
+t.case("find_db_instance and find_db_snapshot: nil for a name RDS does not know, other errors raise", function()
+    local w = t.world()
+    local rds = require "atlas.rds"
+    t.eq(rds.find_db_instance({ region = E, DBInstanceIdentifier = PRIMARY }).DBInstanceIdentifier, PRIMARY)
+    t.eq(rds.find_db_instance { region = E, DBInstanceIdentifier = "ghost" }, nil)
+    t.eq(rds.find_db_snapshot { region = "us-east-1", DBSnapshotIdentifier = "atlas-production-snapshot-latest" }, nil)
+    t.eq(
+        rds.find_db_snapshot({ region = E, DBSnapshotIdentifier = "atlas-production-snapshot-latest" }).Status,
+        "available"
+    )
+    w:inject { service = "rds", action = "DescribeDBInstances", code = "AccessDenied", times = 1 }
+    t.raises(function() rds.find_db_instance { region = E, DBInstanceIdentifier = PRIMARY } end, "AccessDenied")
+end)
+
+t.case("available_snapshot: a snapshot still being made is refused with why; an available one is named in the timeline", function()
+    local w = t.world()
+    local rds = require "atlas.rds"
+    call(w, "CreateDBSnapshot", { DBInstanceIdentifier = PRIMARY, DBSnapshotIdentifier = "fresh" })
+    local snap, why = rds.available_snapshot { region = E, DBSnapshotIdentifier = "fresh" }
+    t.eq(snap, nil)
+    t.match(why, "^snapshot fresh in eu%-west%-1 is %a+, not available$")
+    local events, ok = t.capture(function()
+        snap = rds.available_snapshot { region = E, DBSnapshotIdentifier = "atlas-production-snapshot-latest" }
+    end)
+    t.ok(ok)
+    t.eq(snap.DBSnapshotIdentifier, "atlas-production-snapshot-latest")
+    t.match(events[#events].message, "^snapshot atlas%-production%-snapshot%-latest %(eu%-west%-1%): taken .+ from " .. PRIMARY:gsub("%-", "%%-") .. "$")
+end)
+
+t.case("restore_and_wait restores once: a second call finds the instance, skips before_restore and waits", function()
+    local w = t.world()
+    local rds = require "atlas.rds"
+    local asked = 0
+    local args = {
+        region = E,
+        DBInstanceIdentifier = "restored",
+        DBSnapshotIdentifier = "atlas-production-snapshot-latest",
+        timeout = 3600,
+        before_restore = function()
+            asked = asked + 1
+            return { DBInstanceClass = "db.r6g.large" }
+        end,
+    }
+    local inst = rds.restore_and_wait(args)
+    t.eq({ inst.DBInstanceIdentifier, inst.DBInstanceStatus, inst.DBInstanceClass }, { "restored", "available", "db.r6g.large" })
+    t.eq(rds.restore_and_wait(args).DBInstanceIdentifier, "restored")
+    t.eq(asked, 1)
+    local calls = w:calls_to("rds", "RestoreDBInstanceFromDBSnapshot")
+    t.eq(#calls, 1)
+    t.eq(calls[1].params.timeout, nil, "the wait's timeout is not a restore parameter")
+end)

@@ -2,6 +2,9 @@
 -- as in boto3 (DBInstanceIdentifier, DBSnapshotIdentifier, ForceFailover, ...).
 -- reboot_db_instance also takes force_failover = true.
 local helper = require "atlas.aws.helper"
+local errors = require "atlas.errors"
+local log = require "atlas.run.log"
+local runtime = require "atlas.run.runtime"
 
 local M = {}
 
@@ -180,6 +183,91 @@ function M.wait_available(args)
         end,
     })
     return list
+end
+
+-- The first item `describe` lists, or nil when RDS answers `missing`, its
+-- code for "no such identifier" (RDS does not answer an empty list).
+local function first_or_nil(describe, args, missing)
+    local ok, list = pcall(describe, args)
+    if ok then return list[1] end
+    if errors.is(list, "aws") and list.code == missing then return nil end
+    error(list, 0)
+end
+
+-- find_db_instance{region, DBInstanceIdentifier} -> the instance, or nil when it does not exist
+function M.find_db_instance(args) return first_or_nil(M.describe_db_instances, args, "DBInstanceNotFound") end
+
+-- find_db_snapshot{region, DBSnapshotIdentifier} -> the snapshot, or nil when it does not exist
+function M.find_db_snapshot(args) return first_or_nil(M.describe_db_snapshots, args, "DBSnapshotNotFound") end
+
+-- available_snapshot{region, DBSnapshotIdentifier} -> the snapshot, or nil and why it cannot be restored
+-- Only an "available" snapshot can be copied or restored; says in the run's
+-- timeline when it was taken and of which instance.
+function M.available_snapshot(args)
+    local snap = M.describe_db_snapshots(args)[1]
+    if snap.Status ~= "available" then
+        return nil,
+            string.format(
+                "snapshot %s in %s is %s, not available",
+                tostring(args.DBSnapshotIdentifier),
+                tostring(args.region),
+                tostring(snap.Status)
+            )
+    end
+    log.info(
+        "snapshot %s (%s): taken %s from %s",
+        tostring(args.DBSnapshotIdentifier),
+        tostring(args.region),
+        tostring(snap.SnapshotCreateTime),
+        tostring(snap.DBInstanceIdentifier)
+    )
+    return snap
+end
+
+-- restore_and_wait{region, DBInstanceIdentifier, DBSnapshotIdentifier, timeout = 1800,
+--                  before_restore = fn() -> more parameters, and RestoreDBInstanceFromDBSnapshot's
+--                  other parameters (DBInstanceClass, MultiAZ, ...)} -> the available instance (nil in a dry run)
+-- Restores only when no instance of that name exists, so a rerun or --resume
+-- waits for the one it started; says what it did in the run's timeline.
+-- before_restore runs only when there is a restore to make: the place to
+-- confirm it and to look up what it needs.
+function M.restore_and_wait(args)
+    local region, id = args.region, args.DBInstanceIdentifier
+    local existing = M.find_db_instance {
+        region = region,
+        profile = args.profile,
+        endpoint = args.endpoint,
+        DBInstanceIdentifier = id,
+    }
+    if existing then
+        log.info("%s: %s exists already (%s): not restored again", region, id, tostring(existing.DBInstanceStatus))
+    else
+        local restore = {}
+        for k, v in pairs(args) do
+            restore[k] = v
+        end
+        restore.timeout, restore.delay, restore.before_restore = nil, nil, nil
+        for k, v in pairs(args.before_restore and args.before_restore() or {}) do
+            restore[k] = v
+        end
+        M.restore_db_instance_from_db_snapshot(restore)
+        log.info(
+            "%s: %s RestoreDBInstanceFromDBSnapshot %s from %s",
+            region,
+            runtime.dry_run and "would call" or "called",
+            id,
+            tostring(args.DBSnapshotIdentifier)
+        )
+    end
+    local list = M.wait_available {
+        region = region,
+        profile = args.profile,
+        endpoint = args.endpoint,
+        DBInstanceIdentifier = id,
+        timeout = args.timeout,
+        delay = args.delay,
+    }
+    return list and list[1]
 end
 
 return M
