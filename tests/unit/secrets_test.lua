@@ -73,6 +73,21 @@ t.case("a secret in an AWS reply stays masked, even from a raw aws.call", functi
     t.ok(world)
 end)
 
+t.case("secret-named fields of a reply are registered at any depth and case, every time the name comes back", function()
+    -- field names are remembered per key (log.secret_fields): a second reply
+    -- with the same names must still register its own values
+    for _, value in ipairs { "Zq7replycanaryOne", "Zq7replycanaryTwo" } do
+        log.secret_fields {
+            DBInstances = { { MasterUserPassword = value, Endpoint = { Address = "db.example" } } },
+            Credentials = { sessiontoken = value .. "-tok" },
+        }
+        t.eq(log.redact("got " .. value), "got [REDACTED]")
+        t.eq(log.redact("got " .. value .. "-tok"), "got [REDACTED]")
+    end
+    log.secret_fields { Passwords = "Zq7replycanaryPlain", Other = { "Zq7replycanaryList" } }
+    t.eq(log.redact("Zq7replycanaryPlain Zq7replycanaryList"), "Zq7replycanaryPlain Zq7replycanaryList")
+end)
+
 t.case("AWS_SECRET_ACCESS_KEY from the environment is masked before any AWS call", function()
     local dir = t.tmpdir()
     t.write_file(

@@ -165,17 +165,35 @@ end
 -- so that the value stays masked wherever a playbook later prints it.
 local REPLY_SECRETS = { secretstring = true, secretbinary = true, secretaccesskey = true, sessiontoken = true }
 
-function M.secret_fields(t, depth)
-    depth = depth or 0
-    if type(t) ~= "table" or depth > 20 then return end
+-- Every reply is walked, and lower-casing each key was most of the walk's cost:
+-- the answer per key is kept (replies reuse a few hundred field names; a map
+-- keyed by data is bounded by the reset).
+local reply_secret_seen, reply_secret_count = {}, 0
+local function is_reply_secret(key)
+    local known = reply_secret_seen[key]
+    if known == nil then
+        local lower = key:lower()
+        known = REPLY_SECRETS[lower] or lower:find("password$") ~= nil
+        if reply_secret_count >= 20000 then reply_secret_seen, reply_secret_count = {}, 0 end
+        reply_secret_seen[key] = known
+        reply_secret_count = reply_secret_count + 1
+    end
+    return known
+end
+
+local function secret_fields(t, depth)
     for k, v in pairs(t) do
-        local lower = type(k) == "string" and k:lower()
-        if type(v) == "string" and lower and (REPLY_SECRETS[lower] or lower:find("password$")) then
+        local kind = type(v)
+        if kind == "table" then
+            if depth < 20 then secret_fields(v, depth + 1) end
+        elseif kind == "string" and type(k) == "string" and is_reply_secret(k) then
             M.secret(v)
-        else
-            M.secret_fields(v, depth + 1)
         end
     end
+end
+
+function M.secret_fields(t)
+    if type(t) == "table" then secret_fields(t, 0) end
 end
 
 -- Fields whose value is a secret whatever it is, so that a password typed
