@@ -102,3 +102,59 @@ t.case("random bytes never crash the decoder", function()
 end)
 
 t.case("indent option pretty-prints", function() t.eq(json.encode({ a = 1 }, { indent = 2 }), '{\n  "a": 1\n}') end)
+
+-- decode reads the JSON of replies straight into Lua and leaves everything
+-- else to jansson (engine/json.c); json.decode_reference is jansson alone.
+-- Both must give the same value (kinds, integer or float, arrays) or the
+-- same refusal, for what replies hold and for near misses of it.
+local function same(a, b)
+    if type(a) ~= type(b) then return false end
+    if type(a) ~= "table" then return a == b and math.type(a) == math.type(b) end
+    if json.is_array(a) ~= json.is_array(b) or getmetatable(a) ~= getmetatable(b) then return false end
+    for k, v in pairs(a) do
+        if not same(v, b[k]) then return false end
+    end
+    for k in pairs(b) do
+        if a[k] == nil then return false end
+    end
+    return true
+end
+
+local function agree(text)
+    local v1, m1, c1 = json.decode(text)
+    local v2, m2, c2 = json.decode_reference(text)
+    if v2 == nil then return v1 == nil and m1 == m2 and c1 == c2 end
+    return same(v1, v2) and m1 == nil
+end
+
+t.case("decode agrees with jansson on replies, escapes, numbers and near misses", function()
+    local cases = {
+        '{"services": [{"serviceName": "a", "desiredCount": 2, "x": null, "ok": true, "no": false}], "failures": []}',
+        ' \n\t{ "a" : [ 1 , -2 , 3.5 , -0 , -0.0 , 1e3 , 1E-3 , 2.5e+2 ] } \r\n',
+        '"\\"\\\\\\/\\b\\f\\n\\r\\t"', '"\\u0041\\u00e9\\u20ac\\uFFFF"', '"\\u0000"', '{"a\\u0000b":1}',
+        '"\\ud83d\\ude00"', '"\\ud800"', '"\\udc00x"', '"\\u12"', '"\\x"', '"tab\there"', '"caf\195\169"', '"\255"',
+        "123456789012345678", "1234567890123456789", "-1234567890123456789", "9223372036854775807",
+        "9223372036854775808", "-9223372036854775809", "1e400", "-1e400", "1e-400", "0.1", "00", "01", "-", "-a",
+        "1.", ".5", "1e", "1e+", "+1", "0x10", "1.5x", "Infinity", "NaN", "[1,]", "[,1]", '{"a":1,}', '{"a" 1}',
+        "{1:2}", '{"a":1 "b":2}', '{"a":1,"a":2}', "[", "]", "{", "}", "", " ", "nul", "truex", "[true false]",
+        "null x", "[[[[[[[[[[]]]]]]]]]]", string.rep("[", 300) .. string.rep("]", 300),
+        string.rep("[", 3000) .. string.rep("]", 3000), string.rep('{"a":', 250) .. "1" .. string.rep("}", 250),
+        '"unterminated', '{"a":"b"', "[1 2]", '["a\\', "\0", "[1]\0",
+    }
+    for _, text in ipairs(cases) do
+        t.ok(agree(text), text:sub(1, 60))
+    end
+    -- every prefix and one-byte change of a reply-shaped document
+    local doc = '{"services":[{"serviceName":"s\\u00e9","n":-12,"f":1.25e2,"tags":[],"m":{},"q":"a\\"b","z":null,'
+        .. '"b":[true,false]}],"failures":[]}'
+    local alphabet = '{}[]",:0123456789.eE+-tfn\\u \n\0\128'
+    math.randomseed(7)
+    for i = 0, #doc do
+        t.ok(agree(doc:sub(1, i)), doc:sub(1, i))
+    end
+    for _ = 1, 3000 do
+        local i, k = math.random(#doc), math.random(#alphabet)
+        local text = doc:sub(1, i - 1) .. alphabet:sub(k, k) .. doc:sub(i + 1)
+        t.ok(agree(text), text)
+    end
+end)
