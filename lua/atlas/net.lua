@@ -44,12 +44,22 @@ end
 -- The host only when the authority is a plain "host" or "host:port": a url
 -- with user info, escapes or anything else libcurl might read another way
 -- has no host here, so it is never taken for loopback.
+-- Every call to a custom endpoint (moto, a proxy) parses its url twice; the
+-- parse is kept per url (a handful per run; the bound is for safety).
+local url_hosts, url_host_count = {}, 0
+
 function M.url_host(url)
-    local scheme, authority = tostring(url):match("^(%a[%w+.-]*)://([^/?#]*)")
+    url = tostring(url)
+    local known = url_hosts[url]
+    if known then return known[1], known[2] end
+    local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
     if not scheme then return nil end
     local host = authority:match("^(%[[%x:.]+%])") or authority:match("^([%w.-]+)")
     if host and not authority:sub(#host + 1):match("^:?%d*$") then host = nil end
-    return scheme:lower(), host
+    scheme = scheme:lower()
+    if url_host_count >= 1000 then url_hosts, url_host_count = {}, 0 end
+    url_hosts[url], url_host_count = { scheme, host }, url_host_count + 1
+    return scheme, host
 end
 
 local function env_true(getenv, name)

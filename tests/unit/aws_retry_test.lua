@@ -365,3 +365,16 @@ t.case("generic waiter: a retry acceptor on an error keeps polling; other errors
     end)
     t.eq(err.code, "AccessDeniedException")
 end)
+
+t.case("is_mutating: reads by prefix or name, everything else changes the world, the same answer when asked again", function()
+    local cases = {
+        { "DescribeServices", false }, { "ListHostedZonesByName", false }, { "GetSecretValue", false },
+        { "AssumeRole", false }, { "GetCallerIdentity", false }, { "UpdateService", true },
+        { "ChangeResourceRecordSets", true }, { "PromoteReadReplica", true }, { "Describ", true },
+    }
+    for _ = 1, 2 do -- the second round is answered from what the first learnt
+        for _, case in ipairs(cases) do
+            t.eq(runtime.is_mutating("ecs", case[1]), case[2], case[1])
+        end
+    end
+end)

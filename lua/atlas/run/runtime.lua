@@ -225,13 +225,21 @@ local READ_PREFIXES = {
 }
 local READ_ACTIONS = { AssumeRole = true, GetCallerIdentity = true }
 
+-- The answer per action name: every AWS call asks several times (dry run,
+-- journal, fresh connection), and the prefix scan made a string per prefix.
+local mutating_seen = {}
+
 -- runtime.is_mutating(service, action) -> true when the AWS action changes state
 function M.is_mutating(service, action)
-    if READ_ACTIONS[action] then return false end
+    local known = mutating_seen[action]
+    if known ~= nil then return known end
+    known = not READ_ACTIONS[action]
     for _, prefix in ipairs(READ_PREFIXES) do
-        if action:sub(1, #prefix) == prefix then return false end
+        if not known then break end
+        if action:sub(1, #prefix) == prefix then known = false end
     end
-    return true
+    if type(action) == "string" then mutating_seen[action] = known end
+    return known
 end
 
 -- The step that is running, set by atlas.playbook: {name=, mutates=,
