@@ -46,7 +46,7 @@ return atlas.playbook {
     params = {
         region = { type = "region", default = env.PRIMARY_REGION, description = "the region that should fail over" },
         health_url = env.health_url_param(),
-        endpoint_timeout = { type = "number", default = 5, min = 0.1, max = 60, description = "seconds for our own probe" },
+        endpoint_timeout = env.endpoint_timeout_param "seconds for our own probe",
         since_minutes = {
             type = "integer",
             default = 60,

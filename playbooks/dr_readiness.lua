@@ -124,7 +124,7 @@ return atlas.playbook {
             description = "the largest snapshot age accepted (the recovery point objective)",
         },
         health_url = env.health_url_param(),
-        endpoint_timeout = { type = "number", default = 5, min = 0.1, max = 60, description = "seconds per probe" },
+        endpoint_timeout = env.endpoint_timeout_param "seconds per probe",
         ttl_max = {
             type = "integer",
             default = 60,

@@ -42,7 +42,7 @@ return atlas.playbook {
         },
         cdn_url = { type = "string", default = "https://" .. env.CDN_NAME .. "/", description = "the CDN's URL" },
         stable_timeout = env.stable_timeout_param "the services",
-        endpoint_timeout = { type = "number", default = 10, min = 0.1, max = 60, description = "seconds per endpoint" },
+        endpoint_timeout = env.endpoint_timeout_param("seconds per endpoint", 10),
     },
     validate = function(p)
         local st = sys.stat(p.terraform_dir)

@@ -48,13 +48,7 @@ return atlas.playbook {
     params = {
         regions = env.regions_param "regions to verify",
         health_url = env.health_url_param(),
-        endpoint_timeout = {
-            type = "number",
-            default = 5,
-            min = 0.1,
-            max = 60,
-            description = "seconds each health endpoint may take (all are asked at once)",
-        },
+        endpoint_timeout = env.endpoint_timeout_param "seconds each health endpoint may take (all are asked at once)",
     },
     steps = {
         {

@@ -107,6 +107,12 @@ function M.regions_param(what)
     }
 end
 
+-- How long one health probe may take: a probe needs a moment, and one
+-- longer than a minute holds up the run instead of finding a fault.
+function M.endpoint_timeout_param(description, default)
+    return { type = "number", default = default or 5, min = 0.1, max = 60, description = description }
+end
+
 function M.stable_timeout_param(what)
     return {
         type = "integer",
