@@ -63,27 +63,38 @@ local function existing_service(args)
     return current
 end
 
--- set_desired_count{region, cluster, service, desiredCount} -> the count it wanted before
--- Calls UpdateService only when the count differs, so a rerun or --resume
--- changes nothing; says what it did in the run's timeline.
-function M.set_desired_count(args)
+-- update_if_different(args, field, extra) -> the service as it was, and UpdateService's
+-- answer (a table, also in a dry run), or no answer when the service has args[field] already
+-- Calls UpdateService (with args[field] and the extra control keys) only when
+-- the service differs, so a rerun or --resume changes nothing.
+local function update_if_different(args, field, extra)
     local current = existing_service(args)
-    local log = require "atlas.run.log"
-    if current.desiredCount == args.desiredCount then
-        log.info("%s already wants %d tasks", args.region, current.desiredCount)
-        return current.desiredCount
-    end
-    local resp = M.update_service {
+    if current[field] == args[field] then return current end
+    local call = {
         region = args.region,
         profile = args.profile,
         endpoint = args.endpoint,
         cluster = args.cluster,
         service = args.service,
-        desiredCount = args.desiredCount,
-        -- Setting a count twice is setting it once: safe to send again when
-        -- a crash or a timeout hid whether the first one arrived.
-        idempotent = true,
+        [field] = args[field],
     }
+    for k, v in pairs(extra or {}) do
+        call[k] = v
+    end
+    return current, M.update_service(call)
+end
+
+-- set_desired_count{region, cluster, service, desiredCount} -> the count it wanted before
+-- Calls UpdateService only when the count differs; says what it did in the run's timeline.
+function M.set_desired_count(args)
+    local log = require "atlas.run.log"
+    -- Setting a count twice is setting it once: safe to send again when
+    -- a crash or a timeout hid whether the first one arrived.
+    local current, resp = update_if_different(args, "desiredCount", { idempotent = true })
+    if not resp then
+        log.info("%s already wants %d tasks", args.region, current.desiredCount)
+        return current.desiredCount
+    end
     -- An answer that does not show the new count is not a change ECS made.
     local now = resp.service and resp.service.desiredCount
     if not require("atlas.run.runtime").dry_run and now ~= args.desiredCount then
@@ -170,23 +181,15 @@ function M.active_revision(args)
 end
 
 -- deploy_task_definition{region, cluster, service, taskDefinition} -> the task definition it ran before
--- Calls UpdateService only when the service does not deploy it already, so a
--- rerun or --resume changes nothing; says what it did in the run's timeline.
+-- Calls UpdateService only when the service does not deploy it already; says
+-- what it did in the run's timeline.
 function M.deploy_task_definition(args)
-    local current = existing_service(args)
     local log = require "atlas.run.log"
-    if current.taskDefinition == args.taskDefinition then
+    local current, resp = update_if_different(args, "taskDefinition")
+    if not resp then
         log.info("%s already deploys %s", args.region, args.taskDefinition)
         return current.taskDefinition
     end
-    M.update_service {
-        region = args.region,
-        profile = args.profile,
-        endpoint = args.endpoint,
-        cluster = args.cluster,
-        service = args.service,
-        taskDefinition = args.taskDefinition,
-    }
     log.info(
         "%s: %s revision %s -> %s%s",
         args.region,
