@@ -7,21 +7,6 @@ local atlas = require "atlas"
 local sql = require "atlas.sql"
 local replication = require "atlas.replication"
 
--- Connection targets are worked out once per run and kept out of ctx.state,
--- which is journaled to disk: a conninfo may hold a password.
-local targets
-
-local function resolve(ctx)
-    if not targets then
-        targets = replication.resolve_targets {
-            primary = ctx.params.primary,
-            secondaries = ctx.params.secondaries,
-            password_secret = ctx.params.password_secret,
-        }
-    end
-    return targets
-end
-
 -- The settings logical replication needs on the primary. `min` is the
 -- parameter a playbook run compares against.
 local REQUIRED = {
@@ -137,7 +122,7 @@ return atlas.playbook {
         {
             name = "check the primary's settings",
             run = function(ctx)
-                local t = resolve(ctx)
+                local t = replication.targets_of(ctx)
                 local problems, instance = {}, nil
                 if ctx.params.primary and ctx.params.primary ~= "" then
                     atlas.log(
@@ -208,7 +193,7 @@ return atlas.playbook {
             mutates = true,
             confirm = "Create the publication on the primary, or add the tables it lacks?",
             run = function(ctx)
-                local t = resolve(ctx)
+                local t = replication.targets_of(ctx)
                 local db <close> = sql.connect(t.primary.spec)
                 local report = replication.ensure_publication(db, ctx.params.publication, replication.TABLES)
                 if report.created then
@@ -251,7 +236,7 @@ return atlas.playbook {
             mutates = true,
             confirm = "Create or enable the subscriptions on the secondaries (each one makes a replication slot on the primary)?",
             run = function(ctx)
-                local t = resolve(ctx)
+                local t = replication.targets_of(ctx)
                 local connection = replication.primary_connection(t.primary)
                 for _, secondary in ipairs(t.secondaries) do
                     local db <close> = sql.connect(secondary.spec)
@@ -295,7 +280,7 @@ return atlas.playbook {
         {
             name = "verify replication",
             run = function(ctx)
-                local t = resolve(ctx)
+                local t = replication.targets_of(ctx)
                 if ctx.dry_run then
                     atlas.log("dry run: the statements above were not run; nothing to verify")
                     return

@@ -7,19 +7,6 @@ local atlas = require "atlas"
 local sql = require "atlas.sql"
 local replication = require "atlas.replication"
 
-local targets
-
-local function resolve(ctx)
-    if not targets then
-        targets = replication.resolve_targets {
-            primary = ctx.params.primary,
-            secondaries = ctx.params.secondaries,
-            password_secret = ctx.params.password_secret,
-        }
-    end
-    return targets
-end
-
 local function text(v)
     if v == nil or v == atlas.null then return "-" end
     return tostring(v)
@@ -75,7 +62,7 @@ return atlas.playbook {
             name = "primary slots and lag",
             run = function(ctx)
                 findings = { subscribers = {} }
-                local t = resolve(ctx)
+                local t = replication.targets_of(ctx)
                 local db <close> = sql.connect(t.primary.spec)
                 findings.slots = replication.slot_status(db)
                 findings.long_transactions = replication.long_transactions(db, ctx.params.long_transaction_seconds)
@@ -115,7 +102,7 @@ return atlas.playbook {
         {
             name = "secondary subscriptions",
             run = function(ctx)
-                local t = resolve(ctx)
+                local t = replication.targets_of(ctx)
                 for _, secondary in ipairs(t.secondaries) do
                     local entry = { label = secondary.label }
                     findings.subscribers[#findings.subscribers + 1] = entry

@@ -474,6 +474,23 @@ function M.resolve_targets(options)
     return targets
 end
 
+-- Each run's targets, by its ctx: gone with the run.
+local run_targets = setmetatable({}, { __mode = "k" })
+
+-- targets_of(ctx) -> resolve_targets of the run's primary, secondaries and password_secret parameters
+-- Worked out once per run and kept out of ctx.state, which is journaled to
+-- disk: a conninfo may hold a password.
+function M.targets_of(ctx)
+    if not run_targets[ctx] then
+        run_targets[ctx] = M.resolve_targets {
+            primary = ctx.params.primary,
+            secondaries = ctx.params.secondaries,
+            password_secret = ctx.params.password_secret,
+        }
+    end
+    return run_targets[ctx]
+end
+
 -- resolve_secondaries({conninfo...}|nil, password_secret) -> {{label=, spec=, params=}, ...}
 -- The given conninfos, or the secondary regions' RDS instances.
 function M.resolve_secondaries(list, password_secret)
