@@ -317,6 +317,15 @@ function t.capture(fn, ...)
     return events, ok, err
 end
 
+-- t.messages(events) -> the "log" events' messages, one a line: the run's timeline as text
+function t.messages(events)
+    local out = {}
+    for _, e in ipairs(events) do
+        if e.type == "log" then out[#out + 1] = e.message end
+    end
+    return table.concat(out, "\n")
+end
+
 -- t.run_playbook(path, args, {scenario=, world=, dry_run=, yes=, rollback=, resume=}) -> result, events
 -- Runs a playbook in this process against a mock world: the fast path
 -- for playbook tests. args are strings, as on the command line.

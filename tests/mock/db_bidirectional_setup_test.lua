@@ -7,13 +7,7 @@ local PLAYBOOK = "playbooks/db_bidirectional_setup.lua"
 local REGIONS = { "eu-west-1", "us-east-1", "ap-southeast-1" }
 local SHORT = { ["eu-west-1"] = "eu", ["us-east-1"] = "us", ["ap-southeast-1"] = "ap" }
 
-local function messages(events)
-    local out = {}
-    for _, e in ipairs(events) do
-        if e.type == "log" then out[#out + 1] = e.message end
-    end
-    return table.concat(out, "\n")
-end
+local messages = t.messages
 
 -- A statement that changed a mock database: a write that was not refused.
 local WRITING_TAGS = { create_slot = true, drop_slot = true, setval = true, terminate_idle = true }

@@ -6,13 +6,7 @@ local t = require "atlas.test"
 local PLAYBOOK = "playbooks/db_publication_setup.lua"
 local GROUP = "atlas-production-postgres15"
 
-local function messages(events)
-    local out = {}
-    for _, e in ipairs(events) do
-        if e.type == "log" then out[#out + 1] = e.message end
-    end
-    return table.concat(out, "\n")
-end
+local messages = t.messages
 
 local function created(world)
     local n = 0

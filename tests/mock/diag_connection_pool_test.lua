@@ -4,13 +4,7 @@ local t = require "atlas.test"
 
 local PLAYBOOK = "playbooks/diag_connection_pool.lua"
 
-local function messages(events)
-    local out = {}
-    for _, e in ipairs(events) do
-        if e.type == "log" then out[#out + 1] = e.message end
-    end
-    return table.concat(out, "\n")
-end
+local messages = t.messages
 
 local function states(world, region)
     local counts = {}

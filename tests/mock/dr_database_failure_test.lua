@@ -8,13 +8,7 @@ local PRIMARY = "atlas-production-db-eu-west-1"
 local REPLICA = "atlas-production-db-eu-west-1-replica"
 local SUB = "atlas_subscription_from_eu"
 
-local function messages(events)
-    local out = {}
-    for _, e in ipairs(events) do
-        if e.type == "log" then out[#out + 1] = e.message end
-    end
-    return table.concat(out, "\n")
-end
+local messages = t.messages
 
 local MUTATING = {
     RebootDBInstance = true,

@@ -278,14 +278,6 @@ t.case("deploy_task_definition starts a deployment once; a rerun sends nothing",
     t.eq(#w:calls_to("ecs", "UpdateService"), 1, "already deploying it: no second UpdateService")
 end)
 
-local function log_lines(events)
-    local out = {}
-    for _, e in ipairs(events) do
-        if e.type == "log" then out[#out + 1] = e.message end
-    end
-    return table.concat(out, "\n")
-end
-
 t.case("set_desired_count changes the count once and says so; a rerun sends nothing; an answer without it raises", function()
     local w = t.world()
     local ecs = require "atlas.ecs"
@@ -294,11 +286,11 @@ t.case("set_desired_count changes the count once and says so; a rerun sends noth
     local events = t.capture(function() before = ecs.set_desired_count(args) end)
     t.eq(before, 2)
     t.eq(describe(w).desiredCount, 6)
-    t.match(log_lines(events), "us%-east%-1: desired count 2 %-> 6")
+    t.match(t.messages(events), "us%-east%-1: desired count 2 %-> 6")
     local calls = w:calls_to("ecs", "UpdateService")
     t.eq({ #calls, calls[1].params.desiredCount, calls[1].params.idempotent }, { 1, 6, nil })
     events = t.capture(function() t.eq(ecs.set_desired_count(args), 6) end)
-    t.match(log_lines(events), "us%-east%-1 already wants 6 tasks")
+    t.match(t.messages(events), "us%-east%-1 already wants 6 tasks")
     t.eq(#w:calls_to("ecs", "UpdateService"), 1, "already so: no second UpdateService")
     w:inject { service = "ecs", action = "UpdateService", reply = { service = { desiredCount = 6 } }, times = 1 }
     local _, ok, err = t.capture(function() ecs.set_desired_count { region = U, cluster = CLUSTER, service = SERVICE, desiredCount = 8 } end)

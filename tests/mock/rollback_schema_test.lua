@@ -4,13 +4,7 @@ local t = require "atlas.test"
 
 local PLAYBOOK = "playbooks/rollback_schema.lua"
 
-local function messages(events)
-    local out = {}
-    for _, e in ipairs(events) do
-        if e.type == "log" then out[#out + 1] = e.message end
-    end
-    return table.concat(out, "\n")
-end
+local messages = t.messages
 
 -- Migration 4 added an audit table; migrations 5 and 6 came before it was noticed.
 local function migrated_world()

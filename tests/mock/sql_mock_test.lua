@@ -7,13 +7,7 @@ local SETUP = "playbooks/db_publication_setup.lua"
 local DIAG_LAG = "playbooks/diag_replication_lag.lua"
 local DIAG_POOL = "playbooks/diag_connection_pool.lua"
 
-local function messages(events)
-    local out = {}
-    for _, e in ipairs(events) do
-        if e.type == "log" then out[#out + 1] = e.message end
-    end
-    return table.concat(out, "\n")
-end
+local messages = t.messages
 
 local function sql_calls(world, pattern)
     local out = {}
