@@ -70,11 +70,7 @@ return atlas.playbook {
             pattern = "^[%a_][%w_]*$",
             description = "subscriptions are named this plus the publisher (eu, us, ap)",
         },
-        password_secret = {
-            type = "string",
-            default = replication.PASSWORD_SECRET,
-            description = "Secrets Manager secret holding the master password (RDS endpoints only)",
-        },
+        password_secret = env.password_secret_param(),
         wait = {
             type = "number",
             default = 120,

@@ -6,6 +6,7 @@
 local atlas = require "atlas"
 local sql = require "atlas.sql"
 local replication = require "atlas.replication"
+local env = require "atlas.env"
 
 -- The settings logical replication needs on the primary. `min` is the
 -- parameter a playbook run compares against.
@@ -25,7 +26,6 @@ end
 -- the exact change that fixes it.
 local function parameter_group_problems(ctx)
     local rds = require "atlas.rds"
-    local env = require "atlas.env"
     local region, id = replication.PRIMARY_REGION, env.db_instance(replication.PRIMARY_REGION)
     local instance = rds.describe_db_instances({ region = region, DBInstanceIdentifier = id })[1]
     local membership = (instance.DBParameterGroups or {})[1]
@@ -98,11 +98,7 @@ return atlas.playbook {
         },
         publication = { type = "string", default = replication.PUBLICATION, description = "publication name" },
         subscription = { type = "string", default = replication.SUBSCRIPTION, description = "subscription name" },
-        password_secret = {
-            type = "string",
-            default = replication.PASSWORD_SECRET,
-            description = "Secrets Manager secret holding the master password (RDS endpoints only)",
-        },
+        password_secret = env.password_secret_param(),
         wait = { type = "number", default = 120, description = "seconds to wait for the subscriptions to stream" },
         min_wal_senders = {
             type = "integer",

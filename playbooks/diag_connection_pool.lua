@@ -8,6 +8,7 @@
 local atlas = require "atlas"
 local sql = require "atlas.sql"
 local replication = require "atlas.replication"
+local env = require "atlas.env"
 
 local function text(v)
     if v == nil or v == atlas.null then return "-" end
@@ -72,11 +73,7 @@ return atlas.playbook {
         },
         warn_headroom_percent = { type = "number", default = 20, description = "headroom below this is a warning" },
         critical_headroom_percent = { type = "number", default = 5, description = "headroom below this is critical" },
-        password_secret = {
-            type = "string",
-            default = replication.PASSWORD_SECRET,
-            description = "Secrets Manager secret holding the master password (RDS endpoints only)",
-        },
+        password_secret = env.password_secret_param(),
     },
     validate = function(values) return replication.validate_conninfos(values, { "target" }) end,
     steps = {

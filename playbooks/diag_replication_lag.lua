@@ -6,6 +6,7 @@
 local atlas = require "atlas"
 local sql = require "atlas.sql"
 local replication = require "atlas.replication"
+local env = require "atlas.env"
 
 local function text(v)
     if v == nil or v == atlas.null then return "-" end
@@ -50,11 +51,7 @@ return atlas.playbook {
             default = 300,
             description = "transactions open longer are reported",
         },
-        password_secret = {
-            type = "string",
-            default = replication.PASSWORD_SECRET,
-            description = "Secrets Manager secret holding the master password (RDS endpoints only)",
-        },
+        password_secret = env.password_secret_param(),
     },
     validate = function(values) return replication.validate_conninfos(values, { "primary", "secondaries" }) end,
     steps = {

@@ -306,11 +306,7 @@ return atlas.playbook {
         },
         subscription = { type = "string", default = replication.SUBSCRIPTION, description = "subscription name" },
         publication = { type = "string", default = replication.PUBLICATION, description = "publication name" },
-        password_secret = {
-            type = "string",
-            default = replication.PASSWORD_SECRET,
-            description = "Secrets Manager secret holding the master password (RDS endpoints only)",
-        },
+        password_secret = env.password_secret_param(),
         wait_timeout = {
             type = "integer",
             default = 1800,

@@ -93,11 +93,7 @@ return atlas.playbook {
             pattern = "^[%a][%w%-]*$",
             description = "the new instance the snapshot is restored into",
         },
-        password_secret = {
-            type = "string",
-            default = replication.PASSWORD_SECRET,
-            description = "Secrets Manager secret holding the master password (RDS endpoints only)",
-        },
+        password_secret = env.password_secret_param(),
         wait_timeout = { type = "integer", default = 1800, min = 60, description = "seconds to wait for the restore" },
     },
     validate = function(values)

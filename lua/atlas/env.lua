@@ -107,6 +107,16 @@ function M.regions_param(what)
     }
 end
 
+-- The secret a playbook reads the RDS master password from, for targets it
+-- is not given a conninfo for.
+function M.password_secret_param()
+    return {
+        type = "string",
+        default = M.PASSWORD_SECRET,
+        description = "Secrets Manager secret holding the master password (RDS endpoints only)",
+    }
+end
+
 -- How long one health probe may take: a probe needs a moment, and one
 -- longer than a minute holds up the run instead of finding a fault.
 function M.endpoint_timeout_param(description, default)

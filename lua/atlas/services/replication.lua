@@ -406,9 +406,9 @@ end
 
 -- Targets ------------------------------------------------------------------
 
-M.PRIMARY_REGION = "eu-west-1"
-M.SECONDARY_REGIONS = { "us-east-1", "ap-southeast-1" }
-M.PASSWORD_SECRET = "atlas-db-master-password"
+M.PRIMARY_REGION = require("atlas.env").PRIMARY_REGION
+M.SECONDARY_REGIONS = require("atlas.env").SECONDARY_REGIONS
+M.PASSWORD_SECRET = require("atlas.env").PASSWORD_SECRET
 
 -- The connection spec of a region's RDS instance, found with DescribeDBInstances;
 -- the password comes from the master-password secret (eu-west-1).
