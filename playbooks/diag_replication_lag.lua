@@ -8,10 +8,7 @@ local sql = require "atlas.sql"
 local replication = require "atlas.replication"
 local env = require "atlas.env"
 
-local function text(v)
-    if v == nil or v == atlas.null then return "-" end
-    return tostring(v)
-end
+local text = atlas.text
 
 local function seconds(v)
     if v == nil or v == atlas.null then return "-" end

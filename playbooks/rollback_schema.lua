@@ -13,10 +13,7 @@ local env = require "atlas.env"
 
 local SHOWN = 5
 
-local function text(v)
-    if v == nil or v == atlas.null then return "-" end
-    return tostring(v)
-end
+local text = atlas.text
 
 -- The database to look at and act on: a conninfo, or the region's RDS instance.
 local function target(ctx)

@@ -12,6 +12,12 @@ local atlas = {
     REGIONS = require("atlas.env").REGIONS,
 }
 
+-- atlas.text(v) -> v as a report shows it: "-" for nil and atlas.null (a SQL NULL)
+function atlas.text(v)
+    if v == nil or v == json.null then return "-" end
+    return tostring(v)
+end
+
 -- atlas.log(fmt, ...): a line in the run's timeline
 function atlas.log(fmt, ...) log.info(fmt, ...) end
 
