@@ -294,6 +294,26 @@ t.case("digests: sha256_hex, hmac_sha256, hex (RFC 4231 case 2)", function()
     t.eq(sigv4.hex("\0\255a"), "00ff61")
 end)
 
+-- hmac_sha256 is built on SHA-256 in engine/sigv4.c: the key at, under and over the block
+-- size. Expected values from Python's hmac module and RFC 4231 (cases 1 and 7).
+t.case("hmac_sha256 agrees with RFC 4231 and Python's hmac around the 64-byte block", function()
+    local cases = {
+        { string.rep("\x0b", 20), "Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7" },
+        { string.rep("k", 64), "exactly one block of key", "baa93ea4ccc7062ed6870c5e7937dbd35ad7791df4e29df9addeb429ff491acf" },
+        { string.rep("k", 65), "one byte over the block", "ea45307a1bd866c1d3612dc405564939492cf1d4ddbc10e7933454ebc427a2a3" },
+        { "", "", "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad" },
+        {
+            string.rep("\xaa", 131),
+            "This is a test using a larger than block-size key and a larger than block-size data. The key needs to be "
+                .. "hashed before being used by the HMAC algorithm.",
+            "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+        },
+    }
+    for _, case in ipairs(cases) do
+        t.eq(sigv4.hex(sigv4.hmac_sha256(case[1], case[2])), case[3], #case[1] .. "-byte key")
+    end
+end)
+
 t.case("misuse raises", function()
     t.raises(
         function() sigv4.sign { url = "https://x/", region = "r", service = "s", credentials = creds } end,
