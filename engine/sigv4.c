@@ -8,9 +8,11 @@
 
 /* OpenSSL's direct SHA256_* functions, deprecated in 3.0 in favour of EVP, are used on purpose
  * for plain digests: EVP looks the digest up in the provider store on each one-shot call, and
- * the first lookup of a process builds that store (~0.8 ms). HMAC is built on them too. */
+ * the first lookup of a process builds that store (~0.8 ms). HMAC is OpenSSL's, as every
+ * SDK's is. */
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include "atlas.h"
@@ -21,42 +23,22 @@ static const char hex_digits[] = "0123456789abcdef";
 
 /* ---- digests ----------------------------------------------------------- */
 
-/* HMAC-SHA256 (RFC 2104) on the SHA256_* functions. OpenSSL's HMAC_Init_ex goes through EVP
- * (three digest contexts set up and copied per key) and cost more than the two digests
- * themselves; after each network round trip, with cold caches, it was a tenth of a signed
- * call's CPU above the transport. Pinned by RFC 4231's vectors (tests/unit/sigv4_test.lua). */
-#define SHA256_BLOCK 64
-
+/* One HMAC context and one fetched SHA-256 for the process: the one-shot HMAC() of OpenSSL 3
+ * looks the MAC and the digest up in the provider store on every call, which costs more than
+ * the MAC itself. */
 static void
 hmac_sha256(const void *key, size_t keylen, const void *msg, size_t msglen,
             unsigned char out[SHA256_LEN])
 {
-    unsigned char block[SHA256_BLOCK], inner[SHA256_LEN];
-    SHA256_CTX ctx;
-    size_t i;
-
-    memset(block, 0, sizeof block);
-    if (keylen > SHA256_BLOCK) {
-        SHA256_Init(&ctx);
-        SHA256_Update(&ctx, key, keylen);
-        SHA256_Final(block, &ctx);
-    } else {
-        memcpy(block, key, keylen);
-    }
-    for (i = 0; i < SHA256_BLOCK; i++)
-        block[i] ^= 0x36;
-    SHA256_Init(&ctx);
-    SHA256_Update(&ctx, block, SHA256_BLOCK);
-    SHA256_Update(&ctx, msg, msglen);
-    SHA256_Final(inner, &ctx);
-    for (i = 0; i < SHA256_BLOCK; i++)
-        block[i] ^= 0x36 ^ 0x5c;
-    SHA256_Init(&ctx);
-    SHA256_Update(&ctx, block, SHA256_BLOCK);
-    SHA256_Update(&ctx, inner, SHA256_LEN);
-    SHA256_Final(out, &ctx);
-    /* the first key of a derivation is "AWS4" + the secret: leave no copy on the stack */
-    OPENSSL_cleanse(block, sizeof block);
+    static HMAC_CTX *ctx;
+    static EVP_MD *sha256_md;
+    unsigned int len = SHA256_LEN;
+    if ((sha256_md != NULL || (sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL)) != NULL) &&
+        (ctx != NULL || (ctx = HMAC_CTX_new()) != NULL) &&
+        HMAC_Init_ex(ctx, key, (int)keylen, sha256_md, NULL) && HMAC_Update(ctx, msg, msglen) &&
+        HMAC_Final(ctx, out, &len))
+        return;
+    memset(out, 0, SHA256_LEN); /* only on out of memory: the signature is refused */
 }
 
 static void
