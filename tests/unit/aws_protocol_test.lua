@@ -541,6 +541,11 @@ local wrong_replies = {
         "<html><body>hello</body></html>",
         "expected <DescribeDBInstancesResponse>, got <html>",
     },
+    -- rest-json keeps the JSON protocol's rule: the output is an object
+    -- (found by the fuzzer: a bare number came back as the response).
+    { "lambda", "GetFunction", "2", "expected a JSON object, got number" },
+    { "lambda", "GetFunction", "[1]", "expected a JSON object, got an array" },
+    { "lambda", "GetFunction", '"x"', "expected a JSON object, got string" },
 }
 
 for _, case in ipairs(wrong_replies) do

@@ -21,6 +21,18 @@ t.case("each form of a secret is masked: as given, %q, JSON and conninfo-escaped
     end
 end)
 
+t.case("a secret that is not UTF-8 is masked, and --log-format json writes such bytes as U+FFFD", function()
+    -- Found by the fuzzer: its JSON form raised, and parse_conninfo with it.
+    local canary = "pw\255\254canary"
+    log.secret(canary)
+    t.no_match(log.redact("x " .. canary .. " y"), "canary")
+    local parsed = require("atlas.sql").parse_conninfo("host=db.example password=" .. canary)
+    t.ok(type(parsed) == "table", "the conninfo parses")
+    local r = t.run({ "--log-format", "json", "-e", 'require("atlas.run.log").info("bytes %s here", "\255\254ok")' })
+    t.eq(r.code, 0, r.stderr)
+    t.eq(json.decode(r.stdout).message, "bytes \u{FFFD}\u{FFFD}ok here")
+end)
+
 t.case("a short secret is masked as a word, not inside other words", function()
     log.secret("k9")
     t.eq(log.redact("password=k9 host=db"), "password=[REDACTED] host=db")

@@ -602,6 +602,20 @@ local function decode_query(svc, op, action, resp)
     return decode_xml(svc, op.output, node)
 end
 
+-- json_object(svc, action, body) -> the JSON object a reply's body holds |
+-- nil, InvalidResponse. Every JSON output (and every structure payload) is an
+-- object: anything else (a bare number, an array, a string) would surface
+-- later as a nil field deep in a helper, or as a crash indexing a number.
+local function json_object(svc, action, body)
+    local v, msg = json.decode(body)
+    if v == nil then return nil, bad_response(svc, action, "malformed JSON: " .. msg) end
+    if type(v) ~= "table" or json.is_array(v) then
+        local got = type(v) == "table" and "an array" or type(v)
+        return nil, bad_response(svc, action, "expected a JSON object, got " .. got)
+    end
+    return v
+end
+
 local function decode_rest(svc, op, action, resp)
     if not op.output then return {} end
     local shape = shape_of(svc, op.output)
@@ -617,8 +631,8 @@ local function decode_rest(svc, op, action, resp)
                     if not root then return nil, bad_response(svc, action, "malformed XML: " .. tostring(msg)) end
                     out[payload] = decode_xml(svc, shape.m[payload].s, root)
                 else
-                    local v, msg = json.decode(resp.body)
-                    if v == nil then return nil, bad_response(svc, action, "malformed JSON: " .. msg) end
+                    local v, err = json_object(svc, action, resp.body)
+                    if v == nil then return nil, err end
                     out[payload] = v
                 end
             end
@@ -638,8 +652,8 @@ local function decode_rest(svc, op, action, resp)
             out = {}
         end
     elseif resp.body ~= "" then
-        local v, msg = json.decode(resp.body)
-        if v == nil then return nil, bad_response(svc, action, "malformed JSON: " .. msg) end
+        local v, err = json_object(svc, action, resp.body)
+        if v == nil then return nil, err end
         out = M.strip_nulls(v) -- strip_nulls is defined below
     else
         out = {}
@@ -767,18 +781,8 @@ function M.decode(svc, action, region, resp)
             end
             return {}
         end
-        local v, msg = json.decode(resp.body)
-        if v == nil then return nil, bad_response(svc, action, "malformed JSON: " .. msg) end
-        -- Every JSON-protocol output is a structure: anything else (a bare
-        -- array, a string) would surface later as a nil field deep in a helper.
-        if type(v) ~= "table" or json.is_array(v) then
-            return nil,
-                bad_response(
-                    svc,
-                    action,
-                    "expected a JSON object, got " .. (type(v) == "table" and "an array" or type(v))
-                )
-        end
+        local v, err = json_object(svc, action, resp.body)
+        if v == nil then return nil, err end
         -- most documents have no null at all: skip the walk then
         if resp.body:find("null", 1, true) then strip_nulls(v) end
         return v

@@ -34,9 +34,12 @@ local clean, clean_count = {}, 0
 -- report) and escaped as a conninfo value. Each is masked like the value.
 local function forms(value)
     local out = { value }
+    -- A value JSON cannot hold (bytes that are not UTF-8) has no JSON form:
+    -- the JSON sink writes those bytes as U+FFFD, after the masking.
+    local encodable, encoded = pcall(json.encode, value)
     for _, form in ipairs {
         string.format("%q", value):sub(2, -2),
-        json.encode(value):sub(2, -2),
+        encodable and encoded:sub(2, -2) or value,
         (value:gsub("[\\']", "\\%0")),
     } do
         if form ~= value then out[#out + 1] = form end
@@ -403,11 +406,44 @@ local function text_sink(e)
     end
 end
 
+-- JSON holds UTF-8 only, and text from outside (a server's error message, a
+-- log line, a response body) may carry other bytes. Each byte that is not
+-- part of valid UTF-8 becomes U+FFFD: the event is written, never lost, and
+-- the JSON sink never raises in the middle of a step.
+local function utf8_clean(s)
+    if utf8.len(s) then return s end
+    local out, i = {}, 1
+    while i <= #s do
+        local ok, bad = utf8.len(s, i)
+        if ok then
+            out[#out + 1] = s:sub(i)
+            break
+        end
+        out[#out + 1] = s:sub(i, bad - 1)
+        out[#out + 1] = "\u{FFFD}"
+        i = bad + 1
+    end
+    return table.concat(out)
+end
+M.utf8_clean = utf8_clean
+
+local function utf8_clean_deep(v, depth)
+    if type(v) == "string" then return utf8_clean(v) end
+    if type(v) ~= "table" or depth > 20 then return v end
+    local out = {}
+    for k, x in pairs(v) do
+        out[utf8_clean_deep(k, depth + 1)] = utf8_clean_deep(x, depth + 1)
+    end
+    return setmetatable(out, getmetatable(v))
+end
+
 local function json_sink(e)
     if e.type == "log" and LEVELS[e.level] < LEVELS[config.level] then return end
     local json = require "atlas.json"
     if e.error ~= nil and type(e.error) ~= "string" then e.error = tostring(e.error) end
-    write(json.encode(e))
+    local ok, text = pcall(json.encode, e)
+    if not ok then text = json.encode(utf8_clean_deep(e, 0)) end
+    write(text)
 end
 
 local sink = text_sink
