@@ -464,9 +464,9 @@ end
 -- recovery is the time between the world reaching a state and the waiter
 -- noticing it: at most one pace (plus the poll's round trip). The AWS CLI's
 -- 15 s (ECS) and 30 s (Route53) cost up to that much per wait; 4 s keeps the
--- share under 5 s within the rate limits: ECS's DescribeServices refills 20
--- requests a second and Route53 allows 5 a second per account, so one
--- waiter's 0.25 a second is a small part of either. RDS's waits last
+-- share under 5 s within the rate limits: Route53 allows 5 requests a second
+-- per account, and ECS's per-Region read buckets refill several a second, so
+-- one waiter's 0.25 a second is a small part of either. RDS's waits last
 -- minutes, and its describe calls share a tighter account budget.
 M.PACE = { ecs = 4, route53 = 4, rds = 10 }
 local DEFAULT_PACE = 15
