@@ -7,12 +7,25 @@
 -- prints "aws_call_canned_us <x>".
 local aws = require "atlas.aws"
 local n = tonumber(os.getenv("N") or "20000")
-local body = '{"services":[{"serviceName":"atlas-crm-production-service-us-east-1","status":"ACTIVE",'
-    .. '"desiredCount":4,"runningCount":4,"pendingCount":0,"deployments":[{"status":"PRIMARY","desiredCount":4,'
-    .. '"runningCount":4,"rolloutState":"COMPLETED"}]}],"failures":[]}'
+-- The canned answer: a 300-byte one, or what a caller set in CANNED
+-- ({body=, headers=, reused=, label=}; bench/aws_call_canned_moto.lua).
+local canned = CANNED
+    or {
+        body = '{"services":[{"serviceName":"atlas-crm-production-service-us-east-1","status":"ACTIVE",'
+            .. '"desiredCount":4,"runningCount":4,"pendingCount":0,"deployments":[{"status":"PRIMARY","desiredCount":4,'
+            .. '"runningCount":4,"rolloutState":"COMPLETED"}]}],"failures":[]}',
+        headers = { ["x-amzn-requestid"] = "r" },
+        reused = true,
+        label = "aws_call_canned_us",
+    }
 require("atlas.net").curl = {
     request = function()
-        return { status = 200, headers = { ["x-amzn-requestid"] = "r" }, body = body, elapsed = 0, reused = true }
+        -- A fresh header table each call, as the transport gives.
+        local h = {}
+        for k, v in pairs(canned.headers) do
+            h[k] = v
+        end
+        return { status = 200, headers = h, body = canned.body, elapsed = 0, reused = canned.reused }
     end,
 }
 local req = {
@@ -28,4 +41,4 @@ local started = os.clock()
 for _ = 1, n do
     assert(aws.call(req).services[1].serviceName)
 end
-print(string.format("aws_call_canned_us %.1f", (os.clock() - started) / n * 1e6))
+print(string.format("%s %.1f", canned.label, (os.clock() - started) / n * 1e6))

@@ -5,30 +5,10 @@
 --   AWS_ENDPOINT_URL=http://127.0.0.1:5000 N=20000 atlas-run -e 'dofile("bench/aws_call_canned_moto.lua")'
 -- prints "aws_call_canned_moto_us <x>". With AWS_ENDPOINT_URL set, as in aws_bench.sh, the
 -- endpoint is a custom loopback one, as against moto.
-local aws = require "atlas.aws"
-local n = tonumber(os.getenv("N") or "20000")
-local body = "{\"services\": [{\"serviceArn\": \"arn:aws:ecs:us-east-1:123456789012:service/atlas-crm-production-cluster-us-east-1/atlas-crm-production-service-us-east-1\", \"serviceName\": \"atlas-crm-production-service-us-east-1\", \"clusterArn\": \"arn:aws:ecs:us-east-1:123456789012:cluster/atlas-crm-production-cluster-us-east-1\", \"loadBalancers\": [], \"serviceRegistries\": [], \"status\": \"ACTIVE\", \"desiredCount\": 2, \"runningCount\": 2, \"pendingCount\": 0, \"launchType\": \"EC2\", \"taskDefinition\": \"arn:aws:ecs:us-east-1:123456789012:task-definition/atlas-crm-production-us-east-1:14\", \"taskSets\": [], \"deployments\": [{\"id\": \"ecs-svc/240869841171142066\", \"status\": \"PRIMARY\", \"taskDefinition\": \"arn:aws:ecs:us-east-1:123456789012:task-definition/atlas-crm-production-us-east-1:14\", \"desiredCount\": 2, \"pendingCount\": 2, \"runningCount\": 0, \"failedTasks\": 0, \"createdAt\": 1796171499.569, \"updatedAt\": 1796171499.569, \"launchType\": \"EC2\", \"platformFamily\": \"EC2\", \"rolloutState\": \"IN_PROGRESS\", \"rolloutStateReason\": \"ECS deployment ecs-svc/240869841171142066 in progress.\"}], \"events\": [], \"networkConfiguration\": {}, \"schedulingStrategy\": \"REPLICA\", \"deploymentController\": {\"type\": \"ECS\"}, \"propagateTags\": \"NONE\"}], \"failures\": []}"
-local headers = { ["access-control-allow-origin"] = "*", ["connection"] = "close", ["content-length"] = "1205", ["content-type"] = "application/x-amz-json-1.1", ["date"] = "Wed, 02 Dec 2026 00:32:15 GMT", ["server"] = "Werkzeug/3.1.8 Python/3.11.7, amazon.com", ["x-amzn-requestid"] = "WKIPZN9Lij9FJETYfCSHztQkBC7JEbhlSyNWWZr4aEDHwHCszwBA" }
-require("atlas.net").curl = {
-    request = function()
-        local h = {}
-        for k, v in pairs(headers) do
-            h[k] = v
-        end
-        return { status = 200, headers = h, body = body, elapsed = 0, reused = false }
-    end,
+CANNED = {
+    body = "{\"services\": [{\"serviceArn\": \"arn:aws:ecs:us-east-1:123456789012:service/atlas-crm-production-cluster-us-east-1/atlas-crm-production-service-us-east-1\", \"serviceName\": \"atlas-crm-production-service-us-east-1\", \"clusterArn\": \"arn:aws:ecs:us-east-1:123456789012:cluster/atlas-crm-production-cluster-us-east-1\", \"loadBalancers\": [], \"serviceRegistries\": [], \"status\": \"ACTIVE\", \"desiredCount\": 2, \"runningCount\": 2, \"pendingCount\": 0, \"launchType\": \"EC2\", \"taskDefinition\": \"arn:aws:ecs:us-east-1:123456789012:task-definition/atlas-crm-production-us-east-1:14\", \"taskSets\": [], \"deployments\": [{\"id\": \"ecs-svc/240869841171142066\", \"status\": \"PRIMARY\", \"taskDefinition\": \"arn:aws:ecs:us-east-1:123456789012:task-definition/atlas-crm-production-us-east-1:14\", \"desiredCount\": 2, \"pendingCount\": 2, \"runningCount\": 0, \"failedTasks\": 0, \"createdAt\": 1796171499.569, \"updatedAt\": 1796171499.569, \"launchType\": \"EC2\", \"platformFamily\": \"EC2\", \"rolloutState\": \"IN_PROGRESS\", \"rolloutStateReason\": \"ECS deployment ecs-svc/240869841171142066 in progress.\"}], \"events\": [], \"networkConfiguration\": {}, \"schedulingStrategy\": \"REPLICA\", \"deploymentController\": {\"type\": \"ECS\"}, \"propagateTags\": \"NONE\"}], \"failures\": []}",
+    headers = { ["access-control-allow-origin"] = "*", ["connection"] = "close", ["content-length"] = "1205", ["content-type"] = "application/x-amz-json-1.1", ["date"] = "Wed, 02 Dec 2026 00:32:15 GMT", ["server"] = "Werkzeug/3.1.8 Python/3.11.7, amazon.com", ["x-amzn-requestid"] = "WKIPZN9Lij9FJETYfCSHztQkBC7JEbhlSyNWWZr4aEDHwHCszwBA" },
+    reused = false,
+    label = "aws_call_canned_moto_us",
 }
-local req = {
-    service = "ecs",
-    action = "DescribeServices",
-    region = "us-east-1",
-    params = { cluster = "atlas-crm-production-cluster-us-east-1", services = { "atlas-crm-production-service-us-east-1" } },
-}
-for _ = 1, 200 do
-    aws.call(req)
-end
-local started = os.clock()
-for _ = 1, n do
-    assert(aws.call(req).services[1].serviceName)
-end
-print(string.format("aws_call_canned_moto_us %.1f", (os.clock() - started) / n * 1e6))
+dofile("bench/aws_call_canned.lua")

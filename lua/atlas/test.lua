@@ -277,21 +277,28 @@ function t.server(argv, options)
     local logfile = os.tmpname()
     local pid = assert(sys.spawn(real, { stdout = logfile, stderr = logfile, env = options.env }))
     t.defer(function()
-        sys.kill(-pid, "TERM")
-        local deadline = sys.monotime() + 5
-        while not sys.wait(pid, true) do
-            if sys.monotime() > deadline then
-                sys.kill(-pid, "KILL")
-                sys.wait(pid)
-                break
-            end
-            sys.sleep(0.02)
-        end
+        require("atlas.proc.real").stop(pid, 5)
         os.remove(logfile)
     end)
     local ok, why = wait_for_port(port, options.ready_timeout or 20, pid)
     if not ok then error(string.format("%s %s: %s", real[1], why, t.read_file(logfile) or ""), 2) end
     return port, pid
+end
+
+-- t.aws_environment(env) -> env: until the case (or file) ends, atlas.aws's
+-- wire and credential chain read env instead of the process environment,
+-- which Lua cannot change; the credentials they cached are dropped both ways.
+function t.aws_environment(env)
+    local wire, credentials = require "atlas.aws.real", require "atlas.aws.credentials"
+    local saved_wire, saved_cred = wire.getenv, credentials.getenv
+    wire.getenv = function(k) return env[k] end
+    credentials.getenv = function(k) return env[k] end
+    credentials.reset()
+    t.defer(function()
+        wire.getenv, credentials.getenv = saved_wire, saved_cred
+        credentials.reset()
+    end)
+    return env
 end
 
 -- t.moto() -> endpoint URL of a fresh moto_server on a free loopback port

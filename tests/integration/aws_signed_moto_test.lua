@@ -7,7 +7,6 @@
 -- protocols are left to the SigV4 suite; see tests/integration/sigv4_moto_test.lua.)
 local t = require "atlas.test"
 local aws = require "atlas.aws"
-local wire = require "atlas.aws.real"
 local credentials = require "atlas.aws.credentials"
 
 -- The first three requests (user, policy, access key) go unchecked; every later one is verified.
@@ -21,14 +20,7 @@ local env = {
     AWS_SECRET_ACCESS_KEY = "unchecked",
     AWS_EC2_METADATA_DISABLED = "true",
 }
-local saved_wire, saved_cred = wire.getenv, credentials.getenv
-wire.getenv = function(k) return env[k] end
-credentials.getenv = function(k) return env[k] end
-credentials.reset()
-t.defer(function()
-    wire.getenv, credentials.getenv = saved_wire, saved_cred
-    credentials.reset()
-end)
+t.aws_environment(env)
 
 local ALLOW_ALL = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}'
 aws.call { service = "iam", action = "CreateUser", region = "us-east-1", params = { UserName = "atlas signer" } }

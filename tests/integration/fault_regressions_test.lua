@@ -5,8 +5,6 @@ local t = require "atlas.test"
 local json = require "atlas.json"
 local aws = require "atlas.aws"
 local errors = require "atlas.errors"
-local wire = require "atlas.aws.real"
-local credentials = require "atlas.aws.credentials"
 
 local REGION = "us-east-1"
 local CLUSTER, SERVICE = "faults-cluster", "faults-service"
@@ -14,14 +12,7 @@ local CLUSTER, SERVICE = "faults-cluster", "faults-service"
 -- A bare moto with one ECS service, built by atlas itself (no boto3 seeding:
 -- these cases need one service, not the reference environment).
 local env = { AWS_ACCESS_KEY_ID = "testing", AWS_SECRET_ACCESS_KEY = "testing", AWS_EC2_METADATA_DISABLED = "true" }
-local saved_wire, saved_cred = wire.getenv, credentials.getenv
-wire.getenv = function(k) return env[k] end
-credentials.getenv = function(k) return env[k] end
-credentials.reset()
-t.defer(function()
-    wire.getenv, credentials.getenv = saved_wire, saved_cred
-    credentials.reset()
-end)
+t.aws_environment(env)
 local endpoint = t.moto()
 local function moto_call(action, params)
     return aws.call { service = "ecs", action = action, region = REGION, endpoint = endpoint, params = params }

@@ -522,22 +522,13 @@ end)
 
 t.case("password_secret reads the password from Secrets Manager (moto) and shows it nowhere", function()
     -- atlas.aws pointed at a fresh moto_server, as tests/support/moto_world.lua does.
-    local wire = require "atlas.aws.real"
-    local credentials = require "atlas.aws.credentials"
     local env = {
         AWS_ENDPOINT_URL = t.moto(),
         AWS_ACCESS_KEY_ID = "testing",
         AWS_SECRET_ACCESS_KEY = "testing",
         AWS_EC2_METADATA_DISABLED = "true",
     }
-    local saved_wire, saved_credentials = wire.getenv, credentials.getenv
-    wire.getenv = function(k) return env[k] end
-    credentials.getenv = function(k) return env[k] end
-    credentials.reset()
-    t.defer(function()
-        wire.getenv, credentials.getenv = saved_wire, saved_credentials
-        credentials.reset()
-    end)
+    t.aws_environment(env)
     require("atlas.aws").call {
         service = "secretsmanager",
         action = "CreateSecret",

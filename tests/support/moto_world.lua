@@ -3,27 +3,17 @@
 -- "testing"). Usage: local moto = dofile("tests/support/moto_world.lua")(t)
 return function(t)
     local json = require "atlas.json"
-    local wire = require "atlas.aws.real"
-    local credentials = require "atlas.aws.credentials"
     local endpoint = t.moto()
     local seeded = t.spawn({ "python3", "tests/support/seed_moto.py", endpoint }, { timeout = 120 })
     assert(seeded.code == 0, "seeding moto failed: " .. seeded.stderr)
-    -- The process environment cannot be changed from Lua; the wire and the
-    -- credential chain read it through replaceable getenv functions.
+    -- The environment atlas.aws sees (t.aws_environment).
     local env = {
         AWS_ENDPOINT_URL = endpoint,
         AWS_ACCESS_KEY_ID = "testing",
         AWS_SECRET_ACCESS_KEY = "testing",
         AWS_EC2_METADATA_DISABLED = "true",
     }
-    local saved_wire, saved_cred = wire.getenv, credentials.getenv
-    wire.getenv = function(k) return env[k] end
-    credentials.getenv = function(k) return env[k] end
-    credentials.reset()
-    t.defer(function()
-        wire.getenv, credentials.getenv = saved_wire, saved_cred
-        credentials.reset()
-    end)
+    t.aws_environment(env)
     local summary = json.decode(seeded.stdout)
     summary.endpoint = endpoint
     summary.env = env -- the environment atlas sees; a test may add to it

@@ -10,8 +10,6 @@ local created = {}
 return function(t, options)
     options = options or {}
     local moto = options.moto
-    local wire = require "atlas.aws.real"
-    local credentials = require "atlas.aws.credentials"
     local env
     if moto then
         env = moto.env
@@ -22,14 +20,7 @@ return function(t, options)
             AWS_SECRET_ACCESS_KEY = "testing",
             AWS_EC2_METADATA_DISABLED = "true",
         }
-        local saved_wire, saved_cred = wire.getenv, credentials.getenv
-        wire.getenv = function(k) return env[k] end
-        credentials.getenv = function(k) return env[k] end
-        credentials.reset()
-        t.defer(function()
-            wire.getenv, credentials.getenv = saved_wire, saved_cred
-            credentials.reset()
-        end)
+        t.aws_environment(env)
     end
     local region = "us-east-1"
     if not created[env.AWS_ENDPOINT_URL] then

@@ -13,11 +13,12 @@ local function slurp(path)
     return data
 end
 
--- Ends the process group of pid: TERM, then KILL if it is still there after
--- a grace period. The group, so that a shell's children go too.
-local function stop(pid)
+-- real.stop(pid, grace = 2): ends the process group of pid: TERM, then KILL
+-- if it is still there after grace seconds. The group, so that a shell's
+-- children go too.
+function M.stop(pid, grace)
     sys.kill(-pid, "TERM")
-    local deadline = sys.monotime() + 2
+    local deadline = sys.monotime() + (grace or 2)
     while not sys.wait(pid, true) do
         if sys.monotime() > deadline then
             sys.kill(-pid, "KILL")
@@ -52,7 +53,7 @@ function M.run(argv, options)
         end
     until exited
     if not exited then
-        stop(pid)
+        M.stop(pid)
         slurp(base .. ".out")
         local stderr = slurp(base .. ".err")
         if sys.interrupted() then return { code = 130, stdout = "", stderr = stderr } end

@@ -26,14 +26,7 @@ end
 
 local function lsn_text(n) return string.format("%X/%X", n // 0x100000000, n % 0x100000000) end
 
-local function sorted_keys(t)
-    local keys = {}
-    for k in pairs(t) do
-        keys[#keys + 1] = k
-    end
-    table.sort(keys)
-    return keys
-end
+local sorted_keys = util.sorted_keys
 
 -- Whether the subscriber's apply worker is connected to its slot now.
 local function streaming(c, slot)
